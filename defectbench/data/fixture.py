@@ -1,0 +1,202 @@
+"""The fixed train / dev / val split of ELPV, committed under `fixtures/elpv/`.
+
+`val` is the fixture every benchmark scores on; `dev` is for model selection, calibration and the
+choice of decision threshold; `train` is for training. The split is made once by
+`make_elpv_split` (stratified by severity x cell type, deterministic) and committed. Loading checks
+the installed images and labels against the committed content hash and fails loudly on any
+difference: a silent re-split would make every recall number incomparable with the last run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from defectbench.data.elpv import DEFAULT_DEFECT_THRESHOLD, SEVERITY_NAMES, load_elpv
+from defectbench.data.image_set import ImageSet
+from defectbench.errors import DataError, FixtureMismatchError, UnknownNameError
+from defectbench.io import atomic_write_text
+
+SPLITS = ("train", "dev", "val")
+FIXTURE_VERSION = 1
+DEFAULT_FRACTIONS = {"val": 0.25, "dev": 0.15}
+DEFAULT_SEED = 20190101
+
+
+def default_fixture_dir() -> Path:
+    """`fixtures/elpv` of the source checkout, or the copy shipped inside the package."""
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[2] / "fixtures" / "elpv", here.parent / "fixtures" / "elpv"):
+        if (candidate / "fixture.json").is_file():
+            return candidate
+    return here.parents[2] / "fixtures" / "elpv"
+
+
+def content_hash(images: ImageSet) -> str:
+    """sha256 over ids, annotated probabilities, cell types and raw pixels, in id order."""
+    h = hashlib.sha256()
+    order = sorted(range(len(images)), key=lambda i: images.ids[i])
+    probs = images.metadata["probability"]
+    types = images.metadata["cell_type"]
+    for i in order:
+        pixels = np.ascontiguousarray(images.load(i))
+        h.update(f"{images.ids[i]}|{float(probs[i]):.6f}|{types[i]}|{pixels.shape}|".encode())
+        h.update(pixels.tobytes())
+    return h.hexdigest()
+
+
+def make_elpv_split(
+    seed: int = DEFAULT_SEED, fractions: dict[str, float] | None = None
+) -> dict[str, str]:
+    """Assign every ELPV id to a split, stratified by severity x cell type.
+
+    Stratifying on severity (not only on the binary label) keeps the split valid for any defect
+    threshold and keeps the hard 1/3 and 2/3 cells in proportion in `val`.
+    """
+    fractions = fractions or DEFAULT_FRACTIONS
+    data = load_elpv()
+    rng = np.random.default_rng(seed)
+    strata: dict[tuple, list[str]] = {}
+    for i, id_ in enumerate(data.ids):
+        key = (int(data.metadata["severity"][i]), str(data.metadata["cell_type"][i]))
+        strata.setdefault(key, []).append(id_)
+    assignment: dict[str, str] = {}
+    for key in sorted(strata):
+        ids = sorted(strata[key])
+        rng.shuffle(ids)
+        n_val = round(len(ids) * fractions["val"])
+        n_dev = round(len(ids) * fractions["dev"])
+        for j, id_ in enumerate(ids):
+            assignment[id_] = "val" if j < n_val else "dev" if j < n_val + n_dev else "train"
+    return assignment
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """The committed split, verified against the installed data."""
+
+    directory: Path
+    content_sha256: str
+    split_sha256: str
+    assignment: dict[str, str]
+    defect_threshold: float
+    data: ImageSet
+
+    def split(self, name: str) -> ImageSet:
+        if name not in SPLITS:
+            raise UnknownNameError(f"unknown split {name!r}; choose one of {', '.join(SPLITS)}")
+        index = [i for i, id_ in enumerate(self.data.ids) if self.assignment[id_] == name]
+        return self.data.subset(index)
+
+    def summary(self) -> dict:
+        """Counts per split x label x cell type (and severity), plus the hashes."""
+        rows = []
+        for split in SPLITS:
+            part = self.split(split)
+            counts = Counter(
+                (int(lbl), str(ct), SEVERITY_NAMES[int(sev)])
+                for lbl, ct, sev in zip(
+                    part.labels, part.metadata["cell_type"], part.metadata["severity"]
+                )
+            )
+            for (label, cell_type, severity), n in sorted(counts.items()):
+                rows.append(
+                    {"split": split, "label": "defective" if label else "good",
+                     "cell_type": cell_type, "severity": severity, "count": n}
+                )
+        totals = {s: int(len(self.split(s))) for s in SPLITS}
+        defective = {s: int(self.split(s).labels.sum()) for s in SPLITS}
+        return {
+            "dataset": "elpv",
+            "fixture_version": FIXTURE_VERSION,
+            "defect_threshold": self.defect_threshold,
+            "content_sha256": self.content_sha256,
+            "split_sha256": self.split_sha256,
+            "images": totals,
+            "defective": defective,
+            "rows": rows,
+        }
+
+
+def _split_csv_text(assignment: dict[str, str], data: ImageSet) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["id", "split", "probability", "cell_type"])
+    for i, id_ in enumerate(data.ids):
+        writer.writerow(
+            [id_, assignment[id_], f"{data.metadata['probability'][i]:.6f}",
+             data.metadata["cell_type"][i]]
+        )
+    return out.getvalue()
+
+
+def write_elpv_fixture(directory: Path, seed: int = DEFAULT_SEED) -> dict:
+    """Make the split and write `split.csv` + `fixture.json` (used once; the result is committed)."""
+    data = load_elpv()
+    assignment = make_elpv_split(seed)
+    text = _split_csv_text(assignment, data)
+    meta = {
+        "dataset": "elpv",
+        "fixture_version": FIXTURE_VERSION,
+        "source": "elpv-dataset (PyPI), labels.csv + images/",
+        "licence": "CC BY-NC-SA 4.0",
+        "seed": seed,
+        "fractions": DEFAULT_FRACTIONS,
+        "stratified_by": ["severity", "cell_type"],
+        "content_sha256": content_hash(data),
+        "split_sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(directory / "split.csv", text)
+    atomic_write_text(directory / "fixture.json", json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def load_fixture(
+    directory: Path | None = None, defect_threshold: float = DEFAULT_DEFECT_THRESHOLD
+) -> Fixture:
+    """Load the committed ELPV split and verify it against the installed data."""
+    directory = Path(directory) if directory else default_fixture_dir()
+    meta_path, csv_path = directory / "fixture.json", directory / "split.csv"
+    for path in (meta_path, csv_path):
+        if not path.is_file():
+            raise DataError(
+                f"fixture file {path} is missing; restore it from git (`git checkout -- {path}`)"
+            )
+    try:
+        meta = json.loads(meta_path.read_text())
+        expected_content, expected_split = meta["content_sha256"], meta["split_sha256"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise DataError(f"fixture file {meta_path} is corrupt ({exc}); restore it from git") from exc
+    text = csv_path.read_text()
+    actual_split = hashlib.sha256(text.encode()).hexdigest()
+    if actual_split != expected_split:
+        raise FixtureMismatchError(
+            f"{csv_path} was modified: sha256 {actual_split} but fixture.json records "
+            f"{expected_split}; restore it from git, or regenerate both files deliberately with "
+            "`defectbench data make-fixture` and review the diff"
+        )
+    rows = list(csv.DictReader(io.StringIO(text)))
+    data = load_elpv(defect_threshold)
+    actual_content = content_hash(data)
+    if actual_content != expected_content:
+        raise FixtureMismatchError(
+            f"installed ELPV data differs from the fixture in {directory}: content sha256 "
+            f"{actual_content} but the fixture was made from {expected_content}. Install the "
+            "elpv-dataset version the fixture was made with; the split is never redone silently"
+        )
+    assignment = {row["id"]: row["split"] for row in rows}
+    missing = [id_ for id_ in data.ids if id_ not in assignment]
+    if missing or len(assignment) != len(data.ids):
+        raise FixtureMismatchError(
+            f"{csv_path} lists {len(assignment)} ids for {len(data.ids)} installed images "
+            f"(first missing: {missing[:3]}); restore the fixture from git"
+        )
+    return Fixture(directory, actual_content, actual_split, assignment, defect_threshold, data)

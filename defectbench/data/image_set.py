@@ -1,0 +1,81 @@
+"""`ImageSet`: the one in-memory shape every dataset loader returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from defectbench.errors import DataError
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images with image-level labels and per-image metadata.
+
+    ``labels`` is ``(N,)`` int8 with 1 = defective for binary sets, or ``(N, C)`` int8 for
+    multi-label sets (one column per entry of ``class_names``). ``metadata`` maps a group name
+    (``"cell_type"``, ``"severity"``, ``"category"``...) to an ``(N,)`` array so metrics can be
+    reported per group. Pixels come from ``load(i)`` as ``uint8`` arrays, ``(H, W)`` grayscale or
+    ``(H, W, 3)`` RGB; loaders that read from disk decode lazily and raise ``DataError`` naming
+    the file when it cannot be decoded.
+    """
+
+    ids: tuple[str, ...]
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    loader: Callable[[int], np.ndarray] = field(repr=False)
+    metadata: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if len(self.labels) != n:
+            raise DataError(f"ImageSet has {n} ids but {len(self.labels)} labels")
+        for key, values in self.metadata.items():
+            if len(values) != n:
+                raise DataError(f"ImageSet metadata {key!r} has {len(values)} values for {n} ids")
+        if len(set(self.ids)) != n:
+            raise DataError("ImageSet ids must be unique")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def is_multilabel(self) -> bool:
+        return self.labels.ndim == 2
+
+    def load(self, index: int) -> np.ndarray:
+        return self.loader(index)
+
+    def load_all(self, indices: Sequence[int] | None = None) -> list[np.ndarray]:
+        return [self.loader(i) for i in (range(len(self)) if indices is None else indices)]
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> ImageSet:
+        """A view on some of the images, in the given order."""
+        idx = np.asarray(indices, dtype=np.int64)
+        parent = self.loader
+        return ImageSet(
+            ids=tuple(self.ids[i] for i in idx),
+            labels=self.labels[idx],
+            class_names=self.class_names,
+            loader=lambda i: parent(int(idx[i])),
+            metadata={k: np.asarray(v)[idx] for k, v in self.metadata.items()},
+        )
+
+
+def in_memory(
+    ids: Sequence[str],
+    labels: np.ndarray,
+    images: np.ndarray | Sequence[np.ndarray],
+    class_names: Sequence[str] = ("good", "defective"),
+    metadata: Mapping[str, np.ndarray] | None = None,
+) -> ImageSet:
+    """An ImageSet whose pixels are already decoded (ELPV ships as one array)."""
+    return ImageSet(
+        ids=tuple(ids),
+        labels=np.asarray(labels),
+        class_names=tuple(class_names),
+        loader=lambda i: images[i],
+        metadata=dict(metadata or {}),
+    )

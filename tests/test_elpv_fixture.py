@@ -1,0 +1,132 @@
+"""The committed ELPV split: counts, determinism, stratification and loud failures."""
+
+import json
+import shutil
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from defectbench.cli import main
+from defectbench.data import elpv, fixture
+from defectbench.data.image_set import in_memory
+from defectbench.data.preprocess import Preprocess, preprocess_set
+from defectbench.errors import ConfigError, DataError, FixtureMismatchError, UnknownNameError
+
+
+@pytest.fixture(scope="module")
+def elpv_fixture():
+    return fixture.load_fixture()
+
+
+def test_elpv_counts_match_the_published_dataset():
+    data = elpv.load_elpv()
+    assert len(data) == 2624
+    assert int(data.labels.sum()) == 821  # p >= 0.5
+    assert Counter(data.metadata["severity"].tolist()) == {0: 1508, 1: 295, 2: 106, 3: 715}
+    assert Counter(data.metadata["cell_type"].tolist()) == {"mono": 1074, "poly": 1550}
+    assert data.load(0).shape == (300, 300) and data.load(0).dtype == np.uint8
+
+
+@pytest.mark.parametrize("threshold, expected", [(0.5, 821), (0.3, 1116), (1.0, 715)])
+def test_defect_threshold_is_configurable(threshold, expected):
+    assert int(elpv.load_elpv(threshold).labels.sum()) == expected
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
+def test_bad_defect_threshold_is_refused(bad):
+    with pytest.raises(ConfigError, match=r"outside \(0, 1\]"):
+        elpv.defect_labels(np.array([0.0, 1.0]), bad)
+
+
+def test_split_partitions_every_cell_once_with_val_about_a_quarter(elpv_fixture):
+    sizes = {s: len(elpv_fixture.split(s)) for s in fixture.SPLITS}
+    assert sum(sizes.values()) == 2624
+    ids = [set(elpv_fixture.split(s).ids) for s in fixture.SPLITS]
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2])
+    assert 0.24 <= sizes["val"] / 2624 <= 0.26
+    assert 190 <= int(elpv_fixture.split("val").labels.sum()) <= 220
+
+
+def test_split_is_stratified_by_severity_and_cell_type(elpv_fixture):
+    data = elpv_fixture.data
+    val = elpv_fixture.split("val")
+    for sev in range(4):
+        for cell_type in ("mono", "poly"):
+            n_all = np.sum((data.metadata["severity"] == sev) & (data.metadata["cell_type"] == cell_type))
+            n_val = np.sum((val.metadata["severity"] == sev) & (val.metadata["cell_type"] == cell_type))
+            assert abs(n_val - 0.25 * n_all) <= 1
+
+
+def test_committed_split_is_what_the_split_function_makes(elpv_fixture):
+    meta = json.loads((elpv_fixture.directory / "fixture.json").read_text())
+    assert fixture.make_elpv_split(meta["seed"]) == elpv_fixture.assignment
+
+
+def test_unknown_split_name_lists_the_choices(elpv_fixture):
+    with pytest.raises(UnknownNameError, match="unknown split 'test'; choose one of train, dev, val"):
+        elpv_fixture.split("test")
+
+
+def test_edited_split_file_is_detected(tmp_path, elpv_fixture):
+    target = tmp_path / "elpv"
+    shutil.copytree(elpv_fixture.directory, target)
+    lines = (target / "split.csv").read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace(",train,", ",val,").replace(",val,", ",train,", 1)
+    lines[5] = lines[5].replace(",train,", ",dev,")
+    (target / "split.csv").write_text("".join(lines))
+    with pytest.raises(FixtureMismatchError, match="was modified: sha256 .* restore it from git"):
+        fixture.load_fixture(target)
+
+
+def test_changed_installed_data_fails_loudly_with_both_hashes(monkeypatch, elpv_fixture):
+    real = elpv.load_elpv()
+    images = np.stack(real.load_all(range(len(real))))
+    images[7, 0, 0] ^= 1  # one pixel of one cell differs
+    altered = in_memory(real.ids, real.labels, images, metadata=real.metadata)
+    monkeypatch.setattr(fixture, "load_elpv", lambda threshold=0.5: altered)
+    with pytest.raises(FixtureMismatchError) as info:
+        fixture.load_fixture()
+    assert elpv_fixture.content_sha256 in str(info.value)
+    assert "never redone silently" in str(info.value)
+
+
+def test_missing_or_corrupt_fixture_files_are_reported(tmp_path, elpv_fixture):
+    with pytest.raises(DataError, match="fixture.json is missing"):
+        fixture.load_fixture(tmp_path)
+    shutil.copytree(elpv_fixture.directory, tmp_path / "elpv")
+    (tmp_path / "elpv" / "fixture.json").write_text("{not json")
+    with pytest.raises(DataError, match="fixture.json is corrupt"):
+        fixture.load_fixture(tmp_path / "elpv")
+
+
+def test_preprocess_is_shared_and_normalises_with_the_model_stats(elpv_fixture):
+    val = elpv_fixture.split("val").subset(range(5))
+    pre = Preprocess(size=64, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+    x = preprocess_set(val, pre, batch_size=2)
+    assert x.shape == (5, 3, 64, 64) and x.dtype == np.float32
+    assert -1.0 - 1e-6 <= x.min() and x.max() <= 1.0 + 1e-6
+    np.testing.assert_array_equal(x[:, 0], x[:, 2])  # grayscale replicated
+    np.testing.assert_allclose(x, pre(val.load_all()), rtol=0, atol=1e-6)
+    white = pre([np.full((300, 300), 255, np.uint8)])
+    np.testing.assert_allclose(white, 1.0, atol=1e-5)
+
+
+def test_preprocess_rejects_bad_pixels():
+    pre = Preprocess(size=32)
+    with pytest.raises(DataError, match="expected uint8 pixels, got float32"):
+        pre([np.zeros((8, 8), np.float32)])
+    with pytest.raises(DataError, match=r"got shape \(8, 8, 4\)"):
+        pre([np.zeros((8, 8, 4), np.uint8)])
+    with pytest.raises(ConfigError, match="outside 16..1024"):
+        Preprocess(size=8)
+
+
+def test_data_command_prints_counts_and_hash(capsys, elpv_fixture):
+    assert main(["data"]) == 0
+    out = capsys.readouterr().out
+    assert elpv_fixture.content_sha256 in out
+    assert "| val     | defective | poly        | 1          |     100 |" in out
+    assert main(["data", "summary", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["images"] == {s: len(elpv_fixture.split(s)) for s in fixture.SPLITS}
