@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from defectbench.errors import DefectbenchError
+from defectbench.zoo.cli import add_zoo_commands
 
 
 def _cmd_data_summary(args: argparse.Namespace) -> int:
@@ -66,25 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("--seed", type=int, default=20190101)
     make.set_defaults(func=_cmd_data_make_fixture)
 
-    _add_zoo_commands(sub)
-    _add_report_command(sub)
-    return parser
-
-
-def _add_zoo_commands(sub) -> None:
-    try:
-        from defectbench.zoo.cli import add_zoo_commands
-    except ImportError:  # zoo not built yet in this checkout
-        return
     add_zoo_commands(sub)
-
-
-def _add_report_command(sub) -> None:
-    try:
-        from defectbench.report.cli import add_report_command
-    except ImportError:
-        return
-    add_report_command(sub)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,7 +37,9 @@ class BinaryCounts:
         for name in ("tp", "fn", "fp", "tn"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise DataError(f"BinaryCounts.{name} must be a non-negative integer, got {value!r}")
+                raise DataError(
+                    f"BinaryCounts.{name} must be a non-negative integer, got {value!r}"
+                )
             object.__setattr__(self, name, int(value))
 
     @property
@@ -153,7 +155,10 @@ def binary_counts(y_true: Any, y_pred: Any) -> BinaryCounts:
     t, p = as_binary(y_true, "y_true"), as_binary(y_pred, "y_pred")
     check_same_length(y_true=t, y_pred=p)
     return BinaryCounts(
-        tp=int(np.sum(t & p)), fn=int(np.sum(t & ~p)), fp=int(np.sum(~t & p)), tn=int(np.sum(~t & ~p))
+        tp=int(np.sum(t & p)),
+        fn=int(np.sum(t & ~p)),
+        fp=int(np.sum(~t & p)),
+        tn=int(np.sum(~t & ~p)),
     )
 
 

@@ -44,8 +44,7 @@ def check_confidence(confidence: float, what: str = "confidence") -> float:
         raise ConfigError(f"{what} must be a number in (0, 1) such as 0.95, got {confidence!r}")
     if not 0.0 < float(confidence) < 1.0:
         raise ConfigError(
-            f"{what} must be in (0, 1) such as 0.95, got {confidence!r} "
-            "(write 0.95, not 95)"
+            f"{what} must be in (0, 1) such as 0.95, got {confidence!r} (write 0.95, not 95)"
         )
     return float(confidence)
 

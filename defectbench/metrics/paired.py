@@ -204,7 +204,10 @@ def compare_recall_by_group(
     groups: Mapping[str, Any],
     confidence: float = 0.95,
 ) -> dict[str, dict[str, RecallComparison]]:
-    """:func:`compare_recall` within each value of each group; values without defects are left out."""
+    """:func:`compare_recall` within each value of each group.
+
+    Group values without defective items are left out: they have no recall to compare.
+    """
     t = as_binary(y_true, "y_true")
     ref, var = as_binary(ref_pred, "ref_pred"), as_binary(var_pred, "var_pred")
     id_arr = np.asarray([str(i) for i in ids], dtype=object)

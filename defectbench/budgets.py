@@ -1,0 +1,456 @@
+"""Quality budgets: reviewed limits on defect recall, loaded from TOML and judged against metrics.
+
+A budget file (``fixtures/budgets.toml``) has a ``[defaults]`` table and ``[[budget]]`` entries::
+
+    [defaults]
+    confidence = 0.95
+
+    [[budget]]
+    name = "recall-drop"        # unique, shown in every verdict
+    metric = "recall_drop"      # "recall_drop" | "fnr" | "recall"
+    kind = "max_drop"           # recall_drop -> "max_drop", fnr -> "ceiling", recall -> "floor"
+    value = 0.03                # limit, in [0, 1]
+    judged_on = "point"         # "point", "upper_bound" (max_drop, ceiling), "lower_bound" (floor)
+    # optional: confidence, group = "cell_type", variants = "*.int8*", operating_point = "*"
+
+Bounds are one-sided at the budget's confidence and are recomputed from the counts in the
+evidence, so a report written at another confidence is judged correctly.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import math
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from defectbench.errors import ConfigError
+from defectbench.metrics.confusion import BinaryCounts
+from defectbench.metrics.intervals import check_confidence
+from defectbench.metrics.paired import RecallComparison
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+METRICS = ("recall_drop", "fnr", "recall")
+KINDS = ("max_drop", "ceiling", "floor")
+JUDGED_ON = ("point", "upper_bound", "lower_bound")
+# Each metric has exactly one meaningful direction.
+KIND_FOR_METRIC = {"recall_drop": "max_drop", "fnr": "ceiling", "recall": "floor"}
+# The bound that makes a budget stricter than its point estimate; the other one would pass
+# whenever the evidence is too thin to show a failure.
+BOUND_FOR_KIND = {"max_drop": "upper_bound", "ceiling": "upper_bound", "floor": "lower_bound"}
+DEFAULT_CONFIDENCE = 0.95
+
+_REQUIRED = ("name", "metric", "kind", "value", "judged_on")
+_OPTIONAL = ("confidence", "group", "variants", "operating_point")
+_DEFAULT_KEYS = ("confidence",)
+
+
+def _did_you_mean(word: str, choices: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _choices(choices: tuple[str, ...]) -> str:
+    return ", ".join(map(repr, choices))
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One reviewed limit. ``group`` makes it apply to every value of that metadata group."""
+
+    name: str
+    metric: str
+    kind: str
+    value: float
+    judged_on: str
+    confidence: float = DEFAULT_CONFIDENCE
+    group: str | None = None
+    variants: str = "*"
+    operating_point: str = "*"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError(f"budget name must be a non-empty string, got {self.name!r}")
+        where = f"budget {self.name!r}"
+        if self.metric not in METRICS:
+            raise ConfigError(
+                f"{where}: unknown metric {self.metric!r}; expected one of {_choices(METRICS)}"
+                + _did_you_mean(str(self.metric), METRICS)
+            )
+        if self.kind not in KINDS:
+            raise ConfigError(
+                f"{where}: unknown kind {self.kind!r}; expected one of {_choices(KINDS)}"
+                + _did_you_mean(str(self.kind), KINDS)
+            )
+        expected_kind = KIND_FOR_METRIC[self.metric]
+        if self.kind != expected_kind:
+            raise ConfigError(
+                f"{where}: metric {self.metric!r} cannot have kind {self.kind!r}; "
+                f"use kind = {expected_kind!r}"
+            )
+        if (
+            isinstance(self.value, bool)
+            or not isinstance(self.value, (int, float))
+            or math.isnan(self.value)
+            or not 0.0 <= self.value <= 1.0
+        ):
+            raise ConfigError(
+                f"{where}: value must be a number in [0, 1], got {self.value!r} "
+                "(write 0.03 for three points, not 3)"
+            )
+        object.__setattr__(self, "value", float(self.value))
+        if self.judged_on not in JUDGED_ON:
+            raise ConfigError(
+                f"{where}: unknown judged_on {self.judged_on!r}; expected one of "
+                f"{_choices(JUDGED_ON)}" + _did_you_mean(str(self.judged_on), JUDGED_ON)
+            )
+        bound = BOUND_FOR_KIND[self.kind]
+        if self.judged_on not in ("point", bound):
+            raise ConfigError(
+                f"{where}: a {self.kind} judged on the {self.judged_on} passes whenever the "
+                f"evidence is too thin to show a failure; use judged_on = 'point' or {bound!r}"
+            )
+        object.__setattr__(
+            self, "confidence", check_confidence(self.confidence, f"{where}: confidence")
+        )
+        if self.group is not None and (not isinstance(self.group, str) or not self.group):
+            raise ConfigError(
+                f"{where}: group must name a metadata group such as 'cell_type', got {self.group!r}"
+            )
+        for key in ("variants", "operating_point"):
+            pattern = getattr(self, key)
+            if not isinstance(pattern, str) or not pattern:
+                raise ConfigError(
+                    f"{where}: {key} must be a non-empty glob such as '*' or "
+                    f"'*.int8*', got {pattern!r}"
+                )
+
+    @property
+    def bound_side(self) -> str:
+        """``"upper"`` for ceilings and max drops, ``"lower"`` for floors."""
+        return "lower" if self.kind == "floor" else "upper"
+
+    def applies_to(self, variant: str, operating_point: str | None = None) -> bool:
+        """Whether ``variant`` (and ``operating_point``, if given) match this budget's globs."""
+        if not fnmatch.fnmatchcase(variant, self.variants):
+            return False
+        return operating_point is None or fnmatch.fnmatchcase(operating_point, self.operating_point)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def budget_from_dict(
+    entry: Mapping[str, Any], defaults: Mapping[str, Any] | None = None, where: str = "budget"
+) -> Budget:
+    """A Budget from one ``[[budget]]`` table, refusing unknown and missing keys."""
+    allowed = _REQUIRED + _OPTIONAL
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where}: expected a table of keys, got {entry!r}; write [[budget]]")
+    label = f"{where} {entry['name']!r}" if isinstance(entry.get("name"), str) else where
+    unknown = sorted(set(entry) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"{label}: unknown key {unknown[0]!r}; allowed keys are {_choices(allowed)}"
+            + _did_you_mean(unknown[0], allowed)
+        )
+    missing = [k for k in _REQUIRED if k not in entry]
+    if missing:
+        raise ConfigError(f"{label}: missing required key(s) {_choices(tuple(missing))}")
+    return Budget(**{**dict(defaults or {}), **entry})
+
+
+def load_budgets(path: str | Path) -> list[Budget]:
+    """Parse and validate a budget TOML file; ConfigError names the file, entry and fix."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"budget file {str(path)!r} not found; pass the reviewed budgets, e.g. "
+            "fixtures/budgets.toml"
+        ) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML ({err}); fix the syntax") from None
+
+    unknown = sorted(set(data) - {"defaults", "budget"})
+    if unknown:
+        raise ConfigError(
+            f"{path}: unknown top-level key {unknown[0]!r}; a budget file has a [defaults] "
+            "table and [[budget]] entries"
+        )
+    defaults = data.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigError(f"{path}: 'defaults' must be a table: write [defaults]")
+    bad_defaults = sorted(set(defaults) - set(_DEFAULT_KEYS))
+    if bad_defaults:
+        raise ConfigError(
+            f"{path}: [defaults] has unknown key {bad_defaults[0]!r}; allowed: "
+            f"{_choices(_DEFAULT_KEYS)}"
+        )
+    entries = data.get("budget", [])
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(
+            f"{path}: no [[budget]] entries; a gate without budgets would pass every variant. "
+            "Add at least one [[budget]] table (note the double brackets)"
+        )
+
+    budgets: list[Budget] = []
+    for index, entry in enumerate(entries, start=1):
+        try:
+            budget = budget_from_dict(entry, defaults, where=f"[[budget]] #{index}")
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from None
+        except TypeError as err:  # e.g. a value of the wrong TOML type reaching a comparison
+            raise ConfigError(f"{path}: [[budget]] #{index}: {err}") from None
+        if any(b.name == budget.name for b in budgets):
+            raise ConfigError(
+                f"{path}: [[budget]] #{index}: duplicate name {budget.name!r}; budget names "
+                "must be unique so verdicts can be traced"
+            )
+        budgets.append(budget)
+    return budgets
+
+
+def budgets_for(
+    budgets: list[Budget], variant: str, operating_point: str | None = None
+) -> list[Budget]:
+    """The budgets whose ``variants`` / ``operating_point`` globs match, in file order."""
+    return [b for b in budgets if b.applies_to(variant, operating_point)]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a budget is judged against: metrics of one variant at one operating point.
+
+    ``counts`` / ``group_counts`` feed ``recall`` and ``fnr`` budgets; ``comparison`` /
+    ``group_comparisons`` (against the FP32 reference) feed ``recall_drop`` budgets.
+    """
+
+    counts: BinaryCounts | None = None
+    comparison: RecallComparison | None = None
+    group_counts: Mapping[str, Mapping[str, BinaryCounts]] = field(default_factory=dict)
+    group_comparisons: Mapping[str, Mapping[str, RecallComparison]] = field(default_factory=dict)
+
+    @classmethod
+    def from_report(
+        cls,
+        report: Mapping[str, Any],
+        comparison: RecallComparison | None = None,
+        group_comparisons: Mapping[str, Mapping[str, RecallComparison]] | None = None,
+    ) -> Evidence:
+        """Evidence from a :func:`~defectbench.metrics.binary_report` dict."""
+        if "counts" not in report:
+            raise ConfigError(
+                "evidence report has no 'counts'; pass the dict returned by binary_report"
+            )
+        return cls(
+            counts=BinaryCounts.from_dict(report["counts"]),
+            comparison=comparison,
+            group_counts={
+                g: {v: BinaryCounts.from_dict(entry["counts"]) for v, entry in values.items()}
+                for g, values in report.get("groups", {}).items()
+            },
+            group_comparisons=dict(group_comparisons or {}),
+        )
+
+
+EvidenceLike = Evidence | BinaryCounts | RecallComparison | Mapping[str, Any]
+
+
+def as_evidence(evidence: EvidenceLike) -> Evidence:
+    if isinstance(evidence, Evidence):
+        return evidence
+    if isinstance(evidence, BinaryCounts):
+        return Evidence(counts=evidence)
+    if isinstance(evidence, RecallComparison):
+        return Evidence(comparison=evidence)
+    if isinstance(evidence, Mapping):
+        return Evidence.from_report(evidence)
+    raise ConfigError(
+        f"cannot judge a budget against {type(evidence).__name__}; pass an Evidence, "
+        "BinaryCounts, RecallComparison or binary_report dict"
+    )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of one budget for one variant (and one group value, for group budgets).
+
+    ``value`` is the point estimate, ``bound`` the one-sided bound at ``confidence``, and
+    ``limit`` the budget value; ``judged_on`` says which of value/bound was compared.
+    """
+
+    variant: str
+    budget: str
+    metric: str
+    value: float
+    bound: float
+    limit: float
+    passed: bool
+    message: str
+    kind: str = ""
+    judged_on: str = "point"
+    confidence: float = DEFAULT_CONFIDENCE
+    group: str | None = None
+    n_defective: int = 0
+
+    @property
+    def judged_value(self) -> float:
+        return self.value if self.judged_on == "point" else self.bound
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _percent(confidence: float) -> str:
+    return f"{confidence * 100:g}%"
+
+
+def _measure(budget: Budget, source: BinaryCounts | RecallComparison) -> tuple[float, float, int]:
+    """(point value, one-sided bound at the budget's confidence, n_defective)."""
+    c = budget.confidence
+    if budget.metric == "recall_drop":
+        assert isinstance(source, RecallComparison)
+        return source.drop, source.drop_upper_bound(c), source.n_defective
+    assert isinstance(source, BinaryCounts)
+    if budget.metric == "fnr":
+        return source.fnr, source.fnr_upper_bound(c), source.n_defective
+    return source.recall, source.recall_lower_bound(c), source.n_defective
+
+
+def _verdict(
+    budget: Budget, variant: str, source: BinaryCounts | RecallComparison, group: str | None
+) -> Verdict:
+    label = budget.metric + (f"[{group}]" if group else "")
+    common = {
+        "variant": variant,
+        "budget": budget.name,
+        "metric": budget.metric,
+        "limit": budget.value,
+        "kind": budget.kind,
+        "judged_on": budget.judged_on,
+        "confidence": budget.confidence,
+        "group": group,
+    }
+    if source.n_defective == 0:
+        # Only BinaryCounts can get here; failing is the safe reading of missing evidence.
+        return Verdict(
+            **common,
+            value=math.nan,
+            bound=math.nan,
+            passed=False,
+            n_defective=0,
+            message=(
+                f"{variant}: {label} cannot be judged: no defective items in the evidence; "
+                f"evaluate on a set with defective items [budget {budget.name!r}]"
+            ),
+        )
+    value, bound, n_def = _measure(budget, source)
+    judged = value if budget.judged_on == "point" else bound
+    if budget.kind == "floor":
+        passed = judged >= budget.value
+        verb = "meets" if passed else "is below"
+    else:
+        passed = judged <= budget.value
+        verb = "is within" if passed else "exceeds"
+    pct = _percent(budget.confidence)
+    on = "point estimate" if budget.judged_on == "point" else f"{pct} {budget.bound_side} bound"
+    message = (
+        f"{variant}: {label} {value:.3f} ({pct} {budget.bound_side} bound {bound:.3f}) "
+        f"{verb} budget {budget.kind} {budget.value:.3f} "
+        f"[budget {budget.name!r}, judged on the {on}, {n_def} defective]"
+    )
+    return Verdict(
+        **common, value=value, bound=bound, passed=passed, n_defective=n_def, message=message
+    )
+
+
+def _missing(budget: Budget, variant: str, what: str, fix: str) -> ConfigError:
+    return ConfigError(
+        f"{variant}: budget {budget.name!r} ({budget.metric}) needs {what} in the evidence; {fix}"
+    )
+
+
+def judge_each(budget: Budget, variant: str, evidence: EvidenceLike) -> list[Verdict]:
+    """One verdict per group value for group budgets, else a single verdict.
+
+    ConfigError if the evidence lacks what the budget needs (e.g. no comparison for a
+    ``recall_drop`` budget): a missing measurement must never read as a pass.
+    """
+    ev = as_evidence(evidence)
+    drop = budget.metric == "recall_drop"
+    if budget.group is None:
+        source = ev.comparison if drop else ev.counts
+        if source is None:
+            raise _missing(
+                budget,
+                variant,
+                "a RecallComparison" if drop else "confusion counts",
+                "compare against the reference with compare_recall"
+                if drop
+                else "pass binary_report(...) or BinaryCounts",
+            )
+        return [_verdict(budget, variant, source, None)]
+
+    table = ev.group_comparisons if drop else ev.group_counts
+    per_value = table.get(budget.group)
+    if not per_value:
+        raise _missing(
+            budget,
+            variant,
+            f"per-{budget.group} results",
+            f"pass groups={{{budget.group!r}: ...}} to "
+            + ("compare_recall_by_group" if drop else "binary_report"),
+        )
+    return [
+        _verdict(budget, variant, per_value[key], f"{budget.group}={key}")
+        for key in sorted(per_value)
+    ]
+
+
+def _margin(v: Verdict) -> float:
+    """How far inside the limit the judged value is; negative means failing, NaN worst."""
+    if math.isnan(v.judged_value):
+        return -math.inf
+    return v.judged_value - v.limit if v.kind == "floor" else v.limit - v.judged_value
+
+
+def judge(budget: Budget, variant: str, evidence: EvidenceLike) -> Verdict:
+    """The verdict of ``budget`` for ``variant``.
+
+    For a group budget this is the worst group value's verdict; it passes only if every
+    value passes, and its message lists the failing values.
+    """
+    verdicts = judge_each(budget, variant, evidence)
+    worst = min(verdicts, key=_margin)
+    if len(verdicts) == 1:
+        return worst
+    failing = [v.group.split("=", 1)[1] for v in verdicts if not v.passed]
+    summary = (
+        f"; {len(failing)} of {len(verdicts)} {budget.group} values fail: {', '.join(failing)}"
+        if failing
+        else f"; all {len(verdicts)} {budget.group} values pass"
+    )
+    passed = all(v.passed for v in verdicts)
+    return Verdict(**{**worst.to_dict(), "passed": passed, "message": worst.message + summary})
+
+
+def judge_all(
+    budgets: list[Budget],
+    variant: str,
+    evidence: EvidenceLike,
+    operating_point: str | None = None,
+) -> list[Verdict]:
+    """Verdicts of every budget that applies to ``variant`` at ``operating_point``."""
+    return [judge(b, variant, evidence) for b in budgets_for(budgets, variant, operating_point)]

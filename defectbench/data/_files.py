@@ -1,0 +1,203 @@
+"""Finding, checking and decoding image files for the on-disk dataset loaders.
+
+Shared by `mvtec`, `neu`, `dagm` and `folder`. Every failure is a `DataError` that names the
+path, what was expected there and how to fix it, and is raised while the dataset is indexed,
+before any training starts. Pixels are decoded lazily, one file per `ImageSet.load(i)`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from defectbench.data.image_set import ImageSet
+from defectbench.errors import ConfigError, DataError
+
+IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff")
+CHECKS = ("verify", "decode")
+Check = Literal["verify", "decode"]
+BINARY_CLASS_NAMES = ("good", "defective")
+
+_MAX_LISTED = 5
+# PIL modes that decode to uint8 without losing information, and the uint8 mode they become.
+_UINT8_MODES = {
+    "L": "L",
+    "1": "L",
+    "LA": "L",
+    "RGB": "RGB",
+    "RGBA": "RGB",
+    "P": "RGB",
+    "PA": "RGB",
+    "CMYK": "RGB",
+    "YCbCr": "RGB",
+    "LAB": "RGB",
+    "HSV": "RGB",
+}
+
+
+def validate_check(check: str) -> None:
+    if check not in CHECKS:
+        raise ConfigError(
+            f"unknown image check {check!r}; choose one of {', '.join(CHECKS)} "
+            "('verify' is fast, 'decode' also catches truncated BMP/JPEG/TIFF files)"
+        )
+
+
+def dataset_root(root: str | os.PathLike[str], expected: str) -> Path:
+    """The root folder as a Path, or a DataError saying it is missing."""
+    return require_dir(Path(root).expanduser(), expected)
+
+
+def require_dir(path: Path, expected: str) -> Path:
+    if not path.is_dir():
+        state = "is a file, not a folder" if path.exists() else "does not exist"
+        raise DataError(f"{path} {state}; expected {expected}")
+    return path
+
+
+def _is_hidden(path: Path) -> bool:
+    # macOS zips add __MACOSX/ and ._name.png resource forks that look like images but are not
+    return path.name.startswith(".") or path.name == "__MACOSX"
+
+
+def subdirs(folder: Path) -> list[Path]:
+    """Visible sub-folders, sorted by name."""
+    return sorted(
+        (p for p in folder.iterdir() if p.is_dir() and not _is_hidden(p)), key=lambda p: p.name
+    )
+
+
+def find_subdir(folder: Path, name: str) -> Path | None:
+    """The sub-folder called `name`, ignoring case (archives differ: Train/train, Label/label)."""
+    matches = [p for p in subdirs(folder) if p.name.lower() == name.lower()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def is_image_file(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not _is_hidden(path) and path.is_file()
+
+
+def image_files(folder: Path) -> list[Path]:
+    """Image files directly inside `folder` (extension case ignored), sorted by name."""
+    return sorted((p for p in folder.iterdir() if is_image_file(p)), key=lambda p: p.name)
+
+
+def nonempty_image_files(folder: Path, what: str) -> list[Path]:
+    files = image_files(folder)
+    if not files:
+        nested = (
+            " (images must sit directly in it; sub-folders are not read)" if subdirs(folder) else ""
+        )
+        raise DataError(
+            f"{what} {folder} contains no images{nested}; expected files ending in "
+            f"{' '.join(IMAGE_EXTENSIONS)} (any case); add the images or remove the empty folder"
+        )
+    return files
+
+
+def reject_loose_images(folder: Path, expected: str) -> None:
+    """Images lying next to the class folders would be silently dropped, so refuse them."""
+    loose = image_files(folder)
+    if loose:
+        raise DataError(
+            f"{folder} has {len(loose)} image(s) directly inside it ({listing(loose)}); "
+            f"expected {expected}; move them into the right folder"
+        )
+
+
+def listing(items: Sequence[object]) -> str:
+    shown = ", ".join(str(getattr(p, "name", p)) for p in items[:_MAX_LISTED])
+    return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
+
+
+def _problem(path: Path, check: str) -> str | None:
+    try:
+        with Image.open(path) as image:
+            if check == "decode":
+                image.load()
+            else:
+                image.verify()
+    # verify() is documented to raise "suitable exceptions" of many types (SyntaxError,
+    # struct.error, EOFError, OSError...), so any exception here means a broken file.
+    except Exception as exc:  # noqa: BLE001
+        return f"{path} ({type(exc).__name__}: {exc})"
+    return None
+
+
+def check_images(paths: Sequence[Path], check: str) -> None:
+    """Raise one DataError listing every file PIL cannot read.
+
+    'verify' runs PIL's `verify()`: it catches non-images and corrupt or truncated PNGs but not
+    every truncated BMP/JPEG/TIFF, which then fail at load time; 'decode' decodes each file.
+    """
+    problems = [p for p in (_problem(path, check) for path in paths) if p is not None]
+    if problems:
+        shown = "; ".join(problems[:_MAX_LISTED])
+        more = f"; and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+        raise DataError(
+            f"{len(problems)} of {len(paths)} image files cannot be read: {shown}{more}; "
+            "re-download or re-extract the dataset, or delete the broken files"
+        )
+
+
+def read_image(path: Path) -> np.ndarray:
+    """Decode one file to uint8: (H, W) for grayscale, (H, W, 3) for colour."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            target = _UINT8_MODES.get(image.mode)
+            if target is None:
+                raise DataError(
+                    f"{path} has PIL mode {image.mode!r} (16-bit, 32-bit or float pixels), which "
+                    "does not fit uint8 without rescaling; defectbench reads 8-bit grayscale or "
+                    "RGB only; convert the file to 8-bit first"
+                )
+            return np.array(image if image.mode == target else image.convert(target), np.uint8)
+    # DecompressionBombError is not an OSError; it means the file is too large to decode safely.
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise DataError(
+            f"cannot decode image {path} ({type(exc).__name__}: {exc}); re-download or delete it"
+        ) from exc
+
+
+@dataclass(frozen=True)
+class LazyImages:
+    """`ImageSet.loader` that decodes `paths[i]` on each call (a class so it can be pickled)."""
+
+    paths: tuple[Path, ...]
+
+    def __call__(self, index: int) -> np.ndarray:
+        return read_image(self.paths[index])
+
+
+def one_hot(indices: Sequence[int], num_classes: int) -> np.ndarray:
+    labels = np.zeros((len(indices), num_classes), dtype=np.int8)
+    labels[np.arange(len(indices)), np.asarray(indices, dtype=np.int64)] = 1
+    return labels
+
+
+def build_image_set(
+    root: Path,
+    paths: Sequence[Path],
+    labels: Sequence[int] | np.ndarray,
+    class_names: Sequence[str],
+    metadata: Mapping[str, Sequence[object]],
+    check: str,
+) -> ImageSet:
+    """Check every file, then wrap paths, labels and metadata in a lazily decoding ImageSet."""
+    if not paths:
+        raise DataError(f"no images found under {root}; see the loader's docstring for the layout")
+    check_images(paths, check)
+    return ImageSet(
+        ids=tuple(p.relative_to(root).as_posix() for p in paths),
+        labels=np.asarray(labels, dtype=np.int8),
+        class_names=tuple(class_names),
+        loader=LazyImages(tuple(paths)),
+        metadata={key: np.asarray(values) for key, values in metadata.items()},
+    )

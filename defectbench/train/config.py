@@ -1,0 +1,84 @@
+"""Training recipes: frozen, validated, JSON round-trippable."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from defectbench.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation that suits EL images of square cells.
+
+    Flips and 90-degree turns keep a cell a cell (bus bars simply turn); rotations stay small
+    because real cells are cropped square; contrast and brightness vary with EL exposure.
+    """
+
+    flips: bool = True
+    rot90: bool = True
+    max_rotation_deg: float = 3.0
+    contrast: float = 0.2
+    brightness: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_rotation_deg <= 30:
+            raise ConfigError(f"max_rotation_deg {self.max_rotation_deg} outside 0..30")
+        if not 0 <= self.contrast < 1 or not 0 <= self.brightness < 1:
+            raise ConfigError("contrast and brightness jitter must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Knowledge distillation from a frozen teacher whose logits are computed once and cached.
+
+    `soft`: alpha * T^2 * KL(student_T || teacher_T) + (1 - alpha) * CE(labels) (Hinton et al.).
+    `hard`: DeiT-style, 0.5 * CE(labels) + 0.5 * CE(teacher argmax).
+    """
+
+    teacher: str
+    mode: str = "soft"
+    temperature: float = 4.0
+    alpha: float = 0.7
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("soft", "hard"):
+            raise ConfigError(f"distillation mode {self.mode!r} is not one of 'soft', 'hard'")
+        if self.temperature <= 0:
+            raise ConfigError(f"distillation temperature must be > 0, got {self.temperature}")
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"distillation alpha must be in [0, 1], got {self.alpha}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One supervised run: optimiser, schedule, budget, data subset and augmentation."""
+
+    epochs: int
+    img_size: int
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.02
+    seed: int = 0
+    class_balance: str = "weighted_loss"
+    label_smoothing: float = 0.0
+    max_train_images: int | None = None
+    max_dev_images: int | None = None
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ConfigError(f"batch_size must be >= 2 (batch norm), got {self.batch_size}")
+        if not 0 < self.lr < 1:
+            raise ConfigError(f"lr {self.lr} outside (0, 1)")
+        if self.class_balance not in ("weighted_loss", "none"):
+            raise ConfigError(
+                f"class_balance {self.class_balance!r} is not one of 'weighted_loss', 'none'"
+            )
+        if isinstance(self.augment, dict):  # from_dict round trip
+            object.__setattr__(self, "augment", AugmentConfig(**self.augment))
+
+    def to_dict(self) -> dict:
+        return asdict(self)

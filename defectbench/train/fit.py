@@ -1,0 +1,205 @@
+"""Supervised fine-tuning with optional knowledge distillation, selection on `dev`, resumable."""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from defectbench.io import atomic_write_bytes
+from defectbench.metrics.ranking import roc_auc
+from defectbench.train.augment import augment_batch
+from defectbench.train.config import DistillConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class FitResult:
+    best_epoch: int
+    best_dev_auroc: float
+    history: list[dict]
+    train_seconds: float
+    resumed_from_epoch: int
+
+    def to_dict(self) -> dict:
+        return {
+            "best_epoch": self.best_epoch,
+            "best_dev_auroc": self.best_dev_auroc,
+            "history": self.history,
+            "train_seconds": self.train_seconds,
+            "resumed_from_epoch": self.resumed_from_epoch,
+        }
+
+
+def distillation_loss(
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    config: DistillConfig,
+    class_weight: torch.Tensor | None,
+) -> torch.Tensor:
+    ce = F.cross_entropy(student_logits, labels, weight=class_weight)
+    if config.mode == "hard":
+        return 0.5 * ce + 0.5 * F.cross_entropy(
+            student_logits, teacher_logits.argmax(1), weight=class_weight
+        )
+    t = config.temperature
+    kl = F.kl_div(
+        F.log_softmax(student_logits / t, dim=1),
+        F.log_softmax(teacher_logits / t, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    )
+    return config.alpha * t * t * kl + (1 - config.alpha) * ce
+
+
+@torch.inference_mode()
+def predict_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Eval-mode logits for a preprocessed float32 NCHW array."""
+    model.eval()
+    out = []
+    for start in range(0, len(x), batch_size):
+        batch = torch.from_numpy(x[start : start + batch_size]).contiguous(
+            memory_format=torch.channels_last
+        )
+        out.append(model(batch).float().numpy())
+    return np.concatenate(out)
+
+
+def defect_probability(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    return (p[:, 1] / p.sum(axis=1)).astype(np.float64)
+
+
+def _class_weight(labels: np.ndarray, mode: str) -> torch.Tensor | None:
+    if mode == "none":
+        return None
+    counts = np.bincount(labels, minlength=2).astype(np.float64)
+    # inverse frequency, normalised so the mean weight per sample stays 1
+    weight = counts.sum() / (2 * np.maximum(counts, 1))
+    return torch.tensor(weight, dtype=torch.float32)
+
+
+def fit(
+    model: torch.nn.Module,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    dev_x: np.ndarray,
+    dev_y: np.ndarray,
+    config: TrainConfig,
+    *,
+    distill: DistillConfig | None = None,
+    teacher_logits: np.ndarray | None = None,
+    checkpoint_path: Path | None = None,
+    description: str = "train",
+    on_epoch: Callable[[dict], None] | None = None,
+) -> FitResult:
+    """Train `model` in place; leave it holding the weights of the best dev-AUROC epoch.
+
+    With `checkpoint_path`, the state after each epoch is saved atomically and a later call
+    with the same path resumes from it, so an interrupted build loses at most one epoch.
+    """
+    if distill is not None and teacher_logits is None:
+        raise ValueError("distillation needs the cached teacher logits of the training set")
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    model.to(memory_format=torch.channels_last)
+    class_weight = _class_weight(train_y, config.class_balance)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
+    )
+    start_epoch, history, best = 0, [], {"epoch": -1, "auroc": -math.inf, "state": None}
+    elapsed_before = 0.0
+    if checkpoint_path is not None and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        start_epoch, history = int(state["epoch"]) + 1, _history_from_tensors(state["history"])
+        best = {"epoch": int(state["best_epoch"]), "auroc": float(state["best_auroc"]),
+                "state": state["best_state"]}
+        elapsed_before = float(state["elapsed"])
+    resumed_from = start_epoch
+    labels_t = torch.from_numpy(train_y.astype(np.int64))
+    teacher_t = torch.from_numpy(teacher_logits).float() if teacher_logits is not None else None
+    t0 = time.perf_counter()
+    epochs = tqdm(range(start_epoch, config.epochs), desc=description, unit="epoch",
+                  initial=start_epoch, total=config.epochs)
+    for epoch in epochs:
+        model.train()
+        order = torch.randperm(len(train_x), generator=generator)
+        running, seen = 0.0, 0
+        batches = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, unit="batch")
+        for b in batches:
+            idx = order[b * config.batch_size : (b + 1) * config.batch_size]
+            if len(idx) < 2:  # a batch of one breaks batch norm; drop it
+                continue
+            x = augment_batch(torch.from_numpy(train_x[idx.numpy()]), config.augment, generator)
+            x = x.contiguous(memory_format=torch.channels_last)
+            logits = model(x)
+            if distill is None:
+                loss = F.cross_entropy(logits, labels_t[idx], weight=class_weight,
+                                       label_smoothing=config.label_smoothing)
+            else:
+                loss = distillation_loss(logits, labels_t[idx], teacher_t[idx], distill, class_weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            running += float(loss) * len(idx)
+            seen += len(idx)
+            batches.set_postfix(loss=f"{running / seen:.4f}")
+        dev_auroc = roc_auc(dev_y, defect_probability(predict_logits(model, dev_x)))
+        record = {"epoch": epoch, "train_loss": running / max(seen, 1), "dev_auroc": dev_auroc,
+                  "lr": scheduler.get_last_lr()[0]}
+        history.append(record)
+        if dev_auroc > best["auroc"]:
+            best = {"epoch": epoch, "auroc": dev_auroc,
+                    "state": copy.deepcopy(model.state_dict())}
+        epochs.set_postfix(loss=f"{record['train_loss']:.4f}", dev_auroc=f"{dev_auroc:.4f}")
+        if on_epoch:
+            on_epoch(record)
+        if checkpoint_path is not None:
+            _save_checkpoint(checkpoint_path, model, optimizer, scheduler, generator, epoch,
+                             history, best, elapsed_before + time.perf_counter() - t0)
+    model.load_state_dict(best["state"])
+    model.eval()
+    return FitResult(best["epoch"], best["auroc"], history,
+                     elapsed_before + time.perf_counter() - t0, resumed_from)
+
+
+def _history_from_tensors(history) -> list[dict]:
+    return [dict(h) for h in history]
+
+
+def _save_checkpoint(path, model, optimizer, scheduler, generator, epoch, history, best, elapsed):
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "generator": generator.get_state(),
+            "epoch": epoch,
+            "history": history,
+            "best_epoch": best["epoch"],
+            "best_auroc": best["auroc"],
+            "best_state": best["state"],
+            "elapsed": elapsed,
+        },
+        buffer,
+    )
+    atomic_write_bytes(path, buffer.getvalue())

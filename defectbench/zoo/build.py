@@ -1,0 +1,273 @@
+"""`defectbench zoo build`: make every variant of a profile that is missing or stale, in order."""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import json
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from defectbench.data.fixture import Fixture, load_fixture
+from defectbench.data.image_set import ImageSet
+from defectbench.data.preprocess import Preprocess, preprocess_set
+from defectbench.errors import UnknownNameError
+from defectbench.io import atomic_write_bytes
+from defectbench.metrics.confusion import binary_report
+from defectbench.metrics.operating_point import OperatingPoint, choose_operating_point
+from defectbench.metrics.ranking import roc_auc
+from defectbench.models.pretrained import create_model
+from defectbench.train.fit import defect_probability, fit, predict_logits
+from defectbench.zoo.profiles import Profile
+from defectbench.zoo.recipes import TrainedRecipe
+from defectbench.zoo.store import ZooStore
+
+MODEL_FILE = "model.pt"
+TRAIN_STATE = "train_state.pt"
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for dist in ("torch", "timm", "torchao", "torch-pruning", "onnx", "onnxruntime", "numpy"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = "not installed"
+    return out
+
+
+def _key_versions(versions: dict[str, str]) -> dict[str, str]:
+    # what can change a trained model's weights; onnxruntime etc. only key the artifacts they make
+    return {k: versions[k] for k in ("torch", "timm", "numpy")}
+
+
+@dataclass
+class BuildContext:
+    """What every builder needs: the store, the verified fixture and per-build caches."""
+
+    store: ZooStore
+    profile: Profile
+    fixture: Fixture
+    versions: dict[str, str]
+    keys: dict[str, str] = field(default_factory=dict)
+    _arrays: dict[tuple, np.ndarray] = field(default_factory=dict)
+
+    def subset(self, split: str) -> ImageSet:
+        """`train` / `dev`, cut to the profile's size limit by a fixed stratified draw."""
+        images = self.fixture.split(split)
+        limit = {"train": self.profile.max_train_images, "dev": self.profile.max_dev_images}.get(split)
+        if limit is None or limit >= len(images):
+            return images
+        rng = np.random.default_rng(self.profile.seed)
+        picked = []
+        for label in (0, 1):  # keep the class ratio, so both classes are always present
+            idx = np.flatnonzero(images.labels == label)
+            share = round(limit * len(idx) / len(images))
+            picked.extend(rng.choice(idx, size=max(share, 2), replace=False).tolist())
+        return images.subset(sorted(picked))
+
+    def arrays(self, split: str, preprocess: Preprocess) -> np.ndarray:
+        key = (split, preprocess)
+        if key not in self._arrays:
+            self._arrays[key] = preprocess_set(self.subset(split), preprocess)
+        return self._arrays[key]
+
+
+def variant_key(name: str, recipe: Any, parent_keys: Iterable[str], fixture: Fixture,
+                versions: dict[str, str]) -> str:
+    payload = {
+        "name": name,
+        "recipe": recipe.to_dict(),
+        "parents": list(parent_keys),
+        "fixture": [fixture.content_sha256, fixture.split_sha256, fixture.defect_threshold],
+        "versions": _key_versions(versions),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _build_model(recipe: TrainedRecipe, pretrained: bool | None = None):
+    spec = recipe.model
+    return create_model(
+        spec.arch, 2, pretrained=spec.pretrained if pretrained is None else pretrained,
+        **dict(spec.timm_kwargs),
+    )
+
+
+def load_trained_model(store: ZooStore, name: str, recipe: TrainedRecipe,
+                       key: str | None = None) -> torch.nn.Module:
+    """The fine-tuned model of a built variant, after its artifact hash was checked."""
+    store.verify(name, key)
+    model, _ = _build_model(recipe, pretrained=False)  # weights come from the zoo file below
+    state = torch.load(store.variant_dir(name) / MODEL_FILE, weights_only=True)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def evaluate_on_dev(ctx: BuildContext, probs: np.ndarray) -> dict[str, Any]:
+    """Dev metrics at 0.5 and the operating point tuned on dev for the profile's target recall."""
+    dev = ctx.subset("dev")
+    point = choose_operating_point(
+        f"dev_recall_{ctx.profile.target_recall:.2f}", dev.labels, probs,
+        ctx.profile.target_recall, chosen_on="dev",
+    )
+    fixed = OperatingPoint("p0.5", 0.5, None, chosen_on="fixed")
+    groups = {"cell_type": dev.metadata["cell_type"]}
+    return {
+        "auroc": roc_auc(dev.labels, probs),
+        "operating_points": [point.to_dict(), fixed.to_dict()],
+        "at": {op.name: binary_report(dev.labels, probs, op.threshold, groups=groups)
+               for op in (point, fixed)},
+    }
+
+
+def teacher_logits(ctx: BuildContext, teacher: str, recipes: dict[str, Any]) -> np.ndarray:
+    """The frozen teacher's logits on the (unaugmented) train set, computed once and cached."""
+    key = ctx.keys[teacher]
+    n = len(ctx.subset("train"))
+    path = ctx.store.cache_dir() / f"teacher_logits-{key[:16]}-{n}.npy"
+    if path.is_file():
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape == (n, 2):
+                return cached
+        except ValueError:
+            pass  # a corrupt cache file is recomputed, never used
+    model = load_trained_model(ctx.store, teacher, recipes[teacher], key)
+    pre = Preprocess.for_model(model, recipes[teacher].model.img_size)
+    logits = predict_logits(model, ctx.arrays("train", pre))
+    buffer = io.BytesIO()
+    np.save(buffer, logits, allow_pickle=False)
+    atomic_write_bytes(path, buffer.getvalue())
+    return logits
+
+
+def build_trained(ctx: BuildContext, name: str, recipe: TrainedRecipe,
+                  recipes: dict[str, Any]) -> dict[str, Any]:
+    model, provenance = _build_model(recipe)
+    pre = Preprocess.for_model(model, recipe.model.img_size)
+    train, dev = ctx.subset("train"), ctx.subset("dev")
+    soft_targets = teacher_logits(ctx, recipe.distill.teacher, recipes) if recipe.distill else None
+    result = fit(
+        model, ctx.arrays("train", pre), train.labels, ctx.arrays("dev", pre), dev.labels,
+        recipe.train, distill=recipe.distill, teacher_logits=soft_targets,
+        checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE, description=name,
+    )
+    dev_probs = defect_probability(predict_logits(model, ctx.arrays("dev", pre)))
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    artifacts = {MODEL_FILE: ctx.store.write_artifact(name, MODEL_FILE, buffer.getvalue())}
+    return {
+        "weights": provenance.to_dict(),
+        "preprocess": pre.to_dict(),
+        "fit": result.to_dict(),
+        "train_images": len(train),
+        "dev_images": len(dev),
+        "dev": evaluate_on_dev(ctx, dev_probs),
+        "artifacts": artifacts,
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+BUILDERS: dict[type, Callable[..., dict[str, Any]]] = {TrainedRecipe: build_trained}
+
+
+def select_variants(recipes: dict[str, Any], patterns: Iterable[str] | None) -> list[str]:
+    names = sorted(recipes)
+    if not patterns:
+        return names
+    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    if not chosen:
+        raise UnknownNameError(
+            f"no variant matches {list(patterns)!r}; `defectbench zoo list` shows all: "
+            + ", ".join(names)
+        )
+    return chosen
+
+
+def build_order(recipes: dict[str, Any], wanted: Iterable[str]) -> list[str]:
+    """The wanted variants and everything they depend on, parents first."""
+    order: list[str] = []
+
+    def visit(name: str, chain: tuple[str, ...]) -> None:
+        if name in order:
+            return
+        if name in chain:
+            raise ValueError(f"recipe cycle: {' -> '.join(chain + (name,))}")
+        if name not in recipes:
+            raise UnknownNameError(f"recipe depends on unknown variant {name!r}")
+        for parent in recipes[name].parents:
+            visit(parent, chain + (name,))
+        order.append(name)
+
+    for name in sorted(wanted):
+        visit(name, ())
+    return order
+
+
+def compute_keys(recipes: dict[str, Any], fixture: Fixture, versions: dict[str, str]) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for name in build_order(recipes, recipes):
+        keys[name] = variant_key(
+            name, recipes[name], [keys[p] for p in recipes[name].parents], fixture, versions
+        )
+    return keys
+
+
+def build_zoo(
+    profile: Profile,
+    root: Path,
+    patterns: Iterable[str] | None = None,
+    *,
+    log: Callable[[str], None] = print,
+) -> dict[str, dict[str, Any]]:
+    """Build what is missing or stale; return the manifests of the selected variants."""
+    from defectbench.zoo.registry import all_recipes
+
+    fixture = load_fixture()
+    versions = library_versions()
+    recipes = all_recipes(profile)
+    ctx = BuildContext(ZooStore(root, profile.name), profile, fixture, versions)
+    ctx.keys = compute_keys(recipes, fixture, versions)
+    wanted = select_variants(recipes, patterns)
+    manifests = {}
+    for name in build_order(recipes, wanted):
+        key = ctx.keys[name]
+        if ctx.store.is_current(name, key):
+            manifests[name] = ctx.store.verify(name, key)
+            continue
+        if ctx.store.manifest_path(name).is_file():
+            log(f"{name}: stale or damaged, rebuilding")
+        log(f"building {name} ({profile.name})")
+        recipe = recipes[name]
+        started = time.perf_counter()
+        body = BUILDERS[type(recipe)](ctx, name, recipe, recipes)
+        manifest = {
+            "name": name,
+            "profile": profile.name,
+            "key": key,
+            "recipe": recipe.to_dict(),
+            "parents": {p: ctx.keys[p] for p in recipe.parents},
+            "fixture": {"content_sha256": fixture.content_sha256,
+                        "split_sha256": fixture.split_sha256,
+                        "defect_threshold": fixture.defect_threshold},
+            "versions": versions,
+            "build_seconds": time.perf_counter() - started,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **body,
+        }
+        ctx.store.commit(manifest)
+        (ctx.store.variant_dir(name) / TRAIN_STATE).unlink(missing_ok=True)
+        manifests[name] = manifest
+        log(f"built {name} in {manifest['build_seconds']:.0f} s")
+    return {n: manifests[n] for n in wanted}

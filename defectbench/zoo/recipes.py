@@ -1,0 +1,60 @@
+"""Recipes: what makes each variant, as frozen data that lands in manifests and results JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from defectbench.errors import ConfigError
+from defectbench.train.config import DistillConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A timm architecture, whether it starts from pretrained weights, and its input size."""
+
+    arch: str
+    img_size: int
+    pretrained: bool = True
+    timm_kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.timm_kwargs, dict):
+            object.__setattr__(self, "timm_kwargs", tuple(sorted(self.timm_kwargs.items())))
+        if not 16 <= self.img_size <= 1024:
+            raise ConfigError(f"{self.arch}: img_size {self.img_size} outside 16..1024")
+
+
+@dataclass(frozen=True)
+class TrainedRecipe:
+    """Fine-tune (or train from scratch) on `train`, select on `dev`; optionally distil."""
+
+    model: ModelSpec
+    train: TrainConfig
+    distill: DistillConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.model.img_size != self.train.img_size:
+            raise ConfigError(
+                f"{self.model.arch}: model img_size {self.model.img_size} != train img_size "
+                f"{self.train.img_size}"
+            )
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return (self.distill.teacher,) if self.distill else ()
+
+    def to_dict(self) -> dict:
+        return {"kind": "trained", **recipe_asdict(self)}
+
+
+def recipe_asdict(recipe: Any) -> dict:
+    def convert(value):
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, tuple):
+            return [convert(v) for v in value]
+        return value
+
+    return convert(recipe)

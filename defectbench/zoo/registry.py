@@ -1,0 +1,30 @@
+"""The variant registry: every variant of a profile by its dotted name, sorted."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from defectbench.errors import UnknownNameError
+from defectbench.zoo.profiles import Profile, get_profile
+
+
+def all_recipes(profile: Profile | str) -> dict[str, Any]:
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    return dict(sorted(profile.trained_recipes().items()))
+
+
+def list_variants(profile: Profile | str = "quick") -> list[str]:
+    return sorted(all_recipes(profile))
+
+
+def get_recipe(name: str, profile: Profile | str = "quick") -> Any:
+    recipes = all_recipes(profile)
+    if name in recipes:
+        return recipes[name]
+    import difflib
+
+    close = difflib.get_close_matches(name, recipes, n=1) or [
+        n for n in recipes if n.endswith(name) or name in n
+    ][:1]
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UnknownNameError(f"unknown variant {name!r}{hint} `defectbench zoo list` shows all")

@@ -1,0 +1,111 @@
+"""The zoo on disk: one folder per variant, a manifest written last, artifacts checked by hash.
+
+A variant counts as built only when its `manifest.json` exists, its key matches the current
+recipe + data fixture + library versions, and every artifact it lists has the recorded sha256.
+Everything is written atomically, so an interrupted build leaves either a finished variant or
+none (plus a resumable training state).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from defectbench.errors import ArtifactError
+from defectbench.io import atomic_write_bytes, atomic_write_text, sha256_file
+
+MANIFEST = "manifest.json"
+
+
+def default_zoo_root() -> Path:
+    if env := os.environ.get("DEFECTBENCH_ZOO"):
+        return Path(env)
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "defectbench" / "zoo"
+
+
+class ZooStore:
+    """Variants of one profile under `root/<profile>/<variant name>/`."""
+
+    def __init__(self, root: Path | str, profile: str) -> None:
+        self.root = Path(root)
+        self.profile = profile
+        self.directory = self.root / profile
+
+    def variant_dir(self, name: str) -> Path:
+        return self.directory / name
+
+    def cache_dir(self) -> Path:
+        return self.directory / "_cache"
+
+    def manifest_path(self, name: str) -> Path:
+        return self.variant_dir(name) / MANIFEST
+
+    def read_manifest(self, name: str) -> dict[str, Any] | None:
+        """The manifest, None when the variant was never finished; ArtifactError if corrupt."""
+        path = self.manifest_path(name)
+        if not path.is_file():
+            return None
+        try:
+            manifest = json.loads(path.read_text())
+            if manifest.get("name") != name or "key" not in manifest:
+                raise ValueError("name or key field missing or wrong")
+        except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
+            raise ArtifactError(
+                f"manifest {path} is corrupt ({exc}); delete {path.parent} and run "
+                f"`defectbench zoo build --profile {self.profile}` to rebuild it"
+            ) from exc
+        return manifest
+
+    def verify(self, name: str, expected_key: str | None = None) -> dict[str, Any]:
+        """The manifest of a finished, intact variant, or ArtifactError saying how to fix it."""
+        manifest = self.read_manifest(name)
+        fix = f"run `defectbench zoo build --profile {self.profile}` (zoo: {self.root})"
+        if manifest is None:
+            raise ArtifactError(f"variant {name!r} is not built in {self.directory}; {fix}")
+        if expected_key is not None and manifest["key"] != expected_key:
+            raise ArtifactError(
+                f"variant {name!r} in {self.directory} was built from another recipe, data "
+                f"fixture or library version (key {manifest['key'][:12]} != {expected_key[:12]}); {fix}"
+            )
+        for filename, record in manifest.get("artifacts", {}).items():
+            path = self.variant_dir(name) / filename
+            if not path.is_file():
+                raise ArtifactError(f"artifact {path} of variant {name!r} is missing; {fix}")
+            actual = sha256_file(path)
+            if actual != record["sha256"]:
+                raise ArtifactError(
+                    f"artifact {path} of variant {name!r} is corrupt or truncated: sha256 "
+                    f"{actual[:12]} != manifest {record['sha256'][:12]}; {fix}"
+                )
+        return manifest
+
+    def is_current(self, name: str, key: str) -> bool:
+        try:
+            self.verify(name, key)
+        except ArtifactError:
+            return False
+        return True
+
+    def write_artifact(self, name: str, filename: str, data: bytes) -> dict[str, Any]:
+        path = self.variant_dir(name) / filename
+        atomic_write_bytes(path, data)
+        return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+    def record_file(self, name: str, filename: str) -> dict[str, Any]:
+        """Hash an artifact that a library wrote itself (e.g. an ONNX file)."""
+        path = self.variant_dir(name) / filename
+        return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+    def commit(self, manifest: dict[str, Any]) -> None:
+        """Write the manifest last: from now on the variant counts as built."""
+        atomic_write_text(
+            self.manifest_path(manifest["name"]), json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        )
+
+    def built_names(self) -> list[str]:
+        if not self.directory.is_dir():
+            return []
+        return sorted(p.parent.name for p in self.directory.glob(f"*/{MANIFEST}"))

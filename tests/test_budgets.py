@@ -1,0 +1,362 @@
+"""Budget file parsing, validation errors and verdicts."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from defectbench.budgets import (
+    Budget,
+    Evidence,
+    budgets_for,
+    judge,
+    judge_all,
+    judge_each,
+    load_budgets,
+)
+from defectbench.errors import ConfigError
+from defectbench.metrics import (
+    BinaryCounts,
+    binary_report,
+    clopper_pearson,
+    compare_recall,
+    compare_recall_by_group,
+)
+
+REPO_BUDGETS = Path(__file__).resolve().parents[1] / "fixtures" / "budgets.toml"
+VARIANT = "tf_efficientnet_lite0.kd.int8_ort"
+
+GOOD_ENTRY = """
+[[budget]]
+name = "recall-drop"
+metric = "recall_drop"
+kind = "max_drop"
+value = 0.03
+judged_on = "point"
+"""
+
+
+def write(tmp_path, text, name="budgets.toml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def comparison(n_defective, new_misses, new_catches, confidence=0.95):
+    """A RecallComparison with the given discordant counts; the reference catches the rest."""
+    ids = [f"cell{i:04d}" for i in range(n_defective)]
+    ref = np.ones(n_defective, dtype=int)
+    var = np.ones(n_defective, dtype=int)
+    var[:new_misses] = 0
+    ref[new_misses : new_misses + new_catches] = 0
+    return compare_recall(ids, np.ones(n_defective, dtype=int), ref, var, confidence)
+
+
+# ---------------------------------------------------------------- the reviewed file
+
+
+def test_repo_budget_file_loads_with_the_agreed_budgets():
+    budgets = {b.name: b for b in load_budgets(REPO_BUDGETS)}
+    assert budgets["recall-drop"].value == 0.03 and budgets["recall-drop"].judged_on == "point"
+    assert budgets["recall-drop-upper-bound"].value == 0.08
+    assert budgets["recall-drop-upper-bound"].judged_on == "upper_bound"
+    assert budgets["fnr-ceiling"].metric == "fnr" and budgets["fnr-ceiling"].value == 0.20
+    assert budgets["fnr-ceiling"].judged_on == "upper_bound"
+    floor = budgets["cell-type-recall-floor"]
+    assert (floor.metric, floor.kind, floor.value) == ("recall", "floor", 0.75)
+    assert floor.group == "cell_type"
+    assert all(b.confidence == 0.95 for b in budgets.values())
+
+
+def test_every_repo_budget_is_commented():
+    # Budgets are reviewed data: each entry carries a comment saying why.
+    chunks = REPO_BUDGETS.read_text().split("[[budget]]")[1:]
+    assert chunks and all(chunk.lstrip("\n").startswith("#") for chunk in chunks)
+
+
+def test_defaults_and_optional_keys(tmp_path):
+    text = """
+[defaults]
+confidence = 0.9
+
+[[budget]]
+name = "int8-fnr"
+metric = "fnr"
+kind = "ceiling"
+value = 0.2
+judged_on = "upper_bound"
+variants = "*.int8*"
+operating_point = "recall95"
+
+[[budget]]
+name = "strict"
+metric = "recall"
+kind = "floor"
+value = 1
+judged_on = "lower_bound"
+confidence = 0.99
+"""
+    a, b = load_budgets(write(tmp_path, text))
+    assert a.confidence == 0.9 and b.confidence == 0.99
+    assert b.value == 1.0 and isinstance(b.value, float)
+    assert a.applies_to(VARIANT) and not a.applies_to("tf_efficientnet_lite2.teacher")
+    assert a.applies_to(VARIANT, "recall95") and not a.applies_to(VARIANT, "default")
+    assert [x.name for x in budgets_for([a, b], "tf_efficientnet_lite2.teacher")] == ["strict"]
+    assert json.loads(json.dumps(a.to_dict()))["variants"] == "*.int8*"
+
+
+# ---------------------------------------------------------------- error paths
+
+
+@pytest.mark.parametrize(
+    "text,match",
+    [
+        pytest.param(
+            GOOD_ENTRY.replace('judged_on = "point"', 'judged_on = "point"\nmax = 3'),
+            r"\[\[budget\]\] #1 'recall-drop': unknown key 'max'; allowed keys are 'name'",
+            id="unknown-key",
+        ),
+        pytest.param(
+            GOOD_ENTRY.replace('judged_on = "point"', 'judged_on = "point"\nconfidance = 0.9'),
+            r"unknown key 'confidance'.*did you mean 'confidence'\?",
+            id="misspelt-key",
+        ),
+        pytest.param(
+            GOOD_ENTRY.replace('kind = "max_drop"\n', ""),
+            r"'recall-drop': missing required key\(s\) 'kind'",
+            id="missing-key",
+        ),
+        pytest.param(
+            GOOD_ENTRY.replace('"max_drop"', '"maxdrop"'),
+            r"budget 'recall-drop': unknown kind 'maxdrop'.*did you mean 'max_drop'\?",
+            id="bad-kind",
+        ),
+        pytest.param(
+            GOOD_ENTRY.replace('"recall_drop"', '"acc"'),
+            r"unknown metric 'acc'; expected one of 'recall_drop', 'fnr', 'recall'",
+            id="bad-metric",
+        ),
+        pytest.param(
+            GOOD_ENTRY.replace('"max_drop"', '"floor"'),
+            r"metric 'recall_drop' cannot have kind 'floor'; use kind = 'max_drop'",
+            id="metric-kind",
+        ),
+        pytest.param(
+            GOOD_ENTRY.replace("0.03", "3"),
+            r"value must be a number in \[0, 1\], got 3 \(write 0.03 for three points, not 3\)",
+            id="percent-value",
+        ),
+        pytest.param(
+            GOOD_ENTRY.replace("0.03", "-0.01"),
+            r"value must be a number in \[0, 1\]",
+            id="negative-value",
+        ),
+        pytest.param(
+            GOOD_ENTRY.replace("0.03", '"0.03"'),
+            r"value must be a number in \[0, 1\], got '0.03'",
+            id="string-value",
+        ),
+        pytest.param(
+            GOOD_ENTRY.replace("0.03", "nan"),
+            r"value must be a number in \[0, 1\], got nan",
+            id="nan-value",
+        ),
+        pytest.param(
+            GOOD_ENTRY.replace('"point"', '"lower_bound"'),
+            r"a max_drop judged on the lower_bound passes whenever.*use judged_on = 'point' or "
+            r"'upper_bound'",
+            id="lenient-bound",
+        ),
+        pytest.param(
+            GOOD_ENTRY.replace('"point"', '"median"'),
+            r"unknown judged_on 'median'; expected one of 'point', 'upper_bound', 'lower_bound'",
+            id="bad-judged-on",
+        ),
+        pytest.param(
+            GOOD_ENTRY + "confidence = 95\n",
+            r"'recall-drop': confidence must be in \(0, 1\)",
+            id="percent-confidence",
+        ),
+        pytest.param(
+            GOOD_ENTRY + 'group = ""\n', r"group must name a metadata group", id="empty-group"
+        ),
+        pytest.param(
+            GOOD_ENTRY + 'variants = ""\n', r"variants must be a non-empty glob", id="empty-glob"
+        ),
+        pytest.param(
+            GOOD_ENTRY + GOOD_ENTRY,
+            r"\[\[budget\]\] #2: duplicate name 'recall-drop'",
+            id="duplicate-name",
+        ),
+        pytest.param(
+            "[defaults]\nconfidence = 0.95\n",
+            r"no \[\[budget\]\] entries.*double brackets",
+            id="no-budgets",
+        ),
+        pytest.param("[budget]\nname = 'x'\n", r"no \[\[budget\]\] entries", id="single-brackets"),
+        pytest.param(
+            "[defaults]\nconfidense = 0.9\n" + GOOD_ENTRY,
+            r"\[defaults\] has unknown key 'confidense'; allowed: 'confidence'",
+            id="bad-defaults",
+        ),
+        pytest.param(
+            "[budgets]\n" + GOOD_ENTRY, r"unknown top-level key 'budgets'", id="unknown-table"
+        ),
+        pytest.param(
+            '[[budget]]\nname = "x\n', r"not valid TOML .*fix the syntax", id="toml-syntax"
+        ),
+    ],
+)
+def test_bad_budget_files_raise_config_error_naming_the_file(tmp_path, text, match):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=match) as info:
+        load_budgets(path)
+    assert str(info.value).startswith(str(path))
+
+
+def test_missing_budget_file(tmp_path):
+    with pytest.raises(ConfigError, match=r"budget file '.*nope.toml' not found"):
+        load_budgets(tmp_path / "nope.toml")
+
+
+def test_budget_validates_when_built_in_code():
+    with pytest.raises(ConfigError, match=r"a floor judged on the upper_bound passes whenever"):
+        Budget("f", "recall", "floor", 0.8, "upper_bound")
+    with pytest.raises(ConfigError, match=r"budget name must be a non-empty string"):
+        Budget("", "fnr", "ceiling", 0.2, "point")
+
+
+# ---------------------------------------------------------------- verdicts
+
+DROP_POINT = Budget("recall-drop", "recall_drop", "max_drop", 0.03, "point")
+DROP_BOUND = Budget("recall-drop-upper-bound", "recall_drop", "max_drop", 0.08, "upper_bound")
+FNR = Budget("fnr-ceiling", "fnr", "ceiling", 0.20, "upper_bound")
+CELL_FLOOR = Budget("cell-type-recall-floor", "recall", "floor", 0.75, "point", group="cell_type")
+
+
+def test_variant_that_clearly_breaks_its_drop_budget_fails_with_a_readable_message():
+    # 200 defective cells: 14 new misses, 2 new catches -> drop 0.06.
+    cmp = comparison(200, 14, 2)
+    v = judge(DROP_POINT, VARIANT, cmp)
+    assert not v.passed
+    assert v.value == pytest.approx(0.06) and v.limit == 0.03
+    assert v.bound == pytest.approx(cmp.drop_upper)
+    assert v.message.startswith(
+        f"{VARIANT}: recall_drop 0.060 (95% upper bound {cmp.drop_upper:.3f}) exceeds budget "
+        "max_drop 0.030 [budget 'recall-drop'"
+    )
+    assert "judged on the point estimate, 200 defective" in v.message
+    json.dumps(v.to_dict())
+
+
+def test_drop_within_budget_passes():
+    v = judge(DROP_POINT, VARIANT, comparison(200, 6, 0))
+    assert v.passed and v.value == 0.03  # 6/200 is exactly the budget
+    assert "is within budget max_drop 0.030" in v.message
+
+
+def test_churn_breaks_the_bound_budget_but_not_the_point_budget():
+    # Net drop 0.03 hides 23 new misses and 17 new catches in 200 defective cells.
+    cmp = comparison(200, 23, 17)
+    assert judge(DROP_POINT, VARIANT, cmp).passed
+    v = judge(DROP_BOUND, VARIANT, cmp)
+    assert not v.passed and v.bound > 0.08 > v.value
+    assert "judged on the 95% upper bound" in v.message
+
+
+def test_fnr_ceiling_is_judged_on_the_upper_bound_recomputed_at_budget_confidence():
+    counts = BinaryCounts(tp=170, fn=30, fp=40, tn=400)  # FNR 0.15, 95% bound 0.198
+    report = binary_report(
+        [1] * 200 + [0] * 10, [0.9] * 170 + [0.1] * 30 + [0.1] * 10, 0.5, confidence=0.5
+    )  # the report's own confidence must not matter
+    for evidence in (counts, report):
+        v = judge(FNR, VARIANT, evidence)
+        assert v.passed
+        assert v.bound == pytest.approx(clopper_pearson(30, 200, 0.95, "upper").upper)
+    strict = Budget("fnr-strict", "fnr", "ceiling", 0.18, "upper_bound", confidence=0.95)
+    v = judge(strict, VARIANT, counts)
+    assert not v.passed and v.value == 0.15
+    assert "fnr 0.150 (95% upper bound 0.198) exceeds budget ceiling 0.180" in v.message
+
+
+def test_group_floor_fails_on_the_weak_group_and_names_it():
+    y = np.array([1] * 40 + [1] * 40 + [0] * 20)
+    cell = np.array(["mono"] * 40 + ["poly"] * 40 + ["mono"] * 10 + ["poly"] * 10)
+    scores = np.ones(100) * 0.9
+    scores[40:60] = 0.1  # poly: 20 of 40 missed -> recall 0.5
+    scores[80:] = 0.1
+    report = binary_report(y, scores, 0.5, groups={"cell_type": cell})
+    v = judge(CELL_FLOOR, VARIANT, report)
+    assert not v.passed and v.group == "cell_type=poly" and v.value == 0.5
+    assert v.message.startswith(f"{VARIANT}: recall[cell_type=poly] 0.500 (95% lower bound")
+    assert "is below budget floor 0.750" in v.message
+    assert v.message.endswith("1 of 2 cell_type values fail: poly")
+    each = judge_each(CELL_FLOOR, VARIANT, report)
+    assert [(x.group, x.passed) for x in each] == [
+        ("cell_type=mono", True),
+        ("cell_type=poly", False),
+    ]
+
+
+def test_group_floor_passes_when_every_group_passes():
+    report = binary_report(
+        [1, 1, 1, 1],
+        [0.9, 0.9, 0.9, 0.9],
+        0.5,
+        groups={"cell_type": ["mono", "mono", "poly", "poly"]},
+    )
+    v = judge(CELL_FLOOR, VARIANT, report)
+    assert v.passed and v.message.endswith("all 2 cell_type values pass")
+
+
+def test_group_value_without_defective_items_fails_rather_than_passes():
+    report = binary_report([1, 0], [0.9, 0.1], 0.5, groups={"cell_type": ["mono", "poly"]})
+    v = judge(CELL_FLOOR, VARIANT, report)
+    assert not v.passed and math.isnan(v.value)
+    assert "recall[cell_type=poly] cannot be judged: no defective items" in v.message
+
+
+def test_group_drop_budget_uses_group_comparisons():
+    ids = [f"c{i}" for i in range(8)]
+    y = [1] * 8
+    ref = [1] * 8
+    var = [0, 0, 1, 1, 1, 1, 1, 1]
+    groups = {"cell_type": ["mono"] * 4 + ["poly"] * 4}
+    evidence = Evidence(
+        comparison=compare_recall(ids, y, ref, var),
+        group_comparisons=compare_recall_by_group(ids, y, ref, var, groups),
+    )
+    budget = Budget("drop-per-type", "recall_drop", "max_drop", 0.1, "point", group="cell_type")
+    v = judge(budget, VARIANT, evidence)
+    assert not v.passed and v.group == "cell_type=mono" and v.value == 0.5
+
+
+@pytest.mark.parametrize(
+    "budget,evidence,match",
+    [
+        (DROP_POINT, BinaryCounts(1, 1, 1, 1), r"needs a RecallComparison.*compare_recall"),
+        (FNR, Evidence(), r"'fnr-ceiling' \(fnr\) needs confusion counts"),
+        (
+            CELL_FLOOR,
+            BinaryCounts(1, 1, 1, 1),
+            r"needs per-cell_type results.*groups=\{'cell_type': \.\.\.\} to binary_report",
+        ),
+        (FNR, {"recall": 0.9}, r"no 'counts'; pass the dict returned by binary_report"),
+        (FNR, [1, 2], r"cannot judge a budget against list"),
+    ],
+    ids=["drop-without-comparison", "empty-evidence", "group-without-groups", "bad-dict", "list"],
+)
+def test_missing_evidence_raises_instead_of_passing(budget, evidence, match):
+    with pytest.raises(ConfigError, match=match):
+        judge(budget, VARIANT, evidence)
+
+
+def test_judge_all_applies_only_matching_budgets():
+    int8_only = Budget("int8-drop", "recall_drop", "max_drop", 0.0, "point", variants="*.int8*")
+    evidence = Evidence(counts=BinaryCounts(180, 20, 10, 400), comparison=comparison(200, 4, 0))
+    teacher = judge_all([FNR, int8_only], "tf_efficientnet_lite2.teacher", evidence)
+    student = judge_all([FNR, int8_only], VARIANT, evidence)
+    assert [v.budget for v in teacher] == ["fnr-ceiling"]
+    assert [(v.budget, v.passed) for v in student] == [("fnr-ceiling", True), ("int8-drop", False)]

@@ -1,0 +1,665 @@
+"""On-disk dataset loaders, each against a tiny tree in its published layout."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from defectbench.data.dagm import load_dagm
+from defectbench.data.folder import binary_view, load_image_folder
+from defectbench.data.image_set import ImageSet
+from defectbench.data.mvtec import load_mvtec_ad, mvtec_categories
+from defectbench.data.neu import NEU_CLASSES, load_neu_cls
+from defectbench.errors import ConfigError, DataError
+
+SIZE = 8
+
+
+def write_image(path: Path, mode: str = "L", value: int = 0) -> Path:
+    """An 8x8 image in the format the extension names; pixel (0, 0) holds `value`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = (SIZE, SIZE, 3) if mode == "RGB" else (SIZE, SIZE)
+    pixels = np.zeros(shape, dtype=np.uint8)
+    pixels[0, 0] = value
+    Image.fromarray(pixels, mode).save(path)
+    return path
+
+
+def truncate(path: Path, drop: int | None = None) -> None:
+    """Cut `drop` bytes off the end (default: half the file)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - (len(data) // 2 if drop is None else drop)])
+
+
+# --- trees in the published layouts --------------------------------------------------------
+
+
+def mvtec_tree(root: Path) -> Path:
+    """bottle (RGB): train 3 good; test 2 good, 2 broken_large, 1 contamination. grid (gray)."""
+    for name in ("000", "001", "002"):
+        write_image(root / "bottle/train/good" / f"{name}.png", "RGB")
+    for name in ("000", "001"):
+        write_image(root / "bottle/test/good" / f"{name}.png", "RGB")
+        write_image(root / "bottle/test/broken_large" / f"{name}.png", "RGB", value=200)
+        write_image(root / "bottle/ground_truth/broken_large" / f"{name}_mask.png")
+    write_image(root / "bottle/test/contamination/000.png", "RGB", value=201)
+    write_image(root / "bottle/ground_truth/contamination/000_mask.png")
+    (root / "bottle/license.txt").write_text("CC BY-NC-SA 4.0")
+    write_image(root / "grid/train/good/000.png")
+    write_image(root / "grid/test/good/000.png")
+    write_image(root / "grid/test/bent/000.png", value=7)
+    return root
+
+
+def neu_flat_tree(root: Path, per_class: int = 2) -> Path:
+    for code in NEU_CLASSES:
+        for n in range(1, per_class + 1):
+            write_image(root / f"{code}_{n}.bmp", value=NEU_CLASSES.index(code))
+    return root
+
+
+def neu_folder_tree(root: Path, folders: dict[str, str] | None = None) -> Path:
+    folders = folders or {code: code for code in NEU_CLASSES}
+    for code, folder in folders.items():
+        for n in (1, 2):
+            write_image(root / folder / f"{code}_{n}.bmp", value=NEU_CLASSES.index(code))
+    return root
+
+
+def labels_txt(path: Path, rows: list[tuple[str, int]]) -> None:
+    """Labels.txt as published: a header line, then id, defective, file, 0, label file (or 0)."""
+    lines = ["1"]
+    for number, (name, defective) in enumerate(rows, start=1):
+        mask = f"{Path(name).stem}_label.PNG" if defective else "0"
+        lines.append(f"{number}\t{defective}\t{name}\t0\t{mask}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def dagm_split(
+    folder: Path, names: list[str], defective: set[str], with_table: bool = True
+) -> None:
+    for name in names:
+        write_image(folder / f"{name}.PNG", value=int(name) % 256)
+        if name in defective:
+            write_image(folder / "Label" / f"{name}_label.PNG", value=255)
+    (folder / "Label").mkdir(parents=True, exist_ok=True)
+    if with_table:
+        labels_txt(folder / "Label/Labels.txt", [(f"{n}.PNG", int(n in defective)) for n in names])
+
+
+def dagm_tree(root: Path, classes: tuple[int, ...] = (1, 2, 10)) -> Path:
+    """Each class: Train 0001-0003 (0002 defective), Test 0004-0005 (0005 defective)."""
+    for index in classes:
+        dagm_split(root / f"Class{index}/Train", ["0001", "0002", "0003"], {"0002"})
+        dagm_split(root / f"Class{index}/Test", ["0004", "0005"], {"0005"})
+    return root
+
+
+def folder_tree(root: Path, classes: dict[str, int]) -> Path:
+    for name, count in classes.items():
+        for n in range(count):
+            write_image(root / name / f"{n:03d}.png")
+    return root
+
+
+def assert_lazy_pixels(images: ImageSet, shape: tuple[int, ...]) -> None:
+    first = images.load(0)
+    assert first.dtype == np.uint8
+    assert first.shape == shape
+
+
+# --- MVTec AD ------------------------------------------------------------------------------
+
+
+def test_mvtec_test_split_labels_ids_and_defect_types(tmp_path: Path) -> None:
+    images = load_mvtec_ad(mvtec_tree(tmp_path), "bottle")
+    assert images.ids == (
+        "bottle/test/broken_large/000.png",
+        "bottle/test/broken_large/001.png",
+        "bottle/test/contamination/000.png",
+        "bottle/test/good/000.png",
+        "bottle/test/good/001.png",
+    )
+    assert images.labels.tolist() == [1, 1, 1, 0, 0]
+    assert images.labels.dtype == np.int8
+    assert images.class_names == ("good", "defective")
+    assert images.metadata["defect_type"].tolist() == [
+        "broken_large",
+        "broken_large",
+        "contamination",
+        "good",
+        "good",
+    ]
+    assert_lazy_pixels(images, (SIZE, SIZE, 3))
+    assert images.load(2)[0, 0].tolist() == [201, 201, 201]
+
+
+def test_mvtec_train_split_is_all_good_and_grayscale_stays_2d(tmp_path: Path) -> None:
+    root = mvtec_tree(tmp_path)
+    assert len(load_mvtec_ad(root, "bottle", "train")) == 3
+    grid = load_mvtec_ad(root, "grid", split="train")
+    assert grid.labels.tolist() == [0]
+    assert_lazy_pixels(grid, (SIZE, SIZE))
+    assert load_mvtec_ad(root, "grid").labels.tolist() == [1, 0]
+
+
+def test_mvtec_categories_are_the_folders_with_train_or_test(tmp_path: Path) -> None:
+    root = mvtec_tree(tmp_path)
+    (root / "not_a_category").mkdir()
+    (root / "readme.txt").write_text("MVTec AD")
+    assert mvtec_categories(root) == ["bottle", "grid"]
+
+
+def test_mvtec_unknown_category_lists_found_and_suggests(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"'bottel'.*found: bottle, grid; did you mean 'bottle'"):
+        load_mvtec_ad(mvtec_tree(tmp_path), "bottel")
+
+
+def test_mvtec_category_folder_given_as_root_says_pass_parent(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="single category folder; pass its parent"):
+        load_mvtec_ad(mvtec_tree(tmp_path) / "bottle", "bottle")
+
+
+def test_mvtec_unknown_split_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"split 'val'.*train, test"):
+        load_mvtec_ad(mvtec_tree(tmp_path), "bottle", split="val")
+
+
+def test_mvtec_missing_good_folder(tmp_path: Path) -> None:
+    root = tmp_path / "mvtec"
+    write_image(root / "cable/test/cut/000.png")
+    with pytest.raises(DataError, match=r"test has no good/ folder \(found: cut\)"):
+        load_mvtec_ad(root, "cable")
+
+
+def test_mvtec_missing_test_folder(tmp_path: Path) -> None:
+    root = tmp_path / "mvtec"
+    write_image(root / "cable/train/good/000.png")
+    with pytest.raises(
+        DataError, match=r"cable/test does not exist; expected MVTec AD's test/ folder"
+    ):
+        load_mvtec_ad(root, "cable")
+
+
+def test_mvtec_empty_defect_folder(tmp_path: Path) -> None:
+    root = mvtec_tree(tmp_path)
+    (root / "bottle/test/scratch").mkdir()
+    with pytest.raises(DataError, match=r"defect-type folder .*scratch contains no images"):
+        load_mvtec_ad(root, "bottle")
+
+
+def test_mvtec_loose_images_beside_defect_folders(tmp_path: Path) -> None:
+    root = mvtec_tree(tmp_path)
+    write_image(root / "bottle/test/stray.png")
+    with pytest.raises(DataError, match=r"1 image\(s\) directly inside it \(stray.png\)"):
+        load_mvtec_ad(root, "bottle")
+
+
+# --- NEU-CLS -------------------------------------------------------------------------------
+
+
+def _assert_neu(images: ImageSet, per_class: int = 2) -> None:
+    assert images.class_names == NEU_CLASSES
+    assert images.labels.shape == (6 * per_class, 6)
+    assert images.labels.dtype == np.int8
+    assert (images.labels.sum(axis=1) == 1).all()
+    assert images.labels.sum(axis=0).tolist() == [per_class] * 6
+    expected = np.repeat(NEU_CLASSES, per_class)
+    assert images.metadata["defect_class"].tolist() == expected.tolist()
+    assert images.labels.argmax(axis=1).tolist() == np.repeat(np.arange(6), per_class).tolist()
+    assert_lazy_pixels(images, (SIZE, SIZE))
+    last = images.load(len(images) - 1)
+    assert last[0, 0] == 5  # the Sc file written with value 5
+
+
+def test_neu_flat_published_layout(tmp_path: Path) -> None:
+    images = load_neu_cls(neu_flat_tree(tmp_path, per_class=3))
+    _assert_neu(images, per_class=3)
+    assert images.ids[:3] == ("Cr_1.bmp", "Cr_2.bmp", "Cr_3.bmp")
+    assert images.ids[-1] == "Sc_3.bmp"
+
+
+def test_neu_class_folders(tmp_path: Path) -> None:
+    images = load_neu_cls(neu_folder_tree(tmp_path))
+    _assert_neu(images)
+    assert images.ids[0] == "Cr/Cr_1.bmp"
+
+
+def test_neu_class_folders_with_long_names(tmp_path: Path) -> None:
+    long_names = {
+        "Cr": "Crazing",
+        "In": "inclusion",
+        "Pa": "patches",
+        "PS": "pitted_surface",
+        "RS": "Rolled",
+        "Sc": "scratches",
+    }
+    images = load_neu_cls(neu_folder_tree(tmp_path, long_names))
+    _assert_neu(images)
+    assert images.ids[6] == "pitted_surface/PS_1.bmp"
+
+
+def test_neu_flat_with_unparseable_name(tmp_path: Path) -> None:
+    root = neu_flat_tree(tmp_path)
+    write_image(root / "Xx_1.bmp")
+    write_image(root / "scan.bmp")
+    with pytest.raises(
+        DataError, match=r"2 file\(s\) .* not named <Class>_<n>.*: Xx_1.bmp, scan.bmp; rename"
+    ):
+        load_neu_cls(root)
+
+
+def test_neu_missing_class(tmp_path: Path) -> None:
+    root = neu_flat_tree(tmp_path)
+    for path in root.glob("RS_*.bmp"):
+        path.unlink()
+    with pytest.raises(DataError, match="no images of class RS; all six classes"):
+        load_neu_cls(root)
+
+
+def test_neu_missing_class_folder(tmp_path: Path) -> None:
+    folders = {code: code for code in NEU_CLASSES if code != "In"}
+    with pytest.raises(DataError, match="no images of class In"):
+        load_neu_cls(neu_folder_tree(tmp_path, folders))
+
+
+def test_neu_empty_class_folder(tmp_path: Path) -> None:
+    root = neu_folder_tree(tmp_path)
+    for path in (root / "Pa").iterdir():
+        path.unlink()
+    with pytest.raises(DataError, match=r"NEU class Pa folder .*Pa contains no images"):
+        load_neu_cls(root)
+
+
+def test_neu_mixed_layouts(tmp_path: Path) -> None:
+    root = neu_folder_tree(tmp_path)
+    write_image(root / "Cr_99.bmp")
+    with pytest.raises(DataError, match="mixes class folders .* with 1 loose images"):
+        load_neu_cls(root)
+
+
+def test_neu_two_folders_for_one_class(tmp_path: Path) -> None:
+    root = neu_folder_tree(tmp_path)
+    write_image(root / "crazing/Cr_3.bmp")
+    with pytest.raises(DataError, match=r"two folders for NEU class Cr: Cr/ and crazing/"):
+        load_neu_cls(root)
+
+
+def test_neu_unknown_image_folder(tmp_path: Path) -> None:
+    root = neu_folder_tree(tmp_path)
+    write_image(root / "Dent/1.bmp")
+    with pytest.raises(DataError, match="image folders that are not NEU classes: Dent"):
+        load_neu_cls(root)
+
+
+def test_neu_root_without_images_points_at_subfolders(tmp_path: Path) -> None:
+    neu_folder_tree(tmp_path / "train")
+    (tmp_path / "valid").mkdir()
+    with pytest.raises(DataError, match="found folders train, valid: point root at the one"):
+        load_neu_cls(tmp_path)
+
+
+# --- DAGM 2007 -----------------------------------------------------------------------------
+
+
+def test_dagm_all_classes_in_numeric_order(tmp_path: Path) -> None:
+    images = load_dagm(dagm_tree(tmp_path))
+    assert len(images) == 15
+    assert images.ids[:5] == (
+        "Class1/Train/0001.PNG",
+        "Class1/Train/0002.PNG",
+        "Class1/Train/0003.PNG",
+        "Class1/Test/0004.PNG",
+        "Class1/Test/0005.PNG",
+    )
+    assert images.ids[-1] == "Class10/Test/0005.PNG"
+    assert images.labels.tolist() == [0, 1, 0, 0, 1] * 3
+    assert images.metadata["dagm_class"].tolist() == [1] * 5 + [2] * 5 + [10] * 5
+    assert (
+        images.metadata["split"].tolist()
+        == ["train"] * 3 + ["test"] * 2 + (["train"] * 3 + ["test"] * 2) * 2
+    )
+    assert_lazy_pixels(images, (SIZE, SIZE))
+    assert images.load(4)[0, 0] == 5
+
+
+def test_dagm_one_class_and_split_subset(tmp_path: Path) -> None:
+    images = load_dagm(dagm_tree(tmp_path), class_index=10)
+    assert set(images.metadata["dagm_class"].tolist()) == {10}
+    train = images.subset(np.flatnonzero(images.metadata["split"] == "train"))
+    assert train.ids == (
+        "Class10/Train/0001.PNG",
+        "Class10/Train/0002.PNG",
+        "Class10/Train/0003.PNG",
+    )
+    assert train.labels.tolist() == [0, 1, 0]
+    assert train.load(2)[0, 0] == 3
+
+
+def test_dagm_labels_from_masks_when_labels_txt_is_absent(tmp_path: Path) -> None:
+    dagm_split(tmp_path / "Class3/Train", ["0001", "0002"], {"0001"}, with_table=False)
+    dagm_split(tmp_path / "Class3/Test", ["0003"], set(), with_table=False)
+    assert load_dagm(tmp_path).labels.tolist() == [1, 0, 0]
+
+
+def test_dagm_labels_txt_with_names_in_other_case(tmp_path: Path) -> None:
+    root = dagm_tree(tmp_path, classes=(4,))
+    labels_txt(
+        root / "Class4/Train/Label/Labels.txt", [("0001.png", 0), ("0002.png", 1), ("0003.png", 0)]
+    )
+    assert load_dagm(root).labels.tolist() == [0, 1, 0, 0, 1]
+
+
+def test_dagm_nested_class_folders(tmp_path: Path) -> None:
+    dagm_tree(tmp_path / "Class7", classes=(7,))
+    images = load_dagm(tmp_path)
+    assert images.ids[0] == "Class7/Class7/Train/0001.PNG"
+    assert images.labels.tolist() == [0, 1, 0, 0, 1]
+
+
+def test_dagm_unknown_class_index_lists_found(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"DAGM class 4 not found in .*; classes found: 1, 2, 10"):
+        load_dagm(dagm_tree(tmp_path), class_index=4)
+
+
+@pytest.mark.parametrize("bad", ["Class1", 1.0, True], ids=["str", "float", "bool"])
+def test_dagm_class_index_must_be_int(tmp_path: Path, bad: object) -> None:
+    with pytest.raises(ConfigError, match="class_index must be an int"):
+        load_dagm(dagm_tree(tmp_path), class_index=bad)  # type: ignore[arg-type]
+
+
+def test_dagm_labels_txt_defective_without_mask(tmp_path: Path) -> None:
+    root = dagm_tree(tmp_path, classes=(1,))
+    (root / "Class1/Train/Label/0002_label.PNG").unlink()
+    with pytest.raises(
+        DataError,
+        match=r"Labels.txt disagrees .*line 3 marks 0002.PNG defective but "
+        r"Label/ has no 0002_label.PNG",
+    ):
+        load_dagm(root)
+
+
+def test_dagm_labels_txt_good_but_mask_exists(tmp_path: Path) -> None:
+    root = dagm_tree(tmp_path, classes=(1,))
+    write_image(root / "Class1/Test/Label/0004_label.PNG")
+    with pytest.raises(
+        DataError, match="line 2 marks 0004.PNG defect-free but Label/ has its mask"
+    ):
+        load_dagm(root)
+
+
+def test_dagm_labels_txt_malformed_row(tmp_path: Path) -> None:
+    root = dagm_tree(tmp_path, classes=(1,))
+    (root / "Class1/Train/Label/Labels.txt").write_text("1\n1\tyes\t0001.PNG\n")
+    with pytest.raises(DataError, match=r"Labels.txt line 2 is '1\\tyes\\t0001.PNG'; expected"):
+        load_dagm(root)
+
+
+def test_dagm_labels_txt_lists_missing_image(tmp_path: Path) -> None:
+    root = dagm_tree(tmp_path, classes=(1,))
+    (root / "Class1/Test/0004.PNG").unlink()
+    with pytest.raises(DataError, match=r"lists 1 image\(s\) missing from .*Test: 0004.png"):
+        load_dagm(root)
+
+
+def test_dagm_missing_label_folder(tmp_path: Path) -> None:
+    write_image(tmp_path / "Class1/Train/0001.PNG")
+    write_image(tmp_path / "Class1/Test/0002.PNG")
+    with pytest.raises(
+        DataError, match="Train has no Label/ folder; DAGM 2007 keeps the defect masks"
+    ):
+        load_dagm(tmp_path)
+
+
+def test_dagm_missing_test_folder(tmp_path: Path) -> None:
+    dagm_split(tmp_path / "Class1/Train", ["0001"], set())
+    with pytest.raises(DataError, match="Class1 has no Test/ folder"):
+        load_dagm(tmp_path)
+
+
+def test_dagm_class_folder_given_as_root(tmp_path: Path) -> None:
+    root = dagm_tree(tmp_path, classes=(1,))
+    with pytest.raises(
+        DataError, match=r"Class1 looks like a single DAGM class folder .*; pass its parent"
+    ):
+        load_dagm(root / "Class1")
+
+
+def test_dagm_root_without_class_folders(tmp_path: Path) -> None:
+    (tmp_path / "Class1_def").mkdir()
+    with pytest.raises(DataError, match=r"no DAGM class folders \(Class1/ ... Class10/\)"):
+        load_dagm(tmp_path)
+
+
+# --- generic class folders -----------------------------------------------------------------
+
+
+def test_folder_good_and_defect_is_binary(tmp_path: Path) -> None:
+    images = load_image_folder(folder_tree(tmp_path, {"Good": 2, "defect": 3}))
+    assert images.class_names == ("good", "defective")
+    assert images.ids == (
+        "Good/000.png",
+        "Good/001.png",
+        "defect/000.png",
+        "defect/001.png",
+        "defect/002.png",
+    )
+    assert images.labels.tolist() == [0, 0, 1, 1, 1]
+    assert images.metadata["class"].tolist() == ["Good", "Good", "defect", "defect", "defect"]
+
+
+def test_folder_multi_class_one_hot_and_binary_view(tmp_path: Path) -> None:
+    images = load_image_folder(folder_tree(tmp_path, {"scratch": 1, "good": 2, "dent": 1}))
+    assert images.class_names == ("dent", "good", "scratch")
+    assert images.labels.dtype == np.int8
+    assert images.labels.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 0], [0, 0, 1]]
+    binary = binary_view(images)
+    assert binary.class_names == ("good", "defective")
+    assert binary.labels.tolist() == [1, 0, 0, 1]
+    assert binary.ids == images.ids
+    assert binary.metadata["class"].tolist() == ["dent", "good", "good", "scratch"]
+    assert_lazy_pixels(binary, (SIZE, SIZE))
+
+
+def test_folder_two_other_names_stay_multi_class(tmp_path: Path) -> None:
+    images = load_image_folder(folder_tree(tmp_path, {"ok": 1, "ng": 1}))
+    assert images.class_names == ("ng", "ok")
+    assert images.labels.shape == (2, 2)
+
+
+def test_binary_view_needs_a_good_class(tmp_path: Path) -> None:
+    images = load_image_folder(folder_tree(tmp_path, {"ok": 1, "ng": 1}))
+    with pytest.raises(
+        DataError, match=r"no 'good' class among ng, ok; name the defect-free class"
+    ):
+        binary_view(images)
+    assert binary_view(images, good_class="ok").labels.tolist() == [1, 0]
+
+
+def test_binary_view_of_a_binary_set(tmp_path: Path) -> None:
+    images = load_image_folder(folder_tree(tmp_path, {"good": 1, "defect": 1}))
+    with pytest.raises(DataError, match="already binary"):
+        binary_view(images)
+
+
+def test_folder_needs_two_classes(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"has only good/; expected good/ and defect/ folders"):
+        load_image_folder(folder_tree(tmp_path, {"good": 2}))
+
+
+def test_folder_loose_images(tmp_path: Path) -> None:
+    root = folder_tree(tmp_path, {"good": 1, "defect": 1})
+    write_image(root / "unsorted.jpg")
+    with pytest.raises(DataError, match=r"1 image\(s\) directly inside it \(unsorted.jpg\)"):
+        load_image_folder(root)
+
+
+def test_folder_empty_class_and_nested_images(tmp_path: Path) -> None:
+    root = folder_tree(tmp_path, {"good": 1})
+    write_image(root / "defect/scratch/000.png")
+    with pytest.raises(
+        DataError,
+        match=r"class folder .*defect contains no images \(images must sit "
+        r"directly in it; sub-folders are not read\)",
+    ):
+        load_image_folder(root)
+
+
+def test_folder_extensions_any_case_and_junk_ignored(tmp_path: Path) -> None:
+    for name in ("a.PNG", "b.Bmp", "c.jpg", "d.JPEG", "e.tif", "f.TIFF"):
+        write_image(tmp_path / "defect" / name)
+    write_image(tmp_path / "good/000.png")
+    (tmp_path / "good/notes.txt").write_text("not an image")
+    (tmp_path / "good/.DS_Store").write_bytes(b"\0\0")
+    (tmp_path / "good/._000.png").write_bytes(b"\0\x05\x16\x07 AppleDouble")
+    write_image(tmp_path / "__MACOSX/good/000.png")
+    images = load_image_folder(tmp_path)
+    assert images.ids == (
+        "defect/a.PNG",
+        "defect/b.Bmp",
+        "defect/c.jpg",
+        "defect/d.JPEG",
+        "defect/e.tif",
+        "defect/f.TIFF",
+        "good/000.png",
+    )
+    assert [images.load(i).shape for i in range(len(images))] == [(SIZE, SIZE)] * 7
+
+
+def test_pixel_modes_become_uint8_gray_or_rgb(tmp_path: Path) -> None:
+    write_image(tmp_path / "good/gray.png")
+    (tmp_path / "defect").mkdir()
+    Image.new("RGBA", (SIZE, SIZE), (10, 20, 30, 40)).save(tmp_path / "good/rgba.png")
+    Image.new("P", (SIZE, SIZE)).save(tmp_path / "good/palette.png")
+    Image.new("1", (SIZE, SIZE), 1).save(tmp_path / "defect/bilevel.png")
+    Image.new("I;16", (SIZE, SIZE), 1000).save(tmp_path / "defect/wide.png")
+    images = load_image_folder(tmp_path)
+    assert images.ids == (
+        "defect/bilevel.png",
+        "defect/wide.png",
+        "good/gray.png",
+        "good/palette.png",
+        "good/rgba.png",
+    )
+    assert images.load(0).shape == (SIZE, SIZE) and images.load(0).max() == 255
+    assert images.load(3).shape == (SIZE, SIZE, 3)
+    assert images.load(4)[0, 0].tolist() == [10, 20, 30]
+    with pytest.raises(DataError, match=r"wide.png has PIL mode 'I;16'.*convert the file to 8-bit"):
+        images.load(1)
+
+
+def test_loader_pickles_for_worker_processes(tmp_path: Path) -> None:
+    images = load_image_folder(folder_tree(tmp_path, {"good": 1, "defect": 1}))
+    loader = pickle.loads(pickle.dumps(images.loader))
+    np.testing.assert_array_equal(loader(1), images.load(1))
+
+
+# --- errors every loader shares ------------------------------------------------------------
+
+LOADERS: dict[str, tuple[Callable[[Path], Path], Callable[..., ImageSet], str]] = {
+    # name: (build a tree, load it, one image file in it)
+    "dagm": (dagm_tree, load_dagm, "Class2/Test/0004.PNG"),
+    "folder": (
+        lambda root: folder_tree(root, {"good": 2, "defect": 2}),
+        load_image_folder,
+        "defect/001.png",
+    ),
+    "mvtec": (
+        mvtec_tree,
+        lambda root, **kw: load_mvtec_ad(root, "bottle", **kw),
+        "bottle/test/good/001.png",
+    ),
+    "neu": (neu_flat_tree, load_neu_cls, "PS_2.bmp"),
+}
+LOADER_NAMES = sorted(LOADERS)
+
+
+@pytest.mark.parametrize("name", LOADER_NAMES)
+def test_missing_root_names_the_path(tmp_path: Path, name: str) -> None:
+    _, load, _ = LOADERS[name]
+    with pytest.raises(DataError, match=r"nowhere does not exist; expected"):
+        load(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("name", LOADER_NAMES)
+def test_root_that_is_a_file(tmp_path: Path, name: str) -> None:
+    _, load, _ = LOADERS[name]
+    (tmp_path / "data.zip").write_bytes(b"PK")
+    with pytest.raises(DataError, match=r"data.zip is a file, not a folder"):
+        load(tmp_path / "data.zip")
+
+
+@pytest.mark.parametrize("name", LOADER_NAMES)
+def test_text_file_named_as_image_fails_at_indexing(tmp_path: Path, name: str) -> None:
+    build, load, image = LOADERS[name]
+    root = build(tmp_path)
+    (root / image).write_text("this is not an image")
+    with pytest.raises(
+        DataError,
+        match=rf"1 of \d+ image files cannot be read: .*{Path(image).name} "
+        r"\(UnidentifiedImageError.*re-download",
+    ):
+        load(root)
+
+
+@pytest.mark.parametrize("name", LOADER_NAMES)
+def test_unknown_check_is_a_config_error(tmp_path: Path, name: str) -> None:
+    build, load, _ = LOADERS[name]
+    with pytest.raises(
+        ConfigError, match="unknown image check 'full'; choose one of verify, decode"
+    ):
+        load(build(tmp_path), check="full")
+
+
+@pytest.mark.parametrize("name", LOADER_NAMES)
+def test_every_image_decodes(tmp_path: Path, name: str) -> None:
+    build, load, _ = LOADERS[name]
+    images = load(build(tmp_path), check="decode")
+    assert all(pixels.dtype == np.uint8 for pixels in images.load_all())
+
+
+@pytest.mark.parametrize("drop", [None, 12], ids=["half", "no-iend-chunk"])
+def test_truncated_png_fails_at_indexing(tmp_path: Path, drop: int | None) -> None:
+    root = mvtec_tree(tmp_path)
+    truncate(root / "bottle/test/good/001.png", drop)
+    with pytest.raises(DataError, match=r"cannot be read: .*good/001.png"):
+        load_mvtec_ad(root, "bottle")
+
+
+def test_truncated_bmp_fails_at_load_or_with_decode_check(tmp_path: Path) -> None:
+    root = neu_flat_tree(tmp_path)
+    truncate(root / "In_2.bmp")
+    # PIL's verify() does not read BMP pixel data, so the default check lets it through...
+    images = load_neu_cls(root)
+    index = images.ids.index("In_2.bmp")
+    images.load(index - 1)
+    with pytest.raises(
+        DataError,
+        match=r"cannot decode image .*In_2.bmp \(OSError: image file is "
+        r"truncated.*re-download or delete it",
+    ):
+        images.load(index)
+    # ...and check="decode" catches it before training starts.
+    with pytest.raises(DataError, match=r"1 of 12 image files cannot be read: .*In_2.bmp"):
+        load_neu_cls(root, check="decode")
+
+
+def test_file_deleted_after_indexing(tmp_path: Path) -> None:
+    images = load_dagm(dagm_tree(tmp_path, classes=(1,)))
+    (tmp_path / "Class1/Train/0003.PNG").unlink()
+    with pytest.raises(DataError, match=r"cannot decode image .*0003.PNG \(FileNotFoundError"):
+        images.load(2)
+
+
+def test_many_corrupt_files_are_listed_together(tmp_path: Path) -> None:
+    root = neu_flat_tree(tmp_path, per_class=2)
+    for path in sorted(root.iterdir())[:7]:
+        path.write_bytes(b"")
+    with pytest.raises(DataError, match=r"7 of 12 image files cannot be read: .*; and 2 more; "):
+        load_neu_cls(root)

@@ -1,0 +1,293 @@
+"""Confusion metrics against scikit-learn, binary_report, operating points, multi-label recall."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_score,
+    recall_score,
+)
+
+from defectbench.errors import ConfigError, DataError
+from defectbench.metrics import (
+    BinaryCounts,
+    OperatingPoint,
+    binary_counts,
+    binary_report,
+    choose_operating_point,
+    clopper_pearson,
+    per_class_recall,
+    recall_at,
+    threshold_for_recall,
+    worst_class_recall,
+)
+
+labels_and_preds = st.integers(1, 60).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(0, 1), min_size=n, max_size=n),
+        st.lists(st.integers(0, 1), min_size=n, max_size=n),
+    )
+)
+# Few distinct values on purpose: ties between scores are where thresholds go wrong.
+labels_and_scores = st.integers(1, 60).flatmap(
+    lambda n: st.tuples(
+        st.lists(st.integers(0, 1), min_size=n, max_size=n),
+        st.lists(st.sampled_from([0.0, 0.1, 0.25, 0.5, 0.5, 0.7, 0.9, 1.0]), min_size=n, max_size=n)
+        | st.lists(st.floats(-5, 5, allow_nan=False), min_size=n, max_size=n),
+    )
+)
+
+
+# ---------------------------------------------------------------- confusion vs scikit-learn
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=labels_and_preds)
+def test_confusion_metrics_match_sklearn(data):
+    y, p = data
+    c = binary_counts(y, p)
+    assert c.confusion_matrix() == confusion_matrix(y, p, labels=[0, 1]).tolist()
+    assert c.recall == pytest.approx(recall_score(y, p, zero_division=0))
+    assert c.precision == pytest.approx(precision_score(y, p, zero_division=0))
+    assert c.f1 == pytest.approx(f1_score(y, p, zero_division=0))
+    assert c.accuracy == pytest.approx(accuracy_score(y, p))
+    assert c.specificity == pytest.approx(recall_score(y, p, pos_label=0, zero_division=0))
+    assert c.fnr == pytest.approx(1 - c.recall if c.n_defective else 0.0)
+    assert (c.n_defective, c.n_good, c.n) == (sum(y), len(y) - sum(y), len(y))
+
+
+@pytest.mark.parametrize(
+    "y,p",
+    [([0, 0, 0], [0, 0, 0]), ([0, 0, 0], [1, 0, 1]), ([1, 1], [0, 0]), ([1, 1], [1, 1])],
+    ids=["no-defects-no-flags", "no-defects-flags", "all-missed", "all-caught"],
+)
+def test_zero_division_conventions_match_sklearn_zero_division_0(y, p):
+    c = binary_counts(y, p)
+    for ours, theirs in [
+        (c.recall, recall_score(y, p, zero_division=0)),
+        (c.precision, precision_score(y, p, zero_division=0)),
+        (c.f1, f1_score(y, p, zero_division=0)),
+        (c.specificity, recall_score(y, p, pos_label=0, zero_division=0)),
+    ]:
+        assert ours == theirs
+
+
+def test_counts_on_a_hand_checked_example():
+    c = binary_counts([1, 1, 1, 1, 0, 0, 0], [1, 1, 1, 0, 1, 0, 0])
+    assert c == BinaryCounts(tp=3, fn=1, fp=1, tn=2)
+    assert (c.recall, c.fnr, c.precision) == (0.75, 0.25, 0.75)
+    assert c.specificity == pytest.approx(2 / 3)
+
+
+@settings(max_examples=40, deadline=None)
+@given(kn=st.integers(1, 200).flatmap(lambda n: st.tuples(st.integers(0, n), st.just(n))))
+def test_fnr_upper_bound_is_one_minus_recall_lower_bound(kn):
+    tp, n = kn
+    c = BinaryCounts(tp=tp, fn=n - tp, fp=3, tn=7)
+    assert c.fnr_upper_bound(0.95) == pytest.approx(1 - c.recall_lower_bound(0.95), abs=1e-12)
+    assert c.fnr_upper_bound(0.95) == clopper_pearson(n - tp, n, 0.95, "upper").upper
+    assert c.recall_interval(0.9) == clopper_pearson(tp, n, 0.9)
+
+
+def test_intervals_without_defective_items_raise():
+    with pytest.raises(DataError, match=r"no defective items.*evaluate on a set"):
+        BinaryCounts(tp=0, fn=0, fp=2, tn=5).recall_interval()
+    with pytest.raises(DataError, match=r"no defective items"):
+        BinaryCounts(tp=0, fn=0, fp=2, tn=5).fnr_upper_bound()
+
+
+@pytest.mark.parametrize(
+    "y,p,match",
+    [
+        ([0, 1, 2], [0, 1, 1], r"y_true must hold only 0/1 \(1 = defective\), found \[2\]"),
+        ([0, 1], [0, 1, 1], r"same length.*'y_true': 2, 'y_pred': 3"),
+        ([[0, 1]], [[0, 1]], r"y_true must be 1-D, got shape \(1, 2\)"),
+    ],
+    ids=["label-2", "length-mismatch", "2d"],
+)
+def test_binary_counts_rejects_bad_input(y, p, match):
+    with pytest.raises(DataError, match=match):
+        binary_counts(y, p)
+
+
+def test_binary_counts_rejects_negative_counts():
+    with pytest.raises(DataError, match=r"BinaryCounts.fn must be a non-negative integer, got -1"):
+        BinaryCounts(tp=1, fn=-1, fp=0, tn=0)
+
+
+# ---------------------------------------------------------------- binary_report
+
+
+def _report_fixture():
+    y = np.array([1, 1, 1, 1, 1, 0, 0, 0, 1, 1, 0, 0])
+    s = np.array([0.9, 0.8, 0.4, 0.7, 0.6, 0.1, 0.55, 0.2, 0.95, 0.3, 0.2, 0.5])
+    cell = np.array(["mono"] * 8 + ["poly"] * 4)
+    return y, s, cell
+
+
+def test_binary_report_contents_and_groups():
+    y, s, cell = _report_fixture()
+    r = binary_report(y, s, 0.5, groups={"cell_type": cell}, confidence=0.9)
+    pred = (s >= 0.5).astype(int)
+    assert r["counts"] == binary_counts(y, pred).to_dict()
+    assert r["confusion_matrix"] == confusion_matrix(y, pred, labels=[0, 1]).tolist()
+    assert r["recall"] == recall_score(y, pred) == 5 / 7
+    assert r["precision"] == pytest.approx(precision_score(y, pred))
+    assert r["threshold"] == 0.5 and r["confidence"] == 0.9
+    assert r["recall_interval"] == clopper_pearson(5, 7, 0.9).to_dict()
+    assert r["fnr_upper_bound"]["upper"] == clopper_pearson(2, 7, 0.9, "upper").upper
+    groups = r["groups"]["cell_type"]
+    assert sorted(groups) == ["mono", "poly"]
+    assert groups["mono"]["n_defective"] == 5 and groups["mono"]["recall"] == 4 / 5
+    assert groups["poly"]["n_defective"] == 2 and groups["poly"]["recall"] == 1 / 2
+    assert groups["poly"]["recall_interval"] == clopper_pearson(1, 2, 0.9).to_dict()
+    json.dumps(r)  # JSON-ready, numpy types included
+
+
+def test_binary_report_group_without_defects_has_no_interval():
+    r = binary_report([1, 0, 0], [0.9, 0.1, 0.8], 0.5, groups={"g": ["a", "b", "b"]})
+    assert r["groups"]["g"]["b"]["n_defective"] == 0
+    assert r["groups"]["g"]["b"]["recall_interval"] is None
+    assert r["groups"]["g"]["a"]["recall"] == 1.0
+
+
+def test_binary_report_decision_rule_is_greater_or_equal():
+    r = binary_report([1, 0], [0.5, 0.4999], 0.5)
+    assert r["counts"] == {"tp": 1, "fn": 0, "fp": 0, "tn": 1}
+
+
+def test_binary_report_refuses_nan_scores():
+    with pytest.raises(DataError, match=r"1 NaN values \(first at index 1\).*must not be counted"):
+        binary_report([1, 1, 0], [0.9, float("nan"), 0.1], 0.5)
+
+
+def test_binary_report_refuses_misshapen_groups():
+    with pytest.raises(DataError, match=r"group 'cell_type' has shape \(2,\), expected \(3,\)"):
+        binary_report([1, 1, 0], [0.9, 0.2, 0.1], 0.5, groups={"cell_type": ["a", "b"]})
+
+
+# ---------------------------------------------------------------- operating point
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=labels_and_scores, t1=st.floats(-6, 6), t2=st.floats(-6, 6))
+def test_recall_is_non_increasing_in_the_threshold(data, t1, t2):
+    y, s = data
+    lo, hi = sorted((t1, t2))
+    assert recall_at(y, s, hi) <= recall_at(y, s, lo)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=labels_and_scores, target=st.floats(0.01, 1.0) | st.sampled_from([0.9, 0.95, 1.0]))
+def test_threshold_for_recall_hits_target_and_is_maximal(data, target):
+    y, s = data
+    assume(sum(y) > 0)
+    t = threshold_for_recall(y, s, target)
+    assert recall_at(y, s, t) >= target
+    higher = sorted({v for v in s if v > t})
+    if higher:  # the next distinct score up must miss the target
+        assert recall_at(y, s, higher[0]) < target
+    # The threshold is one of the defective items' scores.
+    assert t in {v for v, label in zip(s, y, strict=True) if label == 1}
+
+
+def test_threshold_for_recall_float_rounding_case():
+    # 0.95 * 20 is 19.000000000000004 in floating point; the answer must still be the 19th score.
+    y = [1] * 20
+    s = [i / 20 for i in range(20, 0, -1)]
+    t = threshold_for_recall(y, s, 0.95)
+    assert t == s[18]
+    assert recall_at(y, s, t) == 0.95
+
+
+def test_threshold_for_recall_maximises_specificity_on_an_example():
+    y = [1, 1, 1, 1, 0, 0, 0]
+    s = [0.9, 0.8, 0.6, 0.3, 0.7, 0.5, 0.1]
+    assert threshold_for_recall(y, s, 0.75) == 0.6  # 3 of 4 caught, only the 0.7 good cell flagged
+    assert threshold_for_recall(y, s, 1.0) == 0.3
+
+
+def test_threshold_for_recall_needs_defective_items():
+    with pytest.raises(DataError, match=r"none is defective; choose the threshold on a split"):
+        threshold_for_recall([0, 0], [0.1, 0.2], 0.9)
+
+
+@pytest.mark.parametrize(
+    "target", [0.0, 1.5, 95, True], ids=["zero", "above-one", "percent", "bool"]
+)
+def test_threshold_for_recall_rejects_bad_targets(target):
+    with pytest.raises(ConfigError, match=r"target_recall must be in \(0, 1\]"):
+        threshold_for_recall([1, 0], [0.5, 0.1], target)
+
+
+def test_operating_point_round_trip_and_predict():
+    op = choose_operating_point("recall95", [1, 1, 0, 1], [0.9, 0.4, 0.3, 0.8], 0.95, "val")
+    assert op == OperatingPoint("recall95", 0.4, 0.95, "val")
+    assert OperatingPoint.from_dict(json.loads(json.dumps(op.to_dict()))) == op
+    assert op.predict([0.4, 0.39]).tolist() == [True, False]
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"name": ""}, r"name must be a non-empty string"),
+        ({"threshold": math.nan}, r"'p': threshold is NaN"),
+        ({"target_recall": 1.2}, r"'p': target_recall must be in \(0, 1\]"),
+        ({"chosen_on": ""}, r"chosen_on must name the split"),
+    ],
+    ids=["name", "nan-threshold", "target", "chosen_on"],
+)
+def test_operating_point_validates(kwargs, match):
+    base = {"name": "p", "threshold": 0.5, "target_recall": None, "chosen_on": "val"}
+    with pytest.raises(ConfigError, match=match):
+        OperatingPoint(**{**base, **kwargs})
+
+
+# ---------------------------------------------------------------- multi-label
+
+
+def test_per_class_recall_and_worst_class():
+    y = np.array([[1, 0, 1], [1, 1, 0], [0, 1, 0], [1, 1, 0]])
+    p = np.array([[1, 0, 0], [1, 0, 0], [0, 1, 1], [0, 1, 0]])
+    r = per_class_recall(y, p, ["crack", "finger", "dark"], confidence=0.9)
+    assert [c.recall for c in r.classes] == [
+        pytest.approx(recall_score(y[:, j], p[:, j])) for j in range(3)
+    ]
+    assert r["crack"].interval == clopper_pearson(2, 3, 0.9)
+    assert r.worst.name == "dark" and r.worst_class_recall == 0.0
+    assert worst_class_recall(y, p, ["crack", "finger", "dark"]).name == "dark"
+    json.dumps(r.to_dict())
+
+
+def test_worst_class_skips_classes_without_positives_and_says_so():
+    y = np.array([[1, 0], [1, 0]])
+    p = np.array([[1, 0], [0, 0]])
+    r = per_class_recall(y, p, ["crack", "finger"])
+    assert r.unjudged == ("finger",)
+    assert r["finger"].interval is None
+    assert r.worst.name == "crack"
+    assert r.to_dict()["unjudged"] == ["finger"]
+
+
+def test_worst_class_tie_breaks_on_the_lower_bound():
+    # Both 2/4 and 1/2 are recall 0.5; the class with fewer positives has the lower bound
+    # and is listed second, so class order alone would pick the other one.
+    y = np.array([[1, 1], [1, 1], [1, 0], [1, 0]])
+    p = np.array([[1, 1], [1, 0], [0, 0], [0, 0]])
+    assert per_class_recall(y, p, ["many", "few"]).worst.name == "few"
+
+
+def test_multilabel_input_errors():
+    with pytest.raises(DataError, match=r"must be an \(N, C\) 0/1 array, got shape \(3,\)"):
+        per_class_recall([1, 0, 1], [1, 0, 1], ["a"])
+    with pytest.raises(DataError, match=r"1 class names for 2 label columns"):
+        per_class_recall([[1, 0]], [[1, 0]], ["a"])
+    with pytest.raises(DataError, match=r"worst-class recall needs positives"):
+        _ = per_class_recall([[0, 0]], [[1, 0]], ["a", "b"]).worst
