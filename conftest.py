@@ -1,1 +1,3 @@
-"""Root conftest: makes the source checkout importable for `pytest` run from the repo root."""
+"""Root conftest: loads the defectbench pytest plugin for the benchmark suite and the tests."""
+
+pytest_plugins = ["defectbench.plugin"]

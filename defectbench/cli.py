@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from defectbench.errors import DefectbenchError
+from defectbench.report.cli import add_report_command
 from defectbench.zoo.cli import add_zoo_commands
 
 
@@ -68,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     make.set_defaults(func=_cmd_data_make_fixture)
 
     add_zoo_commands(sub)
+    add_report_command(sub)
     return parser
 
 

@@ -26,6 +26,9 @@ class Preprocess:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
     def __post_init__(self) -> None:
+        # tuples, also when read back from JSON, so equal recipes hash equal
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         if not 16 <= self.size <= 1024:
             raise ConfigError(f"input size {self.size} is outside 16..1024 pixels")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:

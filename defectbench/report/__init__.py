@@ -1,0 +1,56 @@
+"""Reports from benchmark JSON: Markdown/CSV tables, Pareto plots and a citable summary.json.
+
+``load_report(paths)`` reads and merges ``pytest benchmarks --benchmark-json`` files;
+``write_report(paths, out_dir)`` writes everything ``defectbench report`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from defectbench.report.load import BenchmarkRun, check_same_fixture, read_run, read_runs
+from defectbench.report.pareto import pareto_front
+from defectbench.report.rows import (
+    Report,
+    ReportRow,
+    choose_operating_point,
+    load_report,
+    merge_runs,
+)
+from defectbench.report.table import summary_dict, table_csv, table_markdown, write_tables
+
+
+def write_report(
+    paths: Sequence[str | Path],
+    out_dir: str | Path,
+    operating_point: str | None = None,
+    plots: bool = True,
+) -> tuple[Report, list[Path]]:
+    """Merge ``paths`` and write table.md, table.csv, summary.json and the Pareto plots."""
+    report = load_report(paths, operating_point)
+    written = write_tables(report, out_dir)
+    if plots:
+        from defectbench.report.plots import write_plots  # matplotlib only when plotting
+
+        written += write_plots(report, out_dir)
+    return report, written
+
+
+__all__ = [
+    "BenchmarkRun",
+    "Report",
+    "ReportRow",
+    "check_same_fixture",
+    "choose_operating_point",
+    "load_report",
+    "merge_runs",
+    "pareto_front",
+    "read_run",
+    "read_runs",
+    "summary_dict",
+    "table_csv",
+    "table_markdown",
+    "write_report",
+    "write_tables",
+]

@@ -157,7 +157,7 @@ def fit(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            running += float(loss) * len(idx)
+            running += loss.item() * len(idx)
             seen += len(idx)
             batches.set_postfix(loss=f"{running / seen:.4f}")
         dev_auroc = roc_auc(dev_y, defect_probability(predict_logits(model, dev_x)))

@@ -22,6 +22,7 @@ from defectbench.data.image_set import ImageSet
 from defectbench.data.preprocess import Preprocess, preprocess_set
 from defectbench.errors import UnknownNameError
 from defectbench.io import atomic_write_bytes
+from defectbench.measure.compute import count_macs
 from defectbench.metrics.confusion import binary_report
 from defectbench.metrics.operating_point import OperatingPoint, choose_operating_point
 from defectbench.metrics.ranking import roc_auc
@@ -176,6 +177,7 @@ def build_trained(ctx: BuildContext, name: str, recipe: TrainedRecipe,
         "dev": evaluate_on_dev(ctx, dev_probs),
         "artifacts": artifacts,
         "params": sum(p.numel() for p in model.parameters()),
+        "macs": count_macs(model, recipe.model.img_size),
     }
 
 

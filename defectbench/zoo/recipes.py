@@ -41,9 +41,17 @@ class TrainedRecipe:
                 f"{self.train.img_size}"
             )
 
+    runtime = "torch"
+    # fp16 is a CUDA format; on CPU the AMX units run bf16 (FACTS.md)
+    precisions = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "bf16", "fp16")}
+
     @property
     def parents(self) -> tuple[str, ...]:
         return (self.distill.teacher,) if self.distill else ()
+
+    @property
+    def img_size(self) -> int:
+        return self.model.img_size
 
     def to_dict(self) -> dict:
         return {"kind": "trained", **recipe_asdict(self)}

@@ -1,0 +1,16 @@
+"""Latency, throughput and memory of each (variant, precision, device, batch).
+
+Timings go into pytest-benchmark's JSON; speed targets are judged as ratios within one run
+(see docs/results), never as absolute numbers.
+"""
+
+import pytest
+
+pytestmark = pytest.mark.perf
+
+
+def test_inference(measure_latency):
+    info = measure_latency()
+    if info:  # empty under --benchmark-disable
+        assert info["latency_ms"]["p50"] > 0
+        assert info["throughput_ips"] > 0

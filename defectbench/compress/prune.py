@@ -1,0 +1,317 @@
+"""Structured pruning with Torch-Pruning, and a pickle-free way to save and rebuild the result.
+
+Steps: ``prune_model`` builds the dependency graph, scores channel groups, removes the least
+important ones in place and reports params / MACs before and after; fine-tuning is the
+caller's. ``save_pruned`` writes the pruned layer shapes and weights as plain tensors and
+numbers; ``load_pruned`` reshapes a freshly built model of the same architecture to them and
+loads the weights with ``torch.load(weights_only=True)``, so no pickled code is ever loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from defectbench.compress._io import as_tensor, atomic_path, check_nchw, eval_mode
+from defectbench.errors import ArtifactError, ConfigError
+
+IMPORTANCES: tuple[str, ...] = ("magnitude", "random", "taylor")
+PRUNED_FORMAT = "defectbench.pruned/1"
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    """How much and by what criterion to prune.
+
+    ``ratio``: fraction of channels (and ViT head dimensions) removed per layer group, or
+    overall with ``global_pruning``. ``importance``: ``magnitude`` (group L-``norm_p`` norm),
+    ``taylor`` (first-order loss change; needs labelled gradient batches) or ``random`` (a
+    baseline). ``round_to`` keeps channel counts multiples of it (8 suits SIMD kernels).
+    ``prune_num_heads`` removes whole ViT heads instead of shrinking each head.
+    """
+
+    ratio: float
+    importance: str = "magnitude"
+    norm_p: int = 2
+    global_pruning: bool = False
+    max_layer_ratio: float = 1.0
+    round_to: int | None = None
+    prune_num_heads: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.ratio < 1.0:
+            raise ConfigError(f"pruning ratio must be in (0, 1), got {self.ratio}")
+        if self.importance not in IMPORTANCES:
+            raise ConfigError(
+                f"unknown importance {self.importance!r}; valid choices: {', '.join(IMPORTANCES)}"
+            )
+        if self.norm_p not in (1, 2):
+            raise ConfigError(f"norm_p must be 1 or 2, got {self.norm_p}")
+        if not self.ratio <= self.max_layer_ratio <= 1.0:
+            raise ConfigError(
+                f"max_layer_ratio must be in [ratio, 1] = [{self.ratio}, 1], "
+                f"got {self.max_layer_ratio}"
+            )
+        if self.round_to is not None and (not isinstance(self.round_to, int) or self.round_to < 1):
+            raise ConfigError(f"round_to must be a positive int or None, got {self.round_to!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    """Cost before and after pruning, per image at the example's input size."""
+
+    input_shape: tuple[int, int, int]
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    attention_heads: tuple[tuple[str, int, int], ...]  # (module, num_heads, head_dim) after
+    config: PruneConfig
+
+    @property
+    def macs_ratio(self) -> float:
+        return self.macs_after / self.macs_before
+
+    @property
+    def params_ratio(self) -> float:
+        return self.params_after / self.params_before
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input_shape": list(self.input_shape),
+            "params_before": self.params_before,
+            "params_after": self.params_after,
+            "macs_before": self.macs_before,
+            "macs_after": self.macs_after,
+            "params_ratio": self.params_ratio,
+            "macs_ratio": self.macs_ratio,
+            "attention_heads": [list(h) for h in self.attention_heads],
+            "config": self.config.to_dict(),
+        }
+
+
+def prune_model(
+    model: nn.Module,
+    example: np.ndarray,
+    config: PruneConfig,
+    *,
+    gradient_batches: Iterable[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> PruneReport:
+    """Prune ``model`` in place (copy it first to keep the original) and report the savings.
+
+    The classifier (``get_classifier()`` for timm models, else the last ``nn.Linear``) keeps
+    its outputs. timm attention blocks are pruned per head and their ``num_heads`` /
+    ``head_dim`` / ``attn_dim`` / ``scale`` updated. ``gradient_batches`` (images, labels)
+    are required for ``importance='taylor'``.
+    """
+    import torch_pruning as tp
+
+    example_t = as_tensor(check_nchw(example, "pruning example")[:1], model)
+    if config.importance == "taylor" and gradient_batches is None:
+        raise ConfigError(
+            "importance='taylor' needs gradient_batches: an iterable of (images, labels) numpy "
+            "batches to accumulate loss gradients on; or use importance='magnitude'"
+        )
+    attention = _timm_attention_modules(model)
+    with eval_mode(model):
+        macs_before, params_before = tp.utils.count_ops_and_params(model, example_t)
+        pruner = tp.pruner.BasePruner(
+            model,
+            example_t,
+            importance=_importance(config),
+            global_pruning=config.global_pruning,
+            pruning_ratio=config.ratio,
+            max_pruning_ratio=config.max_layer_ratio,
+            ignored_layers=[_classifier(model)],
+            round_to=config.round_to,
+            num_heads={attn.qkv: attn.num_heads for attn in attention},
+            prune_num_heads=config.prune_num_heads,
+            prune_head_dims=not config.prune_num_heads,
+            head_pruning_ratio=config.ratio if config.prune_num_heads else 0.0,
+        )
+        if config.importance == "taylor":
+            _accumulate_gradients(model, gradient_batches or ())
+        pruner.step()
+        model.zero_grad(set_to_none=True)
+        for attn in attention:
+            _fix_attention(attn, pruner.num_heads[attn.qkv])
+        macs_after, params_after = tp.utils.count_ops_and_params(model, example_t)
+    return PruneReport(
+        input_shape=tuple(int(d) for d in example.shape[1:]),
+        params_before=int(params_before),
+        params_after=int(params_after),
+        macs_before=int(macs_before),
+        macs_after=int(macs_after),
+        attention_heads=tuple(
+            (name, int(m.num_heads), int(m.head_dim))
+            for name, m in model.named_modules()
+            if m in set(attention)
+        ),
+        config=config,
+    )
+
+
+def _importance(config: PruneConfig) -> Any:
+    import torch_pruning as tp
+
+    if config.importance == "magnitude":
+        return tp.importance.GroupMagnitudeImportance(p=config.norm_p)
+    if config.importance == "taylor":
+        return tp.importance.GroupTaylorImportance()
+    return tp.importance.RandomImportance()
+
+
+def _classifier(model: nn.Module) -> nn.Module:
+    get_classifier = getattr(model, "get_classifier", None)
+    if callable(get_classifier) and isinstance(get_classifier(), nn.Module):
+        return get_classifier()
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ConfigError(
+            f"cannot find the classifier of {type(model).__name__}: no get_classifier() and no "
+            "nn.Linear; prune_model expects a timm-style classifier"
+        )
+    return linears[-1]
+
+
+def _timm_attention_modules(model: nn.Module) -> list[nn.Module]:
+    from timm.layers import Attention
+
+    return [m for m in model.modules() if isinstance(m, Attention)]
+
+
+def _fix_attention(attn: nn.Module, num_heads: int) -> None:
+    # Torch-Pruning shrinks the qkv / proj weights; the attention module still holds the old
+    # head geometry that its forward uses to reshape
+    attn.num_heads = int(num_heads)
+    attn.head_dim = attn.qkv.out_features // (3 * attn.num_heads)
+    attn.attn_dim = attn.num_heads * attn.head_dim
+    # fused SDPA scales by 1/sqrt(head_dim) of the tensors it sees; keep the unfused path equal
+    attn.scale = attn.head_dim**-0.5
+
+
+def _accumulate_gradients(
+    model: nn.Module, batches: Iterable[tuple[np.ndarray, np.ndarray]]
+) -> None:
+    model.zero_grad(set_to_none=True)
+    seen = 0
+    for images, labels in batches:
+        logits = model(as_tensor(check_nchw(images, "gradient batch"), model))
+        target = torch.as_tensor(np.asarray(labels), dtype=torch.long, device=logits.device)
+        torch.nn.functional.cross_entropy(logits, target).backward()
+        seen += len(images)
+    if seen == 0:
+        raise ConfigError("gradient_batches is empty; taylor importance needs labelled batches")
+
+
+# --------------------------------------------------------------------------- save / load
+
+
+def pruned_structure(model: nn.Module) -> dict[str, dict[str, Any]]:
+    """Per module, the plain attributes (ints, floats, strings, tuples) that shape it."""
+    return {
+        name: {
+            key: _plain(value)
+            for key, value in vars(module).items()
+            if not key.startswith("_") and key != "training" and _is_plain(value)
+        }
+        for name, module in model.named_modules()
+    }
+
+
+def save_pruned(model: nn.Module, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
+    """Write a pruned model as plain data (structure, weights, metadata), atomically."""
+    payload = {
+        "format": PRUNED_FORMAT,
+        "structure": pruned_structure(model),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "metadata": dict(metadata or {}),
+    }
+    bad = [k for k, v in payload["metadata"].items() if not _is_plain(v)]
+    if bad:
+        raise ConfigError(f"metadata values must be plain numbers/strings/tuples; not {bad}")
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_pruned_metadata(path: str | Path) -> dict[str, Any]:
+    return dict(_load_payload(path)["metadata"])
+
+
+def load_pruned(path: str | Path, base_model: nn.Module) -> nn.Module:
+    """Reshape ``base_model`` (a fresh, unpruned model of the saved architecture) in place to
+    the pruned structure saved at ``path`` and load its weights; returns ``base_model``."""
+    payload = _load_payload(path)
+    structure, state = payload["structure"], payload["state_dict"]
+    modules = dict(base_model.named_modules())
+    missing = sorted(set(structure) - set(modules))
+    if missing:
+        raise ArtifactError(
+            f"{path} does not fit {type(base_model).__name__}: it has no modules "
+            f"{missing[:5]}{'...' if len(missing) > 5 else ''}; build the same architecture "
+            "(same timm name and kwargs) that was pruned"
+        )
+    for name, attributes in structure.items():
+        for key, value in attributes.items():
+            setattr(modules[name], key, value)
+    for key, tensor in state.items():
+        owner_name, _, attr = key.rpartition(".")
+        owner = modules.get(owner_name)
+        if owner is None:
+            raise ArtifactError(f"{path}: tensor {key!r} belongs to no module of the base model")
+        _resize(owner, attr, tensor)
+    try:
+        base_model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{path} does not fit {type(base_model).__name__}: {exc}") from exc
+    return base_model
+
+
+def _load_payload(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ArtifactError(f"pruned model {path} not found; write it with save_pruned")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != PRUNED_FORMAT:
+        raise ArtifactError(
+            f"{path} is not a defectbench pruned model (expected format {PRUNED_FORMAT!r})"
+        )
+    return payload
+
+
+def _resize(module: nn.Module, attr: str, tensor: torch.Tensor) -> None:
+    """Replace a parameter or buffer with an empty one of the saved shape, keeping its kind."""
+    if attr in module._parameters:
+        old = module._parameters[attr]
+        if old is None or old.shape != tensor.shape:
+            requires_grad = True if old is None else old.requires_grad
+            module._parameters[attr] = nn.Parameter(
+                torch.empty_like(tensor), requires_grad=requires_grad
+            )
+    elif attr in module._buffers:
+        old = module._buffers[attr]
+        if old is None or old.shape != tensor.shape:
+            module._buffers[attr] = torch.empty_like(tensor)
+
+
+def _is_plain(value: Any) -> bool:
+    """Whether ``torch.load(weights_only=True)`` can read ``value`` back (no enums, no objects)."""
+    if value is None or type(value) in (bool, int, float, str):
+        return True
+    if type(value) in (tuple, list, torch.Size):
+        return all(_is_plain(v) for v in value)
+    return False
+
+
+def _plain(value: Any) -> Any:
+    return tuple(value) if type(value) is torch.Size else value

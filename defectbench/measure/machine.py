@@ -1,0 +1,54 @@
+"""Machine facts for the results JSON: library versions, CPU ISA flags, GPU and driver."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8",
+                     "amx_bf16", "avx_vnni")
+
+
+def cpu_flags() -> dict[str, bool]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return {f: f in flags for f in INTERESTING_FLAGS}
+    return {}
+
+
+def gpu_info() -> dict | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    props = torch.cuda.get_device_properties(0)
+    info = {"name": props.name, "memory_gb": round(props.total_memory / 2**30, 1),
+            "capability": f"{props.major}.{props.minor}", "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version()}
+    try:
+        import subprocess
+
+        info["driver"] = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=10,
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        info["driver"] = None
+    return info
+
+
+def machine_info() -> dict:
+    import torch
+
+    from defectbench.zoo.build import library_versions
+
+    return {
+        "defectbench_versions": library_versions(),
+        "cpu_flags": cpu_flags(),
+        "torch_threads": torch.get_num_threads(),
+        "gpu": gpu_info(),
+    }

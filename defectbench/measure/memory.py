@@ -1,0 +1,66 @@
+"""Peak memory of one inference call, saying exactly what was measured."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+
+@dataclass(frozen=True)
+class MemoryMeasurement:
+    """`kind` says what `peak_mb` is: the process RSS high-water mark (VmHWM) on CPU, or the
+    CUDA caching allocator's peak allocated bytes on GPU. `delta_mb` is the peak minus what
+    was resident / allocated just before the call, i.e. what inference itself added."""
+
+    kind: str
+    peak_mb: float
+    delta_mb: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _status_kb(field: str) -> int:
+    for line in _STATUS.read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in {_STATUS}")
+
+
+def rss_high_water_supported() -> bool:
+    """Resetting VmHWM needs Linux >= 4.0 and a writable /proc/self/clear_refs."""
+    try:
+        _CLEAR_REFS.write_text("5")
+        _status_kb("VmHWM")
+        return True
+    except (OSError, RuntimeError):
+        return False
+
+
+def measure_cpu_peak(fn: Callable[[], object]) -> MemoryMeasurement:
+    """Reset the RSS high-water mark, run `fn` once, read the new high-water mark."""
+    _CLEAR_REFS.write_text("5")  # "5" resets VmHWM to the current RSS (proc(5))
+    before = _status_kb("VmRSS")
+    fn()
+    peak = _status_kb("VmHWM")
+    return MemoryMeasurement("cpu_rss_high_water", peak / 1024, max(0, peak - before) / 1024)
+
+
+def measure_cuda_peak(fn: Callable[[], object]) -> MemoryMeasurement:
+    import torch
+
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    fn()
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated()
+    return MemoryMeasurement("cuda_peak_allocated", peak / 2**20, (peak - before) / 2**20)
+
+
+def measure_peak(fn: Callable[[], object], device: str) -> MemoryMeasurement:
+    return measure_cuda_peak(fn) if device == "cuda" else measure_cpu_peak(fn)

@@ -1,0 +1,173 @@
+"""pytest plugin: the options, parametrization, fixtures and JSON hooks of the benchmark suite.
+
+Loaded by the repository's root `conftest.py` (`pytest_plugins`). It only acts on tests that
+request the `quality_case` / `perf_case` parameters, so the unit tests are unaffected.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from defectbench import suite as suite_mod
+
+_OPTIONS = (
+    # (option, env var, default, help)
+    ("--zoo-profile", "DEFECTBENCH_PROFILE", "quick", "zoo profile: smoke, quick or full"),
+    ("--zoo-dir", "DEFECTBENCH_ZOO", None, "zoo directory (default ~/.cache/defectbench/zoo)"),
+    ("--variants", "DEFECTBENCH_VARIANTS", "*", "comma-separated globs of variant names"),
+    ("--precisions", "DEFECTBENCH_PRECISIONS", "fp32,bf16,fp16,int8", "comma-separated"),
+    ("--devices", "DEFECTBENCH_DEVICES", "cpu,cuda", "comma-separated: cpu, cuda"),
+    ("--batch-sizes", "DEFECTBENCH_BATCH_SIZES", "1,8,32", "comma-separated integers"),
+    ("--threads", "DEFECTBENCH_THREADS", None, "intra-op threads for torch and ONNX Runtime"),
+    ("--budgets", "DEFECTBENCH_BUDGETS", None, "budgets TOML (default fixtures/budgets.toml)"),
+    ("--latency-seconds", "DEFECTBENCH_LATENCY_SECONDS", "3",
+     "time budget per latency case; rounds = budget / call time, 5..200"),
+)
+_SUITE = pytest.StashKey["suite_mod.Suite"]()
+_SELECTION = pytest.StashKey["suite_mod.Selection"]()
+_CATALOG = pytest.StashKey[object]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("defectbench", "defectbench benchmark suite")
+    for option, env, default, help_text in _OPTIONS:
+        group.addoption(option, default=None,
+                        help=f"{help_text}; env {env}; default {default or 'see text'}")
+
+
+def option(config: pytest.Config, name: str) -> str | None:
+    for opt, env, default, _ in _OPTIONS:
+        if opt == name:
+            value = config.getoption(opt.lstrip("-").replace("-", "_"))
+            return value if value is not None else os.environ.get(env, default)
+    raise KeyError(name)
+
+
+def _selection(config: pytest.Config) -> suite_mod.Selection:
+    if _SELECTION not in config.stash:
+        config.stash[_SELECTION] = suite_mod.Selection(
+            variants=suite_mod.parse_list(option(config, "--variants"), "variants"),
+            precisions=suite_mod.parse_list(option(config, "--precisions"), "precisions"),
+            devices=suite_mod.parse_list(option(config, "--devices"), "devices"),
+            batches=suite_mod.parse_batches(option(config, "--batch-sizes")),
+        )
+    return config.stash[_SELECTION]
+
+
+def _threads(config: pytest.Config) -> int:
+    import torch
+
+    value = option(config, "--threads")
+    return int(value) if value else torch.get_num_threads()
+
+
+def _catalog(config: pytest.Config):
+    if _CATALOG not in config.stash:
+        from defectbench.zoo.catalog import Catalog
+        from defectbench.zoo.store import default_zoo_root
+
+        root = option(config, "--zoo-dir")
+        config.stash[_CATALOG] = Catalog(Path(root) if root else default_zoo_root(),
+                                         option(config, "--zoo-profile"))
+    return config.stash[_CATALOG]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    wanted = [n for n in ("quality_case", "perf_case") if n in metafunc.fixturenames]
+    if not wanted:
+        return
+    catalog = _catalog(metafunc.config)  # names and capabilities only; nothing is built here
+    selection = _selection(metafunc.config)
+    make = suite_mod.quality_cases if wanted[0] == "quality_case" else suite_mod.perf_cases
+    params = [
+        pytest.param(case, id=case.id,
+                     marks=[pytest.mark.gpu] if case.device == "cuda" else [])
+        for case in make(catalog, selection)
+    ]
+    metafunc.parametrize(wanted[0], params)
+
+
+@pytest.fixture(scope="session")
+def defectbench_suite(request: pytest.FixtureRequest) -> suite_mod.Suite:
+    """The session's suite; builds the zoo for the chosen profile first when it is missing."""
+    config = request.config
+    if _SUITE not in config.stash:
+        import torch
+
+        from defectbench.data.fixture import default_fixture_dir
+        from defectbench.zoo.build import build_zoo
+
+        if option(config, "--threads"):
+            torch.set_num_threads(int(option(config, "--threads")))
+        catalog = _catalog(config)
+        capture = config.pluginmanager.getplugin("capturemanager")
+        with capture.global_and_fixture_disabled():  # show build progress live
+            build_zoo(catalog.profile, catalog.store.root,
+                      suite_mod.select_names(catalog.names, _selection(config).variants)
+                      + [suite_mod.TEACHER])
+        budgets = option(config, "--budgets") or default_fixture_dir().parent / "budgets.toml"
+        config.stash[_SUITE] = suite_mod.Suite(catalog, Path(budgets))
+    return config.stash[_SUITE]
+
+
+def _skip_unavailable(case: suite_mod.Case) -> None:
+    if case.device == "cuda":
+        from defectbench.runtime.precision import CUDA_SKIP_REASON, cuda_available
+
+        if not cuda_available():
+            pytest.skip(CUDA_SKIP_REASON)
+
+
+@pytest.fixture
+def quality(defectbench_suite, quality_case):
+    """The quality result of this case (scored on `val`, budgets judged)."""
+    _skip_unavailable(quality_case)
+    return defectbench_suite.evaluate(quality_case)
+
+
+@pytest.fixture
+def measure_latency(defectbench_suite, perf_case, benchmark, request):
+    """Call it to time this case with pytest-benchmark and fill `extra_info`."""
+    _skip_unavailable(perf_case)
+    from defectbench.measure.latency import rounds_for
+
+    config = request.config
+
+    def run() -> dict:
+        import time
+
+        predictor = defectbench_suite.predictor(perf_case)
+        batch = defectbench_suite.perf_batch(perf_case)
+        start = time.perf_counter()
+        predictor.predict_logits(batch)  # first call: lazy init, compile, allocator warm-up
+        first = time.perf_counter() - start
+        rounds = rounds_for(first, float(option(config, "--latency-seconds")))
+        benchmark.pedantic(predictor.predict_logits, args=(batch,), rounds=rounds,
+                           warmup_rounds=2, iterations=1)
+        if benchmark.stats is None:  # --benchmark-disable: nothing was timed
+            return {}
+        memory = defectbench_suite.memory(perf_case, batch)
+        info = defectbench_suite.perf_extra_info(
+            perf_case, list(benchmark.stats.stats.data), memory, _threads(config)
+        )
+        benchmark.extra_info.update(info)
+        return info
+
+    return run
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
+    from defectbench.measure.machine import machine_info as ours
+
+    machine_info.update(ours())
+
+
+def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
+    suite = config.stash.get(_SUITE, None)
+    if suite is None:
+        return
+    output_json["defectbench"] = suite_mod.json_section(suite)
+    suite_mod.add_speedups(output_json["benchmarks"])

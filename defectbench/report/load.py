@@ -1,0 +1,189 @@
+"""Reading pytest-benchmark JSON written with the defectbench plugin, and checking it can be merged.
+
+A file is ``pytest benchmarks --benchmark-json out.json`` output: pytest-benchmark's own keys
+plus a top-level ``"defectbench"`` section (fixture hashes, reference, budgets, quality entries)
+and ``extra_info`` on each benchmark. Files from several hosts merge only if they were measured
+on the same validation fixture.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from defectbench.errors import ReportError
+
+SCHEMA = 1
+HOW_TO_PRODUCE = "produce it with `pytest benchmarks --benchmark-json out.json`"
+FIXTURE_HASHES = ("split_sha256", "content_sha256")
+
+
+@dataclass(frozen=True)
+class BenchmarkRun:
+    """One input file: where it came from, its machine, and its defectbench content.
+
+    ``benchmarks`` holds only the entries our plugin wrote (``extra_info["defectbench"]``);
+    ``foreign_benchmarks`` counts the others, which the report leaves out.
+    """
+
+    path: Path
+    machine_info: Mapping[str, Any]
+    commit_info: Mapping[str, Any]
+    datetime: str | None
+    section: Mapping[str, Any]
+    benchmarks: tuple[Mapping[str, Any], ...]
+    foreign_benchmarks: int = 0
+
+    @property
+    def fixture(self) -> Mapping[str, Any]:
+        return self.section.get("fixture") or {}
+
+    @property
+    def profile(self) -> str | None:
+        return self.section.get("profile")
+
+    @property
+    def reference(self) -> str | None:
+        return self.section.get("reference")
+
+    @property
+    def budgets(self) -> list[Mapping[str, Any]]:
+        return list(self.section.get("budgets") or [])
+
+    @property
+    def quality(self) -> list[Mapping[str, Any]]:
+        return list(self.section.get("quality") or [])
+
+    @property
+    def host(self) -> str:
+        return str(self.machine_info.get("node") or "unknown host")
+
+    @property
+    def cpu_name(self) -> str:
+        cpu = self.machine_info.get("cpu")
+        brand = cpu.get("brand_raw") if isinstance(cpu, Mapping) else None
+        return str(brand or self.machine_info.get("processor") or self.machine_info.get("machine")
+                   or "unknown CPU")
+
+    @property
+    def gpu_name(self) -> str | None:
+        """The GPU's name if the plugin recorded one in ``machine_info``."""
+        info = self.machine_info
+        for key in ("gpu", "cuda", "gpus"):
+            value = info.get(key)
+            if isinstance(value, list) and value:
+                value = value[0]
+            if isinstance(value, str) and value:
+                return value
+            if isinstance(value, Mapping):
+                for name_key in ("name", "device_name", "gpu_name"):
+                    if isinstance(value.get(name_key), str) and value[name_key]:
+                        return value[name_key]
+        return None
+
+    def hardware(self, device: str) -> str:
+        """The processor a row on ``device`` ran on: the GPU for ``cuda*``, else the CPU."""
+        if device.startswith("cuda"):
+            return self.gpu_name or f"unknown GPU on {self.host}"
+        return self.cpu_name
+
+
+def _not_pytest_benchmark(path: Path, why: str) -> ReportError:
+    return ReportError(f"{path}: not pytest-benchmark output ({why}); {HOW_TO_PRODUCE}")
+
+
+def read_run(path: str | Path) -> BenchmarkRun:
+    """Read one ``--benchmark-json`` file; ReportError says what is wrong with it and the fix."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ReportError(
+            f"{path}: no such file; pass the JSON written by "
+            "`pytest benchmarks --benchmark-json out.json`"
+        ) from None
+    except (IsADirectoryError, UnicodeDecodeError) as err:
+        raise ReportError(f"{path}: cannot be read as a JSON text file ({err}); "
+                          f"{HOW_TO_PRODUCE}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ReportError(
+            f"{path}: not JSON ({err.msg} at line {err.lineno}, column {err.colno}); pass the file "
+            "written by --benchmark-json, not the terminal output"
+        ) from None
+
+    if not isinstance(data, dict):
+        raise _not_pytest_benchmark(path, f"top level is a {type(data).__name__}, not an object")
+    if not isinstance(data.get("benchmarks"), list):
+        raise _not_pytest_benchmark(path, "no 'benchmarks' list")
+    if not isinstance(data.get("machine_info"), dict):
+        raise _not_pytest_benchmark(path, "no 'machine_info' object")
+    section = data.get("defectbench")
+    if section is None:
+        raise ReportError(
+            f"{path}: pytest-benchmark output but not defectbench output (no 'defectbench' key); "
+            f"{HOW_TO_PRODUCE}"
+        )
+    if not isinstance(section, dict):
+        raise ReportError(f"{path}: 'defectbench' must be an object, got "
+                          f"{type(section).__name__}; {HOW_TO_PRODUCE}")
+    schema = section.get("schema")
+    if schema != SCHEMA:
+        raise ReportError(
+            f"{path}: defectbench schema {schema!r} is not supported; this version reads "
+            f"schema {SCHEMA}. Re-run the benchmarks with this defectbench version"
+        )
+    fixture = section.get("fixture")
+    if not isinstance(fixture, dict) or not all(fixture.get(k) for k in FIXTURE_HASHES):
+        raise ReportError(
+            f"{path}: 'defectbench.fixture' must record {' and '.join(FIXTURE_HASHES)}, got "
+            f"{fixture!r}; {HOW_TO_PRODUCE}"
+        )
+    for key in ("quality", "budgets"):
+        if not isinstance(section.get(key) or [], list):
+            raise ReportError(f"{path}: 'defectbench.{key}' must be a list, got "
+                              f"{type(section[key]).__name__}; {HOW_TO_PRODUCE}")
+
+    ours = []
+    for entry in data["benchmarks"]:
+        extra = entry.get("extra_info") if isinstance(entry, dict) else None
+        if isinstance(extra, dict) and extra.get("defectbench"):
+            ours.append(entry)
+    return BenchmarkRun(
+        path=path,
+        machine_info=data["machine_info"],
+        commit_info=data.get("commit_info") or {},
+        datetime=data.get("datetime"),
+        section=section,
+        benchmarks=tuple(ours),
+        foreign_benchmarks=len(data["benchmarks"]) - len(ours),
+    )
+
+
+def check_same_fixture(runs: Sequence[BenchmarkRun]) -> None:
+    """ReportError naming both files and both hashes if any run used another fixture."""
+    if not runs:
+        return
+    first = runs[0]
+    for other in runs[1:]:
+        for key in FIXTURE_HASHES:
+            a, b = first.fixture[key], other.fixture[key]
+            if a != b:
+                raise ReportError(
+                    f"fixture mismatch: {first.path} has {key} {a} but {other.path} has {key} "
+                    f"{b}; results on different validation fixtures cannot be compared. Re-run "
+                    "both on the same fixture (`defectbench data summary` shows the installed one)"
+                )
+
+
+def read_runs(paths: Sequence[str | Path]) -> list[BenchmarkRun]:
+    """Read every file and check they share one validation fixture."""
+    if not paths:
+        raise ReportError(f"no input files; {HOW_TO_PRODUCE} and pass out.json")
+    runs = [read_run(p) for p in paths]
+    check_same_fixture(runs)
+    return runs

@@ -1,0 +1,503 @@
+"""Merging benchmark runs into report rows: one per (machine, variant, precision, device, batch).
+
+Each pytest-benchmark entry gives the speed columns; its quality (recall, drop, FNR, verdicts)
+comes from the run's ``defectbench.quality`` entry at the chosen operating point, falling back to
+the entry's own ``extra_info["quality"]``. Quality does not depend on the batch size, so every
+batch of a variant shows the same recall.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from defectbench.errors import ReportError
+from defectbench.report.load import BenchmarkRun, read_runs
+from defectbench.report.pareto import pareto_front
+
+# verdict column values besides "PASS" / "FAIL"
+LATENCY_ONLY = "latency only"
+NO_QUALITY = "no quality"
+NOT_GATED = "not gated"
+
+
+INT_FIELDS = ("batch", "threads", "n_defective", "n", "new_misses", "new_catches", "rounds",
+              "params", "macs")
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    """One benchmark with its quality at the report's operating point. None = not measured."""
+
+    source: str
+    host: str
+    machine: str
+    benchmark: str
+    variant: str
+    precision: str
+    device: str
+    batch: int
+    runtime: str | None
+    threads: int | None
+    latency_only: bool
+    operating_point: str | None
+    threshold: float | None
+    recall: float | None
+    recall_low: float | None
+    recall_high: float | None
+    recall_drop: float | None
+    recall_drop_low: float | None
+    recall_drop_high: float | None
+    recall_drop_upper: float | None
+    fnr: float | None
+    fnr_upper: float | None
+    precision_score: float | None
+    specificity: float | None
+    accuracy: float | None
+    f1: float | None
+    n_defective: int | None
+    n: int | None
+    new_misses: int | None
+    new_catches: int | None
+    mcnemar_p: float | None
+    passed: bool | None
+    failed_budgets: tuple[str, ...]
+    verdict: str
+    latency_p50_ms: float | None
+    latency_p90_ms: float | None
+    latency_p99_ms: float | None
+    latency_mean_ms: float | None
+    rounds: int | None
+    throughput_ips: float | None
+    peak_memory_mb: float | None
+    memory_kind: str | None
+    size_mb: float | None
+    params: int | None
+    macs: int | None
+    gflops_per_s: float | None
+    speedup_vs_reference: float | None
+    cost_core_hours_per_million: float | None
+
+    @property
+    def has_quality(self) -> bool:
+        return self.recall is not None
+
+    @property
+    def panel(self) -> tuple[str, str, int]:
+        """(device, machine, batch): latencies are comparable only inside one panel."""
+        return (self.device, self.machine, self.batch)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["failed_budgets"] = list(self.failed_budgets)
+        return data
+
+
+@dataclass(frozen=True)
+class Report:
+    """Merged rows plus everything the header, plots and summary need."""
+
+    runs: tuple[BenchmarkRun, ...]
+    rows: tuple[ReportRow, ...]
+    operating_point: str | None
+    operating_points: tuple[str, ...]
+    budgets: tuple[Mapping[str, Any], ...]
+    reference: str | None
+    notes: tuple[str, ...] = ()
+    # teacher recall at the operating point, per (device, machine); where budget lines start
+    reference_recall: Mapping[tuple[str, str], float] = field(default_factory=dict)
+
+    @property
+    def fixture(self) -> Mapping[str, Any]:
+        return self.runs[0].fixture
+
+    @property
+    def profiles(self) -> list[str]:
+        return sorted({str(r.profile) for r in self.runs})
+
+    @property
+    def machines(self) -> list[str]:
+        return sorted({f"{row.machine} ({row.device}, {row.host})" for row in self.rows})
+
+    def budgets_at_operating_point(self) -> list[Mapping[str, Any]]:
+        """Budgets whose ``operating_point`` glob matches the report's operating point."""
+        op = self.operating_point
+        return [b for b in self.budgets
+                if op is None or fnmatch.fnmatchcase(op, str(b.get("operating_point") or "*"))]
+
+    def latency_frontier(self) -> list[int]:
+        """Row indices on the recall / latency-p50 frontier of their panel."""
+        return _frontier_by_panel(self.rows, range(len(self.rows)), "latency_p50_ms")
+
+    def passing_latency_frontier(self) -> list[int]:
+        """As :meth:`latency_frontier`, among rows that pass every budget only."""
+        passing = [i for i, r in enumerate(self.rows) if r.passed]
+        return _frontier_by_panel(self.rows, passing, "latency_p50_ms")
+
+    def size_frontier(self) -> list[int]:
+        """Row indices on the recall / size frontier of their device (every batch of a model)."""
+        return _size_frontier(self.rows)
+
+
+def _frontier_by_panel(
+    rows: Sequence[ReportRow], candidates: Iterable[int], cost: str
+) -> list[int]:
+    panels: dict[tuple[str, str, int], list[int]] = {}
+    for i in candidates:
+        if rows[i].has_quality and getattr(rows[i], cost) is not None:
+            panels.setdefault(rows[i].panel, []).append(i)
+    front: list[int] = []
+    for members in panels.values():
+        idx = pareto_front([getattr(rows[i], cost) for i in members],
+                           [rows[i].recall for i in members])
+        front.extend(members[k] for k in idx)
+    return sorted(front)
+
+
+def model_key(row: ReportRow) -> tuple[str, str, str, str, str | None, str]:
+    """Rows that differ only in batch size: the same model on the same machine."""
+    return (row.device, row.machine, row.variant, row.precision, row.runtime, row.source)
+
+
+def _size_frontier(rows: Sequence[ReportRow]) -> list[int]:
+    # one point per model (size and recall do not depend on the batch), per device and machine
+    first_of_model: dict[tuple, int] = {}
+    for i, row in enumerate(rows):
+        if row.has_quality and row.size_mb is not None:
+            first_of_model.setdefault(model_key(row), i)
+    by_device: dict[tuple[str, str], list[int]] = {}
+    for i in first_of_model.values():
+        by_device.setdefault((rows[i].device, rows[i].machine), []).append(i)
+    on_front = set()
+    for members in by_device.values():
+        idx = pareto_front([rows[i].size_mb for i in members], [rows[i].recall for i in members])
+        on_front.update(model_key(rows[members[k]]) for k in idx)
+    return [i for i, row in enumerate(rows) if row.has_quality and model_key(row) in on_front]
+
+
+# --- reading values -------------------------------------------------------------------------
+
+
+def _where(run: BenchmarkRun, what: str) -> str:
+    return f"{run.path}: {what}"
+
+
+def _number(value: Any, where: str, integer: bool = False) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ReportError(f"{where} must be a number, got {value!r}; the file was edited or "
+                          "written by an incompatible plugin")
+    if integer:
+        return int(value)
+    return None if math.isnan(value) else float(value)
+
+
+def _interval(value: Any, where: str) -> tuple[float | None, float | None]:
+    if value is None:
+        return None, None
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ReportError(f"{where} must be [low, high], got {value!r}")
+    return _number(value[0], where), _number(value[1], where)
+
+
+def _required(entry: Mapping[str, Any], key: str, where: str) -> Any:
+    value = entry.get(key)
+    if value is None or value == "":
+        raise ReportError(f"{where} has no {key!r}; every defectbench entry records variant, "
+                          "precision, device (and batch for benchmarks); re-run the benchmarks")
+    return value
+
+
+def _op_name(quality: Mapping[str, Any], where: str) -> str:
+    op = quality.get("operating_point")
+    name = op.get("name") if isinstance(op, Mapping) else op
+    if not isinstance(name, str) or not name:
+        raise ReportError(f"{where} has no operating_point name; a recall means nothing "
+                          "without its threshold; re-run the quality tests")
+    return name
+
+
+def _is_gated(quality: Mapping[str, Any]) -> bool:
+    op = quality.get("operating_point")
+    if isinstance(op, Mapping) and isinstance(op.get("gated"), bool):
+        return op["gated"]
+    return bool(quality.get("verdicts"))
+
+
+def _all_quality(runs: Sequence[BenchmarkRun]) -> Iterable[tuple[BenchmarkRun, Mapping, str]]:
+    for run in runs:
+        for k, q in enumerate(run.quality):
+            if not isinstance(q, Mapping):
+                raise ReportError(_where(run, f"defectbench.quality[{k}] is not an object"))
+            yield run, q, f"{run.path}: defectbench.quality[{k}]"
+        for b in run.benchmarks:
+            q = b["extra_info"].get("quality")
+            if isinstance(q, Mapping):
+                yield run, q, f"{run.path}: benchmark {b.get('name')!r} extra_info.quality"
+
+
+def operating_points(runs: Sequence[BenchmarkRun]) -> tuple[list[str], list[str]]:
+    """(all operating point names, the gated ones), each in order of first appearance.
+
+    Gated: named by a run's ``gated_operating_point``, or with budget verdicts recorded.
+    """
+    seen: list[str] = []
+    gated: list[str] = []
+    for run in runs:
+        declared = run.section.get("gated_operating_point")
+        if isinstance(declared, str) and declared and declared not in gated:
+            gated.append(declared)
+    for _, q, where in _all_quality(runs):
+        name = _op_name(q, where)
+        if name not in seen:
+            seen.append(name)
+        if _is_gated(q) and name not in gated:
+            gated.append(name)
+    return seen, gated
+
+
+def choose_operating_point(runs: Sequence[BenchmarkRun], name: str | None = None) -> str | None:
+    """``name`` if the runs have it, else the first gated operating point (or the first one)."""
+    seen, gated = operating_points(runs)
+    if name is not None:
+        if name not in seen:
+            available = ", ".join(map(repr, seen)) or "none (latency-only runs)"
+            raise ReportError(
+                f"operating point {name!r} is not in the inputs; they have {available}. "
+                "Leave --operating-point out to use the first gated one"
+            )
+        return name
+    gated = [name for name in gated if name in seen]  # a declared point with no results
+    if gated:
+        return gated[0]
+    return seen[0] if seen else None
+
+
+def _quality_index(
+    runs: Sequence[BenchmarkRun], operating_point: str | None
+) -> dict[tuple[str, str, str, str], Mapping[str, Any]]:
+    index: dict[tuple[str, str, str, str], Mapping[str, Any]] = {}
+    for run in runs:
+        for k, q in enumerate(run.quality):
+            where = f"{run.path}: defectbench.quality[{k}]"
+            if _op_name(q, where) != operating_point:
+                continue
+            key = (str(run.path), str(_required(q, "variant", where)),
+                   str(_required(q, "precision", where)), str(_required(q, "device", where)))
+            index.setdefault(key, q)
+    return index
+
+
+def _verdict(quality: Mapping[str, Any] | None, latency_only: bool) -> tuple:
+    """(passed, failed budget names, verdict text)."""
+    if latency_only:
+        return None, (), LATENCY_ONLY
+    if quality is None:
+        return None, (), NO_QUALITY
+    verdicts = [v for v in quality.get("verdicts") or [] if isinstance(v, Mapping)]
+    failed = tuple(dict.fromkeys(str(v.get("budget")) for v in verdicts if not v.get("passed")))
+    passed = quality.get("passed")
+    if not verdicts and passed is not False:
+        # all([]) is True: a variant no budget applies to was not judged, so it did not pass
+        return None, (), NOT_GATED
+    if failed or passed is False:  # on contradictory input trust the failures
+        return False, failed, ("FAIL: " + ", ".join(failed)) if failed else "FAIL"
+    return True, (), "PASS"
+
+
+def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any] | None,
+         operating_point: str | None) -> ReportRow:
+    name = bench.get("fullname") or bench.get("name") or "?"
+    where = _where(run, f"benchmark {name!r} extra_info")
+    extra = bench["extra_info"]
+    device = str(_required(extra, "device", where))
+    latency_only = bool(extra.get("latency_only"))
+    if latency_only:
+        quality = None
+    lat = extra.get("latency_ms")
+    if lat is None:
+        # older plugin output: fall back to pytest-benchmark's seconds per call
+        stats = bench.get("stats") or {}
+        lat = {k: stats[s] * 1e3 for k, s in (("p50", "median"), ("mean", "mean"), ("min", "min"))
+               if isinstance(stats.get(s), (int, float))}
+        lat["rounds"] = stats.get("rounds")
+    if not isinstance(lat, Mapping):
+        raise ReportError(f"{where}.latency_ms must be an object, got {lat!r}")
+    mem = extra.get("memory") or {}
+    q = quality or {}
+    qw = f"{where}.quality"
+    op = q.get("operating_point") if isinstance(q.get("operating_point"), Mapping) else {}
+    recall_low, recall_high = _interval(q.get("recall_interval"), f"{qw}.recall_interval")
+    drop_low, drop_high = _interval(q.get("recall_drop_interval"), f"{qw}.recall_drop_interval")
+    passed, failed, verdict = _verdict(quality, latency_only)
+    return ReportRow(
+        source=run.path.name,
+        host=run.host,
+        machine=run.hardware(device),
+        benchmark=str(name),
+        variant=str(_required(extra, "variant", where)),
+        precision=str(_required(extra, "precision", where)),
+        device=device,
+        batch=_number(_required(extra, "batch", where), f"{where}.batch", integer=True),
+        runtime=extra.get("runtime"),
+        threads=_number(extra.get("threads"), f"{where}.threads", integer=True),
+        latency_only=latency_only,
+        operating_point=operating_point if quality is not None else None,
+        threshold=_number(op.get("threshold"), f"{qw}.operating_point.threshold"),
+        recall=_number(q.get("recall"), f"{qw}.recall"),
+        recall_low=recall_low,
+        recall_high=recall_high,
+        recall_drop=_number(q.get("recall_drop"), f"{qw}.recall_drop"),
+        recall_drop_low=drop_low,
+        recall_drop_high=drop_high,
+        recall_drop_upper=_number(q.get("recall_drop_upper"), f"{qw}.recall_drop_upper"),
+        fnr=_number(q.get("fnr"), f"{qw}.fnr"),
+        fnr_upper=_number(q.get("fnr_upper"), f"{qw}.fnr_upper"),
+        precision_score=_number(q.get("precision_score"), f"{qw}.precision_score"),
+        specificity=_number(q.get("specificity"), f"{qw}.specificity"),
+        accuracy=_number(q.get("accuracy"), f"{qw}.accuracy"),
+        f1=_number(q.get("f1"), f"{qw}.f1"),
+        n_defective=_number(q.get("n_defective"), f"{qw}.n_defective", integer=True),
+        n=_number(q.get("n"), f"{qw}.n", integer=True),
+        new_misses=_number(q.get("new_misses"), f"{qw}.new_misses", integer=True),
+        new_catches=_number(q.get("new_catches"), f"{qw}.new_catches", integer=True),
+        mcnemar_p=_number(q.get("mcnemar_p"), f"{qw}.mcnemar_p"),
+        passed=passed,
+        failed_budgets=failed,
+        verdict=verdict,
+        latency_p50_ms=_number(lat.get("p50"), f"{where}.latency_ms.p50"),
+        latency_p90_ms=_number(lat.get("p90"), f"{where}.latency_ms.p90"),
+        latency_p99_ms=_number(lat.get("p99"), f"{where}.latency_ms.p99"),
+        latency_mean_ms=_number(lat.get("mean"), f"{where}.latency_ms.mean"),
+        rounds=_number(lat.get("rounds"), f"{where}.latency_ms.rounds", integer=True),
+        throughput_ips=_number(extra.get("throughput_ips"), f"{where}.throughput_ips"),
+        peak_memory_mb=_number(mem.get("peak_mb"), f"{where}.memory.peak_mb"),
+        memory_kind=mem.get("kind"),
+        size_mb=_number(extra.get("size_mb", q.get("size_mb")), f"{where}.size_mb"),
+        params=_number(extra.get("params", q.get("params")), f"{where}.params", integer=True),
+        macs=_number(extra.get("macs", q.get("macs")), f"{where}.macs", integer=True),
+        gflops_per_s=_number(extra.get("gflops_per_s"), f"{where}.gflops_per_s"),
+        speedup_vs_reference=_number(extra.get("speedup_vs_reference"),
+                                     f"{where}.speedup_vs_reference"),
+        cost_core_hours_per_million=_number(extra.get("cost_core_hours_per_million"),
+                                            f"{where}.cost_core_hours_per_million"),
+    )
+
+
+def _sort_key(row: ReportRow) -> tuple:
+    inf = math.inf
+    return (row.device, row.machine, row.batch,
+            inf if row.latency_p50_ms is None else row.latency_p50_ms, row.variant, row.precision)
+
+
+def _merged_budgets(runs: Sequence[BenchmarkRun], notes: list[str]) -> list[Mapping[str, Any]]:
+    by_name: dict[str, Mapping[str, Any]] = {}
+    for run in runs:
+        for budget in run.budgets:
+            name = str(budget.get("name"))
+            if name in by_name and dict(by_name[name]) != dict(budget):
+                notes.append(f"budget {name!r} differs between inputs; verdicts were judged per "
+                             f"file (this header shows the first: {dict(by_name[name])})")
+            by_name.setdefault(name, budget)
+    return list(by_name.values())
+
+
+def _reference_recall(runs: Sequence[BenchmarkRun], rows: Sequence[ReportRow],
+                      reference: str | None, op: str | None) -> dict[tuple[str, str], float]:
+    """The recall every drop in a (device, machine) panel is measured against.
+
+    ``recall + recall_drop`` of any row is exactly that (the drop is reference minus variant
+    on the same defective cells), wherever the reference itself ran; the reference's own FP32
+    recall is the fallback for rows without a drop.
+    """
+    found: dict[tuple[str, str], float] = {}
+    for row in rows:
+        if row.recall is not None and row.recall_drop is not None:
+            found.setdefault((row.device, row.machine), row.recall + row.recall_drop)
+    if reference is None or op is None:
+        return found
+    own: dict[tuple[str, str], float] = {}
+    for run, q, where in _all_quality(runs):
+        if (q.get("variant") == reference and q.get("precision") == "fp32"
+                and _op_name(q, where) == op and q.get("recall") is not None):
+            device = str(q.get("device"))
+            own.setdefault((device, run.hardware(device)),
+                           _number(q["recall"], f"{where}.recall"))
+    for row in rows:
+        panel = (row.device, row.machine)
+        if panel not in found and own:
+            found[panel] = own.get(panel, next(iter(own.values())))
+    return found
+
+
+def merge_runs(runs: Sequence[BenchmarkRun], operating_point: str | None = None) -> Report:
+    """Rows of every defectbench benchmark in ``runs``, sorted by device, batch, latency."""
+    notes: list[str] = []
+    op = choose_operating_point(runs, operating_point)
+    seen_ops, _ = operating_points(runs)
+    index = _quality_index(runs, op)
+    used: set[tuple[str, str, str, str]] = set()
+    rows = []
+    for run in runs:
+        for bench in run.benchmarks:
+            extra = bench["extra_info"]
+            key = (str(run.path), str(extra.get("variant")), str(extra.get("precision")),
+                   str(extra.get("device")))
+            quality = index.get(key)
+            fallback = extra.get("quality")
+            if quality is None and isinstance(fallback, Mapping):
+                where = f"{run.path}: benchmark {bench.get('name')!r} extra_info.quality"
+                if _op_name(fallback, where) == op:
+                    quality = fallback
+            if quality is not None:
+                used.add(key)
+            rows.append(_row(run, bench, quality, op))
+    if not rows:
+        raise ReportError(
+            "no defectbench benchmarks in " + ", ".join(str(r.path) for r in runs)
+            + "; the quality tests ran but no perf benchmark did. Run `pytest benchmarks "
+            "--benchmark-json out.json` without deselecting the perf benchmarks"
+        )
+    rows.sort(key=_sort_key)
+
+    missing = sorted({f"{r.variant} {r.precision} {r.device}" for r in rows
+                      if r.verdict == NO_QUALITY})
+    if missing:
+        notes.append(f"no quality at operating point {op!r} for: {', '.join(missing)}")
+    orphans = sorted({f"{k[1]} {k[2]} {k[3]}" for k in index if k not in used})
+    if orphans:
+        notes.append(f"quality measured but not benchmarked (not in the table): "
+                     f"{', '.join(orphans)}")
+    foreign = sum(r.foreign_benchmarks for r in runs)
+    if foreign:
+        notes.append(f"{foreign} benchmark(s) without defectbench extra_info were left out")
+    profiles = sorted({str(r.profile) for r in runs})
+    if len(profiles) > 1:
+        notes.append(f"inputs come from different profiles ({', '.join(profiles)}): a variant "
+                     "name may stand for differently trained models")
+    references = sorted({str(r.reference) for r in runs})
+    if len(references) > 1:
+        notes.append(f"inputs measure recall drops against different references "
+                     f"({', '.join(references)})")
+    budgets = _merged_budgets(runs, notes)
+    reference = runs[0].reference
+    return Report(
+        runs=tuple(runs),
+        rows=tuple(rows),
+        operating_point=op,
+        operating_points=tuple(seen_ops),
+        budgets=tuple(budgets),
+        reference=reference,
+        notes=tuple(notes),
+        reference_recall=_reference_recall(runs, rows, reference, op),
+    )
+
+
+def load_report(paths: Sequence[str | Path], operating_point: str | None = None) -> Report:
+    """Read, check and merge benchmark JSON files into a :class:`Report`."""
+    return merge_runs(read_runs(paths), operating_point)

@@ -1,0 +1,206 @@
+"""The Markdown table (with its header), the CSV and summary.json of a :class:`Report`."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from defectbench.io import atomic_write_text
+from defectbench.report.rows import INT_FIELDS, LATENCY_ONLY, NO_QUALITY, Report, ReportRow
+
+SUMMARY_SCHEMA = 1
+DASH = "-"
+
+TABLE_COLUMNS = (
+    "device", "machine", "batch", "variant", "precision", "runtime",
+    "recall [interval]", "recall drop (upper)", "FNR (upper)", "p50 / p90 ms", "img/s",
+    "peak MB", "size MB", "speedup", "gate",
+)
+
+
+def _f(value: float | None, digits: int = 3, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+
+
+def _g(value: float | None) -> str:
+    """Speeds and sizes: three significant figures are more than their run-to-run noise."""
+    if value is None:
+        return DASH
+    return f"{value:.1f}" if abs(value) < 1000 else f"{value:,.0f}"
+
+
+def _quality_cells(row: ReportRow) -> list[str]:
+    if row.latency_only:
+        return [LATENCY_ONLY] * 3
+    if not row.has_quality:
+        return [NO_QUALITY, DASH, DASH]
+    recall = _f(row.recall)
+    if row.recall_low is not None and row.recall_high is not None:
+        recall += f" [{_f(row.recall_low)}, {_f(row.recall_high)}]"
+    drop = _f(row.recall_drop, signed=True)
+    if row.recall_drop_upper is not None:
+        drop += f" (<= {_f(row.recall_drop_upper, signed=True)})"
+    fnr = _f(row.fnr)
+    if row.fnr_upper is not None:
+        fnr += f" (<= {_f(row.fnr_upper)})"
+    return [recall, drop, fnr]
+
+
+def table_cells(row: ReportRow) -> list[str]:
+    """The Markdown cells of one row, in :data:`TABLE_COLUMNS` order."""
+    latency = f"{_g(row.latency_p50_ms)} / {_g(row.latency_p90_ms)}"
+    speedup = DASH if row.speedup_vs_reference is None else f"{row.speedup_vs_reference:.2f}x"
+    return [
+        row.device, row.machine, str(row.batch), row.variant, row.precision,
+        row.runtime or DASH, *_quality_cells(row), latency, _g(row.throughput_ips),
+        _g(row.peak_memory_mb), _g(row.size_mb), speedup, row.verdict,
+    ]
+
+
+def _budget_line(budget: Mapping[str, Any]) -> str:
+    judged = budget.get("judged_on", "point")
+    conf = budget.get("confidence")
+    on = ("the point estimate" if judged == "point"
+          else f"the {conf * 100:g}% {judged.replace('_', ' ')}" if isinstance(conf, (int, float))
+          else f"the {judged.replace('_', ' ')}")
+    extra = []
+    if budget.get("group"):
+        extra.append(f"every {budget['group']} value")
+    for key in ("variants", "operating_point"):
+        if budget.get(key) not in (None, "*"):
+            extra.append(f"{key} {budget[key]}")
+    scope = f" ({'; '.join(extra)})" if extra else ""
+    return (f"  - `{budget.get('name')}`: {budget.get('metric')} {budget.get('kind')} "
+            f"{budget.get('value')}, judged on {on}{scope}")
+
+
+def _input_line(run) -> str:
+    commit = run.commit_info.get("id")
+    parts = [run.datetime or "no date", f"host {run.host}"]
+    if commit:
+        dirty = " (dirty)" if run.commit_info.get("dirty") else ""
+        parts.append(f"commit {str(commit)[:10]}{dirty}")
+    parts.append(f"{len(run.benchmarks)} benchmarks, {len(run.quality)} quality entries")
+    return f"  - `{run.path}`: {', '.join(parts)}"
+
+
+def header_markdown(report: Report) -> str:
+    """Inputs, fixture, profile, machines, reference, operating point and budgets."""
+    fx = report.fixture
+    lines = ["# defectbench report", "", "- inputs:"]
+    lines += [_input_line(run) for run in report.runs]
+    sizes = ""
+    if fx.get("val_images") is not None:
+        sizes = f", {fx['val_images']} validation images ({fx.get('val_defective', '?')} defective)"
+    lines.append(f"- fixture: {fx.get('dataset', 'unknown dataset')}{sizes}; content sha256 "
+                 f"`{fx['content_sha256']}`; split sha256 `{fx['split_sha256']}`")
+    lines.append(f"- profile: {', '.join(report.profiles)}")
+    lines.append(f"- machines: {'; '.join(report.machines)}")
+    if report.reference:
+        lines.append(f"- reference: `{report.reference}` (FP32); recall drop = reference recall "
+                     "minus variant recall on the same defective cells, > 0 is worse")
+    if report.operating_point:
+        others = [op for op in report.operating_points if op != report.operating_point]
+        also = f" (also in the inputs: {', '.join(others)}; pick with --operating-point)" \
+            if others else ""
+        lines.append(f"- operating point: `{report.operating_point}`{also}")
+    budgets = report.budgets_at_operating_point()
+    lines.append("- budgets:" if budgets else "- budgets: none recorded")
+    lines += [_budget_line(b) for b in budgets]
+    for note in report.notes:
+        lines.append(f"- note: {note}")
+    return "\n".join(lines)
+
+
+def table_markdown(report: Report) -> str:
+    """The header followed by one table row per benchmark."""
+    body = tabulate([table_cells(r) for r in report.rows], headers=list(TABLE_COLUMNS),
+                    tablefmt="github", disable_numparse=True)
+    return f"{header_markdown(report)}\n\n{body}\n"
+
+
+def row_records(report: Report) -> list[dict[str, Any]]:
+    """Every row as a flat dict, with its frontier membership."""
+    latency = set(report.latency_frontier())
+    passing = set(report.passing_latency_frontier())
+    size = set(report.size_frontier())
+    records = []
+    for i, row in enumerate(report.rows):
+        record = {"id": i, **row.to_dict()}
+        record["on_latency_frontier"] = i in latency
+        record["on_passing_latency_frontier"] = i in passing
+        record["on_size_frontier"] = i in size
+        records.append(record)
+    return records
+
+
+def table_csv(report: Report) -> str:
+    """The rows as CSV (all numeric fields, failed budgets joined with ';')."""
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(row_records(report))
+    frame["failed_budgets"] = frame["failed_budgets"].map(";".join)
+    # nullable ints, so a missing thread count does not turn 204 defective cells into 204.0
+    frame = frame.astype({name: "Int64" for name in INT_FIELDS})
+    frame = frame.astype({"passed": "boolean"})
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False)
+    return buffer.getvalue()
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def summary_dict(report: Report) -> dict[str, Any]:
+    """Everything the docs may cite: inputs, fixture, budgets, rows and frontiers."""
+    records = row_records(report)
+    return _json_safe({
+        "schema": SUMMARY_SCHEMA,
+        "inputs": [{"path": str(r.path), "host": r.host, "datetime": r.datetime,
+                    "commit": r.commit_info.get("id"), "profile": r.profile}
+                   for r in report.runs],
+        "fixture": dict(report.fixture),
+        "profiles": report.profiles,
+        "machines": report.machines,
+        "reference": report.reference,
+        "reference_recall": [{"device": d, "machine": m, "recall": v}
+                             for (d, m), v in sorted(report.reference_recall.items())],
+        "operating_point": report.operating_point,
+        "operating_points": list(report.operating_points),
+        "budgets": [dict(b) for b in report.budgets_at_operating_point()],
+        "notes": list(report.notes),
+        "rows": records,
+        "frontiers": {
+            "latency": [r["id"] for r in records if r["on_latency_frontier"]],
+            "latency_passing": [r["id"] for r in records if r["on_passing_latency_frontier"]],
+            "size": [r["id"] for r in records if r["on_size_frontier"]],
+        },
+    })
+
+
+def write_tables(report: Report, out_dir: str | Path) -> list[Path]:
+    """Write table.md, table.csv and summary.json into ``out_dir``; returns their paths."""
+    out = Path(out_dir)
+    files = {
+        out / "table.md": table_markdown(report),
+        out / "table.csv": table_csv(report),
+        out / "summary.json": json.dumps(summary_dict(report), indent=2, allow_nan=False) + "\n",
+    }
+    for path, text in files.items():
+        atomic_write_text(path, text)
+    return list(files)

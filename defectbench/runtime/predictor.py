@@ -1,0 +1,366 @@
+"""One predict interface over every runnable artifact: eager/compiled torch and ONNX Runtime.
+
+Inputs are float32 NCHW numpy batches that ``defectbench.data.preprocess`` already made, so
+every runtime sees the same pixels; outputs are float32 ``(N, 2)`` logits, class 1 = defective.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from defectbench.errors import ArtifactError, ConfigError, DataError, UnknownNameError
+from defectbench.runtime.precision import (
+    CUDA_HINT,
+    require_cuda,
+    resolve_device,
+    resolve_precision,
+    torch_dtype,
+)
+
+NUM_CLASSES = 2
+
+
+def defect_probability(logits: np.ndarray) -> np.ndarray:
+    """``softmax(logits)[:, 1]`` as float32 ``(N,)``, computed without overflow."""
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2 or logits.shape[1] != NUM_CLASSES:
+        raise DataError(f"expected logits of shape (N, 2), got {logits.shape}")
+    # softmax over two classes is the logistic function of the logit margin
+    margin = logits[:, 1] - logits[:, 0]
+    return (0.5 * (1.0 + np.tanh(0.5 * margin))).astype(np.float32)
+
+
+class Predictor(abc.ABC):
+    """A runnable classifier: float32 NCHW batch in, ``(N, 2)`` float32 logits out.
+
+    Subclasses set ``name``, ``precision`` (fp32/bf16/fp16/int8), ``device`` (cpu/cuda),
+    ``runtime`` and ``max_batch`` (largest batch one call may take, None = any), and implement
+    ``_predict_batch``. Larger inputs are split into ``max_batch`` chunks.
+    """
+
+    name: str
+    precision: str
+    device: str
+    runtime: str
+    max_batch: int | None = None
+
+    @abc.abstractmethod
+    def _predict_batch(self, x: np.ndarray) -> np.ndarray:
+        """Logits for one batch of at most ``max_batch`` images."""
+
+    def predict_logits(self, x: np.ndarray) -> np.ndarray:
+        """Float32 ``(N, 2)`` logits for a float32 NCHW batch."""
+        _check_batch(x, self.name)
+        step = self.max_batch or len(x)
+        chunks = [self._predict_batch(x[i : i + step]) for i in range(0, len(x), step)]
+        logits = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
+        if logits.shape != (len(x), NUM_CLASSES):
+            raise ArtifactError(
+                f"predictor {self.name!r} returned logits of shape {logits.shape} for {len(x)} "
+                f"images; expected ({len(x)}, {NUM_CLASSES}): the model must be a 2-class "
+                "classifier (class 1 = defective)"
+            )
+        return np.ascontiguousarray(logits, dtype=np.float32)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Float32 ``(N,)`` defect probability, ``softmax(logits)[:, 1]``."""
+        return defect_probability(self.predict_logits(x))
+
+    def describe(self) -> dict[str, Any]:
+        """What runs, for results JSON."""
+        return {
+            "name": self.name,
+            "runtime": self.runtime,
+            "precision": self.precision,
+            "device": self.device,
+            "max_batch": self.max_batch,
+        }
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self.describe().items())
+        return f"{type(self).__name__}({fields})"
+
+
+def _check_batch(x: Any, name: str) -> None:
+    if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 4 or len(x) == 0:
+        got = (
+            f"{type(x).__name__} {x.dtype} {x.shape}"
+            if isinstance(x, np.ndarray)
+            else type(x).__name__
+        )
+        raise DataError(
+            f"predictor {name!r} needs a non-empty float32 NCHW numpy batch, got {got}; "
+            "preprocess images with defectbench.data.preprocess first"
+        )
+
+
+# --------------------------------------------------------------------------- torch
+
+
+def is_quantized_module(model: nn.Module) -> bool:
+    """True when ``model`` holds quantized ops (a converted PT2E graph) or int8 weights."""
+    for module in model.modules():
+        graph = getattr(module, "graph", None)
+        if isinstance(graph, torch.fx.Graph) and any(
+            str(node.target).startswith(("quantized_decomposed.", "onednn.", "torchao."))
+            for node in graph.nodes
+            if node.op == "call_function"
+        ):
+            return True
+    return any(
+        t.dtype in (torch.int8, torch.uint8) or type(t).__module__.startswith("torchao")
+        for t in [*model.parameters(), *model.buffers()]
+    )
+
+
+class TorchPredictor(Predictor):
+    """Runs an ``nn.Module`` in eval mode under ``torch.inference_mode``.
+
+    ``precision``: fp32; bf16 (autocast, AMX on recent Xeons and CUDA); fp16 (autocast, CUDA
+    only); int8 (the module must already be quantized, see ``defectbench.compress.pt2e``).
+    The module is moved to ``device`` and, with ``channels_last``, to channels-last memory
+    format in place. ``compile`` wraps it in ``torch.compile`` (compiled on the first call);
+    ``inductor_config`` is applied with ``torch._inductor.config.patch`` around every call, so
+    settings such as ``freezing`` stay local to this predictor instead of process-wide.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        device: str = "cpu",
+        precision: str = "fp32",
+        *,
+        channels_last: bool = True,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        inductor_config: Mapping[str, Any] | None = None,
+        max_batch: int | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision)
+        self.runtime = "torch_compile" if compile else "torch"
+        self.name = name or f"{type(model).__name__}.{self.runtime}.{self.precision}.{self.device}"
+        self.max_batch = _check_max_batch(max_batch)
+        self.channels_last = channels_last
+        if self.device == "cuda":
+            require_cuda(f"TorchPredictor {self.name!r} on device 'cuda'")
+        if self.precision == "fp16" and self.device != "cuda":
+            raise ConfigError(
+                f"TorchPredictor {self.name!r}: fp16 runs on CUDA only; on CPU use bf16 (AMX) or "
+                f"fp32, or {CUDA_HINT}"
+            )
+        if self.precision == "int8" and not is_quantized_module(model):
+            raise ConfigError(
+                f"TorchPredictor {self.name!r}: precision 'int8' needs an already quantized "
+                "module; build one with defectbench.compress.pt2e (prepare, calibrate, convert)"
+            )
+        if self.precision == "int8" and self.device != "cpu":
+            raise ConfigError(
+                f"TorchPredictor {self.name!r}: PT2E int8 (X86InductorQuantizer) runs on CPU "
+                "only; use device='cpu' or an ONNX Runtime int8 artifact"
+            )
+        self._autocast_dtype = None if self.precision in ("fp32", "int8") else torch_dtype(
+            self.precision
+        )
+        self._inductor_config = dict(inductor_config or {})
+        model.eval()
+        model.to(self.device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        self.model = model
+        self._run = torch.compile(model, mode=compile_mode) if compile else model
+
+    def _predict_batch(self, x: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(x).to(self.device)
+        if self.channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.inference_mode())
+            if self._inductor_config:
+                import torch._inductor.config as inductor_config
+
+                stack.enter_context(inductor_config.patch(self._inductor_config))
+            if self._autocast_dtype is not None:
+                stack.enter_context(torch.autocast(self.device, dtype=self._autocast_dtype))
+            logits = self._run(tensor)
+        logits = logits.float()
+        if self.device == "cuda":
+            # kernels run asynchronously; wait so a timer around this call sees the real work
+            torch.cuda.synchronize()
+        return logits.cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "channels_last": self.channels_last}
+
+
+def _check_max_batch(max_batch: int | None) -> int | None:
+    if max_batch is not None and (not isinstance(max_batch, int) or max_batch < 1):
+        raise ConfigError(f"max_batch must be a positive int or None, got {max_batch!r}")
+    return max_batch
+
+
+# --------------------------------------------------------------------------- ONNX Runtime
+
+PROVIDER_ALIASES: dict[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+_INT8_OPS = frozenset(
+    {
+        "QuantizeLinear",
+        "DynamicQuantizeLinear",
+        "QLinearConv",
+        "QLinearMatMul",
+        "MatMulInteger",
+        "ConvInteger",
+    }
+)
+
+
+def resolve_providers(providers: str | Sequence[str]) -> tuple[str, ...]:
+    """ONNX Runtime provider names for aliases (cpu, cuda, tensorrt) or full names.
+
+    Raises UnknownNameError for a name ONNX Runtime does not know and ConfigError, saying how
+    to enable it, for one this onnxruntime build cannot use.
+    """
+    import onnxruntime as ort
+
+    names = (providers,) if isinstance(providers, str) else tuple(providers)
+    if not names:
+        raise ConfigError("providers is empty; pass e.g. ('cpu',) or ('tensorrt', 'cuda', 'cpu')")
+    known = set(ort.get_all_providers())
+    available = ort.get_available_providers()
+    resolved = []
+    for raw in names:
+        full = PROVIDER_ALIASES.get(str(raw).strip().lower(), str(raw).strip())
+        if full not in known:
+            raise UnknownNameError(
+                f"unknown ONNX Runtime provider {raw!r}; valid aliases: "
+                f"{', '.join(PROVIDER_ALIASES)}, or a full name such as 'CPUExecutionProvider'"
+            )
+        if full not in available:
+            hint = (
+                "install the GPU build (`pip install .[gpu]`: onnxruntime-gpu, plus tensorrt for "
+                f"TensorRT) and {CUDA_HINT}"
+                if full in _GPU_PROVIDERS
+                else "install an onnxruntime build that ships it"
+            )
+            raise ConfigError(
+                f"ONNX Runtime provider {full} is not available in this onnxruntime build "
+                f"(available: {', '.join(available)}); {hint}"
+            )
+        resolved.append(full)
+    return tuple(resolved)
+
+
+def onnx_precision(model_path: str | Path) -> str:
+    """fp32, fp16 or int8: what an ONNX graph computes in, read from its ops and inputs."""
+    import onnx
+
+    proto = onnx.load(str(model_path), load_external_data=False)
+    if any(node.op_type in _INT8_OPS for node in proto.graph.node):
+        return "int8"
+    input_types = {i.type.tensor_type.elem_type for i in proto.graph.input}
+    if onnx.TensorProto.FLOAT16 in input_types:
+        return "fp16"
+    return "fp32"
+
+
+class OrtPredictor(Predictor):
+    """Runs an ONNX file with an ONNX Runtime InferenceSession.
+
+    ``providers`` in priority order (aliases cpu / cuda / tensorrt or full names); a provider
+    that is not available raises instead of silently falling back to CPU. ``precision`` is
+    read from the graph (int8 when it holds quantize ops) unless TensorRT is told to build fp16
+    engines (``provider_options`` with ``trt_fp16_enable``).
+    """
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        providers: str | Sequence[str] = ("cpu",),
+        *,
+        intra_op_threads: int | None = None,
+        provider_options: Sequence[Mapping[str, Any]] | None = None,
+        name: str | None = None,
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(onnx_path)
+        if not path.is_file():
+            raise ArtifactError(
+                f"ONNX file {path} not found; build it with defectbench.compress.export_onnx"
+            )
+        self.providers = resolve_providers(providers)
+        if intra_op_threads is not None and intra_op_threads < 1:
+            raise ConfigError(f"intra_op_threads must be >= 1 or None, got {intra_op_threads}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads is not None:
+            options.intra_op_num_threads = intra_op_threads
+        if provider_options is not None and len(provider_options) != len(self.providers):
+            raise ConfigError(
+                f"provider_options has {len(provider_options)} entries for "
+                f"{len(self.providers)} providers; give one mapping per provider"
+            )
+        self.session = ort.InferenceSession(
+            str(path),
+            sess_options=options,
+            providers=list(self.providers),
+            provider_options=[dict(o) for o in provider_options] if provider_options else None,
+        )
+        # ORT drops a provider whose libraries fail to load and carries on with CPU
+        missing = [p for p in self.providers if p not in self.session.get_providers()]
+        if missing:
+            raise ConfigError(
+                f"ONNX Runtime could not start {', '.join(missing)} for {path} (session has "
+                f"{', '.join(self.session.get_providers())}); check the CUDA/TensorRT libraries "
+                f"and {CUDA_HINT}"
+            )
+        self.path = path
+        self.intra_op_threads = intra_op_threads
+        self.device = "cuda" if self.providers[0] in _GPU_PROVIDERS else "cpu"
+        self.precision = onnx_precision(path)
+        trt_fp16 = any(
+            str((o or {}).get("trt_fp16_enable", "")).lower() in ("1", "true")
+            for o in (provider_options or ())
+        )
+        if self.precision == "fp32" and trt_fp16 and self.providers[0] == _GPU_PROVIDERS[1]:
+            self.precision = "fp16"
+        self.runtime = "onnxruntime"
+        self.name = name or f"{path.stem}.onnxruntime.{self.precision}.{self.device}"
+        graph_input = self.session.get_inputs()[0]
+        self.input_name = graph_input.name
+        batch_dim = graph_input.shape[0] if graph_input.shape else None
+        # a graph exported with a fixed batch takes exactly that batch
+        self.max_batch = batch_dim if isinstance(batch_dim, int) else None
+        self._fixed_batch = self.max_batch
+        self._input_dtype = np.float16 if "float16" in graph_input.type else np.float32
+
+    def _predict_batch(self, x: np.ndarray) -> np.ndarray:
+        if self._fixed_batch is not None and len(x) != self._fixed_batch:
+            raise DataError(
+                f"{self.path} was exported with a fixed batch of {self._fixed_batch}, got a "
+                f"chunk of {len(x)}; re-export with OnnxExportConfig(dynamic_batch=True)"
+            )
+        feed = {self.input_name: x.astype(self._input_dtype, copy=False)}
+        return self.session.run(None, feed)[0].astype(np.float32, copy=False)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            **super().describe(),
+            "providers": list(self.providers),
+            "intra_op_threads": self.intra_op_threads,
+            "path": str(self.path),
+        }

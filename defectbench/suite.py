@@ -1,0 +1,281 @@
+"""The benchmark suite's logic: which cases exist, how quality is judged, how speed is measured.
+
+pytest wiring lives in `defectbench.plugin`; this module has no pytest dependency so it can be
+unit-tested and reused.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from defectbench.budgets import Budget, Evidence, judge_all, load_budgets
+from defectbench.data.preprocess import Preprocess, preprocess_set
+from defectbench.errors import ConfigError
+from defectbench.measure.compute import matmul_peak_gflops
+from defectbench.measure.latency import LatencyStats
+from defectbench.measure.memory import MemoryMeasurement, measure_peak
+from defectbench.metrics.confusion import binary_report
+from defectbench.metrics.operating_point import OperatingPoint
+from defectbench.metrics.paired import compare_recall
+from defectbench.zoo.catalog import Catalog
+from defectbench.zoo.profiles import TEACHER
+
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+DEFAULT_BATCHES = (1, 8, 32)
+SCHEMA = 1
+
+
+@dataclass(frozen=True, order=True)
+class Case:
+    """One (variant, precision, device[, batch]) combination; `batch` is None for quality cases."""
+
+    variant: str
+    precision: str
+    device: str
+    batch: int | None = None
+
+    @property
+    def id(self) -> str:
+        parts = [self.variant, self.precision, self.device]
+        if self.batch is not None:
+            parts.append(f"b{self.batch}")
+        return "-".join(parts)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What the user asked for on the command line or in DEFECTBENCH_* variables."""
+
+    variants: tuple[str, ...] = ("*",)
+    precisions: tuple[str, ...] = PRECISIONS
+    devices: tuple[str, ...] = DEVICES
+    batches: tuple[int, ...] = DEFAULT_BATCHES
+
+    def __post_init__(self) -> None:
+        from defectbench.runtime.precision import resolve_device, resolve_precision
+
+        object.__setattr__(self, "precisions", tuple(resolve_precision(p) for p in self.precisions))
+        object.__setattr__(self, "devices", tuple(resolve_device(d) for d in self.devices))
+        for value in self.batches:
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"batch sizes must be positive integers, got {value!r}")
+
+
+def parse_list(text: str, what: str) -> tuple[str, ...]:
+    items = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not items:
+        raise ConfigError(f"--{what} is empty; give a comma-separated list")
+    return items
+
+
+def parse_batches(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(sorted({int(t) for t in parse_list(text, "batch-sizes")}))
+    except ValueError:
+        raise ConfigError(f"--batch-sizes {text!r} must be comma-separated integers, e.g. 1,8,32")
+
+
+def select_names(names: list[str], patterns: tuple[str, ...]) -> list[str]:
+    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    if not chosen:
+        raise ConfigError(
+            f"--variants {','.join(patterns)!r} matches no variant; choose from: {', '.join(names)}"
+        )
+    return chosen
+
+
+def quality_cases(catalog: Catalog, selection: Selection) -> list[Case]:
+    """Sorted; only combinations the variant can really run."""
+    cases = []
+    for name in select_names(catalog.names, selection.variants):
+        for device in selection.devices:
+            for precision in catalog.precisions(name, device):
+                if precision in selection.precisions:
+                    cases.append(Case(name, precision, device))
+    return sorted(cases)
+
+
+def perf_cases(catalog: Catalog, selection: Selection) -> list[Case]:
+    return sorted(
+        Case(c.variant, c.precision, c.device, b)
+        for c in quality_cases(catalog, selection)
+        for b in selection.batches
+    )
+
+
+class Suite:
+    """Session state: the catalog, val arrays, cached predictors and quality results."""
+
+    def __init__(self, catalog: Catalog, budgets_path: Path, gated_point: str | None = None) -> None:
+        self.catalog = catalog
+        self.budgets_path = budgets_path
+        self.budgets: list[Budget] = load_budgets(budgets_path)
+        self.val = catalog.fixture.split("val")
+        self._arrays: dict[Preprocess, np.ndarray] = {}
+        self._predictors: dict[tuple[str, str, str], Any] = {}
+        self.quality: dict[Case, dict[str, Any]] = {}
+        self._reference: dict[str, Any] | None = None
+        self.gated_point = gated_point or f"dev_recall_{catalog.profile.target_recall:.2f}"
+
+    # -- inputs and artifacts -------------------------------------------------------------
+    def val_arrays(self, variant: str) -> np.ndarray:
+        pre = self.catalog.preprocess(variant)
+        if pre not in self._arrays:
+            self._arrays[pre] = preprocess_set(self.val, pre)
+        return self._arrays[pre]
+
+    def predictor(self, case: Case):
+        key = (case.variant, case.precision, case.device)
+        if key not in self._predictors:
+            self._predictors[key] = self.catalog.predictor(*key)
+        return self._predictors[key]
+
+    def operating_point(self, variant: str) -> OperatingPoint:
+        points = self.catalog.manifest(variant)["dev"]["operating_points"]
+        for point in points:
+            if point["name"] == self.gated_point:
+                return OperatingPoint.from_dict(point)
+        raise ConfigError(
+            f"variant {variant!r} has no operating point {self.gated_point!r}; it has "
+            f"{', '.join(p['name'] for p in points)}"
+        )
+
+    def predict_val(self, case: Case, batch_size: int = 32) -> np.ndarray:
+        predictor = self.predictor(case)
+        x = self.val_arrays(case.variant)
+        return np.concatenate(
+            [predictor.predict_proba(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        )
+
+    # -- quality --------------------------------------------------------------------------
+    def reference(self) -> dict[str, Any]:
+        """The FP32 teacher on CPU at its own operating point: what every drop is against."""
+        if self._reference is None:
+            case = Case(TEACHER, "fp32", "cpu")
+            probs = self.predict_val(case)
+            point = self.operating_point(TEACHER)
+            self._reference = {"case": case, "pred": point.predict(probs)}
+        return self._reference
+
+    def evaluate(self, case: Case) -> dict[str, Any]:
+        """Score the very artifact that is timed on `val`; judge every applicable budget."""
+        key = Case(case.variant, case.precision, case.device)
+        if key in self.quality:
+            return self.quality[key]
+        probs = self.predict_val(key)
+        point = self.operating_point(case.variant)
+        pred = point.predict(probs)
+        labels = self.val.labels
+        report = binary_report(labels, probs, point.threshold,
+                               groups={"cell_type": self.val.metadata["cell_type"],
+                                       "severity": self.val.metadata["severity"]})
+        comparison = compare_recall(self.val.ids, labels, self.reference()["pred"], pred)
+        verdicts = judge_all(self.budgets, case.variant, Evidence.from_report(report, comparison),
+                             point.name)
+        manifest = self.catalog.manifest(case.variant)
+        result = {
+            "variant": case.variant, "precision": case.precision, "device": case.device,
+            "runtime": self.predictor(key).runtime,
+            "operating_point": point.to_dict(),
+            "recall": report["recall"],
+            "recall_interval": [report["recall_interval"]["lower"],
+                                report["recall_interval"]["upper"]],
+            "fnr": report["fnr"], "fnr_upper": report["fnr_upper_bound"]["upper"],
+            "counts": report["counts"],
+            "precision_score": report["precision"], "specificity": report["specificity"],
+            "accuracy": report["accuracy"], "f1": report["f1"],
+            "n": report["n"], "n_defective": report["n_defective"],
+            "groups": report["groups"],
+            "recall_drop": comparison.drop,
+            "recall_drop_interval": list(comparison.drop_interval),
+            "recall_drop_upper": comparison.drop_upper,
+            "new_misses": comparison.new_misses, "new_catches": comparison.new_catches,
+            "new_miss_ids": list(comparison.new_miss_ids), "mcnemar_p": comparison.mcnemar_p,
+            "verdicts": [v.to_dict() for v in verdicts],
+            "passed": all(v.passed for v in verdicts),
+            "size_mb": self.catalog.size_mb(case.variant),
+            "params": manifest.get("params"), "macs": manifest.get("macs"),
+            "latency_only": False,
+        }
+        self.quality[key] = result
+        return result
+
+    # -- speed ----------------------------------------------------------------------------
+    def perf_batch(self, case: Case) -> np.ndarray:
+        x = self.val_arrays(case.variant)
+        reps = -(-case.batch // len(x))
+        return np.ascontiguousarray(np.concatenate([x] * reps)[: case.batch])
+
+    def memory(self, case: Case, batch: np.ndarray) -> MemoryMeasurement:
+        predictor = self.predictor(case)
+        return measure_peak(lambda: predictor.predict_logits(batch), case.device)
+
+    def perf_extra_info(self, case: Case, samples: list[float], memory: MemoryMeasurement,
+                        threads: int) -> dict[str, Any]:
+        latency = LatencyStats.from_seconds(samples)
+        manifest = self.catalog.manifest(case.variant)
+        macs = manifest.get("macs")
+        gflops = 2 * macs * case.batch / (latency.p50 / 1e3) / 1e9 if macs else None
+        peak_dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(case.precision)
+        peak = matmul_peak_gflops(peak_dtype, case.device) if peak_dtype and gflops else None
+        quality = self.evaluate(case)
+        per_image_s = latency.p50 / 1e3 / case.batch
+        return {
+            "defectbench": SCHEMA,
+            "variant": case.variant, "precision": case.precision, "device": case.device,
+            "batch": case.batch, "runtime": self.predictor(case).runtime, "threads": threads,
+            "latency_only": False,
+            "latency_ms": latency.to_dict(),
+            "throughput_ips": latency.throughput(case.batch),
+            "memory": memory.to_dict(),
+            "size_mb": self.catalog.size_mb(case.variant),
+            "params": manifest.get("params"), "macs": macs,
+            "gflops_per_s": gflops,
+            "peak_gflops_measured": peak,
+            "peak_fraction": gflops / peak if peak else None,
+            # what a million inspected images costs in core-hours at this latency
+            "cost_core_hours_per_million": per_image_s * threads * 1e6 / 3600,
+            "quality": {k: v for k, v in quality.items() if k != "groups"},
+        }
+
+
+def json_section(suite: Suite) -> dict[str, Any]:
+    """The `defectbench` key of the results JSON: fixture, budgets, every quality result."""
+    fixture = suite.catalog.fixture
+    return {
+        "schema": SCHEMA,
+        "profile": suite.catalog.profile.name,
+        "profile_settings": suite.catalog.profile.to_dict(),
+        "fixture": {"dataset": "elpv", "content_sha256": fixture.content_sha256,
+                    "split_sha256": fixture.split_sha256, "val_images": len(suite.val),
+                    "val_defective": int(suite.val.labels.sum()),
+                    "defect_threshold": fixture.defect_threshold},
+        "reference": TEACHER,
+        "gated_operating_point": suite.gated_point,
+        "budgets_file": str(suite.budgets_path),
+        "budgets": [b.to_dict() for b in suite.budgets],
+        "quality": [suite.quality[c] for c in sorted(suite.quality)],
+        "recipes": {n: suite.catalog.recipe(n).to_dict() for n in
+                    sorted({c.variant for c in suite.quality})},
+    }
+
+
+def add_speedups(benchmarks: list[dict[str, Any]]) -> None:
+    """Speedup of each case over the FP32 teacher at the same device and batch, same run."""
+    reference = {}
+    for bench in benchmarks:
+        info = bench.get("extra_info", {})
+        if info.get("variant") == TEACHER and info.get("precision") == "fp32":
+            reference[(info["device"], info["batch"])] = info["latency_ms"]["p50"]
+    for bench in benchmarks:
+        info = bench.get("extra_info", {})
+        if "latency_ms" not in info:
+            continue
+        ref = reference.get((info["device"], info["batch"]))
+        info["speedup_vs_reference"] = ref / info["latency_ms"]["p50"] if ref else None

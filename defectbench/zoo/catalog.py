@@ -1,0 +1,65 @@
+"""The read side of the zoo: manifests, preprocessing and predictors for built variants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from defectbench.data.fixture import Fixture, load_fixture
+from defectbench.data.preprocess import Preprocess
+from defectbench.errors import UnknownNameError
+from defectbench.zoo.build import compute_keys, library_versions, load_trained_model
+from defectbench.zoo.profiles import Profile, get_profile
+from defectbench.zoo.recipes import TrainedRecipe
+from defectbench.zoo.registry import all_recipes
+from defectbench.zoo.store import ZooStore
+
+
+class Catalog:
+    """Variants of one profile: what can run where, and the runnable artifact itself."""
+
+    def __init__(self, root: Path, profile: Profile | str, fixture: Fixture | None = None) -> None:
+        self.profile = get_profile(profile) if isinstance(profile, str) else profile
+        self.store = ZooStore(root, self.profile.name)
+        self.fixture = fixture or load_fixture()
+        self.recipes = all_recipes(self.profile)
+        self.keys = compute_keys(self.recipes, self.fixture, library_versions())
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self.recipes)
+
+    def recipe(self, name: str) -> Any:
+        if name not in self.recipes:
+            raise UnknownNameError(f"unknown variant {name!r}; `defectbench zoo list` shows all")
+        return self.recipes[name]
+
+    def manifest(self, name: str) -> dict[str, Any]:
+        return self.store.verify(name, self.keys[name])
+
+    def preprocess(self, name: str) -> Preprocess:
+        return Preprocess(**self.manifest(name)["preprocess"])
+
+    def precisions(self, name: str, device: str) -> tuple[str, ...]:
+        return tuple(self.recipe(name).precisions.get(device, ()))
+
+    def predictor(self, name: str, precision: str, device: str):
+        """The runnable artifact behind the one predict interface."""
+        recipe = self.recipe(name)
+        if precision not in self.precisions(name, device):
+            raise UnknownNameError(
+                f"variant {name!r} has no {precision} build for {device}; it offers "
+                f"{', '.join(self.precisions(name, device)) or 'nothing'} there"
+            )
+        if isinstance(recipe, TrainedRecipe):
+            from defectbench.runtime.predictor import TorchPredictor
+
+            model = load_trained_model(self.store, name, recipe, self.keys[name])
+            return TorchPredictor(model, device=device, precision=precision, name=name)
+        from defectbench.zoo.derived import open_derived_predictor
+
+        return open_derived_predictor(self, name, precision, device)
+
+    def size_mb(self, name: str) -> float:
+        artifacts = self.manifest(name).get("artifacts", {})
+        return sum(a["bytes"] for a in artifacts.values()) / 2**20

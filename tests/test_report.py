@@ -1,0 +1,425 @@
+"""`defectbench report`: reading and merging benchmark JSON, tables, CSV, Pareto plots, errors.
+
+Inputs are tests/data/report/cpu.json (a CPU host: teacher and an INT8 variant at batch 1 and 8,
+a pruned variant that fails its budgets, a latency-only survey model, quality at a gated and an
+ungated operating point) and gpu.json (a GPU host on the same fixture).
+"""
+
+import argparse
+import copy
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from defectbench.errors import ReportError
+from defectbench.report import load_report, pareto_front, read_run, write_report
+from defectbench.report.cli import add_report_command, main
+from defectbench.report.plots import budget_levels
+
+DATA = Path(__file__).parent / "data" / "report"
+CPU, GPU = DATA / "cpu.json", DATA / "gpu.json"
+XEON = "Intel(R) Xeon(R) Platinum 8480+"
+H100 = "NVIDIA H100 80GB HBM3"
+TEACHER = "tf_efficientnet_lite2.teacher"
+INT8 = "tf_efficientnet_lite0.kd.int8_ort"
+PRUNED = "tf_efficientnet_lite0.kd.pruned50"
+SURVEY = "vit_base_patch16_224.survey"
+
+
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _dump(data: object, path: Path) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    report, paths = write_report([CPU, GPU], out)
+    return report, paths, out
+
+
+# --- Pareto frontier ------------------------------------------------------------------------
+
+
+def test_pareto_front_hand_made_example():
+    #           0     1     2     3     4     5     6     7
+    latency = [10.0, 20.0, 15.0, 40.0, 5.0, 20.0, 30.0, math.nan]
+    recall = [0.90, 0.95, 0.85, 0.95, 0.70, 0.95, 0.99, 1.00]
+    # 2 is slower and worse than 0; 3 is slower than 1 at the same recall; 1 and 5 are
+    # identical and neither dominates the other; a NaN latency is never on the frontier
+    assert pareto_front(latency, recall) == [4, 0, 1, 5, 6]
+
+
+def test_pareto_front_equal_cost_keeps_only_the_best_recall():
+    assert pareto_front([1.0, 1.0, 1.0], [0.8, 0.9, 0.85]) == [1]
+    assert pareto_front([], []) == []
+
+
+def test_pareto_front_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="differ in length: 2 != 1"):
+        pareto_front([1.0, 2.0], [0.5])
+
+
+@given(st.lists(st.tuples(st.integers(1, 20), st.integers(0, 20)), max_size=25))
+def test_pareto_front_is_exactly_the_non_dominated_set(points):
+    costs = [float(c) for c, _ in points]
+    scores = [s / 20 for _, s in points]
+    front = pareto_front(costs, scores)
+
+    def dominates(j, i):
+        return (costs[j] <= costs[i] and scores[j] >= scores[i]
+                and (costs[j], scores[j]) != (costs[i], scores[i]))
+
+    for i in range(len(points)):
+        assert (i in front) == (not any(dominates(j, i) for j in range(len(points))))
+    assert [costs[i] for i in front] == sorted(costs[i] for i in front)
+
+
+# --- end to end -----------------------------------------------------------------------------
+
+
+def _table_rows(markdown: str) -> list[list[str]]:
+    lines = [ln for ln in markdown.splitlines() if ln.startswith("| ") and "---" not in ln]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[1:]]
+
+
+def test_all_outputs_are_written_and_non_empty(written):
+    _, paths, out = written
+    names = sorted(p.name for p in paths)
+    assert names == sorted([
+        "table.md", "table.csv", "summary.json", "pareto_latency.png", "pareto_latency.svg",
+        "pareto_size.png", "pareto_size.svg",
+    ])
+    for name in names:
+        assert (out / name).stat().st_size > 0, name
+    for stem in ("pareto_latency", "pareto_size"):
+        assert (out / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert "<svg" in (out / f"{stem}.svg").read_text()
+
+
+def test_table_header_names_inputs_fixture_machines_and_budgets(written):
+    text = (written[2] / "table.md").read_text()
+    fixture = _load(CPU)["defectbench"]["fixture"]
+    for needle in (
+        str(CPU), str(GPU), fixture["split_sha256"], fixture["content_sha256"],
+        "654 validation images (204 defective)", "profile: quick",
+        f"{XEON} (cpu, devbox)", f"{H100} (cuda, gpuhost)", f"reference: `{TEACHER}`",
+        "operating point: `dev_recall_0.90`", "p0.5; pick with --operating-point",
+        "`recall-drop`: recall_drop max_drop 0.03, judged on the point estimate",
+        "`fnr-ceiling`: fnr ceiling 0.2, judged on the 95% upper bound",
+    ):
+        assert needle in text, needle
+
+
+def test_table_rows_carry_the_numbers_and_verdicts(written):
+    rows = _table_rows((written[2] / "table.md").read_text())
+    by_key = {(r[0], r[2], r[3]): r for r in rows}
+    int8_b1 = by_key[("cpu", "1", INT8)]
+    assert int8_b1[1] == XEON
+    assert int8_b1[6:] == [
+        "0.897 [0.848, 0.934]", "+0.015 (<= +0.039)", "0.103 (<= 0.139)", "8.7 / 9.2",
+        "114.9", "812.0", "3.4", "4.79x", "PASS",
+    ]
+    pruned = by_key[("cpu", "1", PRUNED)]
+    assert pruned[6] == "0.838 [0.780, 0.885]"
+    assert pruned[-1] == "FAIL: recall-drop, recall-drop-upper-bound, fnr-ceiling"
+    survey = by_key[("cpu", "1", SURVEY)]
+    assert survey[6:9] == ["latency only"] * 3 and survey[-1] == "latency only"
+    assert survey[9] == "123.0 / 130.4"
+    gpu = by_key[("cuda", "8", INT8)]
+    assert gpu[1] == H100 and gpu[9] == "1.7 / 1.8"
+
+
+def test_table_is_sorted_by_device_batch_then_latency(written):
+    rows = _table_rows((written[2] / "table.md").read_text())
+    order = [(r[0], r[2], r[3]) for r in rows]
+    assert order == [
+        ("cpu", "1", INT8), ("cpu", "1", PRUNED), ("cpu", "1", TEACHER), ("cpu", "1", SURVEY),
+        ("cpu", "8", INT8), ("cpu", "8", TEACHER), ("cuda", "8", INT8), ("cuda", "8", TEACHER),
+    ]
+
+
+def test_csv_loads_with_the_right_columns_and_types(written):
+    frame = pd.read_csv(written[2] / "table.csv")
+    assert len(frame) == 8
+    for column in ("variant", "precision", "device", "batch", "machine", "host", "recall",
+                   "recall_low", "recall_high", "recall_drop", "recall_drop_upper", "fnr",
+                   "fnr_upper", "latency_p50_ms", "latency_p90_ms", "throughput_ips",
+                   "peak_memory_mb", "size_mb", "speedup_vs_reference", "verdict",
+                   "failed_budgets", "on_latency_frontier", "on_size_frontier"):
+        assert column in frame.columns, column
+    assert frame["batch"].dtype.kind == "i" and frame["n_defective"].dropna().eq(204).all()
+    pruned = frame[frame["variant"] == PRUNED].iloc[0]
+    assert pruned["failed_budgets"] == "recall-drop;recall-drop-upper-bound;fnr-ceiling"
+    assert not pruned["passed"]
+    survey = frame[frame["variant"] == SURVEY].iloc[0]
+    assert math.isnan(survey["recall"]) and survey["verdict"] == "latency only"
+    gpu = frame[frame["device"] == "cuda"]
+    assert set(gpu["machine"]) == {H100} and set(gpu["host"]) == {"gpuhost"}
+    assert frame.loc[(frame["variant"] == INT8) & (frame["batch"] == 8)
+                     & (frame["device"] == "cpu"), "latency_p50_ms"].item() == 52.3
+
+
+def test_summary_json_has_rows_and_frontier_membership(written):
+    summary = json.loads((written[2] / "summary.json").read_text())
+    rows = summary["rows"]
+    on_front = {(r["device"], r["batch"], r["variant"]) for r in rows if r["on_latency_frontier"]}
+    # the pruned variant is slower and worse than INT8; the survey model has no recall
+    assert on_front == {
+        ("cpu", 1, INT8), ("cpu", 1, TEACHER), ("cpu", 8, INT8), ("cpu", 8, TEACHER),
+        ("cuda", 8, INT8), ("cuda", 8, TEACHER),
+    }
+    assert summary["frontiers"]["latency"] == [r["id"] for r in rows if r["on_latency_frontier"]]
+    pruned = next(r for r in rows if r["variant"] == PRUNED)
+    assert pruned["on_size_frontier"] is False and pruned["failed_budgets"][0] == "recall-drop"
+    assert summary["operating_point"] == "dev_recall_0.90"
+    ref = {(r["device"], r["machine"]): r["recall"] for r in summary["reference_recall"]}
+    assert ref == {("cpu", XEON): pytest.approx(0.912), ("cuda", H100): pytest.approx(0.912)}
+    assert [b["name"] for b in summary["budgets"]] == [
+        "recall-drop", "recall-drop-upper-bound", "fnr-ceiling"]
+
+
+def test_frontier_of_a_hand_made_panel(tmp_path):
+    # one CPU batch-1 panel: A fast but worse, B slow and best, C slower than A and worse
+    data = _load(CPU)
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["batch"] == 1]
+    lat = {INT8: 10.0, TEACHER: 50.0, PRUNED: 12.0, SURVEY: 1.0}
+    rec = {INT8: 0.85, TEACHER: 0.92, PRUNED: 0.80}
+    for b in data["benchmarks"]:
+        b["extra_info"]["latency_ms"]["p50"] = lat[b["extra_info"]["variant"]]
+    for q in data["defectbench"]["quality"]:
+        q["recall"] = rec[q["variant"]]
+    report = load_report([_dump(data, tmp_path / "a.json")])
+    front = [report.rows[i].variant for i in report.latency_frontier()]
+    assert front == [INT8, TEACHER]
+    # the survey model is the fastest but has no recall: never a frontier point
+    assert SURVEY not in front
+
+
+def test_budget_lines_follow_the_teacher_and_the_fnr_ceiling(written):
+    report = written[0]
+    levels = {label.split(":")[0]: y for y, label, _ in budget_levels(report, "cpu", XEON)}
+    assert levels["fnr-ceiling"] == pytest.approx(0.80)
+    assert levels["recall-drop"] == pytest.approx(0.912 - 0.03)
+    assert levels["recall-drop-upper-bound"] == pytest.approx(0.912 - 0.08)
+
+
+def test_budget_lines_fall_back_to_the_teachers_own_recall(tmp_path):
+    data = _load(CPU)
+    for q in data["defectbench"]["quality"]:
+        q["recall_drop"] = None
+    for b in data["benchmarks"]:
+        if b["extra_info"]["quality"]:
+            b["extra_info"]["quality"]["recall_drop"] = None
+    report = load_report([_dump(data, tmp_path / "cpu.json")])
+    assert report.reference_recall == {("cpu", XEON): 0.912}
+
+
+# --- operating points -----------------------------------------------------------------------
+
+
+def test_default_operating_point_is_the_first_gated_one(tmp_path):
+    data = _load(CPU)
+    # put the ungated p0.5 entries first: the report must still pick the gated point
+    data["defectbench"]["quality"].sort(key=lambda q: q["operating_point"]["name"] != "p0.5")
+    for b in data["benchmarks"]:
+        b["extra_info"]["quality"] = None if b["extra_info"]["latency_only"] else next(
+            q for q in data["defectbench"]["quality"]
+            if q["variant"] == b["extra_info"]["variant"]
+            and q["operating_point"]["name"] == "p0.5")
+    report = load_report([_dump(data, tmp_path / "cpu.json")])
+    assert report.operating_points == ("p0.5", "dev_recall_0.90")
+    assert report.operating_point == "dev_recall_0.90"
+    int8 = next(r for r in report.rows if r.variant == INT8)
+    assert int8.recall == 0.897 and int8.verdict == "PASS"
+
+
+def test_declared_gated_operating_point_wins(tmp_path):
+    data = _load(CPU)
+    data["defectbench"]["gated_operating_point"] = "p0.5"
+    assert load_report([_dump(data, tmp_path / "cpu.json")]).operating_point == "p0.5"
+    # a declared point without any quality at it is ignored, not reported empty
+    data["defectbench"]["gated_operating_point"] = "dev_recall_0.95"
+    assert load_report([_dump(data, tmp_path / "cpu.json")]).operating_point == "dev_recall_0.90"
+
+
+def test_operating_point_option_selects_other_thresholds(tmp_path):
+    report, _ = write_report([CPU], tmp_path, operating_point="p0.5", plots=False)
+    int8 = next(r for r in report.rows if r.variant == INT8)
+    assert int8.recall == pytest.approx(0.847) and int8.threshold == 0.5
+    assert int8.verdict == "not gated" and int8.passed is None
+    assert "operating point: `p0.5`" in (tmp_path / "table.md").read_text()
+
+
+def test_unknown_operating_point_lists_the_available_ones():
+    with pytest.raises(ReportError, match=r"operating point 'dev_0\.95' is not in the inputs; "
+                       r"they have 'dev_recall_0\.90', 'p0\.5'"):
+        load_report([CPU], operating_point="dev_0.95")
+
+
+def test_benchmark_without_quality_at_the_operating_point_is_flagged(tmp_path):
+    data = _load(CPU)
+    data["defectbench"]["quality"] = [q for q in data["defectbench"]["quality"]
+                                      if q["variant"] != PRUNED]
+    for b in data["benchmarks"]:
+        if b["extra_info"]["variant"] == PRUNED:
+            b["extra_info"]["quality"] = None
+    report = load_report([_dump(data, tmp_path / "cpu.json")])
+    pruned = next(r for r in report.rows if r.variant == PRUNED)
+    assert pruned.verdict == "no quality" and pruned.passed is None
+    assert any("no quality at operating point 'dev_recall_0.90'" in n and PRUNED in n
+               for n in report.notes)
+
+
+def test_verdict_column_never_shows_an_unjudged_or_contradicted_pass(tmp_path):
+    data = _load(CPU)
+    for q in data["defectbench"]["quality"]:
+        if q["operating_point"]["name"] != "dev_recall_0.90":
+            continue
+        if q["variant"] == INT8:
+            q["verdicts"] = []  # no budget applied; the plugin still writes passed = all([])
+        if q["variant"] == TEACHER:
+            q["verdicts"][0]["passed"] = False  # but "passed" says True
+    report = load_report([_dump(data, tmp_path / "cpu.json")])
+    verdicts = {r.variant: (r.verdict, r.passed) for r in report.rows}
+    assert verdicts[INT8] == ("not gated", None)
+    assert verdicts[TEACHER] == ("FAIL: recall-drop", False)
+
+
+def test_quality_falls_back_to_extra_info(tmp_path):
+    data = _load(CPU)
+    data["defectbench"]["quality"] = []
+    report = load_report([_dump(data, tmp_path / "cpu.json")])
+    int8 = next(r for r in report.rows if r.variant == INT8)
+    assert int8.recall == 0.897 and int8.recall_drop_upper == 0.0392
+
+
+# --- merging and errors ---------------------------------------------------------------------
+
+
+def test_rows_keep_their_machine_when_files_merge(written):
+    report = written[0]
+    hosts = {(r.device, r.host, r.machine, r.source) for r in report.rows}
+    assert hosts == {("cpu", "devbox", XEON, "cpu.json"), ("cuda", "gpuhost", H100, "gpu.json")}
+
+
+def test_not_json_is_refused(tmp_path):
+    path = tmp_path / "out.json"
+    path.write_text("---------- benchmark: 3 tests ----------\n")
+    with pytest.raises(ReportError, match=r"out\.json: not JSON .*not the terminal output"):
+        read_run(path)
+
+
+@pytest.mark.parametrize("content, why", [
+    ([1, 2], "top level is a list, not an object"),
+    ({"machine_info": {}}, "no 'benchmarks' list"),
+    ({"benchmarks": []}, "no 'machine_info' object"),
+], ids=["list", "no-benchmarks", "no-machine-info"])
+def test_json_that_is_not_pytest_benchmark_output_is_refused(tmp_path, content, why):
+    path = _dump(content, tmp_path / "x.json")
+    with pytest.raises(ReportError, match=rf"x\.json: not pytest-benchmark output \({why}\)"):
+        read_run(path)
+
+
+def test_plain_pytest_benchmark_output_is_not_defectbench_output(tmp_path):
+    (tmp_path / "test_plain.py").write_text(
+        "def test_sum(benchmark):\n    benchmark.pedantic(sum, args=([1, 2],), rounds=2)\n")
+    out = tmp_path / "plain.json"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    str(tmp_path / "test_plain.py"), f"--benchmark-json={out}"],
+                   cwd=tmp_path, check=True, capture_output=True)
+    with pytest.raises(ReportError, match=re.escape(
+            "not defectbench output (no 'defectbench' key); produce it with "
+            "`pytest benchmarks --benchmark-json out.json`")):
+        read_run(out)
+
+
+def test_missing_file_is_named():
+    with pytest.raises(ReportError, match=r"nope\.json: no such file"):
+        read_run(DATA / "nope.json")
+
+
+def test_unknown_schema_is_refused(tmp_path):
+    data = _load(CPU)
+    data["defectbench"]["schema"] = 2
+    with pytest.raises(ReportError, match="defectbench schema 2 is not supported; this version "
+                       "reads schema 1"):
+        read_run(_dump(data, tmp_path / "new.json"))
+
+
+@pytest.mark.parametrize("key", ["split_sha256", "content_sha256"])
+def test_files_on_different_fixtures_do_not_merge(tmp_path, key):
+    data = _load(GPU)
+    theirs = "f" * 64
+    ours = data["defectbench"]["fixture"][key]
+    data["defectbench"]["fixture"][key] = theirs
+    other = _dump(data, tmp_path / "other.json")
+    with pytest.raises(ReportError, match=rf"fixture mismatch: {re.escape(str(CPU))} has {key} "
+                       rf"{ours} but {re.escape(str(other))} has {key} {theirs}"):
+        load_report([CPU, other])
+
+
+def test_benchmark_without_variant_is_refused(tmp_path):
+    data = _load(CPU)
+    del data["benchmarks"][0]["extra_info"]["variant"]
+    with pytest.raises(ReportError, match=r"benchmark .*test_latency.* has no 'variant'"):
+        load_report([_dump(data, tmp_path / "cpu.json")])
+
+
+def test_non_numeric_value_is_named(tmp_path):
+    data = _load(CPU)
+    data["benchmarks"][0]["extra_info"]["latency_ms"]["p50"] = "fast"
+    with pytest.raises(ReportError, match=r"latency_ms\.p50 must be a number, got 'fast'"):
+        load_report([_dump(data, tmp_path / "cpu.json")])
+
+
+def test_quality_only_run_has_nothing_to_tabulate(tmp_path):
+    data = _load(CPU)
+    data["benchmarks"] = []
+    with pytest.raises(ReportError, match="no defectbench benchmarks in .*cpu.json"):
+        load_report([_dump(data, tmp_path / "cpu.json")])
+
+
+def test_different_profiles_merge_with_a_note(tmp_path):
+    data = copy.deepcopy(_load(GPU))
+    data["defectbench"]["profile"] = "full"
+    report = load_report([CPU, _dump(data, tmp_path / "full.json")])
+    assert report.profiles == ["full", "quick"]
+    assert any("different profiles (full, quick)" in n for n in report.notes)
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def test_report_subcommand_parses_and_writes(tmp_path, capsys):
+    parser = argparse.ArgumentParser(prog="defectbench")
+    add_report_command(parser.add_subparsers(dest="command"))
+    defaults = parser.parse_args(["report", str(CPU)])
+    assert defaults.out == Path("report") and defaults.operating_point is None
+
+    args = parser.parse_args(["report", str(CPU), str(GPU), "--out", str(tmp_path),
+                              "--operating-point", "dev_recall_0.90", "--no-plots"])
+    assert args.func(args) == 0
+    assert "8 rows at operating point 'dev_recall_0.90' (1 failing a budget)" in \
+        capsys.readouterr().out
+    assert (tmp_path / "table.md").is_file() and not (tmp_path / "pareto_latency.png").exists()
+
+
+def test_main_reports_errors_without_a_traceback(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    assert main([str(bad), "--out", str(tmp_path / "out")]) == 2
+    assert "defectbench: error:" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

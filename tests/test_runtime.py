@@ -1,0 +1,319 @@
+"""Precision / device parsing and the predict interface (torch and ONNX Runtime)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import scipy.special
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+from defectbench.errors import ArtifactError, ConfigError, DataError, UnknownNameError
+from defectbench.runtime import (
+    CUDA_SKIP_REASON,
+    PRECISIONS,
+    OrtPredictor,
+    TorchPredictor,
+    cuda_available,
+    defect_probability,
+    resolve_device,
+    resolve_precision,
+    torch_dtype,
+)
+
+requires_cuda = pytest.mark.skipif(not cuda_available(), reason=CUDA_SKIP_REASON)
+without_cuda = pytest.mark.skipif(cuda_available(), reason="checks the no-CUDA error path")
+
+
+class TinyNet(nn.Module):
+    """Conv + BN + pooled linear head: enough to exercise every predictor path quickly."""
+
+    def __init__(self, num_classes: int = 2) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+        )
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x).flatten(1))
+
+
+def tiny_net(num_classes: int = 2) -> nn.Module:
+    torch.manual_seed(0)
+    return TinyNet(num_classes).eval()
+
+
+@pytest.fixture
+def batch() -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((5, 3, 16, 16)).astype(np.float32)
+
+
+def reference_logits(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize(
+    ("raw", "canonical"),
+    sorted(
+        {
+            "fp32": "fp32",
+            "FP32": "fp32",
+            "float32": "fp32",
+            "bf16": "bf16",
+            "bfloat16": "bf16",
+            "fp16": "fp16",
+            "half": "fp16",
+            " int8 ": "int8",
+        }.items()
+    ),
+)
+def test_resolve_precision_accepts_aliases(raw: str, canonical: str) -> None:
+    assert resolve_precision(raw) == canonical
+
+
+def test_resolve_precision_lists_valid_choices() -> None:
+    with pytest.raises(UnknownNameError, match=r"unknown precision 'fp8'; valid choices: "
+                       r"bf16, fp16, fp32, int8"):
+        resolve_precision("fp8")
+
+
+@pytest.mark.parametrize(("raw", "canonical"), [("CPU", "cpu"), ("cuda", "cuda"), ("cuda:0", "cuda")])
+def test_resolve_device(raw: str, canonical: str) -> None:
+    assert resolve_device(raw) == canonical
+
+
+def test_resolve_device_lists_valid_choices() -> None:
+    with pytest.raises(UnknownNameError, match=r"unknown device 'tpu'; valid choices: cpu, cuda"):
+        resolve_device("tpu")
+
+
+def test_torch_dtype() -> None:
+    assert torch_dtype("bfloat16") is torch.bfloat16
+    with pytest.raises(ConfigError, match="precision 'int8' has no torch float dtype"):
+        torch_dtype("int8")
+
+
+def test_precisions_are_sorted() -> None:
+    assert list(PRECISIONS) == sorted(PRECISIONS)
+
+
+# --------------------------------------------------------------------------- probabilities
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays(np.float64, st.tuples(st.integers(1, 8), st.just(2)),
+              elements=st.floats(-500, 500)))
+def test_defect_probability_matches_scipy_softmax(logits: np.ndarray) -> None:
+    expected = scipy.special.softmax(logits, axis=1)[:, 1]
+    got = defect_probability(logits)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_defect_probability_rejects_wrong_shape() -> None:
+    with pytest.raises(DataError, match=r"expected logits of shape \(N, 2\), got \(3, 3\)"):
+        defect_probability(np.zeros((3, 3)))
+
+
+# --------------------------------------------------------------------------- torch
+
+
+def test_torch_predictor_fp32_matches_module(batch: np.ndarray) -> None:
+    model = tiny_net()
+    expected = reference_logits(model, batch)
+    predictor = TorchPredictor(model, name="tiny")
+    logits = predictor.predict_logits(batch)
+    assert logits.dtype == np.float32 and logits.shape == (5, 2)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        predictor.predict_proba(batch), scipy.special.softmax(expected, axis=1)[:, 1], atol=1e-6
+    )
+    assert predictor.describe() == {
+        "name": "tiny",
+        "runtime": "torch",
+        "precision": "fp32",
+        "device": "cpu",
+        "max_batch": None,
+        "channels_last": True,
+    }
+
+
+def test_torch_predictor_splits_into_max_batch_chunks(batch: np.ndarray) -> None:
+    model = tiny_net()
+    whole = TorchPredictor(model).predict_logits(batch)
+    chunked = TorchPredictor(model, max_batch=2).predict_logits(batch)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
+
+
+def test_torch_predictor_bf16_on_cpu_is_close_to_fp32(batch: np.ndarray) -> None:
+    model = tiny_net()
+    expected = reference_logits(model, batch)
+    predictor = TorchPredictor(model, precision="bfloat16")
+    assert predictor.precision == "bf16"
+    logits = predictor.predict_logits(batch)
+    assert logits.dtype == np.float32
+    np.testing.assert_allclose(logits, expected, atol=0.05 * np.abs(expected).max() + 1e-2)
+
+
+def test_torch_predictor_compiled_keeps_inductor_settings_local(batch: np.ndarray) -> None:
+    import torch._inductor.config as inductor_config
+
+    model = tiny_net()
+    expected = reference_logits(model, batch)
+    predictor = TorchPredictor(model, compile=True, inductor_config={"freezing": True})
+    assert predictor.runtime == "torch_compile"
+    np.testing.assert_allclose(predictor.predict_logits(batch), expected, rtol=1e-4, atol=1e-4)
+    assert inductor_config.freezing is False
+
+
+def test_fp16_on_cpu_says_to_use_bf16_or_a_gpu() -> None:
+    with pytest.raises(ConfigError, match=r"fp16 runs on CUDA only; on CPU use bf16 .*tox -e gpu"):
+        TorchPredictor(tiny_net(), precision="fp16")
+
+
+def test_int8_needs_a_quantized_module() -> None:
+    with pytest.raises(ConfigError, match="needs an already quantized module"):
+        TorchPredictor(tiny_net(), precision="int8")
+
+
+@without_cuda
+def test_cuda_without_gpu_says_how_to_enable() -> None:
+    with pytest.raises(ConfigError, match=r"CUDA is not available; run on a GPU host \(`tox -e gpu`\)"):
+        TorchPredictor(tiny_net(), device="cuda")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(np.zeros((2, 3, 16, 16), np.float64), id="float64"),
+        pytest.param(np.zeros((3, 16, 16), np.float32), id="chw"),
+        pytest.param(np.zeros((0, 3, 16, 16), np.float32), id="empty"),
+        pytest.param([[0.0]], id="list"),
+    ],
+)
+def test_predict_rejects_non_nchw_float32(bad) -> None:
+    with pytest.raises(DataError, match="needs a non-empty float32 NCHW numpy batch"):
+        TorchPredictor(tiny_net()).predict_logits(bad)
+
+
+def test_predict_rejects_a_model_that_is_not_binary(batch: np.ndarray) -> None:
+    predictor = TorchPredictor(tiny_net(num_classes=1000), name="imagenet")
+    with pytest.raises(ArtifactError, match=r"'imagenet' returned logits of shape \(5, 1000\)"):
+        predictor.predict_logits(batch)
+
+
+@pytest.mark.gpu
+@requires_cuda
+@pytest.mark.parametrize("precision", ["bf16", "fp16", "fp32"])
+def test_torch_predictor_cuda_matches_cpu(batch: np.ndarray, precision: str) -> None:
+    expected = reference_logits(tiny_net(), batch)
+    predictor = TorchPredictor(tiny_net(), device="cuda", precision=precision)
+    logits = predictor.predict_logits(batch)
+    assert predictor.device == "cuda" and logits.dtype == np.float32
+    tolerance = 1e-3 if precision == "fp32" else 0.05 * np.abs(expected).max() + 1e-2
+    np.testing.assert_allclose(logits, expected, atol=tolerance)
+
+
+# --------------------------------------------------------------------------- ONNX Runtime
+
+
+def write_onnx(path, weight: np.ndarray, batch_dim: int | str = "batch", quantized: bool = False):
+    """A hand-built graph: logits = mean over H, W of x, times ``weight`` (3, 2)."""
+    nodes = []
+    source = "x"
+    if quantized:
+        nodes += [
+            helper.make_node("QuantizeLinear", ["x", "scale", "zero"], ["xq"]),
+            helper.make_node("DequantizeLinear", ["xq", "scale", "zero"], ["xdq"]),
+        ]
+        source = "xdq"
+    nodes += [
+        helper.make_node("ReduceMean", [source, "axes"], ["pooled"], keepdims=0),
+        helper.make_node("Gemm", ["pooled", "w"], ["logits"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch_dim, 3, 4, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch_dim, 2])],
+        initializer=[
+            numpy_helper.from_array(np.array([2, 3], np.int64), "axes"),
+            numpy_helper.from_array(weight, "w"),
+            numpy_helper.from_array(np.array(0.05, np.float32), "scale"),
+            numpy_helper.from_array(np.array(128, np.uint8), "zero"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture
+def weight() -> np.ndarray:
+    return np.array([[1.0, -1.0], [0.5, 2.0], [-3.0, 0.25]], np.float32)
+
+
+@pytest.fixture
+def small_batch() -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((3, 3, 4, 4)).astype(np.float32)
+
+
+def test_ort_predictor_matches_numpy(tmp_path, weight, small_batch) -> None:
+    predictor = OrtPredictor(write_onnx(tmp_path / "m.onnx", weight), intra_op_threads=1)
+    expected = small_batch.mean(axis=(2, 3)) @ weight
+    np.testing.assert_allclose(predictor.predict_logits(small_batch), expected, rtol=1e-5, atol=1e-6)
+    assert (predictor.precision, predictor.device, predictor.runtime) == ("fp32", "cpu", "onnxruntime")
+    assert predictor.describe()["providers"] == ["CPUExecutionProvider"]
+    assert predictor.max_batch is None
+
+
+def test_ort_predictor_reads_int8_from_the_graph(tmp_path, weight, small_batch) -> None:
+    predictor = OrtPredictor(write_onnx(tmp_path / "q.onnx", weight, quantized=True))
+    assert predictor.precision == "int8"
+    expected = small_batch.mean(axis=(2, 3)) @ weight
+    # 8-bit input grid of step 0.05: the mean moves by at most half a step
+    np.testing.assert_allclose(predictor.predict_logits(small_batch), expected, atol=0.2)
+
+
+def test_ort_predictor_feeds_a_fixed_batch_graph_one_by_one(tmp_path, weight, small_batch) -> None:
+    predictor = OrtPredictor(write_onnx(tmp_path / "b1.onnx", weight, batch_dim=1))
+    assert predictor.max_batch == 1
+    assert predictor.predict_logits(small_batch).shape == (3, 2)
+
+
+def test_ort_predictor_missing_file(tmp_path) -> None:
+    with pytest.raises(ArtifactError, match=r"ONNX file .*nope.onnx not found; build it with"):
+        OrtPredictor(tmp_path / "nope.onnx")
+
+
+def test_ort_predictor_unknown_provider(tmp_path, weight) -> None:
+    with pytest.raises(UnknownNameError, match=r"unknown ONNX Runtime provider 'tpu'; valid aliases: "
+                       r"cpu, cuda, tensorrt"):
+        OrtPredictor(write_onnx(tmp_path / "m.onnx", weight), providers=("tpu",))
+
+
+@pytest.mark.parametrize("provider", ["cuda", "tensorrt"])
+def test_ort_gpu_provider_missing_says_how_to_enable(tmp_path, weight, provider) -> None:
+    import onnxruntime as ort
+
+    full = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}[provider]
+    if full in ort.get_available_providers():
+        pytest.skip(f"{full} is available here; this checks the error on CPU-only builds")
+    with pytest.raises(ConfigError, match=rf"{full} is not available .*onnxruntime-gpu.*tox -e gpu"):
+        OrtPredictor(write_onnx(tmp_path / "m.onnx", weight), providers=(provider, "cpu"))
+
+
+def test_ort_predictor_rejects_bad_thread_count(tmp_path, weight) -> None:
+    with pytest.raises(ConfigError, match="intra_op_threads must be >= 1 or None, got 0"):
+        OrtPredictor(write_onnx(tmp_path / "m.onnx", weight), intra_op_threads=0)
