@@ -82,9 +82,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     catalog = _catalog(metafunc.config)  # names and capabilities only; nothing is built here
     selection = _selection(metafunc.config)
     make = suite_mod.quality_cases if wanted[0] == "quality_case" else suite_mod.perf_cases
+    from defectbench.runtime.precision import CUDA_SKIP_REASON, cuda_available
+
+    gpu_marks = [pytest.mark.gpu,
+                 pytest.mark.skipif(not cuda_available(), reason=CUDA_SKIP_REASON)]
     params = [
-        pytest.param(case, id=case.id,
-                     marks=[pytest.mark.gpu] if case.device == "cuda" else [])
+        pytest.param(case, id=case.id, marks=gpu_marks if case.device == "cuda" else [])
         for case in make(catalog, selection)
     ]
     metafunc.parametrize(wanted[0], params)
@@ -97,7 +100,6 @@ def defectbench_suite(request: pytest.FixtureRequest) -> suite_mod.Suite:
     if _SUITE not in config.stash:
         import torch
 
-        from defectbench.data.fixture import default_fixture_dir
         from defectbench.zoo.build import build_zoo
 
         if option(config, "--threads"):
@@ -108,30 +110,29 @@ def defectbench_suite(request: pytest.FixtureRequest) -> suite_mod.Suite:
             build_zoo(catalog.profile, catalog.store.root,
                       suite_mod.select_names(catalog.names, _selection(config).variants)
                       + [suite_mod.TEACHER])
-        budgets = option(config, "--budgets") or default_fixture_dir().parent / "budgets.toml"
+        budgets = option(config, "--budgets") or default_budgets(catalog.profile.name)
         config.stash[_SUITE] = suite_mod.Suite(catalog, Path(budgets))
     return config.stash[_SUITE]
 
 
-def _skip_unavailable(case: suite_mod.Case) -> None:
-    if case.device == "cuda":
-        from defectbench.runtime.precision import CUDA_SKIP_REASON, cuda_available
+def default_budgets(profile: str) -> Path:
+    """`fixtures/budgets-<profile>.toml` where a profile has its own, else `fixtures/budgets.toml`."""
+    from defectbench.data.fixture import default_fixture_dir
 
-        if not cuda_available():
-            pytest.skip(CUDA_SKIP_REASON)
+    fixtures = default_fixture_dir().parent
+    own = fixtures / f"budgets-{profile}.toml"
+    return own if own.is_file() else fixtures / "budgets.toml"
 
 
 @pytest.fixture
 def quality(defectbench_suite, quality_case):
     """The quality result of this case (scored on `val`, budgets judged)."""
-    _skip_unavailable(quality_case)
     return defectbench_suite.evaluate(quality_case)
 
 
 @pytest.fixture
 def measure_latency(defectbench_suite, perf_case, benchmark, request):
     """Call it to time this case with pytest-benchmark and fill `extra_info`."""
-    _skip_unavailable(perf_case)
     from defectbench.measure.latency import rounds_for
 
     config = request.config

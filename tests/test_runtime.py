@@ -82,12 +82,17 @@ def test_resolve_precision_accepts_aliases(raw: str, canonical: str) -> None:
 
 
 def test_resolve_precision_lists_valid_choices() -> None:
-    with pytest.raises(UnknownNameError, match=r"unknown precision 'fp8'; valid choices: "
-                       r"bf16, fp16, fp32, int8"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"unknown precision 'fp8'; valid choices: "
+        r"bf16, fp16, fp32, int8",
+    ):
         resolve_precision("fp8")
 
 
-@pytest.mark.parametrize(("raw", "canonical"), [("CPU", "cpu"), ("cuda", "cuda"), ("cuda:0", "cuda")])
+@pytest.mark.parametrize(
+    ("raw", "canonical"), [("CPU", "cpu"), ("cuda", "cuda"), ("cuda:0", "cuda")]
+)
 def test_resolve_device(raw: str, canonical: str) -> None:
     assert resolve_device(raw) == canonical
 
@@ -111,8 +116,7 @@ def test_precisions_are_sorted() -> None:
 
 
 @settings(max_examples=50, deadline=None)
-@given(arrays(np.float64, st.tuples(st.integers(1, 8), st.just(2)),
-              elements=st.floats(-500, 500)))
+@given(arrays(np.float64, st.tuples(st.integers(1, 8), st.just(2)), elements=st.floats(-500, 500)))
 def test_defect_probability_matches_scipy_softmax(logits: np.ndarray) -> None:
     expected = scipy.special.softmax(logits, axis=1)[:, 1]
     got = defect_probability(logits)
@@ -188,7 +192,9 @@ def test_int8_needs_a_quantized_module() -> None:
 
 @without_cuda
 def test_cuda_without_gpu_says_how_to_enable() -> None:
-    with pytest.raises(ConfigError, match=r"CUDA is not available; run on a GPU host \(`tox -e gpu`\)"):
+    with pytest.raises(
+        ConfigError, match=r"CUDA is not available; run on a GPU host \(`tox -e gpu`\)"
+    ):
         TorchPredictor(tiny_net(), device="cuda")
 
 
@@ -272,8 +278,14 @@ def small_batch() -> np.ndarray:
 def test_ort_predictor_matches_numpy(tmp_path, weight, small_batch) -> None:
     predictor = OrtPredictor(write_onnx(tmp_path / "m.onnx", weight), intra_op_threads=1)
     expected = small_batch.mean(axis=(2, 3)) @ weight
-    np.testing.assert_allclose(predictor.predict_logits(small_batch), expected, rtol=1e-5, atol=1e-6)
-    assert (predictor.precision, predictor.device, predictor.runtime) == ("fp32", "cpu", "onnxruntime")
+    np.testing.assert_allclose(
+        predictor.predict_logits(small_batch), expected, rtol=1e-5, atol=1e-6
+    )
+    assert (predictor.precision, predictor.device, predictor.runtime) == (
+        "fp32",
+        "cpu",
+        "onnxruntime",
+    )
     assert predictor.describe()["providers"] == ["CPUExecutionProvider"]
     assert predictor.max_batch is None
 
@@ -298,8 +310,11 @@ def test_ort_predictor_missing_file(tmp_path) -> None:
 
 
 def test_ort_predictor_unknown_provider(tmp_path, weight) -> None:
-    with pytest.raises(UnknownNameError, match=r"unknown ONNX Runtime provider 'tpu'; valid aliases: "
-                       r"cpu, cuda, tensorrt"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"unknown ONNX Runtime provider 'tpu'; valid aliases: "
+        r"cpu, cuda, tensorrt",
+    ):
         OrtPredictor(write_onnx(tmp_path / "m.onnx", weight), providers=("tpu",))
 
 
@@ -310,7 +325,9 @@ def test_ort_gpu_provider_missing_says_how_to_enable(tmp_path, weight, provider)
     full = {"cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider"}[provider]
     if full in ort.get_available_providers():
         pytest.skip(f"{full} is available here; this checks the error on CPU-only builds")
-    with pytest.raises(ConfigError, match=rf"{full} is not available .*onnxruntime-gpu.*tox -e gpu"):
+    with pytest.raises(
+        ConfigError, match=rf"{full} is not available .*onnxruntime-gpu.*tox -e gpu"
+    ):
         OrtPredictor(write_onnx(tmp_path / "m.onnx", weight), providers=(provider, "cpu"))
 
 

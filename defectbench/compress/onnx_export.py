@@ -213,4 +213,3 @@ def check_onnx_parity(
 
 def _onnx_logits(session: Any, input_name: str, batch: np.ndarray) -> np.ndarray:
     return session.run(None, {input_name: batch})[0]
-

@@ -24,6 +24,7 @@ from defectbench.errors import ArtifactError, ConfigError
 
 IMPORTANCES: tuple[str, ...] = ("magnitude", "random", "taylor")
 PRUNED_FORMAT = "defectbench.pruned/1"
+_TIMM_TOKENS = ("cls_token", "dist_token", "reg_token", "pos_embed")
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ def prune_model(
             ignored_layers=[_classifier(model)],
             round_to=config.round_to,
             num_heads={attn.qkv: attn.num_heads for attn in attention},
+            unwrapped_parameters=_timm_token_parameters(model),
             prune_num_heads=config.prune_num_heads,
             prune_head_dims=not config.prune_num_heads,
             head_pruning_ratio=config.ratio if config.prune_num_heads else 0.0,
@@ -188,6 +190,13 @@ def _timm_attention_modules(model: nn.Module) -> list[nn.Module]:
     from timm.layers import Attention
 
     return [m for m in model.modules() if isinstance(m, Attention)]
+
+
+def _timm_token_parameters(model: nn.Module) -> list[tuple[nn.Parameter, int]]:
+    # class / register tokens and position embeddings are bare parameters whose last dim is
+    # the embedding width: they shrink with it (Torch-Pruning warns unless told so)
+    tokens = (getattr(model, name, None) for name in _TIMM_TOKENS)
+    return [(p, p.ndim - 1) for p in tokens if isinstance(p, nn.Parameter)]
 
 
 def _fix_attention(attn: nn.Module, num_heads: int) -> None:

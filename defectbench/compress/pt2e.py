@@ -269,9 +269,7 @@ def _export(model: nn.Module, example: np.ndarray, max_batch: int) -> torch.fx.G
         # export specialises a size-1 dimension to a constant; trace with two samples instead
         example = np.concatenate([example, example])
     batch = torch.export.Dim("batch", min=1, max=max_batch)
-    program = torch.export.export(
-        model, (as_tensor(example, model),), dynamic_shapes=({0: batch},)
-    )
+    program = torch.export.export(model, (as_tensor(example, model),), dynamic_shapes=({0: batch},))
     return program.module()
 
 

@@ -168,8 +168,8 @@ class TorchPredictor(Predictor):
                 f"TorchPredictor {self.name!r}: PT2E int8 (X86InductorQuantizer) runs on CPU "
                 "only; use device='cpu' or an ONNX Runtime int8 artifact"
             )
-        self._autocast_dtype = None if self.precision in ("fp32", "int8") else torch_dtype(
-            self.precision
+        self._autocast_dtype = (
+            None if self.precision in ("fp32", "int8") else torch_dtype(self.precision)
         )
         self._inductor_config = dict(inductor_config or {})
         model.eval()

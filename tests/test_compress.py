@@ -1,0 +1,500 @@
+"""Compression transforms: ONNX export, ORT INT8, PT2E INT8 / QAT, pruning and its save / load.
+
+timm models use random weights and small inputs: these tests check the mechanics (files, ops,
+shapes, parity), not accuracy.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import timm
+import torch
+from torch import nn
+
+from defectbench.compress import (
+    CALIBRATION_METHODS,
+    OnnxExportConfig,
+    OrtDynamicInt8Config,
+    OrtStaticInt8Config,
+    PruneConfig,
+    export_onnx,
+    load_pruned,
+    load_pruned_metadata,
+    onnx_export,
+    prune_model,
+    quantize_onnx_dynamic,
+    quantize_onnx_static,
+    save_pruned,
+)
+from defectbench.errors import ArtifactError, ConfigError
+from defectbench.runtime import OrtPredictor
+
+IMG = 64
+ARCHS = {
+    "tf_efficientnet_lite0": {},
+    "vit_tiny_patch16_224": {"img_size": IMG},
+}
+
+
+def make_model(arch: str) -> nn.Module:
+    torch.manual_seed(0)
+    return timm.create_model(arch, pretrained=False, num_classes=2, **ARCHS[arch]).eval()
+
+
+def images(n: int, seed: int, size: int = IMG) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((n, 3, size, size)).astype(np.float32)
+
+
+def torch_logits(model: nn.Module, x: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return model(torch.from_numpy(x)).numpy()
+
+
+def op_types(path) -> set[str]:
+    return {n.op_type for n in onnx.load(str(path)).graph.node}
+
+
+class TinyCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 32, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+        )
+        self.head = nn.Linear(32, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def tiny_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyCNN().eval()
+
+
+def export_arch(arch: str, tmp_path_factory):
+    model = make_model(arch)
+    path = tmp_path_factory.mktemp(arch) / f"{arch}.onnx"
+    report = export_onnx(model, images(2, seed=1), path, check_batches=[images(3, seed=2)])
+    return arch, model, report
+
+
+@pytest.fixture(scope="module")
+def lite0(tmp_path_factory):
+    """(arch, model, export report), exported once per module."""
+    return export_arch("tf_efficientnet_lite0", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def vit(tmp_path_factory):
+    return export_arch("vit_tiny_patch16_224", tmp_path_factory)
+
+
+@pytest.fixture(params=sorted(ARCHS))
+def exported(request):
+    return request.getfixturevalue({"tf_efficientnet_lite0": "lite0"}.get(request.param, "vit"))
+
+
+# --------------------------------------------------------------------------- ONNX export
+
+
+def test_export_passes_parity_in_one_file(exported) -> None:
+    _, _, report = exported
+    assert report.parity.passed
+    assert report.parity.within_tolerance and report.parity.decision_flips == 0
+    assert report.parity.num_samples == 3
+    assert report.to_dict()["parity"]["passed"] is True
+    path = Path(report.path)
+    # weights inside the file: no external-data sibling, and the graph's initializers are real
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    assert report.file_bytes > 1_000_000
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_export_runs_at_any_batch_size(exported, n: int) -> None:
+    _, model, report = exported
+    x = images(n, seed=10 + n)
+    logits = OrtPredictor(report.path).predict_logits(x)
+    assert logits.shape == (n, 2)
+    np.testing.assert_allclose(logits, torch_logits(model, x), rtol=1e-3, atol=1e-4)
+
+
+def test_export_failing_parity_raises_and_writes_nothing(tmp_path, monkeypatch) -> None:
+    real = onnx_export._onnx_logits
+    monkeypatch.setattr(
+        onnx_export, "_onnx_logits", lambda *args: real(*args) + np.float32([[-5.0, 5.0]])
+    )
+    path = tmp_path / "broken.onnx"
+    with pytest.raises(
+        ArtifactError,
+        match=r"failed its parity check: max \|logit diff\| 5.*"
+        r"the file was not written",
+    ):
+        export_onnx(tiny_cnn(), images(2, seed=3, size=16), path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_with_fixed_batch(tmp_path) -> None:
+    report = export_onnx(
+        tiny_cnn(),
+        images(4, seed=4, size=16),
+        tmp_path / "fixed.onnx",
+        OnnxExportConfig(dynamic_batch=False),
+    )
+    assert report.parity.passed
+    predictor = OrtPredictor(report.path)
+    assert predictor.max_batch == 4
+    assert predictor.predict_logits(images(8, seed=5, size=16)).shape == (8, 2)
+
+
+def test_export_restores_training_mode(tmp_path) -> None:
+    model = tiny_cnn().train()
+    export_onnx(model, images(2, seed=6, size=16), tmp_path / "t.onnx")
+    assert model.training and model.features[1].training
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"opset": 11}, r"opset 11 not supported; use 17\.\."),
+        ({"atol": -1.0}, r"atol and rtol must be >= 0, got atol=-1.0"),
+        ({"threshold": 1.0}, r"threshold must be in \(0, 1\), got 1.0"),
+        ({"output_name": "input"}, r"must be non-empty and different"),
+    ],
+    ids=["opset", "atol", "threshold", "names"],
+)
+def test_export_config_validation(kwargs, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        OnnxExportConfig(**kwargs)
+
+
+# --------------------------------------------------------------------------- ORT INT8
+
+
+@pytest.mark.parametrize("calibration", CALIBRATION_METHODS)
+def test_static_int8_each_calibration_method(lite0, tmp_path, calibration: str) -> None:
+    _, _, report = lite0
+    config = OrtStaticInt8Config(calibration=calibration, num_calibration=4, entropy_bins=256)
+    out = tmp_path / f"int8_{calibration}.onnx"
+    quant = quantize_onnx_static(report.path, out, [images(3, seed=20), images(3, seed=21)], config)
+    assert (quant.calibration, quant.num_calibration_samples) == (calibration, 4)
+    assert quant.op_types is None and quant.op_selection.startswith("auto: no transformer ops")
+    assert quant.float_output_op_types == ()
+    assert "QuantizeLinear" in op_types(out) and quant.quantize_nodes > 10
+    assert quant.int8_bytes < quant.fp32_bytes / 2
+    x = images(3, seed=22)
+    fp32 = OrtPredictor(report.path).predict_logits(x)
+    predictor = OrtPredictor(out)
+    assert predictor.precision == "int8"
+    int8 = predictor.predict_logits(x)
+    # random weights and 4 noise images for calibration: "close" is loose (entropy clips most)
+    assert np.abs(int8 - fp32).max() <= 0.5 * np.abs(fp32).max()
+    np.testing.assert_array_equal(int8.argmax(axis=1), fp32.argmax(axis=1))
+
+
+def test_static_int8_vit_leaves_layernorm_and_softmax_in_float(vit, tmp_path) -> None:
+    _, _, report = vit
+    out = tmp_path / "vit_int8.onnx"
+    quant = quantize_onnx_static(
+        report.path, out, [images(2, seed=30)], OrtStaticInt8Config(num_calibration=2)
+    )
+    assert quant.transformer_ops == ("LayerNormalization", "Softmax")
+    assert quant.op_types == ("Conv", "Gemm", "MatMul")
+    assert quant.float_output_op_types == ("Gemm", "MatMul")
+    graph = onnx.load(str(out)).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    fed_int8 = {n.op_type for n in graph.node if set(n.input) & dequantized}
+    assert "MatMul" in fed_int8
+    assert not fed_int8 & {"LayerNormalization", "Softmax"}
+    assert OrtPredictor(out).predict_logits(images(2, seed=31)).shape == (2, 2)
+
+
+def test_static_int8_explicit_op_types_win(lite0, tmp_path) -> None:
+    _, _, report = lite0
+    quant = quantize_onnx_static(
+        report.path,
+        tmp_path / "conv_only.onnx",
+        [images(1, seed=32)],
+        OrtStaticInt8Config(num_calibration=1, op_types=("Conv",)),
+    )
+    assert (quant.op_types, quant.op_selection) == (("Conv",), "config")
+
+
+def test_dynamic_int8(exported, tmp_path) -> None:
+    arch, _, report = exported
+    out = tmp_path / "dyn.onnx"
+    quant = quantize_onnx_dynamic(report.path, out)
+    assert quant.method == "ort_dynamic_int8" and quant.num_calibration_samples == 0
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= op_types(out)
+    if arch.startswith("vit"):
+        assert quant.op_types == ("Conv", "MatMul")
+    x = images(2, seed=40)
+    fp32 = OrtPredictor(report.path).predict_logits(x)
+    int8 = OrtPredictor(out).predict_logits(x)
+    assert np.abs(int8 - fp32).max() <= 0.25 * np.abs(fp32).max()
+
+
+def test_static_int8_needs_enough_calibration_samples(lite0, tmp_path) -> None:
+    _, _, report = lite0
+    with pytest.raises(
+        ConfigError, match="calibration batches gave 2 samples but num_calibration is 8"
+    ):
+        quantize_onnx_static(
+            report.path,
+            tmp_path / "x.onnx",
+            [images(2, seed=41)],
+            OrtStaticInt8Config(num_calibration=8),
+        )
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_quantize_missing_fp32_file(tmp_path) -> None:
+    with pytest.raises(ArtifactError, match=r"fp32 ONNX file .*none.onnx not found; export it"):
+        quantize_onnx_dynamic(tmp_path / "none.onnx", tmp_path / "out.onnx")
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "message"),
+    [
+        (
+            OrtStaticInt8Config,
+            {"calibration": "kl"},
+            r"unknown calibration method 'kl'; valid choices: entropy, minmax, percentile",
+        ),
+        (
+            OrtStaticInt8Config,
+            {"activation_type": "int4"},
+            r"activation_type 'int4' is not supported; valid choices: int8, uint8",
+        ),
+        (
+            OrtStaticInt8Config,
+            {"op_types": ("Softplus",)},
+            r"op_types \['Softplus'\] cannot be quantized this way; valid choices: .*MatMul",
+        ),
+        (OrtStaticInt8Config, {"num_calibration": 0}, r"num_calibration must be a positive int"),
+        (
+            OrtDynamicInt8Config,
+            {"op_types": ("Gemm",)},
+            r"op_types \['Gemm'\] cannot be quantized this way; valid choices: .*Conv",
+        ),
+    ],
+    ids=["method", "activation", "static-op", "count", "dynamic-op"],
+)
+def test_ort_config_validation(factory, kwargs, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        factory(**kwargs)
+
+
+def test_ort_configs_round_trip_to_dict() -> None:
+    config = OrtStaticInt8Config(calibration="percentile", op_types=["Conv", "MatMul"])
+    assert OrtStaticInt8Config(**{**config.to_dict(), "op_types": ("Conv", "MatMul")}) == config
+    assert config.to_dict()["op_types"] == ["Conv", "MatMul"]
+
+
+# --------------------------------------------------------------------------- PT2E
+
+
+def test_pt2e_static_int8_runs_onednn_int8_kernels() -> None:
+    import torch._inductor.config as inductor_config
+    from torch._inductor.utils import run_and_get_code
+
+    from defectbench.compress.pt2e import (
+        Pt2eInt8Config,
+        calibrate_pt2e,
+        convert_pt2e_int8,
+        int8_predictor,
+        prepare_pt2e_int8,
+        pt2e_report,
+    )
+
+    model, x = tiny_cnn(), images(5, seed=50, size=16)
+    pass_before = inductor_config.pre_grad_custom_pass
+    config = Pt2eInt8Config(max_batch=4)
+    prepared = prepare_pt2e_int8(model, x[:1], config)
+    count = calibrate_pt2e(prepared, [images(4, seed=51, size=16), images(4, seed=52, size=16)])
+    quantized = convert_pt2e_int8(prepared)
+    report = pt2e_report(quantized, "pt2e_static_int8", config, count)
+    assert report.num_calibration_samples == 8
+    assert report.quantized_ops["quantized_decomposed.quantize_per_tensor.default"] >= 2
+    predictor = int8_predictor(quantized, name="tiny.int8")
+    assert (predictor.precision, predictor.runtime, predictor.max_batch) == (
+        "int8",
+        "torch_compile",
+        4,
+    )
+    logits, code = run_and_get_code(predictor.predict_logits, x)
+    assert "torch.ops.onednn.qconv_pointwise" in "\n".join(code)
+    expected = torch_logits(model, x)
+    np.testing.assert_allclose(logits, expected, atol=0.1 * np.abs(expected).max())
+    # freezing and the quantizer's pre-grad pass stayed local to the predictor's calls
+    assert inductor_config.freezing is False
+    assert inductor_config.pre_grad_custom_pass is pass_before
+
+
+def test_pt2e_dynamic_int8_for_vit() -> None:
+    from defectbench.compress.pt2e import (
+        Pt2eDynamicInt8Config,
+        int8_predictor,
+        quantize_pt2e_dynamic_int8,
+        quantized_op_counts,
+    )
+
+    model, x = make_model("vit_tiny_patch16_224"), images(2, seed=55)
+    quantized = quantize_pt2e_dynamic_int8(model, x, Pt2eDynamicInt8Config(max_batch=8))
+    counts = quantized_op_counts(quantized)
+    # one dynamic (choose_qparams) input quantization per linear layer: 4 per block, 12 blocks
+    assert counts["quantized_decomposed.choose_qparams.tensor"] >= 48
+    logits = int8_predictor(quantized, compile=False).predict_logits(x)
+    expected = torch_logits(model, x)
+    assert np.abs(logits - expected).max() <= 0.25 * np.abs(expected).max()
+
+
+def test_pt2e_qat_prepare_train_convert() -> None:
+    from defectbench.compress.pt2e import (
+        Pt2eInt8Config,
+        convert_pt2e_int8,
+        int8_predictor,
+        prepare_qat_pt2e_int8,
+        quantized_op_counts,
+        set_qat_mode,
+    )
+
+    model, x = tiny_cnn(), images(6, seed=60, size=16)
+    prepared = prepare_qat_pt2e_int8(model, x, Pt2eInt8Config(max_batch=8))
+    assert not model.training  # the caller's module keeps its mode
+    optimizer = torch.optim.SGD(prepared.parameters(), lr=0.05)
+    labels = torch.tensor([0, 1, 0, 1, 1, 0])
+    for _ in range(2):
+        loss = nn.functional.cross_entropy(prepared(torch.from_numpy(x)), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    set_qat_mode(prepared, train=False)
+    with torch.no_grad():
+        fake_quant = prepared(torch.from_numpy(x)).numpy()
+    quantized = convert_pt2e_int8(prepared)
+    assert (
+        quantized_op_counts(quantized)["quantized_decomposed.dequantize_per_channel.default"] >= 3
+    )
+    logits = int8_predictor(quantized, compile=False).predict_logits(x)
+    np.testing.assert_allclose(logits, fake_quant, atol=0.05 * np.abs(fake_quant).max() + 1e-3)
+
+
+@pytest.mark.slow
+def test_pt2e_static_int8_lite0_compiled() -> None:
+    from defectbench.compress.pt2e import (
+        calibrate_pt2e,
+        convert_pt2e_int8,
+        int8_predictor,
+        prepare_pt2e_int8,
+    )
+
+    model = make_model("tf_efficientnet_lite0")
+    prepared = prepare_pt2e_int8(model, images(2, seed=70))
+    calibrate_pt2e(prepared, [images(4, seed=71)])
+    predictor = int8_predictor(convert_pt2e_int8(prepared))
+    x = images(3, seed=72)
+    expected = torch_logits(model, x)
+    assert np.abs(predictor.predict_logits(x) - expected).max() <= 0.25 * np.abs(expected).max()
+
+
+def test_pt2e_errors() -> None:
+    from defectbench.compress.pt2e import Pt2eInt8Config, calibrate_pt2e, int8_predictor
+
+    with pytest.raises(ConfigError, match=r"max_batch must be an int >= 2, got 1"):
+        Pt2eInt8Config(max_batch=1)
+    with pytest.raises(ConfigError, match="int8_predictor needs a converted PT2E model"):
+        int8_predictor(tiny_cnn())
+    with pytest.raises(ConfigError, match="not made by defectbench.compress.pt2e"):
+        calibrate_pt2e(tiny_cnn(), [images(1, seed=0, size=16)])
+
+
+# --------------------------------------------------------------------------- pruning
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHS))
+def test_prune_halves_cost_runs_and_round_trips(arch: str, tmp_path) -> None:
+    model = make_model(arch)
+    x = images(3, seed=80)
+    report = prune_model(model, x, PruneConfig(ratio=0.5))
+    assert report.macs_after < 0.6 * report.macs_before
+    assert report.params_after < 0.6 * report.params_before
+    assert report.to_dict()["config"]["ratio"] == 0.5
+    assert model.get_classifier().out_features == 2
+    pruned_logits = torch_logits(model, x)
+    assert pruned_logits.shape == (3, 2)
+    if arch.startswith("vit"):
+        assert {heads for _, heads, _ in report.attention_heads} == {3}
+        assert {dim for _, _, dim in report.attention_heads} == {32}
+        assert model.blocks[0].attn.scale == pytest.approx(32**-0.5)
+
+    path = tmp_path / "pruned.pt"
+    save_pruned(model, path, metadata={"arch": arch, "img_size": IMG})
+    assert load_pruned_metadata(path) == {"arch": arch, "img_size": IMG}
+    torch.load(path, weights_only=True)  # plain data only: nothing pickled to execute
+    rebuilt = load_pruned(path, make_model(arch))
+    np.testing.assert_array_equal(torch_logits(rebuilt, x), pruned_logits)
+
+
+def test_load_pruned_into_another_architecture_fails(tmp_path) -> None:
+    model = tiny_cnn()
+    prune_model(model, images(1, seed=81, size=16), PruneConfig(ratio=0.5))
+    save_pruned(model, tmp_path / "tiny.pt")
+    with pytest.raises(ArtifactError, match=r"does not fit EfficientNet: it has no modules"):
+        load_pruned(tmp_path / "tiny.pt", make_model("tf_efficientnet_lite0"))
+
+
+def test_load_pruned_rejects_other_files(tmp_path) -> None:
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ArtifactError, match="is not a defectbench pruned model"):
+        load_pruned(tmp_path / "other.pt", tiny_cnn())
+
+
+def test_taylor_pruning_uses_gradient_batches() -> None:
+    model, x = tiny_cnn(), images(4, seed=82, size=16)
+    with pytest.raises(ConfigError, match="importance='taylor' needs gradient_batches"):
+        prune_model(model, x, PruneConfig(ratio=0.5, importance="taylor"))
+    report = prune_model(
+        model,
+        x,
+        PruneConfig(ratio=0.5, importance="taylor"),
+        gradient_batches=[(x, np.array([0, 1, 1, 0]))],
+    )
+    assert report.params_after < report.params_before
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"ratio": 1.5}, r"pruning ratio must be in \(0, 1\), got 1.5"),
+        ({"ratio": 0.0}, r"pruning ratio must be in \(0, 1\), got 0.0"),
+        (
+            {"ratio": 0.5, "importance": "l1"},
+            r"unknown importance 'l1'; valid choices: magnitude, random, taylor",
+        ),
+        ({"ratio": 0.5, "max_layer_ratio": 0.4}, r"max_layer_ratio must be in \[ratio, 1\]"),
+        ({"ratio": 0.5, "round_to": 0}, r"round_to must be a positive int or None, got 0"),
+    ],
+    ids=["ratio-high", "ratio-zero", "importance", "max-layer", "round-to"],
+)
+def test_prune_config_validation(kwargs, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        PruneConfig(**kwargs)
+
+
+def test_configs_are_frozen_and_serialisable() -> None:
+    config = PruneConfig(ratio=0.3, round_to=8)
+    with pytest.raises(AttributeError):
+        config.ratio = 0.9  # type: ignore[misc]
+    assert PruneConfig(**config.to_dict()) == config
+    assert OnnxExportConfig(**OnnxExportConfig(opset=17).to_dict()).opset == 17

@@ -1,0 +1,105 @@
+"""The benchmark suite end to end on the `smoke` zoo, through pytest itself (pytester)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from defectbench import suite as suite_mod
+from defectbench.errors import ConfigError, UnknownNameError
+from defectbench.zoo.build import build_zoo
+from defectbench.zoo.catalog import Catalog
+from defectbench.zoo.profiles import TEACHER, get_profile
+
+pytest_plugins = ["pytester"]
+REPO = Path(__file__).resolve().parents[1]
+STUDENT = "tf_efficientnet_lite0.kd"
+
+
+@pytest.fixture(scope="module")
+def smoke_zoo(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("zoo")
+    build_zoo(get_profile("smoke"), root, [TEACHER, STUDENT], log=lambda _: None)
+    return root
+
+
+@pytest.fixture
+def suite_dir(pytester: pytest.Pytester) -> pytest.Pytester:
+    shutil.copytree(REPO / "benchmarks", pytester.path / "benchmarks")
+    pytester.makeconftest('pytest_plugins = ["defectbench.plugin"]')
+    pytester.makeini("[pytest]\nmarkers =\n  gpu: cuda\n  quality: q\n  perf: p\n")
+    return pytester
+
+
+def _run(pytester, zoo, *extra):
+    return pytester.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(zoo),
+        "--variants", f"{TEACHER},{STUDENT}", "--precisions", "fp32", "--batch-sizes", "1",
+        "--latency-seconds", "0.2", "-p", "no:cacheprovider", "-rs", *extra,
+    )
+
+
+def test_suite_writes_every_field_and_passes_smoke_budgets(suite_dir, smoke_zoo):
+    out = suite_dir.path / "out.json"
+    result = _run(suite_dir, smoke_zoo, "--benchmark-json", str(out))
+    result.assert_outcomes(passed=4, skipped=4)  # cuda cases skip on a CPU host
+    result.stdout.fnmatch_lines(["*SKIPPED*CUDA not available; run on a GPU host (`tox -e gpu`)*"])
+    data = json.loads(out.read_text())
+    ids = sorted(b["name"] for b in data["benchmarks"])
+    assert ids == [f"test_inference[{STUDENT}-fp32-cpu-b1]", f"test_inference[{TEACHER}-fp32-cpu-b1]"]
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        for key in ("latency_ms", "throughput_ips", "memory", "size_mb", "params", "macs",
+                    "gflops_per_s", "peak_fraction", "threads", "quality",
+                    "speedup_vs_reference", "cost_core_hours_per_million"):
+            assert info[key] is not None, key
+        assert info["memory"]["kind"] == "cpu_rss_high_water" and info["memory"]["peak_mb"] > 0
+        assert info["latency_ms"]["p50"] <= info["latency_ms"]["p99"]
+        assert info["throughput_ips"] == pytest.approx(1000 / info["latency_ms"]["p50"])
+    teacher = next(b for b in data["benchmarks"] if TEACHER in b["name"])
+    assert teacher["extra_info"]["speedup_vs_reference"] == 1.0
+    section = data["defectbench"]
+    assert section["profile"] == "smoke" and section["reference"] == TEACHER
+    assert section["budgets_file"].endswith("budgets-smoke.toml")
+    quality = {q["variant"]: q for q in section["quality"]}
+    assert quality[TEACHER]["recall_drop"] == 0 and quality[TEACHER]["new_miss_ids"] == []
+    student = quality[STUDENT]
+    assert student["new_misses"] == len(student["new_miss_ids"])
+    assert student["recall_interval"][0] <= student["recall"] <= student["recall_interval"][1]
+    for key in ("amx_bf16", "avx512f"):
+        assert key in data["machine_info"]["cpu_flags"]
+    assert data["machine_info"]["defectbench_versions"]["torch"]
+
+
+def test_gates_fail_when_a_variant_breaks_its_budget(suite_dir, smoke_zoo):
+    # smoke models are trained for seconds: the production budgets must reject them, loudly
+    budgets = REPO / "fixtures" / "budgets.toml"
+    result = _run(suite_dir, smoke_zoo, "--budgets", str(budgets), "-m", "quality",
+                  "--benchmark-disable")
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("failed", 0) >= 1
+    result.stdout.fnmatch_lines([
+        "*AssertionError: * exceeds budget ceiling 0.200 [[]budget 'fnr-ceiling'*",
+    ])
+
+
+def test_cases_are_sorted_and_never_impossible(smoke_zoo):
+    catalog = Catalog(smoke_zoo, "smoke")
+    selection = suite_mod.Selection(devices=("cpu", "cuda"), batches=(1, 8))
+    cases = suite_mod.perf_cases(catalog, selection)
+    assert cases == sorted(cases)
+    assert not [c for c in cases if c.device == "cpu" and c.precision == "fp16"]
+    assert f"{TEACHER}-bf16-cpu-b8" in [c.id for c in cases]
+
+
+def test_bad_selection_names_the_choices(smoke_zoo):
+    with pytest.raises(UnknownNameError, match="unknown precision 'int4'"):
+        suite_mod.Selection(precisions=("int4",))
+    with pytest.raises(ConfigError, match="batch sizes must be positive"):
+        suite_mod.Selection(batches=(0,))
+    with pytest.raises(ConfigError, match="must be comma-separated integers"):
+        suite_mod.parse_batches("1,x")
+    catalog = Catalog(smoke_zoo, "smoke")
+    with pytest.raises(ConfigError, match="matches no variant; choose from: "):
+        suite_mod.quality_cases(catalog, suite_mod.Selection(variants=("resnet*",)))
