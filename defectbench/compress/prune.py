@@ -148,6 +148,7 @@ def prune_model(
         for attn in attention:
             _fix_attention(attn, pruner.num_heads[attn.qkv])
         macs_after, params_after = tp.utils.count_ops_and_params(model, example_t)
+    attention_set = set(attention)
     return PruneReport(
         input_shape=tuple(int(d) for d in example.shape[1:]),
         params_before=int(params_before),
@@ -157,7 +158,7 @@ def prune_model(
         attention_heads=tuple(
             (name, int(m.num_heads), int(m.head_dim))
             for name, m in model.named_modules()
-            if m in set(attention)
+            if m in attention_set
         ),
         config=config,
     )

@@ -65,24 +65,28 @@ class BuildContext:
     _arrays: dict[tuple, np.ndarray] = field(default_factory=dict)
 
     def subset(self, split: str) -> ImageSet:
-        """`train` / `dev`, cut to the profile's size limit by a fixed stratified draw."""
-        images = self.fixture.split(split)
-        limit = {"train": self.profile.max_train_images, "dev": self.profile.max_dev_images}.get(split)
-        if limit is None or limit >= len(images):
-            return images
-        rng = np.random.default_rng(self.profile.seed)
-        picked = []
-        for label in (0, 1):  # keep the class ratio, so both classes are always present
-            idx = np.flatnonzero(images.labels == label)
-            share = round(limit * len(idx) / len(images))
-            picked.extend(rng.choice(idx, size=max(share, 2), replace=False).tolist())
-        return images.subset(sorted(picked))
+        return profile_subset(self.fixture, self.profile, split)
 
     def arrays(self, split: str, preprocess: Preprocess) -> np.ndarray:
         key = (split, preprocess)
         if key not in self._arrays:
             self._arrays[key] = preprocess_set(self.subset(split), preprocess)
         return self._arrays[key]
+
+
+def profile_subset(fixture: Fixture, profile: Profile, split: str) -> ImageSet:
+    """`train` / `dev`, cut to the profile's size limit by a fixed stratified draw."""
+    images = fixture.split(split)
+    limit = {"train": profile.max_train_images, "dev": profile.max_dev_images}.get(split)
+    if limit is None or limit >= len(images):
+        return images
+    rng = np.random.default_rng(profile.seed)
+    picked = []
+    for label in (0, 1):  # keep the class ratio, so both classes are always present
+        idx = np.flatnonzero(images.labels == label)
+        share = round(limit * len(idx) / len(images))
+        picked.extend(rng.choice(idx, size=max(share, 2), replace=False).tolist())
+    return images.subset(sorted(picked))
 
 
 def variant_key(name: str, recipe: Any, parent_keys: Iterable[str], fixture: Fixture,
@@ -181,7 +185,10 @@ def build_trained(ctx: BuildContext, name: str, recipe: TrainedRecipe,
     }
 
 
-BUILDERS: dict[type, Callable[..., dict[str, Any]]] = {TrainedRecipe: build_trained}
+def builders() -> dict[type, Callable[..., dict[str, Any]]]:
+    from defectbench.zoo.derived import BUILDERS as DERIVED_BUILDERS
+
+    return {TrainedRecipe: build_trained, **DERIVED_BUILDERS}
 
 
 def select_variants(recipes: dict[str, Any], patterns: Iterable[str] | None) -> list[str]:
@@ -253,7 +260,7 @@ def build_zoo(
         log(f"building {name} ({profile.name})")
         recipe = recipes[name]
         started = time.perf_counter()
-        body = BUILDERS[type(recipe)](ctx, name, recipe, recipes)
+        body = builders()[type(recipe)](ctx, name, recipe, recipes)
         manifest = {
             "name": name,
             "profile": profile.name,

@@ -24,6 +24,7 @@ class Catalog:
         self.fixture = fixture or load_fixture()
         self.recipes = all_recipes(self.profile)
         self.keys = compute_keys(self.recipes, self.fixture, library_versions())
+        self._dev: dict = {}
 
     @property
     def names(self) -> list[str]:
@@ -60,6 +61,18 @@ class Catalog:
 
         return open_derived_predictor(self, name, precision, device)
 
+    def dev_arrays(self, name: str):
+        """The profile's `dev` images preprocessed for `name` (what calibration used)."""
+        from defectbench.data.preprocess import preprocess_set
+        from defectbench.zoo.build import profile_subset
+
+        key = self.preprocess(name)
+        if key not in self._dev:
+            self._dev[key] = preprocess_set(profile_subset(self.fixture, self.profile, "dev"), key)
+        return self._dev[key]
+
     def size_mb(self, name: str) -> float:
-        artifacts = self.manifest(name).get("artifacts", {})
-        return sum(a["bytes"] for a in artifacts.values()) / 2**20
+        manifest = self.manifest(name)
+        if "size_bytes" in manifest:  # rebuilt at load (PT2E): its weights' serialized size
+            return manifest["size_bytes"] / 2**20
+        return sum(a["bytes"] for a in manifest.get("artifacts", {}).values()) / 2**20

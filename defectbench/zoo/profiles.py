@@ -29,6 +29,8 @@ class Profile:
     cnn_epochs: int
     vit_size: int
     vit_epochs: int
+    prune_epochs: int = 1
+    num_calibration: int = 128
     target_recall: float = 0.90
     max_train_images: int | None = None
     max_dev_images: int | None = None
@@ -66,6 +68,52 @@ class Profile:
             f"{VIT_STUDENT}.base": vit,
             f"{VIT_STUDENT}.kd": TrainedRecipe(vit.model, vit.train, kd),
         }
+
+
+def derived_recipes(profile: Profile, trained: dict[str, TrainedRecipe]) -> dict[str, object]:
+    """Compression variants of the teacher and the distilled students.
+
+    Static INT8 is built from three calibration subsets of `dev` (`.int8_ort`, `.cal1`,
+    `.cal2`) so the gate can judge the worst of them; pruning is fine-tuned with KD from the
+    teacher; `.pruned50.int8_ort` composes pruning, KD and INT8.
+    """
+    from defectbench.compress.onnx_export import OnnxExportConfig
+    from defectbench.compress.ort_quant import OrtDynamicInt8Config, OrtStaticInt8Config
+    from defectbench.compress.prune import PruneConfig
+    from defectbench.zoo.derived import OnnxRecipe, OrtInt8Recipe, Pt2eRecipe, PruneRecipe
+
+    out: dict[str, object] = {}
+    minmax = OrtStaticInt8Config(calibration="minmax", num_calibration=profile.num_calibration)
+    pct = OrtStaticInt8Config(calibration="percentile", num_calibration=profile.num_calibration)
+    kd = DistillConfig(teacher=TEACHER, mode="soft", temperature=4.0, alpha=0.7)
+
+    def int8_family(parent: str, dynamic: bool) -> None:
+        onnx = f"{parent}.onnx"
+        out[onnx] = OnnxRecipe(parent, OnnxExportConfig())
+        out[f"{parent}.int8_ort"] = OrtInt8Recipe(onnx, minmax, calibration_seed=0)
+        out[f"{parent}.int8_ort.cal1"] = OrtInt8Recipe(onnx, minmax, calibration_seed=1)
+        out[f"{parent}.int8_ort.cal2"] = OrtInt8Recipe(onnx, minmax, calibration_seed=2)
+        out[f"{parent}.int8_ort_pct"] = OrtInt8Recipe(onnx, pct, calibration_seed=0)
+        if dynamic:  # linear-heavy: weights-only INT8 with per-call activation scales
+            out[f"{parent}.int8_ort_dyn"] = OrtInt8Recipe(onnx, OrtDynamicInt8Config())
+        out[f"{parent}.int8_pt2e"] = Pt2eRecipe(parent, num_calibration=profile.num_calibration)
+
+    int8_family(TEACHER, dynamic=False)
+    int8_family(f"{CNN_STUDENT}.kd", dynamic=False)
+    int8_family(f"{VIT_STUDENT}.kd", dynamic=True)
+    for parent in (TEACHER, f"{CNN_STUDENT}.kd"):
+        base = trained[parent].train
+        for ratio in (0.3, 0.5):
+            finetune = TrainConfig(epochs=profile.prune_epochs, img_size=base.img_size,
+                                   lr=base.lr / 2, max_train_images=base.max_train_images,
+                                   max_dev_images=base.max_dev_images, seed=base.seed)
+            out[f"{parent}.pruned{int(ratio * 100)}"] = PruneRecipe(
+                parent, PruneConfig(ratio=ratio, round_to=8), finetune, kd
+            )
+    composed = f"{CNN_STUDENT}.kd.pruned50"
+    out[f"{composed}.onnx"] = OnnxRecipe(composed, OnnxExportConfig())
+    out[f"{composed}.int8_ort"] = OrtInt8Recipe(f"{composed}.onnx", minmax, calibration_seed=0)
+    return out
 
 
 PROFILES = {

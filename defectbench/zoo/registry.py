@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from defectbench.errors import UnknownNameError
-from defectbench.zoo.profiles import Profile, get_profile
+from defectbench.zoo.profiles import Profile, derived_recipes, get_profile
 
 
 def all_recipes(profile: Profile | str) -> dict[str, Any]:
+    """Every variant of the profile by name, sorted: trained ones and their derivatives."""
     profile = get_profile(profile) if isinstance(profile, str) else profile
-    return dict(sorted(profile.trained_recipes().items()))
+    trained = profile.trained_recipes()
+    return dict(sorted({**trained, **derived_recipes(profile, trained)}.items()))
 
 
 def list_variants(profile: Profile | str = "quick") -> list[str]:

@@ -1,0 +1,312 @@
+"""Variants made from another variant: ONNX export, INT8 (ONNX Runtime, torchao PT2E), pruning.
+
+Each recipe names its parent and holds the frozen config of one transform from
+`defectbench.compress`; its builder applies that transform to the parent's artifact, picks
+the variant's own operating point on `dev` from the artifact's own predictions, and records
+the transform's report in the manifest.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from defectbench.compress.onnx_export import OnnxExportConfig, export_onnx
+from defectbench.compress.ort_quant import (
+    OrtDynamicInt8Config,
+    OrtStaticInt8Config,
+    quantize_onnx_dynamic,
+    quantize_onnx_static,
+)
+from defectbench.compress.prune import PruneConfig, load_pruned, prune_model, save_pruned
+from defectbench.compress.pt2e import Pt2eInt8Config
+from defectbench.data.preprocess import Preprocess
+from defectbench.errors import ArtifactError
+from defectbench.train.config import DistillConfig, TrainConfig
+from defectbench.zoo.recipes import TrainedRecipe, recipe_asdict
+
+ONNX_FILE = "model.onnx"
+PRUNED_FILE = "pruned.pt"
+CPU_ONLY_INT8 = {"cpu": ("int8",)}
+
+
+@dataclass(frozen=True)
+class OnnxRecipe:
+    """The parent exported to one self-contained ONNX file, run by ONNX Runtime in FP32."""
+
+    parent: str
+    export: OnnxExportConfig = OnnxExportConfig()
+    runtime = "onnxruntime"
+    precisions = {"cpu": ("fp32",)}
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return (self.parent,)
+
+    def to_dict(self) -> dict:
+        return {"kind": "onnx", "parent": self.parent, "export": self.export.to_dict()}
+
+
+@dataclass(frozen=True)
+class OrtInt8Recipe:
+    """ONNX Runtime INT8 of an `OnnxRecipe` variant; static QDQ calibrated on a `dev` subset
+    drawn with `calibration_seed`, or dynamic (no calibration)."""
+
+    parent: str
+    quant: OrtStaticInt8Config | OrtDynamicInt8Config
+    calibration_seed: int = 0
+    runtime = "onnxruntime"
+    precisions = CPU_ONLY_INT8
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return (self.parent,)
+
+    def to_dict(self) -> dict:
+        return {"kind": "ort_int8", "parent": self.parent,
+                "mode": "static" if isinstance(self.quant, OrtStaticInt8Config) else "dynamic",
+                "quant": self.quant.to_dict(), "calibration_seed": self.calibration_seed}
+
+
+@dataclass(frozen=True)
+class Pt2eRecipe:
+    """torchao PT2E static INT8 (X86InductorQuantizer), calibrated on a `dev` subset and run
+    through torch.compile with inductor freezing so the INT8 kernels really run."""
+
+    parent: str
+    quant: Pt2eInt8Config = Pt2eInt8Config()
+    num_calibration: int = 128
+    calibration_seed: int = 0
+    runtime = "torch_compile"
+    precisions = CPU_ONLY_INT8
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return (self.parent,)
+
+    def to_dict(self) -> dict:
+        return {"kind": "pt2e_int8", "parent": self.parent, "quant": self.quant.to_dict(),
+                "num_calibration": self.num_calibration, "calibration_seed": self.calibration_seed}
+
+
+@dataclass(frozen=True)
+class PruneRecipe:
+    """Structured pruning (Torch-Pruning) of the parent, then fine-tuning with KD."""
+
+    parent: str
+    prune: PruneConfig
+    finetune: TrainConfig
+    distill: DistillConfig | None = None
+    runtime = "torch"
+    precisions = TrainedRecipe.precisions
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return (self.parent,) + ((self.distill.teacher,) if self.distill else ())
+
+    def to_dict(self) -> dict:
+        return {"kind": "pruned", "parent": self.parent, "prune": self.prune.to_dict(),
+                "finetune": self.finetune.to_dict(),
+                "distill": recipe_asdict(self.distill) if self.distill else None}
+
+
+DERIVED = (OnnxRecipe, OrtInt8Recipe, Pt2eRecipe, PruneRecipe)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def torch_root(recipes: dict[str, Any], name: str) -> str:
+    """The trained variant a chain of derived variants starts from."""
+    while not isinstance(recipes[name], TrainedRecipe):
+        name = recipes[name].parent
+    return name
+
+
+def img_size(recipes: dict[str, Any], name: str) -> int:
+    return recipes[torch_root(recipes, name)].model.img_size
+
+
+def load_torch_model(store, recipes: dict[str, Any], keys: dict[str, str], name: str):
+    """The torch module of a trained or pruned variant (artifacts hash-checked first)."""
+    from defectbench.zoo.build import _build_model, load_trained_model
+
+    recipe = recipes[name]
+    if isinstance(recipe, TrainedRecipe):
+        return load_trained_model(store, name, recipe, keys[name])
+    if isinstance(recipe, PruneRecipe):
+        store.verify(name, keys[name])
+        base, _ = _build_model(recipes[torch_root(recipes, name)], pretrained=False)
+        return load_pruned(store.variant_dir(name) / PRUNED_FILE, base).eval()
+    raise ArtifactError(f"variant {name!r} is not a torch model (it is {type(recipe).__name__})")
+
+
+def calibration_subset(dev_x: np.ndarray, count: int, seed: int) -> np.ndarray:
+    if count > len(dev_x):
+        count = len(dev_x)
+    idx = np.sort(np.random.default_rng(seed).choice(len(dev_x), size=count, replace=False))
+    return dev_x[idx]
+
+
+def open_derived_predictor(catalog, name: str, precision: str, device: str):
+    from defectbench.runtime.predictor import OrtPredictor, TorchPredictor
+
+    recipe = catalog.recipe(name)
+    store, recipes, keys = catalog.store, catalog.recipes, catalog.keys
+    if isinstance(recipe, (OnnxRecipe, OrtInt8Recipe)):
+        store.verify(name, keys[name])
+        return OrtPredictor(store.variant_dir(name) / ONNX_FILE, providers=("cpu",),
+                            intra_op_threads=_threads(), name=name)
+    if isinstance(recipe, PruneRecipe):
+        model = load_torch_model(store, recipes, keys, name)
+        return TorchPredictor(model, device=device, precision=precision, name=name)
+    if isinstance(recipe, Pt2eRecipe):
+        store.verify(name, keys[name])
+        return _pt2e_predictor(catalog.dev_arrays(name), store, recipes, keys, name)
+    raise ArtifactError(f"no predictor for variant {name!r} ({type(recipe).__name__})")
+
+
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _pt2e_predictor(dev_x: np.ndarray, store, recipes, keys, name: str):
+    """Re-create the converted PT2E graph from the parent and the recorded calibration subset.
+
+    A converted PT2E graph cannot be saved without pickling arbitrary objects, so the
+    artifact is the recipe: parent weights (hash-checked) + the seeded calibration subset of
+    `dev`; preparation, calibration and conversion are deterministic.
+    """
+    from defectbench.compress.pt2e import (
+        calibrate_pt2e,
+        convert_pt2e_int8,
+        int8_predictor,
+        prepare_pt2e_int8,
+    )
+
+    recipe = recipes[name]
+    model = load_torch_model(store, recipes, keys, recipe.parent)
+    calib = calibration_subset(dev_x, recipe.num_calibration, recipe.calibration_seed)
+    prepared = prepare_pt2e_int8(model, calib[:2], recipe.quant)
+    calibrate_pt2e(prepared, [calib[i : i + 16] for i in range(0, len(calib), 16)])
+    return int8_predictor(convert_pt2e_int8(prepared), name=name)
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def _dev_inputs(ctx, recipes, name) -> tuple[np.ndarray, Preprocess]:
+    root = torch_root(recipes, name)
+    manifest = ctx.store.verify(root, ctx.keys[root])
+    pre = Preprocess(**manifest["preprocess"])
+    return ctx.arrays("dev", pre), pre
+
+
+def _finish(ctx, name, predictor, pre: Preprocess, extra: dict[str, Any]) -> dict[str, Any]:
+    from defectbench.zoo.build import evaluate_on_dev
+
+    dev_x = ctx.arrays("dev", pre)
+    probs = np.concatenate([predictor.predict_proba(dev_x[i : i + 32])
+                            for i in range(0, len(dev_x), 32)])
+    return {"preprocess": pre.to_dict(), "dev": evaluate_on_dev(ctx, probs),
+            "dev_images": len(dev_x), **extra}
+
+
+def build_onnx(ctx, name: str, recipe: OnnxRecipe, recipes) -> dict[str, Any]:
+    from defectbench.runtime.predictor import OrtPredictor
+
+    model = load_torch_model(ctx.store, recipes, ctx.keys, recipe.parent)
+    dev_x, pre = _dev_inputs(ctx, recipes, name)
+    path = ctx.store.variant_dir(name) / ONNX_FILE
+    report = export_onnx(model, dev_x[:2], path, recipe.export,
+                         check_batches=[dev_x[i : i + 32] for i in range(0, len(dev_x), 32)])
+    parent = ctx.store.verify(recipe.parent, ctx.keys[recipe.parent])
+    predictor = OrtPredictor(path, providers=("cpu",), intra_op_threads=_threads(), name=name)
+    return _finish(ctx, name, predictor, pre, {
+        "export": report.to_dict(),
+        "artifacts": {ONNX_FILE: ctx.store.record_file(name, ONNX_FILE)},
+        "params": parent.get("params"), "macs": parent.get("macs"),
+    })
+
+
+def build_ort_int8(ctx, name: str, recipe: OrtInt8Recipe, recipes) -> dict[str, Any]:
+    from defectbench.runtime.predictor import OrtPredictor
+
+    ctx.store.verify(recipe.parent, ctx.keys[recipe.parent])
+    source = ctx.store.variant_dir(recipe.parent) / ONNX_FILE
+    path = ctx.store.variant_dir(name) / ONNX_FILE
+    dev_x, pre = _dev_inputs(ctx, recipes, name)
+    if isinstance(recipe.quant, OrtStaticInt8Config):
+        calib = calibration_subset(dev_x, recipe.quant.num_calibration, recipe.calibration_seed)
+        recipe_quant = recipe.quant
+        if len(calib) < recipe_quant.num_calibration:  # smoke profile: a small dev subset
+            import dataclasses
+
+            recipe_quant = dataclasses.replace(recipe_quant, num_calibration=len(calib))
+        report = quantize_onnx_static(source, path, [calib], recipe_quant)
+    else:
+        report = quantize_onnx_dynamic(source, path, recipe.quant)
+    parent = ctx.store.verify(recipe.parent, ctx.keys[recipe.parent])
+    predictor = OrtPredictor(path, providers=("cpu",), intra_op_threads=_threads(), name=name)
+    return _finish(ctx, name, predictor, pre, {
+        "quantization": report.to_dict(),
+        "artifacts": {ONNX_FILE: ctx.store.record_file(name, ONNX_FILE)},
+        "params": parent.get("params"), "macs": parent.get("macs"),
+    })
+
+
+def build_pt2e(ctx, name: str, recipe: Pt2eRecipe, recipes) -> dict[str, Any]:
+    from defectbench.compress.pt2e import quantized_op_counts
+
+    dev_x, pre = _dev_inputs(ctx, recipes, name)
+    predictor = _pt2e_predictor(dev_x, ctx.store, recipes, ctx.keys, name)
+    import io
+
+    import torch
+
+    parent = ctx.store.verify(recipe.parent, ctx.keys[recipe.parent])
+    buffer = io.BytesIO()
+    torch.save(predictor.model.state_dict(), buffer)
+    return _finish(ctx, name, predictor, pre, {
+        "quantized_ops": quantized_op_counts(predictor.model),
+        "size_bytes": buffer.getbuffer().nbytes,  # int8 weights as they sit in memory
+        # the artifact is the recipe + the parent's weights: see _pt2e_predictor
+        "artifacts": {},
+        "artifact_from": recipe.parent,
+        "params": parent.get("params"), "macs": parent.get("macs"),
+    })
+
+
+def build_pruned(ctx, name: str, recipe: PruneRecipe, recipes) -> dict[str, Any]:
+    from defectbench.measure.compute import count_macs
+    from defectbench.runtime.predictor import TorchPredictor
+    from defectbench.train.fit import fit
+    from defectbench.zoo.build import TRAIN_STATE, teacher_logits
+
+    model = copy.deepcopy(load_torch_model(ctx.store, recipes, ctx.keys, recipe.parent))
+    dev_x, pre = _dev_inputs(ctx, recipes, name)
+    train_x = ctx.arrays("train", pre)
+    report = prune_model(model, dev_x[:2], recipe.prune)
+    soft = teacher_logits(ctx, recipe.distill.teacher, recipes) if recipe.distill else None
+    result = fit(model, train_x, ctx.subset("train").labels, dev_x, ctx.subset("dev").labels,
+                 recipe.finetune, distill=recipe.distill, teacher_logits=soft,
+                 # pruning is deterministic, so a resumed run re-prunes to the same shapes
+                 checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE, description=name)
+    save_pruned(model, ctx.store.variant_dir(name) / PRUNED_FILE, {"parent": recipe.parent})
+    predictor = TorchPredictor(model, name=name)
+    return _finish(ctx, name, predictor, pre, {
+        "pruning": report.to_dict(),
+        "fit": result.to_dict(),
+        "artifacts": {PRUNED_FILE: ctx.store.record_file(name, PRUNED_FILE)},
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs": count_macs(model, pre.size),
+    })
+
+
+BUILDERS = {OnnxRecipe: build_onnx, OrtInt8Recipe: build_ort_int8, Pt2eRecipe: build_pt2e,
+            PruneRecipe: build_pruned}
