@@ -22,7 +22,16 @@ from hypothesis import strategies as st
 from defectbench.errors import ReportError
 from defectbench.report import load_report, pareto_front, read_run, write_report
 from defectbench.report.cli import add_report_command, main
-from defectbench.report.plots import budget_levels
+from defectbench.report.plots import (
+    FAIL_COLOUR,
+    budget_levels,
+    latency_figure,
+    point_labels,
+    short_label,
+    short_variant,
+    size_figure,
+    write_plots,
+)
 
 DATA = Path(__file__).parent / "data" / "report"
 CPU, GPU = DATA / "cpu.json", DATA / "gpu.json"
@@ -225,6 +234,128 @@ def test_budget_lines_fall_back_to_the_teachers_own_recall(tmp_path):
             b["extra_info"]["quality"]["recall_drop"] = None
     report = load_report([_dump(data, tmp_path / "cpu.json")])
     assert report.reference_recall == {("cpu", XEON): 0.912}
+
+
+# --- plots ---------------------------------------------------------------------------------
+
+
+def _hand_made_panel(tmp_path, latency, recall):
+    """The CPU batch-1 panel with the given p50 latencies and recalls per variant."""
+    data = _load(CPU)
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["batch"] == 1]
+    for b in data["benchmarks"]:
+        b["extra_info"]["latency_ms"]["p50"] = latency[b["extra_info"]["variant"]]
+    for q in data["defectbench"]["quality"]:
+        q["recall"] = recall[q["variant"]]
+    return load_report([_dump(data, tmp_path / "panel.json")])
+
+
+@pytest.mark.parametrize("variant, short", [
+    ("tf_efficientnet_lite2.teacher.int8_ort", "lite2.teacher.int8_ort"),
+    ("tf_efficientnet_lite0.kd", "lite0.kd"),
+    ("vit_tiny_patch16_224.kd.int8_ort_dyn", "vit_tiny.kd.int8_ort_dyn"),
+    ("tf_efficientnet_b0.base", "efficientnet_b0.base"),
+    ("resnet18", "resnet18"),
+], ids=["lite2", "lite0", "vit", "b0", "bare"])
+def test_short_variant_drops_only_the_arch_boilerplate(variant, short):
+    assert short_variant(variant) == short
+
+
+def test_short_label_names_the_precision_unless_the_recipe_does(written):
+    rows = {(r.variant, r.precision): r for r in written[0].rows}
+    assert short_label(rows[(INT8, "int8")]) == "lite0.kd.int8_ort"
+    assert short_label(rows[(TEACHER, "fp32")]) == "lite2.teacher fp32"
+    assert short_label(rows[(PRUNED, "fp32")]) == "lite0.kd.pruned50 fp32"
+
+
+def test_only_frontier_points_and_the_reference_get_labels(tmp_path):
+    # INT8 is fastest and best: the whole frontier. PRUNED is dominated, the teacher too but it
+    # is the FP32 reference; the survey model has no recall
+    report = _hand_made_panel(tmp_path, {INT8: 10.0, PRUNED: 12.0, TEACHER: 50.0, SURVEY: 1.0},
+                              {INT8: 0.92, PRUNED: 0.80, TEACHER: 0.85})
+    assert [report.rows[i].variant for i in report.latency_frontier()] == [INT8]
+    assert point_labels(latency_figure(report)) == [
+        ["lite0.kd.int8_ort", "lite2.teacher fp32 (reference)"]]
+
+
+def test_labels_match_the_frontiers_of_every_panel(written):
+    report = written[0]
+
+    def expected(frontier, key):
+        on = {key(report.rows[i]) for i in frontier}
+        by_panel: dict = {}
+        for r in report.rows:
+            if r.has_quality and (key(r) in on or (r.variant == TEACHER and r.precision == "fp32")):
+                text = short_label(r) + (" (reference)" if r.variant == TEACHER else "")
+                by_panel.setdefault(key(r)[0], set()).add(text)
+        return [by_panel[p] for p in sorted(by_panel)]
+
+    latency = [set(labels) for labels in point_labels(latency_figure(report))]
+    assert latency == expected(report.latency_frontier(), lambda r: (r.panel, id(r)))
+    size = [set(labels) for labels in point_labels(size_figure(report))]
+    assert size == expected(report.size_frontier(), lambda r: (r.panel[:2], r.variant))
+    assert all(PRUNED not in text for panel in latency + size for text in " ".join(panel))
+
+
+@pytest.mark.parametrize("twin, label", [
+    # a recipe that extends INT8's name is named by what it adds
+    (INT8 + ".cal1", "lite0.kd.int8_ort\n(same point: .cal1)"),
+    (PRUNED, "lite0.kd.int8_ort\nlite0.kd.pruned50 fp32"),
+], ids=["same-stem", "unrelated"])
+def test_variants_on_the_same_point_share_one_label(tmp_path, twin, label):
+    data = _load(CPU)
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["batch"] == 1]
+    extra = [b["extra_info"] for b in data["benchmarks"]]
+    for entry in extra + data["defectbench"]["quality"]:
+        if entry["variant"] == PRUNED and twin != PRUNED:
+            entry["variant"], entry["precision"] = twin, "int8"
+    for entry in extra:  # a tie: same latency, same recall
+        if entry["variant"] in (INT8, twin):
+            entry["latency_ms"]["p50"] = 10.0
+    for entry in data["defectbench"]["quality"]:
+        if entry["variant"] in (INT8, twin):
+            entry["recall"] = 0.92
+    report = load_report([_dump(data, tmp_path / "cpu.json")])
+    assert point_labels(latency_figure(report)) == [[label, "lite2.teacher fp32 (reference)"]]
+
+
+def test_failing_variant_is_a_red_cross(written):
+    ax = latency_figure(written[0]).axes[0]  # cpu, batch 1
+    pruned = next(r for r in written[0].rows if r.variant == PRUNED)
+    crosses = [line for line in ax.lines if line.get_marker() == "x"]
+    assert len(crosses) == 1 and crosses[0].get_color() == FAIL_COLOUR
+    assert list(zip(*crosses[0].get_data())) == [(pruned.latency_p50_ms, pruned.recall)]
+
+
+def test_log_axis_tick_labels_do_not_overlap(tmp_path):
+    # four decades, as a real run spans from ORT INT8 to eager BF16 on a slow path
+    report = _hand_made_panel(tmp_path, {INT8: 0.2, PRUNED: 9.0, TEACHER: 2000.0, SURVEY: 1.0},
+                              {INT8: 0.92, PRUNED: 0.80, TEACHER: 0.85})
+    fig = latency_figure(report)
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    lo, hi = ax.get_xlim()
+    ticks = [t.label1 for t in ax.xaxis.get_major_ticks()
+             if lo <= t.get_loc() <= hi and t.label1.get_text()]
+    assert len(ticks) >= 4
+    boxes = sorted((t.get_window_extent(renderer) for t in ticks), key=lambda b: b.x0)
+    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))
+    assert "ms" in ax.get_xlabel() and ax.get_xscale() == "log"
+
+
+def test_figure_is_1200_px_wide_and_grows_with_the_panels(written):
+    cpu_only = latency_figure(load_report([CPU]))  # two panels: one row
+    both = latency_figure(written[0])  # three panels: two rows
+    assert [len(point_labels(f)) for f in (cpu_only, both)] == [2, 3]
+    for fig in (cpu_only, both):
+        assert fig.get_figwidth() * fig.dpi == pytest.approx(1200)
+    assert both.get_figheight() > 1.5 * cpu_only.get_figheight()
+
+
+def test_plots_are_byte_identical_when_regenerated(written, tmp_path):
+    report, _, out = written
+    for path in write_plots(report, tmp_path):
+        assert path.read_bytes() == (out / path.name).read_bytes(), path.name
 
 
 # --- operating points -----------------------------------------------------------------------

@@ -124,7 +124,7 @@ PROFILES = {
     ),
     "quick": Profile(
         "quick", "embedded default: the whole zoo on 2 CPU cores in about half an hour",
-        teacher_size=176, teacher_epochs=3, cnn_size=176, cnn_epochs=3, vit_size=128,
+        teacher_size=192, teacher_epochs=6, cnn_size=176, cnn_epochs=4, vit_size=128,
         vit_epochs=6,
     ),
     "full": Profile(
