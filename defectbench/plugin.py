@@ -76,21 +76,80 @@ def _catalog(config: pytest.Config):
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "survey_case" in metafunc.fixturenames:
+        _parametrize_survey(metafunc)
+        return
     wanted = [n for n in ("quality_case", "perf_case") if n in metafunc.fixturenames]
     if not wanted:
         return
     catalog = _catalog(metafunc.config)  # names and capabilities only; nothing is built here
     selection = _selection(metafunc.config)
     make = suite_mod.quality_cases if wanted[0] == "quality_case" else suite_mod.perf_cases
-    from defectbench.runtime.precision import CUDA_SKIP_REASON, cuda_available
-
-    gpu_marks = [pytest.mark.gpu,
-                 pytest.mark.skipif(not cuda_available(), reason=CUDA_SKIP_REASON)]
+    gpu_marks = _gpu_marks()
     params = [
         pytest.param(case, id=case.id, marks=gpu_marks if case.device == "cuda" else [])
         for case in make(catalog, selection)
     ]
     metafunc.parametrize(wanted[0], params)
+
+
+def _gpu_marks() -> list:
+    from defectbench.runtime.precision import CUDA_SKIP_REASON, cuda_available
+
+    return [pytest.mark.gpu, pytest.mark.skipif(not cuda_available(), reason=CUDA_SKIP_REASON)]
+
+
+def _parametrize_survey(metafunc: pytest.Metafunc) -> None:
+    from defectbench.survey import survey_cases
+
+    selection = _selection(metafunc.config)
+    cases = survey_cases(selection.devices, selection.precisions, selection.batches)
+    metafunc.parametrize("survey_case", [
+        pytest.param(c, id=c.id, marks=_gpu_marks() if c.device == "cuda" else []) for c in cases
+    ])
+
+
+@pytest.fixture
+def measure_survey_latency(survey_case, benchmark, request, tmp_path_factory):
+    """Time one untrained architecture; results are marked latency_only."""
+    from defectbench.measure.latency import LatencyStats, rounds_for
+    from defectbench.measure.memory import measure_peak
+    from defectbench.survey import survey_predictor
+
+    config = request.config
+
+    def run() -> dict:
+        import time
+
+        import numpy as np
+
+        case = survey_case
+        predictor = survey_predictor(case, tmp_path_factory.mktemp("survey"))
+        rng = np.random.default_rng(0)
+        batch = rng.standard_normal((case.batch, 3, case.img_size, case.img_size),
+                                    dtype=np.float32)
+        start = time.perf_counter()
+        predictor.predict_logits(batch)
+        first = time.perf_counter() - start
+        rounds = rounds_for(first, float(option(config, "--latency-seconds")), lo=3)
+        benchmark.pedantic(predictor.predict_logits, args=(batch,), rounds=rounds,
+                           warmup_rounds=1, iterations=1)
+        if benchmark.stats is None:
+            return {}
+        latency = LatencyStats.from_seconds(list(benchmark.stats.stats.data))
+        memory = measure_peak(lambda: predictor.predict_logits(batch), case.device)
+        info = {
+            "defectbench": suite_mod.SCHEMA, "variant": f"survey.{case.arch}",
+            "precision": case.precision, "device": case.device, "batch": case.batch,
+            "runtime": predictor.runtime, "threads": _threads(config), "latency_only": True,
+            "img_size": case.img_size, "latency_ms": latency.to_dict(),
+            "throughput_ips": latency.throughput(case.batch), "memory": memory.to_dict(),
+            "quality": None,
+        }
+        benchmark.extra_info.update(info)
+        return info
+
+    return run
 
 
 @pytest.fixture(scope="session")
@@ -168,7 +227,8 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
 
 def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json: dict) -> None:
     suite = config.stash.get(_SUITE, None)
-    if suite is None:
-        return
-    output_json["defectbench"] = suite_mod.json_section(suite)
+    if suite is not None:
+        output_json["defectbench"] = suite_mod.json_section(suite)
+    elif any(b.get("extra_info", {}).get("latency_only") for b in output_json["benchmarks"]):
+        output_json["defectbench"] = suite_mod.survey_section()
     suite_mod.add_speedups(output_json["benchmarks"])

@@ -266,6 +266,12 @@ def json_section(suite: Suite) -> dict[str, Any]:
     }
 
 
+def survey_section() -> dict[str, Any]:
+    """The `defectbench` key of a run with only latency-survey benchmarks (no fixture used)."""
+    return {"schema": SCHEMA, "profile": None, "fixture": None, "reference": TEACHER,
+            "gated_operating_point": None, "budgets": [], "quality": [], "latency_only": True}
+
+
 def add_speedups(benchmarks: list[dict[str, Any]]) -> None:
     """Speedup of each case over the FP32 teacher at the same device and batch, same run."""
     reference = {}

@@ -12,6 +12,7 @@ import math
 import re
 import subprocess
 import sys
+from itertools import pairwise
 from pathlib import Path
 
 import pandas as pd
@@ -324,7 +325,8 @@ def test_failing_variant_is_a_red_cross(written):
     pruned = next(r for r in written[0].rows if r.variant == PRUNED)
     crosses = [line for line in ax.lines if line.get_marker() == "x"]
     assert len(crosses) == 1 and crosses[0].get_color() == FAIL_COLOUR
-    assert list(zip(*crosses[0].get_data())) == [(pruned.latency_p50_ms, pruned.recall)]
+    xs, ys = crosses[0].get_data()
+    assert (list(xs), list(ys)) == ([pruned.latency_p50_ms], [pruned.recall])
 
 
 def test_log_axis_tick_labels_do_not_overlap(tmp_path):
@@ -339,7 +341,7 @@ def test_log_axis_tick_labels_do_not_overlap(tmp_path):
              if lo <= t.get_loc() <= hi and t.label1.get_text()]
     assert len(ticks) >= 4
     boxes = sorted((t.get_window_extent(renderer) for t in ticks), key=lambda b: b.x0)
-    assert all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))
+    assert all(a.x1 < b.x0 for a, b in pairwise(boxes))
     assert "ms" in ax.get_xlabel() and ax.get_xscale() == "log"
 
 

@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -179,7 +180,8 @@ class _PointLabel:
     text: str
 
 
-def _labels(labelled: Sequence[ReportRow], reference: str | None, cost: Callable[[ReportRow], float | None]) -> list[_PointLabel]:
+def _labels(labelled: Sequence[ReportRow], reference: str | None,
+            cost: Callable[[ReportRow], float | None]) -> list[_PointLabel]:
     """One label per position: variants with identical cost and recall share a label."""
     by_xy: dict[tuple[float, float], list[str]] = {}
     for row in labelled:
@@ -238,7 +240,7 @@ def _log_subs(lo: float, hi: float, width_px: float) -> tuple[float, ...]:
     every = tuple(float(s) for s in range(1, 10))
     for subs in (every, (1.0, 2.0, 5.0), (1.0, 3.0), (1.0,)):
         ticks = [s * 10.0**d for d in decades for s in subs if lo <= s * 10.0**d <= hi]
-        gaps = [math.log10(b / a) * per_decade for a, b in zip(ticks, ticks[1:])]
+        gaps = [math.log10(b / a) * per_decade for a, b in pairwise(ticks)]
         if gaps and min(gaps) >= MIN_TICK_GAP_PX:
             return subs
     # under two ticks in range: with several subs LogLocator falls back to linear ticks
@@ -310,7 +312,7 @@ def _draw_panel(ax: Axes, report: Report, rows: Sequence[ReportRow], front: Sequ
         ax.text(0.5, 0.5, "no points", transform=ax.transAxes, ha="center", va="center")
 
     on_front = {id(r) for r in front}
-    labelled = [r for r in quality if True or id(r) in on_front
+    labelled = [r for r in quality if id(r) in on_front
                 or (r.variant == report.reference and r.precision == "fp32")]
     return _labels(labelled, report.reference, cost)
 
@@ -342,7 +344,8 @@ def _outside(box: Bbox, frame: Bbox) -> float:
 
 
 def _place_labels(fig: Figure, panels: Sequence[tuple[Axes, list[_PointLabel]]]) -> None:
-    """Greedy placement: each label takes the first offset that covers no label, point or edge.
+    """Greedy placement: each label takes the nearest offset that covers no label, point or edge
+    (or, where every offset does, the one that covers least).
 
     Runs once the layout is final, on measured text extents, so it is exact for this figure and
     deterministic. Labels stay out of the constrained layout so placing them moves nothing.
@@ -399,7 +402,7 @@ def _nearest(box: Bbox, xy: Sequence[float]) -> tuple[float, float]:
 def _along(xy: Sequence[Sequence[float]], half: float) -> list[Bbox]:
     """Small squares every few pixels along a polyline (pixels), so labels avoid crossing it."""
     boxes = []
-    for (x0, y0), (x1, y1) in zip(xy, xy[1:]):
+    for (x0, y0), (x1, y1) in pairwise(xy):
         steps = max(1, int(math.hypot(x1 - x0, y1 - y0) / (2 * half)))
         boxes += [_square(x0 + (x1 - x0) * k / steps, y0 + (y1 - y0) * k / steps, half)
                   for k in range(steps + 1)]
@@ -475,7 +478,7 @@ def latency_figure(report: Report) -> Figure:
         fig, axes = _grid(len(panels))
         legend = _Legend.of(report)
         labels = []
-        for ax, ((device, machine, batch), rows) in zip(axes, sorted(panels.items())):
+        for ax, ((device, machine, batch), rows) in zip(axes, sorted(panels.items()), strict=False):
             labels.append((ax, _draw_panel(
                 ax, report, rows, [r for r in rows if id(r) in front],
                 lambda r: r.latency_p50_ms, "latency p50 per batch (ms, log scale)",
@@ -500,7 +503,7 @@ def size_figure(report: Report) -> Figure:
         fig, axes = _grid(len(panels))
         legend = _Legend.of(report)
         labels = []
-        for ax, ((device, machine), rows) in zip(axes, sorted(panels.items())):
+        for ax, ((device, machine), rows) in zip(axes, sorted(panels.items()), strict=False):
             labels.append((ax, _draw_panel(
                 ax, report, rows, [r for r in rows if model_key(r) in front],
                 lambda r: r.size_mb, "model size (MB)", log_x=False, legend=legend)))
