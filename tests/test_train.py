@@ -1,0 +1,131 @@
+"""Training pieces: KD loss, augmentation, resumable fit, checkpoint selection metric."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.metrics import roc_auc_score
+
+from defectbench.errors import ConfigError
+from defectbench.metrics.ranking import roc_auc
+from defectbench.train.augment import augment_batch
+from defectbench.train.config import AugmentConfig, DistillConfig, TrainConfig
+from defectbench.train.fit import distillation_loss, fit
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1), st.floats(0, 1)), min_size=2, max_size=60))
+def test_roc_auc_matches_scikit_learn(pairs):
+    y = np.array([p[0] for p in pairs])
+    s = np.array([p[1] for p in pairs])
+    if y.min() == y.max():
+        with pytest.raises(ValueError, match="needs both classes"):
+            roc_auc(y, s)
+    else:
+        assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
+
+
+def test_soft_distillation_loss_is_hinton_kd():
+    torch.manual_seed(0)
+    student, teacher = torch.randn(8, 2), torch.randn(8, 2)
+    labels = torch.randint(0, 2, (8,))
+    cfg = DistillConfig(teacher="t", temperature=3.0, alpha=0.6)
+    p_t = F.softmax(teacher / 3, 1)
+    kl = (p_t * (p_t.log() - F.log_softmax(student / 3, 1))).sum(1).mean()
+    expected = 0.6 * 9 * kl + 0.4 * F.cross_entropy(student, labels)
+    assert distillation_loss(student, labels, teacher, cfg, None) == pytest.approx(float(expected))
+
+
+def test_hard_distillation_uses_the_teacher_decision():
+    student = torch.tensor([[2.0, 0.0]])
+    teacher = torch.tensor([[0.0, 5.0]])  # teacher says defective
+    cfg = DistillConfig(teacher="t", mode="hard")
+    loss = distillation_loss(student, torch.tensor([0]), teacher, cfg, None)
+    expected = 0.5 * F.cross_entropy(student, torch.tensor([0])) + 0.5 * F.cross_entropy(
+        student, torch.tensor([1]))
+    assert float(loss) == pytest.approx(float(expected))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"mode": "soft-ish"}, "distillation mode 'soft-ish'"),
+    ({"temperature": 0}, "temperature must be > 0"),
+    ({"alpha": 1.5}, "alpha must be in"),
+])
+def test_distill_config_validates(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        DistillConfig(teacher="t", **kwargs)
+
+
+def test_train_config_validates_and_round_trips():
+    with pytest.raises(ConfigError, match="epochs must be >= 1"):
+        TrainConfig(epochs=0, img_size=64)
+    with pytest.raises(ConfigError, match="class_balance 'oversample'"):
+        TrainConfig(epochs=1, img_size=64, class_balance="oversample")
+    cfg = TrainConfig(epochs=2, img_size=64, augment=AugmentConfig(contrast=0.1))
+    assert TrainConfig(**cfg.to_dict()) == cfg
+
+
+def test_augmentation_keeps_shape_and_is_seeded():
+    x = torch.randn(6, 3, 32, 32)
+    a = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    b = augment_batch(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, x)
+    off = AugmentConfig(flips=False, rot90=False, max_rotation_deg=0, contrast=0, brightness=0)
+    assert torch.equal(augment_batch(x, off, torch.Generator()), x)
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.bn = torch.nn.BatchNorm2d(4)
+        self.head = torch.nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.head(self.bn(self.conv(x)).relu().mean((2, 3)))
+
+
+def _data(n=24, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    x = rng.standard_normal((n, 3, 16, 16)).astype(np.float32) + y[:, None, None, None] * 1.5
+    return x.astype(np.float32), y.astype(np.int64)
+
+
+def test_fit_learns_and_keeps_the_best_dev_epoch():
+    x, y = _data()
+    model = _Tiny()
+    result = fit(model, x, y, x, y, TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05),
+                 description="t")
+    best = max(h["dev_auroc"] for h in result.history)
+    assert result.best_dev_auroc == best and result.history[result.best_epoch]["dev_auroc"] == best
+    assert best > 0.9
+
+
+def test_interrupted_fit_resumes_to_the_same_weights(tmp_path):
+    x, y = _data()
+    cfg = TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05)
+    torch.manual_seed(0)
+    straight = _Tiny()
+    fit(straight, x, y, x, y, cfg)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_in_second_epoch(record):
+        if record["epoch"] == 1:  # epoch 0 was checkpointed, epoch 1 is lost
+            raise Interrupt
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "state.pt"
+    with pytest.raises(Interrupt):
+        fit(_Tiny(), x, y, x, y, cfg, checkpoint_path=ckpt, on_epoch=stop_in_second_epoch)
+    assert ckpt.is_file()
+    resumed_model = _Tiny()  # fresh weights: everything must come from the checkpoint
+    result = fit(resumed_model, x, y, x, y, cfg, checkpoint_path=ckpt)
+    assert result.resumed_from_epoch == 1
+    assert [h["epoch"] for h in result.history] == [0, 1, 2]
+    for a, b in zip(straight.state_dict().values(), resumed_model.state_dict().values()):
+        torch.testing.assert_close(a, b)

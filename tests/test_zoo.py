@@ -1,0 +1,128 @@
+"""The zoo: registry names, recipe keys, the on-disk store and its integrity checks."""
+
+import json
+
+import pytest
+
+from defectbench.cli import main
+from defectbench.errors import ArtifactError, ConfigError, UnknownNameError
+from defectbench.zoo.build import build_order, compute_keys, select_variants
+from defectbench.zoo.profiles import PROFILES, TEACHER, get_profile
+from defectbench.zoo.recipes import ModelSpec
+from defectbench.zoo.registry import all_recipes, get_recipe, list_variants
+from defectbench.zoo.store import ZooStore
+
+
+def test_registry_is_sorted_and_the_same_in_every_profile():
+    names = list_variants("quick")
+    assert names == sorted(names)
+    assert {"tf_efficientnet_lite2.teacher", "tf_efficientnet_lite0.base",
+            "tf_efficientnet_lite0.kd", "vit_tiny_patch16_224.base", "vit_tiny_patch16_224.kd",
+            "tf_efficientnet_lite2.teacher.int8_ort", "tf_efficientnet_lite0.kd.pruned50.int8_ort",
+            "vit_tiny_patch16_224.kd.int8_ort_dyn"} <= set(names)
+    for profile in PROFILES:
+        assert list_variants(profile) == names
+
+
+def test_kd_and_no_kd_students_share_recipe_seed_and_budget():
+    recipes = all_recipes("quick")
+    for arch in ("tf_efficientnet_lite0", "vit_tiny_patch16_224"):
+        base, kd = recipes[f"{arch}.base"], recipes[f"{arch}.kd"]
+        assert base.train == kd.train and base.model == kd.model
+        assert base.distill is None and kd.distill.teacher == TEACHER
+
+
+def test_teacher_starts_pretrained_and_the_vit_from_scratch():
+    recipes = all_recipes("quick")
+    assert recipes[TEACHER].model.pretrained and recipes[TEACHER].model.arch == "tf_efficientnet_lite2"
+    assert not recipes["vit_tiny_patch16_224.kd"].model.pretrained
+
+
+def test_unknown_names_suggest_the_right_one():
+    with pytest.raises(UnknownNameError, match="did you mean 'tf_efficientnet_lite0.kd'"):
+        get_recipe("tf_efficientnet_lite0.kdd")
+    with pytest.raises(UnknownNameError, match="unknown profile 'fast'; choose one of smoke"):
+        get_profile("fast")
+    with pytest.raises(UnknownNameError, match="no variant matches"):
+        select_variants(all_recipes("smoke"), ["resnet*"])
+
+
+def test_build_order_puts_parents_first():
+    recipes = all_recipes("smoke")
+    order = build_order(recipes, ["tf_efficientnet_lite0.kd.pruned50.int8_ort"])
+    assert order.index(TEACHER) < order.index("tf_efficientnet_lite0.kd")
+    assert order[-3:] == ["tf_efficientnet_lite0.kd.pruned50",
+                          "tf_efficientnet_lite0.kd.pruned50.onnx",
+                          "tf_efficientnet_lite0.kd.pruned50.int8_ort"]
+
+
+class _FakeFixture:
+    content_sha256, split_sha256, defect_threshold = "c" * 64, "s" * 64, 0.5
+
+
+def test_keys_change_with_recipe_data_versions_and_parents():
+    recipes = all_recipes("smoke")
+    versions = {"torch": "2.14.1", "timm": "1.0.31", "numpy": "2.4"}
+    keys = compute_keys(recipes, _FakeFixture(), versions)
+    assert len(set(keys.values())) == len(keys)
+    assert compute_keys(recipes, _FakeFixture(), dict(versions)) == keys
+    other = compute_keys(recipes, _FakeFixture(), {**versions, "torch": "2.15"})
+    assert all(other[n] != keys[n] for n in keys)
+    other_profile = compute_keys(all_recipes("quick"), _FakeFixture(), versions)
+    # the teacher recipe differs, so every descendant of it must be rebuilt too
+    assert other_profile["tf_efficientnet_lite0.kd"] != keys["tf_efficientnet_lite0.kd"]
+
+
+def test_model_spec_validates():
+    with pytest.raises(ConfigError, match="img_size 8 outside"):
+        ModelSpec("x", 8)
+
+
+def _committed(store: ZooStore, name="a.variant", data=b"weights"):
+    record = store.write_artifact(name, "model.pt", data)
+    store.commit({"name": name, "key": "k1", "artifacts": {"model.pt": record}})
+    return store
+
+
+def test_store_verifies_artifacts_by_hash(tmp_path):
+    store = _committed(ZooStore(tmp_path, "quick"))
+    assert store.is_current("a.variant", "k1")
+    assert not store.is_current("a.variant", "k2")
+    with pytest.raises(ArtifactError, match="built from another recipe"):
+        store.verify("a.variant", "k2")
+    path = store.variant_dir("a.variant") / "model.pt"
+    path.write_bytes(b"weigh")  # truncated
+    with pytest.raises(ArtifactError, match="corrupt or truncated: sha256 .* zoo build --profile quick"):
+        store.verify("a.variant", "k1")
+    path.unlink()
+    with pytest.raises(ArtifactError, match="is missing"):
+        store.verify("a.variant")
+
+
+def test_store_reports_unfinished_and_corrupt_manifests(tmp_path):
+    store = ZooStore(tmp_path, "smoke")
+    with pytest.raises(ArtifactError, match="'x' is not built"):
+        store.verify("x")
+    store.write_artifact("x", "model.pt", b"w")  # artifact written, manifest never committed
+    assert store.read_manifest("x") is None and store.built_names() == []
+    store.manifest_path("x").write_text("{truncated")
+    with pytest.raises(ArtifactError, match="manifest .* is corrupt"):
+        store.read_manifest("x")
+
+
+def test_writes_are_atomic_and_leave_no_temp_files(tmp_path):
+    store = _committed(ZooStore(tmp_path, "smoke"))
+    leftovers = [p.name for p in store.variant_dir("a.variant").iterdir()]
+    assert sorted(leftovers) == ["manifest.json", "model.pt"]
+    assert json.loads(store.manifest_path("a.variant").read_text())["key"] == "k1"
+
+
+def test_zoo_cli_lists_and_shows(tmp_path, capsys):
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(list_variants("smoke")) and all(line.endswith("-") for line in out)
+    assert main(["zoo", "show", TEACHER, "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["built"] is False and shown["recipe"]["model"]["arch"] == "tf_efficientnet_lite2"
+    assert main(["zoo", "show", "nope", "--zoo", str(tmp_path)]) == 2
+    assert "unknown variant 'nope'" in capsys.readouterr().err
