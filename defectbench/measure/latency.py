@@ -41,4 +41,4 @@ def rounds_for(seconds_per_call: float, budget_seconds: float, lo: int = 5, hi: 
     """Enough rounds for stable percentiles within a time budget per case."""
     if seconds_per_call <= 0:
         return hi
-    return int(min(hi, max(lo, budget_seconds // seconds_per_call)))
+    return int(min(hi, max(lo, round(budget_seconds / seconds_per_call, 6) // 1)))
