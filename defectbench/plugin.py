@@ -79,6 +79,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "survey_case" in metafunc.fixturenames:
         _parametrize_survey(metafunc)
         return
+    if "speed_target" in metafunc.fixturenames:
+        _parametrize_speed_targets(metafunc)
+        return
     wanted = [n for n in ("quality_case", "perf_case") if n in metafunc.fixturenames]
     if not wanted:
         return
@@ -169,18 +172,24 @@ def defectbench_suite(request: pytest.FixtureRequest) -> suite_mod.Suite:
             build_zoo(catalog.profile, catalog.store.root,
                       suite_mod.select_names(catalog.names, _selection(config).variants)
                       + [suite_mod.TEACHER])
-        budgets = option(config, "--budgets") or default_budgets(catalog.profile.name)
+        budgets = option(config, "--budgets") or profile_file("budgets", catalog.profile.name)
         config.stash[_SUITE] = suite_mod.Suite(catalog, Path(budgets))
     return config.stash[_SUITE]
 
 
-def default_budgets(profile: str) -> Path:
-    """`fixtures/budgets-<profile>.toml` where a profile has its own, else `fixtures/budgets.toml`."""
+def profile_file(stem: str, profile: str) -> Path:
+    """`fixtures/<stem>-<profile>.toml` where a profile has its own, else `fixtures/<stem>.toml`."""
     from defectbench.data.fixture import default_fixture_dir
 
     fixtures = default_fixture_dir().parent
-    own = fixtures / f"budgets-{profile}.toml"
-    return own if own.is_file() else fixtures / "budgets.toml"
+    own = fixtures / f"{stem}-{profile}.toml"
+    return own if own.is_file() else fixtures / f"{stem}.toml"
+
+
+def _parametrize_speed_targets(metafunc: pytest.Metafunc) -> None:
+    profile = option(metafunc.config, "--zoo-profile")
+    targets = suite_mod.load_speed_targets(profile_file("speed_targets", profile))
+    metafunc.parametrize("speed_target", [pytest.param(t, id=t.name) for t in targets])
 
 
 @pytest.fixture

@@ -121,6 +121,8 @@ class Suite:
         self._predictors: dict[tuple[str, str, str], Any] = {}
         self.quality: dict[Case, dict[str, Any]] = {}
         self._reference: dict[str, Any] | None = None
+        self.latency: dict[Case, LatencyStats] = {}
+        self.speed_results: list[dict[str, Any]] = []
         self.gated_point = gated_point or f"dev_recall_{catalog.profile.target_recall:.2f}"
 
     # -- inputs and artifacts -------------------------------------------------------------
@@ -219,6 +221,7 @@ class Suite:
     def perf_extra_info(self, case: Case, samples: list[float], memory: MemoryMeasurement,
                         threads: int) -> dict[str, Any]:
         latency = LatencyStats.from_seconds(samples)
+        self.latency[case] = latency
         manifest = self.catalog.manifest(case.variant)
         macs = manifest.get("macs")
         gflops = 2 * macs * case.batch / (latency.p50 / 1e3) / 1e9 if macs else None
@@ -245,6 +248,58 @@ class Suite:
         }
 
 
+@dataclass(frozen=True)
+class SpeedTarget:
+    """`slower` must take at least `min_ratio` times as long as `faster` (p50, same run)."""
+
+    name: str
+    faster: str
+    faster_precision: str
+    slower: str
+    slower_precision: str
+    device: str
+    batch: int
+    min_ratio: float
+
+    def __post_init__(self) -> None:
+        if self.min_ratio <= 0:
+            raise ConfigError(f"speed target {self.name!r}: min_ratio must be > 0")
+
+    @property
+    def cases(self) -> tuple[Case, Case]:
+        return (Case(self.faster, self.faster_precision, self.device, self.batch),
+                Case(self.slower, self.slower_precision, self.device, self.batch))
+
+
+def load_speed_targets(path: Path) -> list[SpeedTarget]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    try:
+        data = tomllib.loads(Path(path).read_text())
+        return [SpeedTarget(**entry) for entry in data.get("target", [])]
+    except (OSError, tomllib.TOMLDecodeError, TypeError) as exc:
+        raise ConfigError(f"speed targets file {path} is unreadable or malformed: {exc}") from exc
+
+
+def judge_speed_target(suite: Suite, target: SpeedTarget) -> dict[str, Any]:
+    faster, slower = (suite.latency.get(c) for c in target.cases)
+    if faster is None or slower is None:
+        missing = [c.id for c, m in zip(target.cases, (faster, slower)) if m is None]
+        return {"name": target.name, "measured": False, "missing": missing}
+    ratio = slower.p50 / faster.p50
+    return {
+        "name": target.name, "measured": True, "ratio": ratio, "min_ratio": target.min_ratio,
+        "passed": ratio >= target.min_ratio,
+        "message": (f"{target.faster} ({target.faster_precision}) p50 {faster.p50:.2f} ms vs "
+                    f"{target.slower} ({target.slower_precision}) p50 {slower.p50:.2f} ms at "
+                    f"{target.device} b{target.batch}: {ratio:.2f}x, target >= "
+                    f"{target.min_ratio:.2f}x [target {target.name!r}]"),
+    }
+
+
 def json_section(suite: Suite) -> dict[str, Any]:
     """The `defectbench` key of the results JSON: fixture, budgets, every quality result."""
     fixture = suite.catalog.fixture
@@ -261,6 +316,7 @@ def json_section(suite: Suite) -> dict[str, Any]:
         "budgets_file": str(suite.budgets_path),
         "budgets": [b.to_dict() for b in suite.budgets],
         "quality": [suite.quality[c] for c in sorted(suite.quality)],
+        "speed_targets": suite.speed_results,
         "recipes": {n: suite.catalog.recipe(n).to_dict() for n in
                     sorted({c.variant for c in suite.quality})},
     }
