@@ -36,9 +36,35 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
     store = ZooStore(args.zoo or default_zoo_root(), args.profile)
     built = set(store.built_names())
+    if args.json:
+        print(json.dumps([_summary(name, store.read_manifest(name) if name in built else None)
+                          for name in list_variants(args.profile)], indent=2))
+        return 0
     for name in list_variants(args.profile):
         print(f"{name:50s} {'built' if name in built else '-'}")
     return 0
+
+
+def _summary(name: str, manifest: dict | None) -> dict:
+    """What a results document cites about one variant: cost to build and dev quality."""
+    if manifest is None:
+        return {"name": name, "built": False}
+    dev = manifest.get("dev", {})
+    point = dev.get("operating_points", [{}])[0]
+    return {
+        "name": name, "built": True, "kind": manifest["recipe"].get("kind"),
+        "build_seconds": manifest.get("build_seconds"),
+        "train_seconds": manifest.get("fit", {}).get("train_seconds"),
+        "best_epoch": manifest.get("fit", {}).get("best_epoch"),
+        "dev_auroc": dev.get("auroc"),
+        "dev_operating_point": point,
+        "dev_at_operating_point": {k: dev.get("at", {}).get(point.get("name"), {}).get(k)
+                                   for k in ("recall", "specificity", "accuracy")},
+        "dev_accuracy_at_0.5": dev.get("at", {}).get("p0.5", {}).get("accuracy"),
+        "params": manifest.get("params"), "macs": manifest.get("macs"),
+        "weights": manifest.get("weights", {}).get("source"),
+        "created": manifest.get("created"),
+    }
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -62,6 +88,8 @@ def add_zoo_commands(sub) -> None:
     build.set_defaults(func=_cmd_build)
     lst = zsub.add_parser("list", help="all variant names of a profile, sorted")
     _profile_arg(lst)
+    lst.add_argument("--json", action="store_true",
+                     help="per variant: build time, dev metrics, params, MACs")
     lst.set_defaults(func=_cmd_list)
     show = zsub.add_parser("show", help="a variant's manifest (recipe, metrics, provenance)")
     show.add_argument("name")
