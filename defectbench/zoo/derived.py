@@ -217,26 +217,31 @@ def _finish(ctx, name, predictor, pre: Preprocess, extra: dict[str, Any]) -> dic
             "dev_images": len(dev_x), **extra}
 
 
-def build_onnx(ctx, name: str, recipe: OnnxRecipe, recipes) -> dict[str, Any]:
+def _finish_onnx(ctx, name: str, parent_name: str, pre: Preprocess,
+                 report: dict[str, Any]) -> dict[str, Any]:
+    """Score the written ONNX file on dev through ONNX Runtime and record it."""
     from defectbench.runtime.predictor import OrtPredictor
 
-    model = load_torch_model(ctx.store, recipes, ctx.keys, recipe.parent)
-    dev_x, pre = _dev_inputs(ctx, recipes, name)
+    parent = ctx.store.verify(parent_name, ctx.keys[parent_name])
     path = ctx.store.variant_dir(name) / ONNX_FILE
-    report = export_onnx(model, dev_x[:2], path, recipe.export,
-                         check_batches=[dev_x[i : i + 32] for i in range(0, len(dev_x), 32)])
-    parent = ctx.store.verify(recipe.parent, ctx.keys[recipe.parent])
     predictor = OrtPredictor(path, providers=("cpu",), intra_op_threads=_threads(), name=name)
     return _finish(ctx, name, predictor, pre, {
-        "export": report.to_dict(),
+        **report,
         "artifacts": {ONNX_FILE: ctx.store.record_file(name, ONNX_FILE)},
         "params": parent.get("params"), "macs": parent.get("macs"),
     })
 
 
-def build_ort_int8(ctx, name: str, recipe: OrtInt8Recipe, recipes) -> dict[str, Any]:
-    from defectbench.runtime.predictor import OrtPredictor
+def build_onnx(ctx, name: str, recipe: OnnxRecipe, recipes) -> dict[str, Any]:
+    model = load_torch_model(ctx.store, recipes, ctx.keys, recipe.parent)
+    dev_x, pre = _dev_inputs(ctx, recipes, name)
+    path = ctx.store.variant_dir(name) / ONNX_FILE
+    report = export_onnx(model, dev_x[:2], path, recipe.export,
+                         check_batches=[dev_x[i : i + 32] for i in range(0, len(dev_x), 32)])
+    return _finish_onnx(ctx, name, recipe.parent, pre, {"export": report.to_dict()})
 
+
+def build_ort_int8(ctx, name: str, recipe: OrtInt8Recipe, recipes) -> dict[str, Any]:
     ctx.store.verify(recipe.parent, ctx.keys[recipe.parent])
     source = ctx.store.variant_dir(recipe.parent) / ONNX_FILE
     path = ctx.store.variant_dir(name) / ONNX_FILE
@@ -251,13 +256,7 @@ def build_ort_int8(ctx, name: str, recipe: OrtInt8Recipe, recipes) -> dict[str, 
         report = quantize_onnx_static(source, path, [calib], recipe_quant)
     else:
         report = quantize_onnx_dynamic(source, path, recipe.quant)
-    parent = ctx.store.verify(recipe.parent, ctx.keys[recipe.parent])
-    predictor = OrtPredictor(path, providers=("cpu",), intra_op_threads=_threads(), name=name)
-    return _finish(ctx, name, predictor, pre, {
-        "quantization": report.to_dict(),
-        "artifacts": {ONNX_FILE: ctx.store.record_file(name, ONNX_FILE)},
-        "params": parent.get("params"), "macs": parent.get("macs"),
-    })
+    return _finish_onnx(ctx, name, recipe.parent, pre, {"quantization": report.to_dict()})
 
 
 def build_pt2e(ctx, name: str, recipe: Pt2eRecipe, recipes) -> dict[str, Any]:
