@@ -2,6 +2,8 @@
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,6 +76,11 @@ def test_suite_writes_every_field_and_passes_smoke_budgets(suite_dir, smoke_zoo)
     for key in ("amx_bf16", "avx512f"):
         assert key in data["machine_info"]["cpu_flags"]
     assert data["machine_info"]["defectbench_versions"]["torch"]
+    # the JSON stays pytest-benchmark's own: its compare command reads it unchanged
+    compare = subprocess.run([sys.executable, "-m", "pytest_benchmark.cli", "compare", str(out)],
+                             capture_output=True, text=True, timeout=120)
+    assert compare.returncode == 0, compare.stderr
+    assert f"test_inference[{STUDENT}-fp32-cpu-b1]" in compare.stdout
 
 
 def test_gates_fail_when_a_variant_breaks_its_budget(suite_dir, smoke_zoo):
