@@ -20,6 +20,8 @@ SURVEY_ARCHS: tuple[tuple[str, int], ...] = (
     ("efficientnet_b0", 224),
     ("efficientnet_b7", 600),
     ("mobilevit_s", 256),
+    # the teacher's architecture at its native resolution: the baseline of the headline speedup
+    ("tf_efficientnet_lite2", 260),
     ("vit_base_patch16_224", 224),
     ("vit_small_patch16_224", 224),
     ("vit_tiny_patch16_224", 224),
