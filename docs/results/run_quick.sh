@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The committed quick-profile results: zoo build (timed), benchmark suite, report.
+# Run from the repository root in the project's virtualenv on an otherwise idle machine.
+set -euo pipefail
+ZOO=${DEFECTBENCH_ZOO:-$HOME/.cache/defectbench/zoo}
+OUT=docs/results
+
+# 1. the whole quick zoo from nothing; per-variant build seconds land in the manifests
+rm -rf "$ZOO/quick"
+{ time defectbench zoo build --profile quick --zoo "$ZOO"; } > /tmp/quick-zoo-build.log 2>&1
+grep -a -E "^(building|built|real|user|sys)" /tmp/quick-zoo-build.log > "$OUT/quick-zoo-build.txt"
+defectbench zoo list --profile quick --zoo "$ZOO" --json > "$OUT/quick-zoo.json"
+
+# 2. the suite (quality gates, latency at b1/8/32, speed targets) plus, in the same session,
+#    the FP32 eager teacher architecture at its native 260 px from the latency survey
+pytest benchmarks --zoo-profile quick --zoo-dir "$ZOO" --devices cpu \
+    -m "not gpu" -k "not test_architecture_latency or tf_efficientnet_lite2-fp32-cpu-b1" \
+    --benchmark-json "$OUT/quick-cpu.json" | tee "$OUT/quick-cpu.log"
+
+# 3. tables, Pareto plots, CSV
+defectbench report "$OUT/quick-cpu.json" --out "$OUT/quick-cpu-report"
