@@ -113,7 +113,29 @@ class PruneRecipe:
                 "distill": recipe_asdict(self.distill) if self.distill else None}
 
 
-DERIVED = (OnnxRecipe, OrtInt8Recipe, Pt2eRecipe, PruneRecipe)
+@dataclass(frozen=True)
+class QatRecipe:
+    """torchao PT2E quantization-aware training: fake-quantize the parent, fine-tune it (with KD
+    from the teacher), convert to INT8 and compile like `Pt2eRecipe`."""
+
+    parent: str
+    finetune: TrainConfig
+    distill: DistillConfig | None = None
+    quant: Pt2eInt8Config = Pt2eInt8Config()
+    runtime = "torch_compile"
+    precisions = CPU_ONLY_INT8
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        return (self.parent,) + ((self.distill.teacher,) if self.distill else ())
+
+    def to_dict(self) -> dict:
+        return {"kind": "qat_pt2e", "parent": self.parent, "finetune": self.finetune.to_dict(),
+                "distill": recipe_asdict(self.distill) if self.distill else None,
+                "quant": self.quant.to_dict()}
+
+
+DERIVED = (OnnxRecipe, OrtInt8Recipe, Pt2eRecipe, PruneRecipe, QatRecipe)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -166,6 +188,9 @@ def open_derived_predictor(catalog, name: str, precision: str, device: str):
     if isinstance(recipe, Pt2eRecipe):
         store.verify(name, keys[name])
         return _pt2e_predictor(catalog.dev_arrays(name), store, recipes, keys, name)
+    if isinstance(recipe, QatRecipe):
+        store.verify(name, keys[name])
+        return _qat_predictor(catalog.dev_arrays(name), store, recipes, keys, name)
     raise ArtifactError(f"no predictor for variant {name!r} ({type(recipe).__name__})")
 
 
@@ -194,6 +219,31 @@ def _pt2e_predictor(dev_x: np.ndarray, store, recipes, keys, name: str):
     calib = calibration_subset(dev_x, recipe.num_calibration, recipe.calibration_seed)
     prepared = prepare_pt2e_int8(model, calib[:2], recipe.quant)
     calibrate_pt2e(prepared, [calib[i : i + 16] for i in range(0, len(calib), 16)])
+    return int8_predictor(convert_pt2e_int8(prepared), name=name)
+
+
+QAT_FILE = "qat_state.pt"
+
+
+def _qat_prepared(dev_x: np.ndarray, store, recipes, keys, name: str):
+    """The parent exported and fake-quantized for QAT (same graph every time: deterministic)."""
+    from defectbench.compress.pt2e import prepare_qat_pt2e_int8
+
+    recipe = recipes[name]
+    model = load_torch_model(store, recipes, keys, recipe.parent)
+    return prepare_qat_pt2e_int8(model, dev_x[:2], recipe.quant)
+
+
+def _qat_predictor(dev_x: np.ndarray, store, recipes, keys, name: str):
+    """Rebuild the QAT graph, load its trained weights and observer state, convert, compile."""
+    import torch
+
+    from defectbench.compress.pt2e import convert_pt2e_int8, int8_predictor, set_qat_mode
+
+    prepared = _qat_prepared(dev_x, store, recipes, keys, name)
+    state = torch.load(store.variant_dir(name) / QAT_FILE, weights_only=True)
+    prepared.load_state_dict(state, strict=True)
+    set_qat_mode(prepared, train=False)
     return int8_predictor(convert_pt2e_int8(prepared), name=name)
 
 
@@ -307,5 +357,32 @@ def build_pruned(ctx, name: str, recipe: PruneRecipe, recipes) -> dict[str, Any]
     })
 
 
-BUILDERS = {OnnxRecipe: build_onnx, OrtInt8Recipe: build_ort_int8, Pt2eRecipe: build_pt2e,
+def build_qat(ctx, name: str, recipe: QatRecipe, recipes) -> dict[str, Any]:
+    import io
+
+    import torch
+    from torchao.quantization.pt2e import allow_exported_model_train_eval
+
+    from defectbench.train.fit import fit
+    from defectbench.zoo.build import teacher_logits
+
+    dev_x, pre = _dev_inputs(ctx, recipes, name)
+    prepared = _qat_prepared(dev_x, ctx.store, recipes, ctx.keys, name)
+    allow_exported_model_train_eval(prepared)  # .train()/.eval() now switch fake-quant and BN
+    soft = teacher_logits(ctx, recipe.distill.teacher, recipes) if recipe.distill else None
+    result = fit(prepared, ctx.arrays("train", pre), ctx.subset("train").labels, dev_x,
+                 ctx.subset("dev").labels, recipe.finetune, distill=recipe.distill,
+                 teacher_logits=soft, description=name)
+    buffer = io.BytesIO()
+    torch.save(prepared.state_dict(), buffer)
+    artifacts = {QAT_FILE: ctx.store.write_artifact(name, QAT_FILE, buffer.getvalue())}
+    predictor = _qat_predictor(dev_x, ctx.store, recipes, ctx.keys, name)
+    parent = ctx.store.verify(recipe.parent, ctx.keys[recipe.parent])
+    return _finish(ctx, name, predictor, pre, {
+        "fit": result.to_dict(), "artifacts": artifacts,
+        "params": parent.get("params"), "macs": parent.get("macs"),
+    })
+
+
+BUILDERS = {QatRecipe: build_qat, OnnxRecipe: build_onnx, OrtInt8Recipe: build_ort_int8, Pt2eRecipe: build_pt2e,
             PruneRecipe: build_pruned}
