@@ -18,7 +18,7 @@ from defectbench.data.preprocess import Preprocess, preprocess_set
 from defectbench.errors import ConfigError
 from defectbench.measure.compute import matmul_peak_gflops
 from defectbench.measure.latency import LatencyStats
-from defectbench.measure.memory import MemoryMeasurement, measure_peak
+from defectbench.measure.memory import MemoryMeasurement, current_rss_mb, measure_peak
 from defectbench.metrics.confusion import binary_report
 from defectbench.metrics.operating_point import OperatingPoint
 from defectbench.metrics.paired import compare_recall
@@ -122,6 +122,7 @@ class Suite:
         self.quality: dict[Case, dict[str, Any]] = {}
         self._reference: dict[str, Any] | None = None
         self.latency: dict[Case, LatencyStats] = {}
+        self.load_mb: dict[tuple[str, str, str], float] = {}
         self.speed_results: list[dict[str, Any]] = []
         self.gated_point = gated_point or f"dev_recall_{catalog.profile.target_recall:.2f}"
 
@@ -135,7 +136,10 @@ class Suite:
     def predictor(self, case: Case):
         key = (case.variant, case.precision, case.device)
         if key not in self._predictors:
+            before = current_rss_mb()
             self._predictors[key] = self.catalog.predictor(*key)
+            # resident memory the loaded artifact added (weights, session, graph)
+            self.load_mb[key] = max(0.0, current_rss_mb() - before)
         return self._predictors[key]
 
     def operating_point(self, variant: str) -> OperatingPoint:
@@ -181,6 +185,7 @@ class Suite:
         verdicts = judge_all(self.budgets, case.variant, Evidence.from_report(report, comparison),
                              point.name)
         manifest = self.catalog.manifest(case.variant)
+        plain = binary_report(labels, probs, 0.5)  # reported, not gated
         result = {
             "variant": case.variant, "precision": case.precision, "device": case.device,
             "runtime": self.predictor(key).runtime,
@@ -194,6 +199,8 @@ class Suite:
             "accuracy": report["accuracy"], "f1": report["f1"],
             "n": report["n"], "n_defective": report["n_defective"],
             "groups": report["groups"],
+            "at_0.5": {k: plain[k] for k in ("recall", "fnr", "precision", "specificity",
+                                             "accuracy", "f1")},
             "recall_drop": comparison.drop,
             "recall_drop_interval": list(comparison.drop_interval),
             "recall_drop_upper": comparison.drop_upper,
@@ -236,7 +243,9 @@ class Suite:
             "latency_only": False,
             "latency_ms": latency.to_dict(),
             "throughput_ips": latency.throughput(case.batch),
-            "memory": memory.to_dict(),
+            "memory": {**memory.to_dict(),
+                       "load_delta_mb": self.load_mb.get((case.variant, case.precision,
+                                                          case.device))},
             "size_mb": self.catalog.size_mb(case.variant),
             "params": manifest.get("params"), "macs": macs,
             "gflops_per_s": gflops,

@@ -7,7 +7,11 @@ import torch
 from defectbench.measure.compute import count_macs
 from defectbench.measure.latency import LatencyStats, rounds_for
 from defectbench.measure.machine import cpu_flags
-from defectbench.measure.memory import measure_cpu_peak, rss_high_water_supported
+from defectbench.measure.memory import (
+    current_rss_mb,
+    measure_cpu_peak,
+    rss_high_water_supported,
+)
 from defectbench.suite import add_speedups
 
 
@@ -34,6 +38,7 @@ def test_cpu_peak_sees_a_large_temporary_allocation():
         block = np.ones(64 * 2**20 // 8)  # 64 MiB, freed on return
         return float(block.sum())
 
+    assert current_rss_mb() > 0
     m = measure_cpu_peak(allocate)
     assert m.kind == "cpu_rss_high_water"
     assert m.delta_mb >= 60 and m.peak_mb >= m.delta_mb

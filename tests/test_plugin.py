@@ -61,6 +61,7 @@ def test_suite_writes_every_field_and_passes_smoke_budgets(suite_dir, smoke_zoo)
                     "speedup_vs_reference", "cost_core_hours_per_million"):
             assert info[key] is not None, key
         assert info["memory"]["kind"] == "cpu_rss_high_water" and info["memory"]["peak_mb"] > 0
+        assert info["memory"]["load_delta_mb"] >= 0 and info["memory"]["delta_mb"] >= 0
         assert info["latency_ms"]["p50"] <= info["latency_ms"]["p99"]
         assert info["throughput_ips"] == pytest.approx(1000 / info["latency_ms"]["p50"])
     teacher = next(b for b in data["benchmarks"] if TEACHER in b["name"])
@@ -71,6 +72,7 @@ def test_suite_writes_every_field_and_passes_smoke_budgets(suite_dir, smoke_zoo)
     quality = {q["variant"]: q for q in section["quality"]}
     assert quality[TEACHER]["recall_drop"] == 0 and quality[TEACHER]["new_miss_ids"] == []
     student = quality[STUDENT]
+    assert 0 <= student["at_0.5"]["accuracy"] <= 1 and "specificity" in student["at_0.5"]
     assert student["new_misses"] == len(student["new_miss_ids"])
     assert student["recall_interval"][0] <= student["recall"] <= student["recall_interval"][1]
     for key in ("amx_bf16", "avx512f"):

@@ -13,8 +13,11 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 @dataclass(frozen=True)
 class MemoryMeasurement:
     """`kind` says what `peak_mb` is: the process RSS high-water mark (VmHWM) on CPU, or the
-    CUDA caching allocator's peak allocated bytes on GPU. `delta_mb` is the peak minus what
-    was resident / allocated just before the call, i.e. what inference itself added."""
+    CUDA caching allocator's peak allocated bytes on GPU, during one call. `delta_mb` is the
+    peak minus what was resident / allocated just before the call: what that call added. The
+    suite measures the first call at each batch size; a process-wide RSS includes everything
+    the session has loaded, so compare `delta_mb` (and the suite's `load_delta_mb`) across
+    variants, not `peak_mb`."""
 
     kind: str
     peak_mb: float
@@ -29,6 +32,11 @@ def _status_kb(field: str) -> int:
         if line.startswith(field + ":"):
             return int(line.split()[1])
     raise RuntimeError(f"{field} not in {_STATUS}")
+
+
+def current_rss_mb() -> float:
+    """Resident set size now (VmRSS), in MiB."""
+    return _status_kb("VmRSS") / 1024
 
 
 def rss_high_water_supported() -> bool:
