@@ -79,7 +79,8 @@ def test_suite_writes_every_field_and_passes_smoke_budgets(suite_dir, smoke_zoo)
         assert key in data["machine_info"]["cpu_flags"]
     assert data["machine_info"]["defectbench_versions"]["torch"]
     # the JSON stays pytest-benchmark's own: its compare command reads it unchanged
-    compare = subprocess.run([sys.executable, "-m", "pytest_benchmark.cli", "compare", str(out)],
+    cli = Path(sys.executable).with_name("pytest-benchmark")  # the console script pip installed
+    compare = subprocess.run([str(cli), "compare", str(out)],
                              capture_output=True, text=True, timeout=120)
     assert compare.returncode == 0, compare.stderr
     assert f"test_inference[{STUDENT}-fp32-cpu-b1]" in compare.stdout
