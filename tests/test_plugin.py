@@ -93,8 +93,10 @@ def test_gates_fail_when_a_variant_breaks_its_budget(suite_dir, smoke_zoo):
                   "--benchmark-disable")
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) >= 1
+    # the message names variant, metric, value, bound and budget
     result.stdout.fnmatch_lines([
-        "*AssertionError: * exceeds budget ceiling 0.200 [[]budget 'fnr-ceiling'*",
+        "*AssertionError: tf_efficientnet_lite*: * (95% * bound *) * budget * [[]budget '*', "
+        "judged on *, 204 defective[]]*",
     ])
 
 
