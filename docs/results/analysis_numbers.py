@@ -61,6 +61,19 @@ def main(path, earlier=None):
         q = statistics.quantiles(rel, n=20)
         print(f"\nrun-to-run p50 change over {len(rel)} cases: median {statistics.median(rel):.1%}, "
               f"90th percentile {q[17]:.1%}, 95th {q[18]:.1%}, max {rel[-1]:.1%}")
+        # the same comparison for the within-run ratio to the FP32 teacher (same device, batch)
+        ratios = [bench[k]["speedup_vs_reference"] / old[k]["speedup_vs_reference"]
+                  for k in bench if k in old and not k[0].startswith("survey.")
+                  and not k[0] == TEACHER]
+        rel = sorted(abs(r - 1) for r in ratios)
+        q = statistics.quantiles(rel, n=20)
+        print(f"run-to-run change of speedup vs the FP32 teacher over {len(rel)} cases: median "
+              f"{statistics.median(rel):.1%}, 90th percentile {q[17]:.1%}, 95th {q[18]:.1%}, "
+              f"max {rel[-1]:.1%}")
+        worst = sorted(((bench[k]["latency_ms"]["p50"] / old[k]["latency_ms"]["p50"], k)
+                        for k in bench if k in old), reverse=True)[:5]
+        print("largest p50 increases run1 -> run2:",
+              [(f"{r:.2f}x", f"{k[0]}-{k[1]}-b{k[2]}") for r, k in worst])
 
 
 if __name__ == "__main__":
