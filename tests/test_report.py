@@ -139,17 +139,17 @@ def test_table_rows_carry_the_numbers_and_verdicts(written):
     int8_b1 = by_key[("cpu", "1", INT8)]
     assert int8_b1[1] == XEON
     assert int8_b1[6:] == [
-        "0.897 [0.848, 0.934]", "+0.015 (<= +0.039)", "0.103 (<= 0.139)", "8.7 / 9.2",
-        "114.9", "812.0", "3.4", "4.79x", "PASS",
+        "0.897 [0.848, 0.934]", "+0.015 (<= +0.039)", "0.103 (<= 0.139)", "0.900",
+        "8.7 / 9.2", "114.9", "812.0", "3.4", "4.79x", "PASS",
     ]
     pruned = by_key[("cpu", "1", PRUNED)]
     assert pruned[6] == "0.838 [0.780, 0.885]"
     assert pruned[-1] == "FAIL: recall-drop, recall-drop-upper-bound, fnr-ceiling"
     survey = by_key[("cpu", "1", SURVEY)]
-    assert survey[6:9] == ["latency only"] * 3 and survey[-1] == "latency only"
-    assert survey[9] == "123.0 / 130.4"
+    assert survey[6:10] == ["latency only"] * 4 and survey[-1] == "latency only"
+    assert survey[10] == "123.0 / 130.4"
     gpu = by_key[("cuda", "8", INT8)]
-    assert gpu[1] == H100 and gpu[9] == "1.7 / 1.8"
+    assert gpu[1] == H100 and gpu[10] == "1.7 / 1.8"
 
 
 def test_table_is_sorted_by_device_batch_then_latency(written):

@@ -19,7 +19,8 @@ DASH = "-"
 
 TABLE_COLUMNS = (
     "device", "machine", "batch", "variant", "precision", "runtime",
-    "recall [interval]", "recall drop (upper)", "FNR (upper)", "p50 / p90 ms", "img/s",
+    "recall [interval]", "recall drop (upper)", "FNR (upper)", "specificity", "p50 / p90 ms",
+    "img/s",
     "peak MB", "size MB", "speedup", "gate",
 )
 
@@ -39,9 +40,9 @@ def _g(value: float | None) -> str:
 
 def _quality_cells(row: ReportRow) -> list[str]:
     if row.latency_only:
-        return [LATENCY_ONLY] * 3
+        return [LATENCY_ONLY] * 4
     if not row.has_quality:
-        return [NO_QUALITY, DASH, DASH]
+        return [NO_QUALITY, DASH, DASH, DASH]
     recall = _f(row.recall)
     if row.recall_low is not None and row.recall_high is not None:
         recall += f" [{_f(row.recall_low)}, {_f(row.recall_high)}]"
@@ -51,7 +52,8 @@ def _quality_cells(row: ReportRow) -> list[str]:
     fnr = _f(row.fnr)
     if row.fnr_upper is not None:
         fnr += f" (<= {_f(row.fnr_upper)})"
-    return [recall, drop, fnr]
+    # recall gates alone let a variant buy recall with false alarms: show what it pays
+    return [recall, drop, fnr, _f(row.specificity)]
 
 
 def table_cells(row: ReportRow) -> list[str]:
