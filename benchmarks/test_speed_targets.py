@@ -1,4 +1,6 @@
-"""Speed targets as ratios of latencies measured earlier in this same run (fixtures/speed_targets*.toml).
+"""Speed targets: ratios of latencies measured earlier in this same run.
+
+Targets are reviewed data in fixtures/speed_targets*.toml.
 
 Runs after test_latency.py (pytest orders files by name); a target whose two cases were not
 benchmarked in this run (deselected by --variants, --batch-sizes, --benchmark-disable...) is
@@ -16,7 +18,8 @@ def test_speed_target(defectbench_suite, speed_target):
     result = judge_speed_target(defectbench_suite, speed_target)
     defectbench_suite.speed_results.append(result)
     if not result["measured"]:
-        pytest.skip(f"not measured in this run: {', '.join(result['missing'])}; "
-                    "run test_latency.py for those cases in the same session")
+        pytest.skip(
+            f"not measured in this run: {', '.join(result['missing'])}; "
+            "run test_latency.py for those cases in the same session"
+        )
     assert result["passed"], result["message"]
-

@@ -1,3 +1,3 @@
-"""defectbench: measure and enforce the speed / defect-recall trade-off of compressed classifiers."""
+"""defectbench: measure and enforce the speed / defect-recall trade-off of compressed models."""
 
 __version__ = "0.1.0"

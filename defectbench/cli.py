@@ -21,8 +21,10 @@ def _cmd_data_summary(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"ELPV fixture v{summary['fixture_version']}  (defective: probability >= "
-          f"{summary['defect_threshold']})")
+    print(
+        f"ELPV fixture v{summary['fixture_version']}  (defective: probability >= "
+        f"{summary['defect_threshold']})"
+    )
     print(f"content sha256: {summary['content_sha256']}")
     print(f"split   sha256: {summary['split_sha256']}\n")
     print(tabulate(summary["rows"], headers="keys", tablefmt="github"))
@@ -40,8 +42,10 @@ def _cmd_data_make_fixture(args: argparse.Namespace) -> int:
 
     directory = Path(args.fixture_dir) if args.fixture_dir else default_fixture_dir()
     meta = write_elpv_fixture(directory, seed=args.seed)
-    print(f"wrote {directory}/split.csv and fixture.json (content sha256 {meta['content_sha256']}); "
-          "review the diff before committing: every result made on the old split is invalidated")
+    print(
+        f"wrote {directory}/split.csv and fixture.json (content sha256 {meta['content_sha256']}); "
+        "review the diff before committing: every result made on the old split is invalidated"
+    )
     return 0
 
 
@@ -56,12 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     data = sub.add_parser("data", help="the fixed ELPV validation fixture")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
     data.set_defaults(func=_cmd_data_summary, fixture_dir=None, defect_threshold=0.5, json=False)
-    summary = data_sub.add_parser("summary", help="counts per split x label x cell type, and hashes")
+    summary = data_sub.add_parser(
+        "summary", help="counts per split x label x cell type, and hashes"
+    )
     summary.set_defaults(func=_cmd_data_summary)
     for p in (data, summary):
         p.add_argument("--fixture-dir", type=Path, default=None, help="default: fixtures/elpv")
-        p.add_argument("--defect-threshold", type=float, default=0.5,
-                       help="defective when annotated probability >= this (default 0.5)")
+        p.add_argument(
+            "--defect-threshold",
+            type=float,
+            default=0.5,
+            help="defective when annotated probability >= this (default 0.5)",
+        )
         p.add_argument("--json", action="store_true", help="print the summary as JSON")
     make = data_sub.add_parser("make-fixture", help="regenerate the split (invalidates results)")
     make.add_argument("--fixture-dir", type=Path, default=None)

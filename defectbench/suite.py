@@ -78,7 +78,9 @@ def parse_batches(text: str) -> tuple[int, ...]:
     try:
         return tuple(sorted({int(t) for t in parse_list(text, "batch-sizes")}))
     except ValueError:
-        raise ConfigError(f"--batch-sizes {text!r} must be comma-separated integers, e.g. 1,8,32")
+        raise ConfigError(
+            f"--batch-sizes {text!r} must be comma-separated integers, e.g. 1,8,32"
+        ) from None
 
 
 def select_names(names: list[str], patterns: tuple[str, ...]) -> list[str]:
@@ -112,7 +114,9 @@ def perf_cases(catalog: Catalog, selection: Selection) -> list[Case]:
 class Suite:
     """Session state: the catalog, val arrays, cached predictors and quality results."""
 
-    def __init__(self, catalog: Catalog, budgets_path: Path, gated_point: str | None = None) -> None:
+    def __init__(
+        self, catalog: Catalog, budgets_path: Path, gated_point: str | None = None
+    ) -> None:
         self.catalog = catalog
         self.budgets_path = budgets_path
         self.budgets: list[Budget] = load_budgets(budgets_path)
@@ -178,38 +182,57 @@ class Suite:
         point = self.operating_point(case.variant)
         pred = point.predict(probs)
         labels = self.val.labels
-        report = binary_report(labels, probs, point.threshold,
-                               groups={"cell_type": self.val.metadata["cell_type"],
-                                       "severity": self.val.metadata["severity"]})
+        report = binary_report(
+            labels,
+            probs,
+            point.threshold,
+            groups={
+                "cell_type": self.val.metadata["cell_type"],
+                "severity": self.val.metadata["severity"],
+            },
+        )
         comparison = compare_recall(self.val.ids, labels, self.reference()["pred"], pred)
-        verdicts = judge_all(self.budgets, case.variant, Evidence.from_report(report, comparison),
-                             point.name)
+        verdicts = judge_all(
+            self.budgets, case.variant, Evidence.from_report(report, comparison), point.name
+        )
         manifest = self.catalog.manifest(case.variant)
         plain = binary_report(labels, probs, 0.5)  # reported, not gated
         result = {
-            "variant": case.variant, "precision": case.precision, "device": case.device,
+            "variant": case.variant,
+            "precision": case.precision,
+            "device": case.device,
             "runtime": self.predictor(key).runtime,
             "operating_point": point.to_dict(),
             "recall": report["recall"],
-            "recall_interval": [report["recall_interval"]["lower"],
-                                report["recall_interval"]["upper"]],
-            "fnr": report["fnr"], "fnr_upper": report["fnr_upper_bound"]["upper"],
+            "recall_interval": [
+                report["recall_interval"]["lower"],
+                report["recall_interval"]["upper"],
+            ],
+            "fnr": report["fnr"],
+            "fnr_upper": report["fnr_upper_bound"]["upper"],
             "counts": report["counts"],
-            "precision_score": report["precision"], "specificity": report["specificity"],
-            "accuracy": report["accuracy"], "f1": report["f1"],
-            "n": report["n"], "n_defective": report["n_defective"],
+            "precision_score": report["precision"],
+            "specificity": report["specificity"],
+            "accuracy": report["accuracy"],
+            "f1": report["f1"],
+            "n": report["n"],
+            "n_defective": report["n_defective"],
             "groups": report["groups"],
-            "at_0.5": {k: plain[k] for k in ("recall", "fnr", "precision", "specificity",
-                                             "accuracy", "f1")},
+            "at_0.5": {
+                k: plain[k] for k in ("recall", "fnr", "precision", "specificity", "accuracy", "f1")
+            },
             "recall_drop": comparison.drop,
             "recall_drop_interval": list(comparison.drop_interval),
             "recall_drop_upper": comparison.drop_upper,
-            "new_misses": comparison.new_misses, "new_catches": comparison.new_catches,
-            "new_miss_ids": list(comparison.new_miss_ids), "mcnemar_p": comparison.mcnemar_p,
+            "new_misses": comparison.new_misses,
+            "new_catches": comparison.new_catches,
+            "new_miss_ids": list(comparison.new_miss_ids),
+            "mcnemar_p": comparison.mcnemar_p,
             "verdicts": [v.to_dict() for v in verdicts],
             "passed": all(v.passed for v in verdicts),
             "size_mb": self.catalog.size_mb(case.variant),
-            "params": manifest.get("params"), "macs": manifest.get("macs"),
+            "params": manifest.get("params"),
+            "macs": manifest.get("macs"),
             "latency_only": False,
         }
         self.quality[key] = result
@@ -225,8 +248,9 @@ class Suite:
         predictor = self.predictor(case)
         return measure_peak(lambda: predictor.predict_logits(batch), case.device)
 
-    def perf_extra_info(self, case: Case, samples: list[float], memory: MemoryMeasurement,
-                        threads: int) -> dict[str, Any]:
+    def perf_extra_info(
+        self, case: Case, samples: list[float], memory: MemoryMeasurement, threads: int
+    ) -> dict[str, Any]:
         latency = LatencyStats.from_seconds(samples)
         self.latency[case] = latency
         manifest = self.catalog.manifest(case.variant)
@@ -238,16 +262,22 @@ class Suite:
         per_image_s = latency.p50 / 1e3 / case.batch
         return {
             "defectbench": SCHEMA,
-            "variant": case.variant, "precision": case.precision, "device": case.device,
-            "batch": case.batch, "runtime": self.predictor(case).runtime, "threads": threads,
+            "variant": case.variant,
+            "precision": case.precision,
+            "device": case.device,
+            "batch": case.batch,
+            "runtime": self.predictor(case).runtime,
+            "threads": threads,
             "latency_only": False,
             "latency_ms": latency.to_dict(),
             "throughput_ips": latency.throughput(case.batch),
-            "memory": {**memory.to_dict(),
-                       "load_delta_mb": self.load_mb.get((case.variant, case.precision,
-                                                          case.device))},
+            "memory": {
+                **memory.to_dict(),
+                "load_delta_mb": self.load_mb.get((case.variant, case.precision, case.device)),
+            },
             "size_mb": self.catalog.size_mb(case.variant),
-            "params": manifest.get("params"), "macs": macs,
+            "params": manifest.get("params"),
+            "macs": macs,
             "gflops_per_s": gflops,
             "peak_gflops_measured": peak,
             "peak_fraction": gflops / peak if peak else None,
@@ -276,8 +306,10 @@ class SpeedTarget:
 
     @property
     def cases(self) -> tuple[Case, Case]:
-        return (Case(self.faster, self.faster_precision, self.device, self.batch),
-                Case(self.slower, self.slower_precision, self.device, self.batch))
+        return (
+            Case(self.faster, self.faster_precision, self.device, self.batch),
+            Case(self.slower, self.slower_precision, self.device, self.batch),
+        )
 
 
 def load_speed_targets(path: Path) -> list[SpeedTarget]:
@@ -296,16 +328,21 @@ def load_speed_targets(path: Path) -> list[SpeedTarget]:
 def judge_speed_target(suite: Suite, target: SpeedTarget) -> dict[str, Any]:
     faster, slower = (suite.latency.get(c) for c in target.cases)
     if faster is None or slower is None:
-        missing = [c.id for c, m in zip(target.cases, (faster, slower)) if m is None]
+        missing = [c.id for c, m in zip(target.cases, (faster, slower), strict=True) if m is None]
         return {"name": target.name, "measured": False, "missing": missing}
     ratio = slower.p50 / faster.p50
     return {
-        "name": target.name, "measured": True, "ratio": ratio, "min_ratio": target.min_ratio,
+        "name": target.name,
+        "measured": True,
+        "ratio": ratio,
+        "min_ratio": target.min_ratio,
         "passed": ratio >= target.min_ratio,
-        "message": (f"{target.faster} ({target.faster_precision}) p50 {faster.p50:.2f} ms vs "
-                    f"{target.slower} ({target.slower_precision}) p50 {slower.p50:.2f} ms at "
-                    f"{target.device} b{target.batch}: {ratio:.2f}x, target >= "
-                    f"{target.min_ratio:.2f}x [target {target.name!r}]"),
+        "message": (
+            f"{target.faster} ({target.faster_precision}) p50 {faster.p50:.2f} ms vs "
+            f"{target.slower} ({target.slower_precision}) p50 {slower.p50:.2f} ms at "
+            f"{target.device} b{target.batch}: {ratio:.2f}x, target >= "
+            f"{target.min_ratio:.2f}x [target {target.name!r}]"
+        ),
     }
 
 
@@ -316,25 +353,38 @@ def json_section(suite: Suite) -> dict[str, Any]:
         "schema": SCHEMA,
         "profile": suite.catalog.profile.name,
         "profile_settings": suite.catalog.profile.to_dict(),
-        "fixture": {"dataset": "elpv", "content_sha256": fixture.content_sha256,
-                    "split_sha256": fixture.split_sha256, "val_images": len(suite.val),
-                    "val_defective": int(suite.val.labels.sum()),
-                    "defect_threshold": fixture.defect_threshold},
+        "fixture": {
+            "dataset": "elpv",
+            "content_sha256": fixture.content_sha256,
+            "split_sha256": fixture.split_sha256,
+            "val_images": len(suite.val),
+            "val_defective": int(suite.val.labels.sum()),
+            "defect_threshold": fixture.defect_threshold,
+        },
         "reference": TEACHER,
         "gated_operating_point": suite.gated_point,
         "budgets_file": str(suite.budgets_path),
         "budgets": [b.to_dict() for b in suite.budgets],
         "quality": [suite.quality[c] for c in sorted(suite.quality)],
         "speed_targets": suite.speed_results,
-        "recipes": {n: suite.catalog.recipe(n).to_dict() for n in
-                    sorted({c.variant for c in suite.quality})},
+        "recipes": {
+            n: suite.catalog.recipe(n).to_dict() for n in sorted({c.variant for c in suite.quality})
+        },
     }
 
 
 def survey_section() -> dict[str, Any]:
     """The `defectbench` key of a run with only latency-survey benchmarks (no fixture used)."""
-    return {"schema": SCHEMA, "profile": None, "fixture": None, "reference": TEACHER,
-            "gated_operating_point": None, "budgets": [], "quality": [], "latency_only": True}
+    return {
+        "schema": SCHEMA,
+        "profile": None,
+        "fixture": None,
+        "reference": TEACHER,
+        "gated_operating_point": None,
+        "budgets": [],
+        "quality": [],
+        "latency_only": True,
+    }
 
 
 def add_speedups(benchmarks: list[dict[str, Any]]) -> None:

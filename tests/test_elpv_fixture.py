@@ -53,8 +53,12 @@ def test_split_is_stratified_by_severity_and_cell_type(elpv_fixture):
     val = elpv_fixture.split("val")
     for sev in range(4):
         for cell_type in ("mono", "poly"):
-            n_all = np.sum((data.metadata["severity"] == sev) & (data.metadata["cell_type"] == cell_type))
-            n_val = np.sum((val.metadata["severity"] == sev) & (val.metadata["cell_type"] == cell_type))
+            n_all = np.sum(
+                (data.metadata["severity"] == sev) & (data.metadata["cell_type"] == cell_type)
+            )
+            n_val = np.sum(
+                (val.metadata["severity"] == sev) & (val.metadata["cell_type"] == cell_type)
+            )
             assert abs(n_val - 0.25 * n_all) <= 1
 
 
@@ -64,7 +68,9 @@ def test_committed_split_is_what_the_split_function_makes(elpv_fixture):
 
 
 def test_unknown_split_name_lists_the_choices(elpv_fixture):
-    with pytest.raises(UnknownNameError, match="unknown split 'test'; choose one of train, dev, val"):
+    with pytest.raises(
+        UnknownNameError, match="unknown split 'test'; choose one of train, dev, val"
+    ):
         elpv_fixture.split("test")
 
 

@@ -36,9 +36,25 @@ def suite_dir(pytester: pytest.Pytester) -> pytest.Pytester:
 
 def _run(pytester, zoo, *extra):
     return pytester.runpytest_subprocess(
-        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(zoo),
-        "--variants", f"{TEACHER},{STUDENT}", "--precisions", "fp32", "--batch-sizes", "1",
-        "--latency-seconds", "0.2", "-p", "no:cacheprovider", "-rs", "-m", "not slow", *extra,
+        "benchmarks",
+        "--zoo-profile",
+        "smoke",
+        "--zoo-dir",
+        str(zoo),
+        "--variants",
+        f"{TEACHER},{STUDENT}",
+        "--precisions",
+        "fp32",
+        "--batch-sizes",
+        "1",
+        "--latency-seconds",
+        "0.2",
+        "-p",
+        "no:cacheprovider",
+        "-rs",
+        "-m",
+        "not slow",
+        *extra,
     )
 
 
@@ -47,18 +63,35 @@ def test_suite_writes_every_field_and_passes_smoke_budgets(suite_dir, smoke_zoo)
     result = _run(suite_dir, smoke_zoo, "--benchmark-json", str(out))
     # cuda cases skip on a CPU host; the speed target's INT8/ONNX cases were not selected
     result.assert_outcomes(passed=4, skipped=5)
-    result.stdout.fnmatch_lines([
-        "*SKIPPED*CUDA not available; run on a GPU host (`tox -e gpu`)*",
-        "*SKIPPED*not measured in this run: tf_efficientnet_lite2.teacher.int8_ort-int8-cpu-b1*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*SKIPPED*CUDA not available; run on a GPU host (`tox -e gpu`)*",
+            "*SKIPPED*not measured in this run: "
+            "tf_efficientnet_lite2.teacher.int8_ort-int8-cpu-b1*",
+        ]
+    )
     data = json.loads(out.read_text())
     ids = sorted(b["name"] for b in data["benchmarks"])
-    assert ids == [f"test_inference[{STUDENT}-fp32-cpu-b1]", f"test_inference[{TEACHER}-fp32-cpu-b1]"]
+    assert ids == [
+        f"test_inference[{STUDENT}-fp32-cpu-b1]",
+        f"test_inference[{TEACHER}-fp32-cpu-b1]",
+    ]
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
-        for key in ("latency_ms", "throughput_ips", "memory", "size_mb", "params", "macs",
-                    "gflops_per_s", "peak_fraction", "threads", "quality",
-                    "speedup_vs_reference", "cost_core_hours_per_million"):
+        for key in (
+            "latency_ms",
+            "throughput_ips",
+            "memory",
+            "size_mb",
+            "params",
+            "macs",
+            "gflops_per_s",
+            "peak_fraction",
+            "threads",
+            "quality",
+            "speedup_vs_reference",
+            "cost_core_hours_per_million",
+        ):
             assert info[key] is not None, key
         assert info["memory"]["kind"] == "cpu_rss_high_water" and info["memory"]["peak_mb"] > 0
         assert info["memory"]["load_delta_mb"] >= 0 and info["memory"]["delta_mb"] >= 0
@@ -80,8 +113,9 @@ def test_suite_writes_every_field_and_passes_smoke_budgets(suite_dir, smoke_zoo)
     assert data["machine_info"]["defectbench_versions"]["torch"]
     # the JSON stays pytest-benchmark's own: its compare command reads it unchanged
     cli = Path(sys.executable).with_name("pytest-benchmark")  # the console script pip installed
-    compare = subprocess.run([str(cli), "compare", str(out)],
-                             capture_output=True, text=True, timeout=120)
+    compare = subprocess.run(
+        [str(cli), "compare", str(out)], capture_output=True, text=True, timeout=120
+    )
     assert compare.returncode == 0, compare.stderr
     assert f"test_inference[{STUDENT}-fp32-cpu-b1]" in compare.stdout
 
@@ -89,15 +123,18 @@ def test_suite_writes_every_field_and_passes_smoke_budgets(suite_dir, smoke_zoo)
 def test_gates_fail_when_a_variant_breaks_its_budget(suite_dir, smoke_zoo):
     # smoke models are trained for seconds: the production budgets must reject them, loudly
     budgets = REPO / "fixtures" / "budgets.toml"
-    result = _run(suite_dir, smoke_zoo, "--budgets", str(budgets), "-m", "quality",
-                  "--benchmark-disable")
+    result = _run(
+        suite_dir, smoke_zoo, "--budgets", str(budgets), "-m", "quality", "--benchmark-disable"
+    )
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) >= 1
     # the message names variant, metric, value, bound and budget
-    result.stdout.fnmatch_lines([
-        "*AssertionError: tf_efficientnet_lite*: * (95% * bound *) * budget * [[]budget '*', "
-        "judged on *, 204 defective[]]*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*AssertionError: tf_efficientnet_lite*: * (95% * bound *) * budget * [[]budget '*', "
+            "judged on *, 204 defective[]]*",
+        ]
+    )
 
 
 def test_cases_are_sorted_and_never_impossible(smoke_zoo):

@@ -135,7 +135,8 @@ def test_efficientnet_pytorch_file_given_as_weights_maps_by_position():
     assert provenance.head_pretrained
     source = torch.load(path, map_location="cpu", weights_only=True)
     assert len(source) == len(model.state_dict())
-    for (_, expected), (key, actual) in zip(source.items(), model.state_dict().items()):
+    pairs = zip(source.items(), model.state_dict().items(), strict=True)
+    for (_, expected), (key, actual) in pairs:
         assert torch.equal(actual, expected), key
 
 

@@ -44,15 +44,19 @@ def test_hard_distillation_uses_the_teacher_decision():
     cfg = DistillConfig(teacher="t", mode="hard")
     loss = distillation_loss(student, torch.tensor([0]), teacher, cfg, None)
     expected = 0.5 * F.cross_entropy(student, torch.tensor([0])) + 0.5 * F.cross_entropy(
-        student, torch.tensor([1]))
+        student, torch.tensor([1])
+    )
     assert float(loss) == pytest.approx(float(expected))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"mode": "soft-ish"}, "distillation mode 'soft-ish'"),
-    ({"temperature": 0}, "temperature must be > 0"),
-    ({"alpha": 1.5}, "alpha must be in"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"mode": "soft-ish"}, "distillation mode 'soft-ish'"),
+        ({"temperature": 0}, "temperature must be > 0"),
+        ({"alpha": 1.5}, "alpha must be in"),
+    ],
+)
 def test_distill_config_validates(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         DistillConfig(teacher="t", **kwargs)
@@ -97,8 +101,15 @@ def _data(n=24, seed=0):
 def test_fit_learns_and_keeps_the_best_dev_epoch():
     x, y = _data()
     model = _Tiny()
-    result = fit(model, x, y, x, y, TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05),
-                 description="t")
+    result = fit(
+        model,
+        x,
+        y,
+        x,
+        y,
+        TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05),
+        description="t",
+    )
     best = max(h["dev_auroc"] for h in result.history)
     assert result.best_dev_auroc == best and result.history[result.best_epoch]["dev_auroc"] == best
     assert best > 0.9
@@ -127,5 +138,7 @@ def test_interrupted_fit_resumes_to_the_same_weights(tmp_path):
     result = fit(resumed_model, x, y, x, y, cfg, checkpoint_path=ckpt)
     assert result.resumed_from_epoch == 1
     assert [h["epoch"] for h in result.history] == [0, 1, 2]
-    for a, b in zip(straight.state_dict().values(), resumed_model.state_dict().values()):
+    for a, b in zip(
+        straight.state_dict().values(), resumed_model.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b)

@@ -16,10 +16,16 @@ from defectbench.zoo.store import ZooStore
 def test_registry_is_sorted_and_the_same_in_every_profile():
     names = list_variants("quick")
     assert names == sorted(names)
-    assert {"tf_efficientnet_lite2.teacher", "tf_efficientnet_lite0.base",
-            "tf_efficientnet_lite0.kd", "vit_tiny_patch16_224.base", "vit_tiny_patch16_224.kd",
-            "tf_efficientnet_lite2.teacher.int8_ort", "tf_efficientnet_lite0.kd.pruned50.int8_ort",
-            "vit_tiny_patch16_224.kd.int8_ort_dyn"} <= set(names)
+    assert {
+        "tf_efficientnet_lite2.teacher",
+        "tf_efficientnet_lite0.base",
+        "tf_efficientnet_lite0.kd",
+        "vit_tiny_patch16_224.base",
+        "vit_tiny_patch16_224.kd",
+        "tf_efficientnet_lite2.teacher.int8_ort",
+        "tf_efficientnet_lite0.kd.pruned50.int8_ort",
+        "vit_tiny_patch16_224.kd.int8_ort_dyn",
+    } <= set(names)
     for profile in PROFILES:
         assert list_variants(profile) == names
 
@@ -34,7 +40,9 @@ def test_kd_and_no_kd_students_share_recipe_seed_and_budget():
 
 def test_teacher_starts_pretrained_and_the_vit_from_scratch():
     recipes = all_recipes("quick")
-    assert recipes[TEACHER].model.pretrained and recipes[TEACHER].model.arch == "tf_efficientnet_lite2"
+    assert (
+        recipes[TEACHER].model.pretrained and recipes[TEACHER].model.arch == "tf_efficientnet_lite2"
+    )
     assert not recipes["vit_tiny_patch16_224.kd"].model.pretrained
 
 
@@ -51,9 +59,11 @@ def test_build_order_puts_parents_first():
     recipes = all_recipes("smoke")
     order = build_order(recipes, ["tf_efficientnet_lite0.kd.pruned50.int8_ort"])
     assert order.index(TEACHER) < order.index("tf_efficientnet_lite0.kd")
-    assert order[-3:] == ["tf_efficientnet_lite0.kd.pruned50",
-                          "tf_efficientnet_lite0.kd.pruned50.onnx",
-                          "tf_efficientnet_lite0.kd.pruned50.int8_ort"]
+    assert order[-3:] == [
+        "tf_efficientnet_lite0.kd.pruned50",
+        "tf_efficientnet_lite0.kd.pruned50.onnx",
+        "tf_efficientnet_lite0.kd.pruned50.int8_ort",
+    ]
 
 
 class _FakeFixture:
@@ -92,7 +102,9 @@ def test_store_verifies_artifacts_by_hash(tmp_path):
         store.verify("a.variant", "k2")
     path = store.variant_dir("a.variant") / "model.pt"
     path.write_bytes(b"weigh")  # truncated
-    with pytest.raises(ArtifactError, match="corrupt or truncated: sha256 .* zoo build --profile quick"):
+    with pytest.raises(
+        ArtifactError, match="corrupt or truncated: sha256 .* zoo build --profile quick"
+    ):
         store.verify("a.variant", "k1")
     path.unlink()
     with pytest.raises(ArtifactError, match="is missing"):

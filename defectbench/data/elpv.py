@@ -48,12 +48,14 @@ def severity_level(probability: np.ndarray) -> np.ndarray:
     return level
 
 
-def defect_labels(probability: np.ndarray, threshold: float = DEFAULT_DEFECT_THRESHOLD) -> np.ndarray:
+def defect_labels(
+    probability: np.ndarray, threshold: float = DEFAULT_DEFECT_THRESHOLD
+) -> np.ndarray:
     """Binary label: defective (1) when the annotated defect probability is >= threshold."""
     if not 0.0 < threshold <= 1.0:
         raise ConfigError(
-            f"defect threshold {threshold!r} is outside (0, 1]; ELPV probabilities are 0, 1/3, 2/3, 1 "
-            "(the default 0.5 counts 2/3 and 1 as defective)"
+            f"defect threshold {threshold!r} is outside (0, 1]; ELPV probabilities are 0, 1/3, "
+            "2/3, 1 (the default 0.5 counts 2/3 and 1 as defective)"
         )
     return (np.asarray(probability) >= threshold - 1e-9).astype(np.int8)
 

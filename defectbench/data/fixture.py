@@ -103,13 +103,18 @@ class Fixture:
             counts = Counter(
                 (int(lbl), str(ct), SEVERITY_NAMES[int(sev)])
                 for lbl, ct, sev in zip(
-                    part.labels, part.metadata["cell_type"], part.metadata["severity"]
+                    part.labels, part.metadata["cell_type"], part.metadata["severity"], strict=True
                 )
             )
             for (label, cell_type, severity), n in sorted(counts.items()):
                 rows.append(
-                    {"split": split, "label": "defective" if label else "good",
-                     "cell_type": cell_type, "severity": severity, "count": n}
+                    {
+                        "split": split,
+                        "label": "defective" if label else "good",
+                        "cell_type": cell_type,
+                        "severity": severity,
+                        "count": n,
+                    }
                 )
         totals = {s: int(len(self.split(s))) for s in SPLITS}
         defective = {s: int(self.split(s).labels.sum()) for s in SPLITS}
@@ -131,14 +136,18 @@ def _split_csv_text(assignment: dict[str, str], data: ImageSet) -> str:
     writer.writerow(["id", "split", "probability", "cell_type"])
     for i, id_ in enumerate(data.ids):
         writer.writerow(
-            [id_, assignment[id_], f"{data.metadata['probability'][i]:.6f}",
-             data.metadata["cell_type"][i]]
+            [
+                id_,
+                assignment[id_],
+                f"{data.metadata['probability'][i]:.6f}",
+                data.metadata["cell_type"][i],
+            ]
         )
     return out.getvalue()
 
 
 def write_elpv_fixture(directory: Path, seed: int = DEFAULT_SEED) -> dict:
-    """Make the split and write `split.csv` + `fixture.json` (used once; the result is committed)."""
+    """Make the split, write `split.csv` + `fixture.json` (used once; the result is committed)."""
     data = load_elpv()
     assignment = make_elpv_split(seed)
     text = _split_csv_text(assignment, data)
@@ -174,7 +183,9 @@ def load_fixture(
         meta = json.loads(meta_path.read_text())
         expected_content, expected_split = meta["content_sha256"], meta["split_sha256"]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise DataError(f"fixture file {meta_path} is corrupt ({exc}); restore it from git") from exc
+        raise DataError(
+            f"fixture file {meta_path} is corrupt ({exc}); restore it from git"
+        ) from exc
     text = csv_path.read_text()
     actual_split = hashlib.sha256(text.encode()).hexdigest()
     if actual_split != expected_split:

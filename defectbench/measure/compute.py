@@ -9,7 +9,7 @@ import torch
 
 
 def count_macs(model: torch.nn.Module, img_size: int) -> int:
-    """Multiply-accumulates of one 3 x S x S image (FLOPs / 2, counted by torch's FlopCounterMode)."""
+    """Multiply-accumulates of one 3 x S x S image (FLOPs / 2, torch's FlopCounterMode)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     was_training = model.training

@@ -10,7 +10,7 @@ different: they raise or are reported as ``None`` rather than invent a value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,21 +219,26 @@ def binary_report(
     report: dict[str, Any] = {"threshold": float(threshold)}
     report.update(metrics_dict(binary_counts(t, pred), confidence))
     report["groups"] = {}
+    for group_name, key, mask in group_masks(groups, n):
+        c = binary_counts(t[mask], pred[mask])
+        report["groups"].setdefault(group_name, {})[key] = {
+            "counts": c.to_dict(),
+            "n": c.n,
+            "n_defective": c.n_defective,
+            "recall": c.recall,
+            "fnr": c.fnr,
+            "recall_interval": _interval_or_none(c, confidence, fnr=False),
+        }
+    return report
+
+
+def group_masks(
+    groups: Mapping[str, Any] | None, n: int
+) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(group name, value as a string, boolean mask) for every value of every group, sorted."""
     for group_name, values in sorted((groups or {}).items()):
         keys = np.asarray(values).astype(str)
         if keys.shape != (n,):
             raise DataError(f"group {group_name!r} has shape {keys.shape}, expected ({n},)")
-        per_value = {}
         for key in sorted(set(keys.tolist())):
-            mask = keys == key
-            c = binary_counts(t[mask], pred[mask])
-            per_value[key] = {
-                "counts": c.to_dict(),
-                "n": c.n,
-                "n_defective": c.n_defective,
-                "recall": c.recall,
-                "fnr": c.fnr,
-                "recall_interval": _interval_or_none(c, confidence, fnr=False),
-            }
-        report["groups"][group_name] = per_value
-    return report
+            yield group_name, key, keys == key

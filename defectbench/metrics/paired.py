@@ -30,7 +30,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from defectbench.errors import DataError
-from defectbench.metrics.confusion import as_binary, check_same_length
+from defectbench.metrics.confusion import as_binary, check_same_length, group_masks
 from defectbench.metrics.intervals import check_confidence, clopper_pearson
 
 
@@ -213,16 +213,10 @@ def compare_recall_by_group(
     id_arr = np.asarray([str(i) for i in ids], dtype=object)
     n = check_same_length(ids=id_arr, y_true=t, ref_pred=ref, var_pred=var)
     out: dict[str, dict[str, RecallComparison]] = {}
-    for group_name, values in sorted(groups.items()):
-        keys = np.asarray(values).astype(str)
-        if keys.shape != (n,):
-            raise DataError(f"group {group_name!r} has shape {keys.shape}, expected ({n},)")
-        per_value = {}
-        for key in sorted(set(keys.tolist())):
-            mask = keys == key
-            if t[mask].any():
-                per_value[key] = compare_recall(
-                    id_arr[mask], t[mask], ref[mask], var[mask], confidence
-                )
-        out[group_name] = per_value
+    for group_name, key, mask in group_masks(groups, n):
+        out.setdefault(group_name, {})
+        if t[mask].any():
+            out[group_name][key] = compare_recall(
+                id_arr[mask], t[mask], ref[mask], var[mask], confidence
+            )
     return out

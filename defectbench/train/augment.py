@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from defectbench.train.config import AugmentConfig
 
 
-def augment_batch(x: torch.Tensor, config: AugmentConfig, generator: torch.Generator) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, config: AugmentConfig, generator: torch.Generator
+) -> torch.Tensor:
     """Random per-image flips, 90-degree turns, small rotations and contrast/brightness jitter."""
     n = x.shape[0]
 

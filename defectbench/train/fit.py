@@ -113,7 +113,9 @@ def fit(
     generator = torch.Generator().manual_seed(config.seed)
     model.to(memory_format=torch.channels_last)
     class_weight = _class_weight(train_y, config.class_balance)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     steps_per_epoch = math.ceil(len(train_x) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
@@ -127,15 +129,23 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
         start_epoch, history = int(state["epoch"]) + 1, _history_from_tensors(state["history"])
-        best = {"epoch": int(state["best_epoch"]), "auroc": float(state["best_auroc"]),
-                "state": state["best_state"]}
+        best = {
+            "epoch": int(state["best_epoch"]),
+            "auroc": float(state["best_auroc"]),
+            "state": state["best_state"],
+        }
         elapsed_before = float(state["elapsed"])
     resumed_from = start_epoch
     labels_t = torch.from_numpy(train_y.astype(np.int64))
     teacher_t = torch.from_numpy(teacher_logits).float() if teacher_logits is not None else None
     t0 = time.perf_counter()
-    epochs = tqdm(range(start_epoch, config.epochs), desc=description, unit="epoch",
-                  initial=start_epoch, total=config.epochs)
+    epochs = tqdm(
+        range(start_epoch, config.epochs),
+        desc=description,
+        unit="epoch",
+        initial=start_epoch,
+        total=config.epochs,
+    )
     for epoch in epochs:
         model.train()
         order = torch.randperm(len(train_x), generator=generator)
@@ -149,10 +159,16 @@ def fit(
             x = x.contiguous(memory_format=torch.channels_last)
             logits = model(x)
             if distill is None:
-                loss = F.cross_entropy(logits, labels_t[idx], weight=class_weight,
-                                       label_smoothing=config.label_smoothing)
+                loss = F.cross_entropy(
+                    logits,
+                    labels_t[idx],
+                    weight=class_weight,
+                    label_smoothing=config.label_smoothing,
+                )
             else:
-                loss = distillation_loss(logits, labels_t[idx], teacher_t[idx], distill, class_weight)
+                loss = distillation_loss(
+                    logits, labels_t[idx], teacher_t[idx], distill, class_weight
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -161,22 +177,39 @@ def fit(
             seen += len(idx)
             batches.set_postfix(loss=f"{running / seen:.4f}")
         dev_auroc = roc_auc(dev_y, defect_probability(predict_logits(model, dev_x)))
-        record = {"epoch": epoch, "train_loss": running / max(seen, 1), "dev_auroc": dev_auroc,
-                  "lr": scheduler.get_last_lr()[0]}
+        record = {
+            "epoch": epoch,
+            "train_loss": running / max(seen, 1),
+            "dev_auroc": dev_auroc,
+            "lr": scheduler.get_last_lr()[0],
+        }
         history.append(record)
         if dev_auroc > best["auroc"]:
-            best = {"epoch": epoch, "auroc": dev_auroc,
-                    "state": copy.deepcopy(model.state_dict())}
+            best = {"epoch": epoch, "auroc": dev_auroc, "state": copy.deepcopy(model.state_dict())}
         epochs.set_postfix(loss=f"{record['train_loss']:.4f}", dev_auroc=f"{dev_auroc:.4f}")
         if on_epoch:
             on_epoch(record)
         if checkpoint_path is not None:
-            _save_checkpoint(checkpoint_path, model, optimizer, scheduler, generator, epoch,
-                             history, best, elapsed_before + time.perf_counter() - t0)
+            _save_checkpoint(
+                checkpoint_path,
+                model,
+                optimizer,
+                scheduler,
+                generator,
+                epoch,
+                history,
+                best,
+                elapsed_before + time.perf_counter() - t0,
+            )
     model.load_state_dict(best["state"])
     model.eval()
-    return FitResult(best["epoch"], best["auroc"], history,
-                     elapsed_before + time.perf_counter() - t0, resumed_from)
+    return FitResult(
+        best["epoch"],
+        best["auroc"],
+        history,
+        elapsed_before + time.perf_counter() - t0,
+        resumed_from,
+    )
 
 
 def _history_from_tensors(history) -> list[dict]:

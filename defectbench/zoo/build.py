@@ -89,8 +89,9 @@ def profile_subset(fixture: Fixture, profile: Profile, split: str) -> ImageSet:
     return images.subset(sorted(picked))
 
 
-def variant_key(name: str, recipe: Any, parent_keys: Iterable[str], fixture: Fixture,
-                versions: dict[str, str]) -> str:
+def variant_key(
+    name: str, recipe: Any, parent_keys: Iterable[str], fixture: Fixture, versions: dict[str, str]
+) -> str:
     payload = {
         "name": name,
         "recipe": recipe.to_dict(),
@@ -104,13 +105,16 @@ def variant_key(name: str, recipe: Any, parent_keys: Iterable[str], fixture: Fix
 def _build_model(recipe: TrainedRecipe, pretrained: bool | None = None):
     spec = recipe.model
     return create_model(
-        spec.arch, 2, pretrained=spec.pretrained if pretrained is None else pretrained,
+        spec.arch,
+        2,
+        pretrained=spec.pretrained if pretrained is None else pretrained,
         **dict(spec.timm_kwargs),
     )
 
 
-def load_trained_model(store: ZooStore, name: str, recipe: TrainedRecipe,
-                       key: str | None = None) -> torch.nn.Module:
+def load_trained_model(
+    store: ZooStore, name: str, recipe: TrainedRecipe, key: str | None = None
+) -> torch.nn.Module:
     """The fine-tuned model of a built variant, after its artifact hash was checked."""
     store.verify(name, key)
     model, _ = _build_model(recipe, pretrained=False)  # weights come from the zoo file below
@@ -123,16 +127,21 @@ def evaluate_on_dev(ctx: BuildContext, probs: np.ndarray) -> dict[str, Any]:
     """Dev metrics at 0.5 and the operating point tuned on dev for the profile's target recall."""
     dev = ctx.subset("dev")
     point = choose_operating_point(
-        f"dev_recall_{ctx.profile.target_recall:.2f}", dev.labels, probs,
-        ctx.profile.target_recall, chosen_on="dev",
+        f"dev_recall_{ctx.profile.target_recall:.2f}",
+        dev.labels,
+        probs,
+        ctx.profile.target_recall,
+        chosen_on="dev",
     )
     fixed = OperatingPoint("p0.5", 0.5, None, chosen_on="fixed")
     groups = {"cell_type": dev.metadata["cell_type"]}
     return {
         "auroc": roc_auc(dev.labels, probs),
         "operating_points": [point.to_dict(), fixed.to_dict()],
-        "at": {op.name: binary_report(dev.labels, probs, op.threshold, groups=groups)
-               for op in (point, fixed)},
+        "at": {
+            op.name: binary_report(dev.labels, probs, op.threshold, groups=groups)
+            for op in (point, fixed)
+        },
     }
 
 
@@ -157,16 +166,24 @@ def teacher_logits(ctx: BuildContext, teacher: str, recipes: dict[str, Any]) -> 
     return logits
 
 
-def build_trained(ctx: BuildContext, name: str, recipe: TrainedRecipe,
-                  recipes: dict[str, Any]) -> dict[str, Any]:
+def build_trained(
+    ctx: BuildContext, name: str, recipe: TrainedRecipe, recipes: dict[str, Any]
+) -> dict[str, Any]:
     model, provenance = _build_model(recipe)
     pre = Preprocess.for_model(model, recipe.model.img_size)
     train, dev = ctx.subset("train"), ctx.subset("dev")
     soft_targets = teacher_logits(ctx, recipe.distill.teacher, recipes) if recipe.distill else None
     result = fit(
-        model, ctx.arrays("train", pre), train.labels, ctx.arrays("dev", pre), dev.labels,
-        recipe.train, distill=recipe.distill, teacher_logits=soft_targets,
-        checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE, description=name,
+        model,
+        ctx.arrays("train", pre),
+        train.labels,
+        ctx.arrays("dev", pre),
+        dev.labels,
+        recipe.train,
+        distill=recipe.distill,
+        teacher_logits=soft_targets,
+        checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE,
+        description=name,
     )
     dev_probs = defect_probability(predict_logits(model, ctx.arrays("dev", pre)))
     buffer = io.BytesIO()
@@ -224,7 +241,9 @@ def build_order(recipes: dict[str, Any], wanted: Iterable[str]) -> list[str]:
     return order
 
 
-def compute_keys(recipes: dict[str, Any], fixture: Fixture, versions: dict[str, str]) -> dict[str, str]:
+def compute_keys(
+    recipes: dict[str, Any], fixture: Fixture, versions: dict[str, str]
+) -> dict[str, str]:
     keys: dict[str, str] = {}
     for name in build_order(recipes, recipes):
         keys[name] = variant_key(
@@ -267,9 +286,11 @@ def build_zoo(
             "key": key,
             "recipe": recipe.to_dict(),
             "parents": {p: ctx.keys[p] for p in recipe.parents},
-            "fixture": {"content_sha256": fixture.content_sha256,
-                        "split_sha256": fixture.split_sha256,
-                        "defect_threshold": fixture.defect_threshold},
+            "fixture": {
+                "content_sha256": fixture.content_sha256,
+                "split_sha256": fixture.split_sha256,
+                "defect_threshold": fixture.defect_threshold,
+            },
             "versions": versions,
             "build_seconds": time.perf_counter() - started,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -66,9 +66,13 @@ class OrtInt8Recipe:
         return (self.parent,)
 
     def to_dict(self) -> dict:
-        return {"kind": "ort_int8", "parent": self.parent,
-                "mode": "static" if isinstance(self.quant, OrtStaticInt8Config) else "dynamic",
-                "quant": self.quant.to_dict(), "calibration_seed": self.calibration_seed}
+        return {
+            "kind": "ort_int8",
+            "parent": self.parent,
+            "mode": "static" if isinstance(self.quant, OrtStaticInt8Config) else "dynamic",
+            "quant": self.quant.to_dict(),
+            "calibration_seed": self.calibration_seed,
+        }
 
 
 @dataclass(frozen=True)
@@ -88,8 +92,13 @@ class Pt2eRecipe:
         return (self.parent,)
 
     def to_dict(self) -> dict:
-        return {"kind": "pt2e_int8", "parent": self.parent, "quant": self.quant.to_dict(),
-                "num_calibration": self.num_calibration, "calibration_seed": self.calibration_seed}
+        return {
+            "kind": "pt2e_int8",
+            "parent": self.parent,
+            "quant": self.quant.to_dict(),
+            "num_calibration": self.num_calibration,
+            "calibration_seed": self.calibration_seed,
+        }
 
 
 @dataclass(frozen=True)
@@ -108,9 +117,13 @@ class PruneRecipe:
         return (self.parent,) + ((self.distill.teacher,) if self.distill else ())
 
     def to_dict(self) -> dict:
-        return {"kind": "pruned", "parent": self.parent, "prune": self.prune.to_dict(),
-                "finetune": self.finetune.to_dict(),
-                "distill": recipe_asdict(self.distill) if self.distill else None}
+        return {
+            "kind": "pruned",
+            "parent": self.parent,
+            "prune": self.prune.to_dict(),
+            "finetune": self.finetune.to_dict(),
+            "distill": recipe_asdict(self.distill) if self.distill else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -130,9 +143,13 @@ class QatRecipe:
         return (self.parent,) + ((self.distill.teacher,) if self.distill else ())
 
     def to_dict(self) -> dict:
-        return {"kind": "qat_pt2e", "parent": self.parent, "finetune": self.finetune.to_dict(),
-                "distill": recipe_asdict(self.distill) if self.distill else None,
-                "quant": self.quant.to_dict()}
+        return {
+            "kind": "qat_pt2e",
+            "parent": self.parent,
+            "finetune": self.finetune.to_dict(),
+            "distill": recipe_asdict(self.distill) if self.distill else None,
+            "quant": self.quant.to_dict(),
+        }
 
 
 DERIVED = (OnnxRecipe, OrtInt8Recipe, Pt2eRecipe, PruneRecipe, QatRecipe)
@@ -180,8 +197,12 @@ def open_derived_predictor(catalog, name: str, precision: str, device: str):
     store, recipes, keys = catalog.store, catalog.recipes, catalog.keys
     if isinstance(recipe, (OnnxRecipe, OrtInt8Recipe)):
         store.verify(name, keys[name])
-        return OrtPredictor(store.variant_dir(name) / ONNX_FILE, providers=("cpu",),
-                            intra_op_threads=_threads(), name=name)
+        return OrtPredictor(
+            store.variant_dir(name) / ONNX_FILE,
+            providers=("cpu",),
+            intra_op_threads=_threads(),
+            name=name,
+        )
     if isinstance(recipe, PruneRecipe):
         model = load_torch_model(store, recipes, keys, name)
         return TorchPredictor(model, device=device, precision=precision, name=name)
@@ -261,33 +282,51 @@ def _finish(ctx, name, predictor, pre: Preprocess, extra: dict[str, Any]) -> dic
     from defectbench.zoo.build import evaluate_on_dev
 
     dev_x = ctx.arrays("dev", pre)
-    probs = np.concatenate([predictor.predict_proba(dev_x[i : i + 32])
-                            for i in range(0, len(dev_x), 32)])
-    return {"preprocess": pre.to_dict(), "dev": evaluate_on_dev(ctx, probs),
-            "dev_images": len(dev_x), **extra}
+    probs = np.concatenate(
+        [predictor.predict_proba(dev_x[i : i + 32]) for i in range(0, len(dev_x), 32)]
+    )
+    return {
+        "preprocess": pre.to_dict(),
+        "dev": evaluate_on_dev(ctx, probs),
+        "dev_images": len(dev_x),
+        **extra,
+    }
 
 
-def _finish_onnx(ctx, name: str, parent_name: str, pre: Preprocess,
-                 report: dict[str, Any]) -> dict[str, Any]:
+def _finish_onnx(
+    ctx, name: str, parent_name: str, pre: Preprocess, report: dict[str, Any]
+) -> dict[str, Any]:
     """Score the written ONNX file on dev through ONNX Runtime and record it."""
     from defectbench.runtime.predictor import OrtPredictor
 
     parent = ctx.store.verify(parent_name, ctx.keys[parent_name])
     path = ctx.store.variant_dir(name) / ONNX_FILE
     predictor = OrtPredictor(path, providers=("cpu",), intra_op_threads=_threads(), name=name)
-    return _finish(ctx, name, predictor, pre, {
-        **report,
-        "artifacts": {ONNX_FILE: ctx.store.record_file(name, ONNX_FILE)},
-        "params": parent.get("params"), "macs": parent.get("macs"),
-    })
+    return _finish(
+        ctx,
+        name,
+        predictor,
+        pre,
+        {
+            **report,
+            "artifacts": {ONNX_FILE: ctx.store.record_file(name, ONNX_FILE)},
+            "params": parent.get("params"),
+            "macs": parent.get("macs"),
+        },
+    )
 
 
 def build_onnx(ctx, name: str, recipe: OnnxRecipe, recipes) -> dict[str, Any]:
     model = load_torch_model(ctx.store, recipes, ctx.keys, recipe.parent)
     dev_x, pre = _dev_inputs(ctx, recipes, name)
     path = ctx.store.variant_dir(name) / ONNX_FILE
-    report = export_onnx(model, dev_x[:2], path, recipe.export,
-                         check_batches=[dev_x[i : i + 32] for i in range(0, len(dev_x), 32)])
+    report = export_onnx(
+        model,
+        dev_x[:2],
+        path,
+        recipe.export,
+        check_batches=[dev_x[i : i + 32] for i in range(0, len(dev_x), 32)],
+    )
     return _finish_onnx(ctx, name, recipe.parent, pre, {"export": report.to_dict()})
 
 
@@ -321,14 +360,21 @@ def build_pt2e(ctx, name: str, recipe: Pt2eRecipe, recipes) -> dict[str, Any]:
     parent = ctx.store.verify(recipe.parent, ctx.keys[recipe.parent])
     buffer = io.BytesIO()
     torch.save(predictor.model.state_dict(), buffer)
-    return _finish(ctx, name, predictor, pre, {
-        "quantized_ops": quantized_op_counts(predictor.model),
-        "size_bytes": buffer.getbuffer().nbytes,  # int8 weights as they sit in memory
-        # the artifact is the recipe + the parent's weights: see _pt2e_predictor
-        "artifacts": {},
-        "artifact_from": recipe.parent,
-        "params": parent.get("params"), "macs": parent.get("macs"),
-    })
+    return _finish(
+        ctx,
+        name,
+        predictor,
+        pre,
+        {
+            "quantized_ops": quantized_op_counts(predictor.model),
+            "size_bytes": buffer.getbuffer().nbytes,  # int8 weights as they sit in memory
+            # the artifact is the recipe + the parent's weights: see _pt2e_predictor
+            "artifacts": {},
+            "artifact_from": recipe.parent,
+            "params": parent.get("params"),
+            "macs": parent.get("macs"),
+        },
+    )
 
 
 def build_pruned(ctx, name: str, recipe: PruneRecipe, recipes) -> dict[str, Any]:
@@ -342,19 +388,34 @@ def build_pruned(ctx, name: str, recipe: PruneRecipe, recipes) -> dict[str, Any]
     train_x = ctx.arrays("train", pre)
     report = prune_model(model, dev_x[:2], recipe.prune)
     soft = teacher_logits(ctx, recipe.distill.teacher, recipes) if recipe.distill else None
-    result = fit(model, train_x, ctx.subset("train").labels, dev_x, ctx.subset("dev").labels,
-                 recipe.finetune, distill=recipe.distill, teacher_logits=soft,
-                 # pruning is deterministic, so a resumed run re-prunes to the same shapes
-                 checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE, description=name)
+    result = fit(
+        model,
+        train_x,
+        ctx.subset("train").labels,
+        dev_x,
+        ctx.subset("dev").labels,
+        recipe.finetune,
+        distill=recipe.distill,
+        teacher_logits=soft,
+        # pruning is deterministic, so a resumed run re-prunes to the same shapes
+        checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE,
+        description=name,
+    )
     save_pruned(model, ctx.store.variant_dir(name) / PRUNED_FILE, {"parent": recipe.parent})
     predictor = TorchPredictor(model, name=name)
-    return _finish(ctx, name, predictor, pre, {
-        "pruning": report.to_dict(),
-        "fit": result.to_dict(),
-        "artifacts": {PRUNED_FILE: ctx.store.record_file(name, PRUNED_FILE)},
-        "params": sum(p.numel() for p in model.parameters()),
-        "macs": count_macs(model, pre.size),
-    })
+    return _finish(
+        ctx,
+        name,
+        predictor,
+        pre,
+        {
+            "pruning": report.to_dict(),
+            "fit": result.to_dict(),
+            "artifacts": {PRUNED_FILE: ctx.store.record_file(name, PRUNED_FILE)},
+            "params": sum(p.numel() for p in model.parameters()),
+            "macs": count_macs(model, pre.size),
+        },
+    )
 
 
 def build_qat(ctx, name: str, recipe: QatRecipe, recipes) -> dict[str, Any]:
@@ -370,19 +431,40 @@ def build_qat(ctx, name: str, recipe: QatRecipe, recipes) -> dict[str, Any]:
     prepared = _qat_prepared(dev_x, ctx.store, recipes, ctx.keys, name)
     allow_exported_model_train_eval(prepared)  # .train()/.eval() now switch fake-quant and BN
     soft = teacher_logits(ctx, recipe.distill.teacher, recipes) if recipe.distill else None
-    result = fit(prepared, ctx.arrays("train", pre), ctx.subset("train").labels, dev_x,
-                 ctx.subset("dev").labels, recipe.finetune, distill=recipe.distill,
-                 teacher_logits=soft, description=name)
+    result = fit(
+        prepared,
+        ctx.arrays("train", pre),
+        ctx.subset("train").labels,
+        dev_x,
+        ctx.subset("dev").labels,
+        recipe.finetune,
+        distill=recipe.distill,
+        teacher_logits=soft,
+        description=name,
+    )
     buffer = io.BytesIO()
     torch.save(prepared.state_dict(), buffer)
     artifacts = {QAT_FILE: ctx.store.write_artifact(name, QAT_FILE, buffer.getvalue())}
     predictor = _qat_predictor(dev_x, ctx.store, recipes, ctx.keys, name)
     parent = ctx.store.verify(recipe.parent, ctx.keys[recipe.parent])
-    return _finish(ctx, name, predictor, pre, {
-        "fit": result.to_dict(), "artifacts": artifacts,
-        "params": parent.get("params"), "macs": parent.get("macs"),
-    })
+    return _finish(
+        ctx,
+        name,
+        predictor,
+        pre,
+        {
+            "fit": result.to_dict(),
+            "artifacts": artifacts,
+            "params": parent.get("params"),
+            "macs": parent.get("macs"),
+        },
+    )
 
 
-BUILDERS = {QatRecipe: build_qat, OnnxRecipe: build_onnx, OrtInt8Recipe: build_ort_int8, Pt2eRecipe: build_pt2e,
-            PruneRecipe: build_pruned}
+BUILDERS = {
+    QatRecipe: build_qat,
+    OnnxRecipe: build_onnx,
+    OrtInt8Recipe: build_ort_int8,
+    Pt2eRecipe: build_pt2e,
+    PruneRecipe: build_pruned,
+}

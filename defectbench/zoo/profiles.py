@@ -83,8 +83,8 @@ def derived_recipes(profile: Profile, trained: dict[str, TrainedRecipe]) -> dict
     from defectbench.zoo.derived import (
         OnnxRecipe,
         OrtInt8Recipe,
-        Pt2eRecipe,
         PruneRecipe,
+        Pt2eRecipe,
         QatRecipe,
     )
 

@@ -68,7 +68,8 @@ class ZooStore:
         if expected_key is not None and manifest["key"] != expected_key:
             raise ArtifactError(
                 f"variant {name!r} in {self.directory} was built from another recipe, data "
-                f"fixture or library version (key {manifest['key'][:12]} != {expected_key[:12]}); {fix}"
+                f"fixture or library version (key {manifest['key'][:12]} != "
+                f"{expected_key[:12]}); {fix}"
             )
         for filename, record in manifest.get("artifacts", {}).items():
             path = self.variant_dir(name) / filename
@@ -102,7 +103,8 @@ class ZooStore:
     def commit(self, manifest: dict[str, Any]) -> None:
         """Write the manifest last: from now on the variant counts as built."""
         atomic_write_text(
-            self.manifest_path(manifest["name"]), json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+            self.manifest_path(manifest["name"]),
+            json.dumps(manifest, indent=2, sort_keys=True) + "\n",
         )
 
     def built_names(self) -> list[str]:
