@@ -138,3 +138,33 @@ def test_zoo_cli_lists_and_shows(tmp_path, capsys):
     assert shown["built"] is False and shown["recipe"]["model"]["arch"] == "tf_efficientnet_lite2"
     assert main(["zoo", "show", "nope", "--zoo", str(tmp_path)]) == 2
     assert "unknown variant 'nope'" in capsys.readouterr().err
+
+
+def test_a_damaged_teacher_logit_cache_is_reported_and_recomputed(tmp_path, monkeypatch):
+    import numpy as np
+
+    from defectbench.zoo import build
+
+    class Ctx:
+        store = ZooStore(tmp_path, "smoke")
+        keys = {TEACHER: "k" * 64}
+
+        def subset(self, split):
+            return np.zeros(4)  # only len() is used for the cache name
+
+        def arrays(self, split, pre):
+            return np.zeros((4, 3, 32, 32), np.float32)
+
+    ctx = Ctx()
+    path = ctx.store.cache_dir() / f"teacher_logits-{'k' * 16}-4.npy"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an npy file")
+    fresh = np.arange(8, dtype=np.float32).reshape(4, 2)
+    monkeypatch.setattr(build, "load_trained_model", lambda *a, **k: object())
+    monkeypatch.setattr(build.Preprocess, "for_model", classmethod(lambda cls, m, s: None))
+    monkeypatch.setattr(build, "predict_logits", lambda model, x: fresh)
+    recipes = all_recipes("smoke")
+    with pytest.warns(UserWarning, match="teacher-logit cache .* is unusable"):
+        logits = build.teacher_logits(ctx, TEACHER, recipes)
+    np.testing.assert_array_equal(logits, fresh)
+    np.testing.assert_array_equal(np.load(path), fresh)  # the cache was rewritten

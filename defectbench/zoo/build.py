@@ -8,6 +8,7 @@ import io
 import json
 import platform
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -155,8 +156,12 @@ def teacher_logits(ctx: BuildContext, teacher: str, recipes: dict[str, Any]) -> 
             cached = np.load(path, allow_pickle=False)
             if cached.shape == (n, 2):
                 return cached
-        except ValueError:
-            pass  # a corrupt cache file is recomputed, never used
+            problem = f"shape {cached.shape}, expected ({n}, 2)"
+        except (ValueError, OSError) as exc:
+            problem = str(exc)
+        # a damaged cache is reported and recomputed, never used
+        warnings.warn(f"teacher-logit cache {path} is unusable ({problem}); recomputing it",
+                      stacklevel=2)
     model = load_trained_model(ctx.store, teacher, recipes[teacher], key)
     pre = Preprocess.for_model(model, recipes[teacher].model.img_size)
     logits = predict_logits(model, ctx.arrays("train", pre))
