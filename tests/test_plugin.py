@@ -120,19 +120,59 @@ def test_suite_writes_every_field_and_passes_smoke_budgets(suite_dir, smoke_zoo)
     assert f"test_inference[{STUDENT}-fp32-cpu-b1]" in compare.stdout
 
 
+COLLAPSED_CONFTEST = f"""
+import numpy as np
+
+from defectbench import suite
+
+pytest_plugins = ["defectbench.plugin"]
+_original = suite.Suite.predictor
+
+
+class Collapsed:
+    \"\"\"A broken artifact (say, a quantization whose outputs collapsed): always "good".\"\"\"
+
+    def __init__(self, inner):
+        self.inner, self.runtime = inner, inner.runtime
+
+    def predict_logits(self, x):
+        return np.tile(np.array([[8.0, -8.0]], np.float32), (len(x), 1))
+
+    def predict_proba(self, x):
+        return np.full(len(x), 1e-7)
+
+
+def predictor(self, case):
+    inner = _original(self, case)
+    return Collapsed(inner) if case.variant == "{STUDENT}" else inner
+
+
+suite.Suite.predictor = predictor
+"""
+
+
 def test_gates_fail_when_a_variant_breaks_its_budget(suite_dir, smoke_zoo):
-    # smoke models are trained for seconds: the production budgets must reject them, loudly
+    # the student's artifact is replaced by one whose outputs collapsed to "good": it misses
+    # every defect the teacher catches, and the production budgets must say so, by name
+    suite_dir.makeconftest(COLLAPSED_CONFTEST)
     budgets = REPO / "fixtures" / "budgets.toml"
     result = _run(
         suite_dir, smoke_zoo, "--budgets", str(budgets), "-m", "quality", "--benchmark-disable"
     )
     outcomes = result.parseoutcomes()
-    assert outcomes.get("failed", 0) >= 1
+    assert outcomes.get("failed") == 1
+    result.stdout.fnmatch_lines(
+        [
+            f"*_ test_recall_budgets[[]{STUDENT}-fp32-cpu[]] _*",
+        ]
+    )
     # the message names variant, metric, value, bound and budget
     result.stdout.fnmatch_lines(
         [
-            "*AssertionError: tf_efficientnet_lite*: * (95% * bound *) * budget * [[]budget '*', "
-            "judged on *, 204 defective[]]*",
+            f"*AssertionError: {STUDENT}: recall_drop * (95% upper bound *) exceeds budget "
+            "max_drop 0.030 [[]budget 'recall-drop', judged on the point estimate, "
+            "204 defective[]]",
+            f"*{STUDENT}: fnr 1.000 (95% upper bound 1.000) exceeds budget ceiling 0.200*",
         ]
     )
 
