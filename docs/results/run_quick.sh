@@ -15,7 +15,9 @@ defectbench zoo list --profile quick --zoo "$ZOO" --json > "$OUT/quick-zoo.json"
 #    the FP32 eager teacher architecture at its native 260 px from the latency survey
 pytest benchmarks --zoo-profile quick --zoo-dir "$ZOO" --devices cpu \
     -m "not gpu" -k "not test_architecture_latency or tf_efficientnet_lite2-fp32-cpu-b1" \
-    --benchmark-json "$OUT/quick-cpu.json" | tee "$OUT/quick-cpu.log"
+    -p no:cacheprovider --benchmark-json "$OUT/quick-cpu.json" > "$OUT/quick-cpu.log" 2>&1 || true
+# (quick-cpu-run1.json is an earlier run of this same step, kept for the latency-noise figures;
+#  the gates fail on teacher.pruned30, so pytest exits 1 and the script goes on)
 
 # 3. tables, Pareto plots, CSV
 defectbench report "$OUT/quick-cpu.json" --out "$OUT/quick-cpu-report"
