@@ -88,9 +88,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     catalog = _catalog(metafunc.config)  # names and capabilities only; nothing is built here
     selection = _selection(metafunc.config)
     make = suite_mod.quality_cases if wanted[0] == "quality_case" else suite_mod.perf_cases
-    gpu_marks = _gpu_marks()
     params = [
-        pytest.param(case, id=case.id, marks=gpu_marks if case.device == "cuda" else [])
+        pytest.param(case, id=case.id, marks=_case_marks(catalog, case))
         for case in make(catalog, selection)
     ]
     metafunc.parametrize(wanted[0], params)
@@ -100,6 +99,16 @@ def _gpu_marks() -> list:
     from defectbench.runtime.precision import CUDA_SKIP_REASON, cuda_available
 
     return [pytest.mark.gpu, pytest.mark.skipif(not cuda_available(), reason=CUDA_SKIP_REASON)]
+
+
+def _case_marks(catalog, case) -> list:
+    """gpu marks for CUDA cases, and a skip naming the fix when this host lacks the runtime
+    the case needs (TensorRT for ONNX fp16/int8 on CUDA)."""
+    marks = _gpu_marks() if case.device == "cuda" else []
+    reason = catalog.unavailable_reason(case.variant, case.precision, case.device)
+    if reason:
+        marks.append(pytest.mark.skip(reason=reason))
+    return marks
 
 
 def _parametrize_survey(metafunc: pytest.Metafunc) -> None:

@@ -6,6 +6,7 @@ shapes, parity), not accuracy.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +219,33 @@ def test_static_int8_vit_leaves_layernorm_and_softmax_in_float(vit, tmp_path) ->
     assert OrtPredictor(out).predict_logits(images(2, seed=31)).shape == (2, 2)
 
 
+def test_symmetric_int8_has_the_zero_points_tensorrt_needs(lite0, tmp_path) -> None:
+    from onnx import numpy_helper
+
+    from defectbench.compress import TENSORRT_INT8, tensorrt_compatible
+
+    _, _, report = lite0
+    out = tmp_path / "sym.onnx"
+    config = dataclasses.replace(TENSORRT_INT8, num_calibration=4)
+    assert tensorrt_compatible(config) and not tensorrt_compatible(OrtStaticInt8Config())
+    quantize_onnx_static(report.path, out, [images(4, seed=33)], config)
+    graph = onnx.load(str(out)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    zero_points = [inits[n.input[2]] for n in graph.node
+                   if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+    assert len(zero_points) > 10
+    assert all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    # the default (uint8 activations) is asymmetric: TensorRT could not take it
+    quantize_onnx_static(report.path, tmp_path / "asym.onnx", [images(4, seed=33)],
+                         OrtStaticInt8Config(num_calibration=4))
+    graph = onnx.load(str(tmp_path / "asym.onnx")).graph
+    assert any(i.data_type == onnx.TensorProto.UINT8 for i in graph.initializer)
+    x = images(3, seed=34)
+    fp32 = OrtPredictor(report.path).predict_logits(x)
+    sym = OrtPredictor(out).predict_logits(x)
+    assert np.abs(sym - fp32).max() <= 0.5 * np.abs(fp32).max()
+
+
 def test_static_int8_explicit_op_types_win(lite0, tmp_path) -> None:
     _, _, report = lite0
     quant = quantize_onnx_static(
@@ -282,12 +310,17 @@ def test_quantize_missing_fp32_file(tmp_path) -> None:
         ),
         (OrtStaticInt8Config, {"num_calibration": 0}, r"num_calibration must be a positive int"),
         (
+            OrtStaticInt8Config,
+            {"symmetric_activations": True},
+            r"symmetric_activations needs activation_type 'int8'.*activation_type='int8'",
+        ),
+        (
             OrtDynamicInt8Config,
             {"op_types": ("Gemm",)},
             r"op_types \['Gemm'\] cannot be quantized this way; valid choices: .*Conv",
         ),
     ],
-    ids=["method", "activation", "static-op", "count", "dynamic-op"],
+    ids=["method", "activation", "static-op", "count", "symmetric-uint8", "dynamic-op"],
 )
 def test_ort_config_validation(factory, kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -196,3 +196,33 @@ def test_bad_selection_names_the_choices(smoke_zoo):
     catalog = Catalog(smoke_zoo, "smoke")
     with pytest.raises(ConfigError, match="matches no variant; choose from: "):
         suite_mod.quality_cases(catalog, suite_mod.Selection(variants=("resnet*",)))
+
+
+def test_tensorrt_cases_exist_for_cuda_and_skip_with_the_fix_where_tensorrt_is_missing(
+    tmp_path,
+):
+    import onnxruntime as ort
+
+    from defectbench.plugin import _case_marks
+
+    catalog = Catalog(tmp_path, "smoke")  # names and capabilities only; nothing is built
+    selection = suite_mod.Selection(
+        variants=(f"{TEACHER}.onnx", f"{TEACHER}.int8_ort", f"{TEACHER}.int8_ort_sym", TEACHER),
+        devices=("cpu", "cuda"),
+    )
+    ids = {c.id for c in suite_mod.quality_cases(catalog, selection)}
+    assert {f"{TEACHER}.onnx-fp16-cuda", f"{TEACHER}.onnx-fp32-cuda",
+            f"{TEACHER}.int8_ort_sym-int8-cuda", f"{TEACHER}.int8_ort_sym-int8-cpu"} <= ids
+    # uint8 activations with zero points: no TensorRT engine, so no cuda case
+    assert f"{TEACHER}.int8_ort-int8-cuda" not in ids
+    assert catalog.unavailable_reason(f"{TEACHER}.int8_ort_sym", "int8", "cpu") is None
+    assert catalog.unavailable_reason(TEACHER, "fp16", "cuda") is None  # torch: gpu marker's job
+    reason = catalog.unavailable_reason(f"{TEACHER}.onnx", "fp16", "cuda")
+    if "TensorrtExecutionProvider" in ort.get_available_providers():
+        assert reason is None
+    else:
+        assert "TensorrtExecutionProvider" in reason and "not available" in reason
+        assert "pip install onnxruntime-gpu tensorrt" in reason
+        case = suite_mod.Case(f"{TEACHER}.onnx", "fp16", "cuda")
+        skips = [m for m in _case_marks(catalog, case) if m.name == "skip"]
+        assert [m.kwargs["reason"] for m in skips] == [reason]

@@ -331,6 +331,60 @@ def test_ort_gpu_provider_missing_says_how_to_enable(tmp_path, weight, provider)
         OrtPredictor(write_onnx(tmp_path / "m.onnx", weight), providers=(provider, "cpu"))
 
 
+@pytest.mark.parametrize(
+    ("precision", "device", "providers", "fp16"),
+    [
+        ("fp32", "cpu", ("CPUExecutionProvider",), None),
+        ("int8", "cpu", ("CPUExecutionProvider",), None),
+        ("fp32", "cuda", ("CUDAExecutionProvider",), None),
+        ("fp16", "cuda", ("TensorrtExecutionProvider", "CUDAExecutionProvider"), True),
+        ("int8", "cuda", ("TensorrtExecutionProvider", "CUDAExecutionProvider"), False),
+    ],
+)
+def test_ort_execution_routes_fp16_and_int8_on_cuda_to_tensorrt(
+    tmp_path, precision, device, providers, fp16
+) -> None:
+    from defectbench.runtime.predictor import ort_execution
+
+    execution = ort_execution(precision, device, engine_cache=tmp_path)
+    assert execution.providers == providers
+    if fp16 is None:
+        assert execution.provider_options is None
+    else:
+        trt, cuda = execution.provider_options
+        assert trt["trt_fp16_enable"] is fp16 and cuda == {}
+        assert trt["trt_engine_cache_enable"] and trt["trt_engine_cache_path"] == str(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("precision", "device", "message"),
+    [
+        ("bf16", "cpu", r"graph's own precision \(fp32 or int8\), not 'bf16'"),
+        ("bf16", "cuda", r"no ONNX Runtime path for 'bf16' on cuda; choose fp32, fp16 or int8"),
+        ("fp32", "tpu", r"unknown device 'tpu' for ONNX Runtime; use cpu or cuda"),
+    ],
+)
+def test_ort_execution_rejects_what_it_cannot_run(precision, device, message) -> None:
+    from defectbench.runtime.predictor import ort_execution
+
+    with pytest.raises(ConfigError, match=message):
+        ort_execution(precision, device)
+
+
+def test_missing_providers_reason_names_the_fix() -> None:
+    from defectbench.runtime.predictor import missing_providers_reason
+
+    cpu_only = ["CPUExecutionProvider"]
+    assert missing_providers_reason(["CPUExecutionProvider"], cpu_only) is None
+    reason = missing_providers_reason(
+        ["TensorrtExecutionProvider", "CUDAExecutionProvider"],
+        ["CUDAExecutionProvider", "CPUExecutionProvider"],
+    )
+    assert reason.startswith("ONNX Runtime provider TensorrtExecutionProvider is not available")
+    assert "pip uninstall -y onnxruntime && pip install onnxruntime-gpu tensorrt" in reason
+    assert "tox -e gpu" in reason
+
+
 def test_ort_predictor_rejects_bad_thread_count(tmp_path, weight) -> None:
     with pytest.raises(ConfigError, match="intra_op_threads must be >= 1 or None, got 0"):
         OrtPredictor(write_onnx(tmp_path / "m.onnx", weight), intra_op_threads=0)

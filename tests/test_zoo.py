@@ -140,6 +140,24 @@ def test_zoo_cli_lists_and_shows(tmp_path, capsys):
     assert "unknown variant 'nope'" in capsys.readouterr().err
 
 
+def test_zoo_list_tells_current_from_stale_variants(tmp_path, capsys):
+    from defectbench.zoo.catalog import Catalog
+
+    keys = Catalog(tmp_path, "smoke").keys
+    store = ZooStore(tmp_path, "smoke")
+    onnx = f"{TEACHER}.onnx"
+    for name, key in ((TEACHER, keys[TEACHER]), (onnx, "an older recipe's key")):
+        store.commit({"name": name, "key": key, "recipe": {"kind": "x"}})
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
+    states = dict(line.split() for line in capsys.readouterr().out.splitlines())
+    assert states[TEACHER] == "built" and states[onnx] == "stale"
+    assert {s for n, s in states.items() if n not in (TEACHER, onnx)} == {"-"}
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path), "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows[TEACHER]["built"] and not rows[TEACHER]["stale"]
+    assert rows[onnx]["stale"] and not rows[onnx]["built"]
+
+
 def test_a_damaged_teacher_logit_cache_is_reported_and_recomputed(tmp_path, monkeypatch):
     import numpy as np
 

@@ -18,11 +18,13 @@ from defectbench.compress.onnx_export import (
 )
 from defectbench.compress.ort_quant import (
     CALIBRATION_METHODS,
+    TENSORRT_INT8,
     OrtDynamicInt8Config,
     OrtStaticInt8Config,
     QuantReport,
     quantize_onnx_dynamic,
     quantize_onnx_static,
+    tensorrt_compatible,
     transformer_ops_in,
 )
 from defectbench.compress.prune import (
@@ -47,6 +49,7 @@ __all__ = [
     "PruneConfig",
     "PruneReport",
     "QuantReport",
+    "TENSORRT_INT8",
     "check_onnx_parity",
     "export_onnx",
     "load_pruned",
@@ -56,5 +59,6 @@ __all__ = [
     "quantize_onnx_dynamic",
     "quantize_onnx_static",
     "save_pruned",
+    "tensorrt_compatible",
     "transformer_ops_in",
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -240,7 +241,6 @@ def resolve_providers(providers: str | Sequence[str]) -> tuple[str, ...]:
     if not names:
         raise ConfigError("providers is empty; pass e.g. ('cpu',) or ('tensorrt', 'cuda', 'cpu')")
     known = set(ort.get_all_providers())
-    available = ort.get_available_providers()
     resolved = []
     for raw in names:
         full = PROVIDER_ALIASES.get(str(raw).strip().lower(), str(raw).strip())
@@ -249,19 +249,85 @@ def resolve_providers(providers: str | Sequence[str]) -> tuple[str, ...]:
                 f"unknown ONNX Runtime provider {raw!r}; valid aliases: "
                 f"{', '.join(PROVIDER_ALIASES)}, or a full name such as 'CPUExecutionProvider'"
             )
-        if full not in available:
-            hint = (
-                "install the GPU build (`pip install .[gpu]`: onnxruntime-gpu, plus tensorrt for "
-                f"TensorRT) and {CUDA_HINT}"
-                if full in _GPU_PROVIDERS
-                else "install an onnxruntime build that ships it"
-            )
-            raise ConfigError(
-                f"ONNX Runtime provider {full} is not available in this onnxruntime build "
-                f"(available: {', '.join(available)}); {hint}"
-            )
         resolved.append(full)
+    reason = missing_providers_reason(resolved, ort.get_available_providers())
+    if reason:
+        raise ConfigError(reason)
     return tuple(resolved)
+
+
+# The GPU build of ONNX Runtime is a different wheel that owns the same `onnxruntime` module:
+# the CPU wheel has to go first, or the two overwrite each other's files.
+ORT_GPU_INSTALL = (
+    "`pip uninstall -y onnxruntime && pip install onnxruntime-gpu tensorrt` "
+    "(what `tox -e gpu` does)"
+)
+
+
+def missing_providers_reason(providers: Sequence[str], available: Sequence[str]) -> str | None:
+    """Why these ONNX Runtime providers cannot run here and how to enable them; None if they can.
+
+    ``providers`` are full names; ``available`` is ``onnxruntime.get_available_providers()``.
+    """
+    missing = [p for p in providers if p not in available]
+    if not missing:
+        return None
+    hint = (
+        f"install the GPU build, {ORT_GPU_INSTALL}, and {CUDA_HINT}"
+        if set(missing) & set(_GPU_PROVIDERS)
+        else "install an onnxruntime build that ships it"
+    )
+    names = (f"providers {', '.join(missing)} are" if len(missing) > 1
+             else f"provider {missing[0]} is")
+    return (
+        f"ONNX Runtime {names} not available in this onnxruntime build "
+        f"(available: {', '.join(available)}); {hint}"
+    )
+
+
+@dataclass(frozen=True)
+class OrtExecution:
+    """Which ONNX Runtime providers run an ONNX artifact at a precision on a device, and how."""
+
+    providers: tuple[str, ...]
+    provider_options: tuple[dict[str, Any], ...] | None = None
+
+
+def ort_execution(precision: str, device: str, engine_cache: Path | None = None) -> OrtExecution:
+    """The providers for an ONNX artifact at ``precision`` on ``device``.
+
+    CPU: the CPU provider runs the graph as it is (fp32, or int8 QDQ). CUDA: fp32 on the CUDA
+    provider; fp16 and int8 through TensorRT, which builds fp16 engines from the fp32 graph and
+    int8 engines from a QDQ graph with zero points of 0 (explicit quantization), and hands
+    what it cannot take to the CUDA provider. TensorRT engines (tens of seconds to build) are
+    cached in ``engine_cache`` when given; TensorRT keys them by graph, shape and GPU.
+    """
+    if device == "cpu":
+        if precision not in ("fp32", "int8"):
+            raise ConfigError(
+                f"ONNX Runtime on cpu runs the graph's own precision (fp32 or int8), not "
+                f"{precision!r}; use the torch variant for bf16"
+            )
+        return OrtExecution((PROVIDER_ALIASES["cpu"],))
+    if device != "cuda":
+        raise ConfigError(f"unknown device {device!r} for ONNX Runtime; use cpu or cuda")
+    if precision == "fp32":
+        return OrtExecution((PROVIDER_ALIASES["cuda"],))
+    if precision not in ("fp16", "int8"):
+        raise ConfigError(
+            f"no ONNX Runtime path for {precision!r} on cuda; choose fp32, fp16 or int8"
+        )
+    trt: dict[str, Any] = {"trt_fp16_enable": precision == "fp16"}
+    if engine_cache is not None:
+        trt.update(
+            trt_engine_cache_enable=True,
+            trt_engine_cache_path=str(engine_cache),
+            trt_timing_cache_enable=True,
+            trt_timing_cache_path=str(engine_cache),
+        )
+    return OrtExecution(
+        (PROVIDER_ALIASES["tensorrt"], PROVIDER_ALIASES["cuda"]), (trt, {})
+    )
 
 
 def onnx_precision(model_path: str | Path) -> str:

@@ -44,6 +44,19 @@ class Catalog:
     def precisions(self, name: str, device: str) -> tuple[str, ...]:
         return tuple(self.recipe(name).precisions.get(device, ()))
 
+    def unavailable_reason(self, name: str, precision: str, device: str) -> str | None:
+        """Why this host cannot run `name` at `precision` on `device`, with the fix; None if it
+        can. Covers the runtime's own needs (TensorRT and CUDA providers in ONNX Runtime);
+        whether CUDA exists at all is the `gpu` marker's business."""
+        if getattr(self.recipe(name), "runtime", None) != "onnxruntime":
+            return None
+        import onnxruntime as ort
+
+        from defectbench.runtime.predictor import missing_providers_reason, ort_execution
+
+        needed = ort_execution(precision, device).providers
+        return missing_providers_reason(needed, ort.get_available_providers())
+
     def predictor(self, name: str, precision: str, device: str):
         """The runnable artifact behind the one predict interface."""
         recipe = self.recipe(name)

@@ -32,27 +32,36 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    from defectbench.zoo.registry import list_variants
+    from defectbench.zoo.catalog import Catalog
 
-    store = ZooStore(args.zoo or default_zoo_root(), args.profile)
-    built = set(store.built_names())
+    catalog = Catalog(args.zoo or default_zoo_root(), args.profile)
+    built = set(catalog.store.built_names())
+    states = {}
+    for name in catalog.names:
+        manifest = catalog.store.read_manifest(name) if name in built else None
+        # stale: built from another recipe, data fixture or library version; the next
+        # `zoo build` replaces it (artifact hashes are checked when a variant is loaded)
+        state = "-" if manifest is None else (
+            "built" if manifest["key"] == catalog.keys[name] else "stale")
+        states[name] = (state, manifest)
     if args.json:
-        print(json.dumps([_summary(name, store.read_manifest(name) if name in built else None)
-                          for name in list_variants(args.profile)], indent=2))
+        print(json.dumps([_summary(name, state, manifest)
+                          for name, (state, manifest) in states.items()], indent=2))
         return 0
-    for name in list_variants(args.profile):
-        print(f"{name:50s} {'built' if name in built else '-'}")
+    for name, (state, _) in states.items():
+        print(f"{name:50s} {state}")
     return 0
 
 
-def _summary(name: str, manifest: dict | None) -> dict:
+def _summary(name: str, state: str, manifest: dict | None) -> dict:
     """What a results document cites about one variant: cost to build and dev quality."""
     if manifest is None:
         return {"name": name, "built": False}
     dev = manifest.get("dev", {})
     point = dev.get("operating_points", [{}])[0]
     return {
-        "name": name, "built": True, "kind": manifest["recipe"].get("kind"),
+        "name": name, "built": state == "built", "stale": state == "stale",
+        "kind": manifest["recipe"].get("kind"),
         "build_seconds": manifest.get("build_seconds"),
         "train_seconds": manifest.get("fit", {}).get("train_seconds"),
         "best_epoch": manifest.get("fit", {}).get("best_epoch"),

@@ -20,6 +20,7 @@ from defectbench.compress.ort_quant import (
     OrtStaticInt8Config,
     quantize_onnx_dynamic,
     quantize_onnx_static,
+    tensorrt_compatible,
 )
 from defectbench.compress.prune import PruneConfig, load_pruned, prune_model, save_pruned
 from defectbench.compress.pt2e import Pt2eInt8Config
@@ -35,12 +36,13 @@ CPU_ONLY_INT8 = {"cpu": ("int8",)}
 
 @dataclass(frozen=True)
 class OnnxRecipe:
-    """The parent exported to one self-contained ONNX file, run by ONNX Runtime in FP32."""
+    """The parent exported to one self-contained ONNX file, run by ONNX Runtime in FP32 (and,
+    on CUDA hosts, as a TensorRT FP16 engine built from it)."""
 
     parent: str
     export: OnnxExportConfig = OnnxExportConfig()
     runtime = "onnxruntime"
-    precisions = {"cpu": ("fp32",)}
+    precisions = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
 
     @property
     def parents(self) -> tuple[str, ...]:
@@ -59,7 +61,13 @@ class OrtInt8Recipe:
     quant: OrtStaticInt8Config | OrtDynamicInt8Config
     calibration_seed: int = 0
     runtime = "onnxruntime"
-    precisions = CPU_ONLY_INT8
+
+    @property
+    def precisions(self) -> dict[str, tuple[str, ...]]:
+        # a symmetric int8 QDQ graph also becomes a TensorRT INT8 engine on CUDA hosts
+        if tensorrt_compatible(self.quant):
+            return {"cpu": ("int8",), "cuda": ("int8",)}
+        return CPU_ONLY_INT8
 
     @property
     def parents(self) -> tuple[str, ...]:
@@ -191,16 +199,21 @@ def calibration_subset(dev_x: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 def open_derived_predictor(catalog, name: str, precision: str, device: str):
-    from defectbench.runtime.predictor import OrtPredictor, TorchPredictor
+    from defectbench.runtime.predictor import OrtPredictor, TorchPredictor, ort_execution
 
     recipe = catalog.recipe(name)
     store, recipes, keys = catalog.store, catalog.recipes, catalog.keys
     if isinstance(recipe, (OnnxRecipe, OrtInt8Recipe)):
         store.verify(name, keys[name])
+        engines = store.cache_dir() / "tensorrt"
+        if device == "cuda":
+            engines.mkdir(parents=True, exist_ok=True)
+        execution = ort_execution(precision, device, engines)
         return OrtPredictor(
             store.variant_dir(name) / ONNX_FILE,
-            providers=("cpu",),
-            intra_op_threads=_threads(),
+            providers=execution.providers,
+            provider_options=execution.provider_options,
+            intra_op_threads=_threads() if device == "cpu" else None,
             name=name,
         )
     if isinstance(recipe, PruneRecipe):
