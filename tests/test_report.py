@@ -556,3 +556,33 @@ def test_main_reports_errors_without_a_traceback(tmp_path, capsys):
     assert main([str(bad), "--out", str(tmp_path / "out")]) == 2
     assert "defectbench: error:" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_fastest_passing_variant_per_panel(written):
+    report, _, out = written
+    summary = json.loads((out / "summary.json").read_text())
+    rows = summary["rows"]
+    chosen = [rows[i] for i in summary["fastest_passing"]]
+    panels = {(r["device"], r["machine"], r["batch"]) for r in rows if r["passed"]}
+    assert {(r["device"], r["machine"], r["batch"]) for r in chosen} == panels
+    for pick in chosen:
+        rivals = [r for r in rows if r["passed"] and (r["device"], r["machine"], r["batch"])
+                  == (pick["device"], pick["machine"], pick["batch"])]
+        assert pick["latency_p50_ms"] == min(r["latency_p50_ms"] for r in rivals)
+    # the failing pruned variant and the latency-only survey model are never the answer
+    assert not {r["variant"] for r in chosen} & {PRUNED, SURVEY}
+    header = (out / "table.md").read_text().split("\n|")[0]
+    assert "- fastest variant passing every budget:" in header
+    cpu_b1 = next(r for r in chosen if (r["device"], r["batch"]) == ("cpu", 1))
+    assert f"  - cpu b1 ({XEON}): `{cpu_b1['variant']}` {cpu_b1['precision']}, p50 " in header
+
+
+def test_no_passing_variant_is_said_plainly(tmp_path):
+    data = _load(CPU)
+    for q in data["defectbench"]["quality"]:
+        q["passed"] = False
+    report = load_report([_dump(data, tmp_path / "a.json")])
+    assert report.fastest_passing() == []
+    from defectbench.report.table import header_markdown
+
+    assert "- fastest variant passing every budget: none passes" in header_markdown(report)

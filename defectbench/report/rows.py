@@ -138,6 +138,19 @@ class Report:
         passing = [i for i, r in enumerate(self.rows) if r.passed]
         return _frontier_by_panel(self.rows, passing, "latency_p50_ms")
 
+    def fastest_passing(self) -> list[int]:
+        """Per panel, the index of the row with the lowest p50 latency among those passing
+        every budget: the fastest model we may ship there, whose speedup over the FP32
+        reference was measured in the same run."""
+        best: dict[tuple[str, str, int], int] = {}
+        for i, row in enumerate(self.rows):
+            if not row.passed or row.latency_p50_ms is None:
+                continue
+            current = best.get(row.panel)
+            if current is None or row.latency_p50_ms < self.rows[current].latency_p50_ms:
+                best[row.panel] = i
+        return [best[panel] for panel in sorted(best)]
+
     def size_frontier(self) -> list[int]:
         """Row indices on the recall / size frontier of their device (every batch of a model)."""
         return _size_frontier(self.rows)

@@ -117,9 +117,20 @@ def header_markdown(report: Report) -> str:
     budgets = report.budgets_at_operating_point()
     lines.append("- budgets:" if budgets else "- budgets: none recorded")
     lines += [_budget_line(b) for b in budgets]
+    fastest = report.fastest_passing()
+    lines.append("- fastest variant passing every budget:" if fastest
+                 else "- fastest variant passing every budget: none passes")
+    lines += [_fastest_line(report.rows[i]) for i in fastest]
     for note in report.notes:
         lines.append(f"- note: {note}")
     return "\n".join(lines)
+
+
+def _fastest_line(row: ReportRow) -> str:
+    speedup = (f", {row.speedup_vs_reference:.2f}x the reference's throughput"
+               if row.speedup_vs_reference else "")
+    return (f"  - {row.device} b{row.batch} ({row.machine}): `{row.variant}` {row.precision}, "
+            f"p50 {_g(row.latency_p50_ms)} ms{speedup}")
 
 
 def table_markdown(report: Report) -> str:
@@ -187,6 +198,7 @@ def summary_dict(report: Report) -> dict[str, Any]:
         "budgets": [dict(b) for b in report.budgets_at_operating_point()],
         "notes": list(report.notes),
         "rows": records,
+        "fastest_passing": report.fastest_passing(),
         "frontiers": {
             "latency": [r["id"] for r in records if r["on_latency_frontier"]],
             "latency_passing": [r["id"] for r in records if r["on_passing_latency_frontier"]],
