@@ -266,6 +266,7 @@ class Suite:
             "precision": case.precision,
             "device": case.device,
             "batch": case.batch,
+            "img_size": self.catalog.preprocess(case.variant).size,
             "runtime": self.predictor(case).runtime,
             "threads": threads,
             "latency_only": False,

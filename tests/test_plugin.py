@@ -97,6 +97,7 @@ def test_suite_writes_every_field_and_passes_smoke_budgets(suite_dir, smoke_zoo)
         assert info["memory"]["load_delta_mb"] >= 0 and info["memory"]["delta_mb"] >= 0
         assert info["latency_ms"]["p50"] <= info["latency_ms"]["p99"]
         assert info["throughput_ips"] == pytest.approx(1000 / info["latency_ms"]["p50"])
+        assert info["img_size"] == get_profile("smoke").teacher_size  # smoke: one size for all
     teacher = next(b for b in data["benchmarks"] if TEACHER in b["name"])
     assert teacher["extra_info"]["speedup_vs_reference"] == 1.0
     section = data["defectbench"]
