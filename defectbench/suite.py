@@ -266,7 +266,7 @@ class Suite:
             "precision": case.precision,
             "device": case.device,
             "batch": case.batch,
-            "img_size": self.catalog.preprocess(case.variant).size,
+            "img_size": manifest["preprocess"]["size"],
             "runtime": self.predictor(case).runtime,
             "threads": threads,
             "latency_only": False,

@@ -219,27 +219,44 @@ def test_static_int8_vit_leaves_layernorm_and_softmax_in_float(vit, tmp_path) ->
     assert OrtPredictor(out).predict_logits(images(2, seed=31)).shape == (2, 2)
 
 
-def test_symmetric_int8_has_the_zero_points_tensorrt_needs(lite0, tmp_path) -> None:
+def test_symmetric_int8_has_the_zero_points_tensorrt_needs(tmp_path) -> None:
     from onnx import numpy_helper
 
     from defectbench.compress import TENSORRT_INT8, tensorrt_compatible
 
-    _, _, report = lite0
+    model = make_model("tf_efficientnet_lite0")
+    torch.manual_seed(0)
+    for module in model.modules():  # as after training: batch norm folds into conv biases
+        if isinstance(module, nn.BatchNorm2d):
+            module.bias.data.normal_(0, 0.1)
+            module.running_mean.normal_(0, 0.1)
+    report = export_onnx(model, images(2, seed=1), tmp_path / "fp32.onnx")
+    graph = onnx.load(str(report.path)).graph
+    assert all(len(n.input) == 3 for n in graph.node if n.op_type == "Conv")  # biases exist
     out = tmp_path / "sym.onnx"
     config = dataclasses.replace(TENSORRT_INT8, num_calibration=4)
     assert tensorrt_compatible(config) and not tensorrt_compatible(OrtStaticInt8Config())
     quantize_onnx_static(report.path, out, [images(4, seed=33)], config)
-    graph = onnx.load(str(out)).graph
-    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    zero_points = [inits[n.input[2]] for n in graph.node
-                   if n.op_type in ("QuantizeLinear", "DequantizeLinear") and len(n.input) > 2]
+    def qdq(path):
+        graph = onnx.load(str(path)).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        nodes = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+        # what feeds each DequantizeLinear from the graph's constants (weights, biases)
+        stored = [inits[n.input[0]] for n in nodes
+                  if n.op_type == "DequantizeLinear" and n.input[0] in inits]
+        zero_points = [inits[n.input[2]] for n in nodes if len(n.input) > 2]
+        return stored, zero_points
+
+    stored, zero_points = qdq(out)
     assert len(zero_points) > 10
     assert all(z.dtype == np.int8 and not z.any() for z in zero_points)
-    # the default (uint8 activations) is asymmetric: TensorRT could not take it
+    assert stored and all(w.dtype == np.int8 for w in stored)  # no int32 biases
+    # the default (uint8 activations, int32 biases) is what TensorRT could not take
     quantize_onnx_static(report.path, tmp_path / "asym.onnx", [images(4, seed=33)],
                          OrtStaticInt8Config(num_calibration=4))
-    graph = onnx.load(str(tmp_path / "asym.onnx")).graph
-    assert any(i.data_type == onnx.TensorProto.UINT8 for i in graph.initializer)
+    stored, zero_points = qdq(tmp_path / "asym.onnx")
+    assert any(z.dtype == np.uint8 and z.any() for z in zero_points)
+    assert any(w.dtype == np.int32 for w in stored)
     x = images(3, seed=34)
     fp32 = OrtPredictor(report.path).predict_logits(x)
     sym = OrtPredictor(out).predict_logits(x)
@@ -328,9 +345,16 @@ def test_ort_config_validation(factory, kwargs, message) -> None:
 
 
 def test_ort_configs_round_trip_to_dict() -> None:
+    from defectbench.compress import TENSORRT_INT8
+
     config = OrtStaticInt8Config(calibration="percentile", op_types=["Conv", "MatMul"])
     assert OrtStaticInt8Config(**{**config.to_dict(), "op_types": ("Conv", "MatMul")}) == config
     assert config.to_dict()["op_types"] == ["Conv", "MatMul"]
+    # fields added later stay out of the dict (and so out of cache keys) at their defaults
+    assert not {"symmetric_activations", "quantize_bias"} & set(config.to_dict())
+    trt = TENSORRT_INT8.to_dict()
+    assert (trt["symmetric_activations"], trt["quantize_bias"]) == (True, False)
+    assert OrtStaticInt8Config(**trt) == TENSORRT_INT8
 
 
 # --------------------------------------------------------------------------- PT2E

@@ -332,27 +332,31 @@ def test_ort_gpu_provider_missing_says_how_to_enable(tmp_path, weight, provider)
 
 
 @pytest.mark.parametrize(
-    ("precision", "device", "providers", "fp16"),
+    ("precision", "device", "providers", "engine"),
     [
         ("fp32", "cpu", ("CPUExecutionProvider",), None),
         ("int8", "cpu", ("CPUExecutionProvider",), None),
         ("fp32", "cuda", ("CUDAExecutionProvider",), None),
-        ("fp16", "cuda", ("TensorrtExecutionProvider", "CUDAExecutionProvider"), True),
-        ("int8", "cuda", ("TensorrtExecutionProvider", "CUDAExecutionProvider"), False),
+        ("fp16", "cuda", ("TensorrtExecutionProvider", "CUDAExecutionProvider"), "fp16"),
+        ("int8", "cuda", ("TensorrtExecutionProvider", "CUDAExecutionProvider"), "int8"),
     ],
 )
 def test_ort_execution_routes_fp16_and_int8_on_cuda_to_tensorrt(
-    tmp_path, precision, device, providers, fp16
+    tmp_path, precision, device, providers, engine
 ) -> None:
     from defectbench.runtime.predictor import ort_execution
 
     execution = ort_execution(precision, device, engine_cache=tmp_path)
     assert execution.providers == providers
-    if fp16 is None:
+    if device == "cpu":
         assert execution.provider_options is None
+    elif engine is None:  # fp32 on the CUDA provider means fp32, not its default TF32
+        assert execution.provider_options == ({"use_tf32": 0},)
     else:
         trt, cuda = execution.provider_options
-        assert trt["trt_fp16_enable"] is fp16 and cuda == {}
+        assert (trt["trt_fp16_enable"], trt["trt_int8_enable"]) == (
+            engine == "fp16", engine == "int8")
+        assert cuda == {}
         assert trt["trt_engine_cache_enable"] and trt["trt_engine_cache_path"] == str(tmp_path)
 
 
@@ -383,6 +387,29 @@ def test_missing_providers_reason_names_the_fix() -> None:
     assert reason.startswith("ONNX Runtime provider TensorrtExecutionProvider is not available")
     assert "pip uninstall -y onnxruntime && pip install onnxruntime-gpu tensorrt" in reason
     assert "tox -e gpu" in reason
+
+
+def test_tensorrt_that_onnxruntime_lists_but_cannot_load_is_reported(monkeypatch) -> None:
+    import ctypes
+
+    import onnxruntime as ort
+
+    from defectbench.runtime import predictor
+
+    trt = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+    # what onnxruntime-gpu reports on a host whose TensorRT library is missing
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [*trt, "CPUExecutionProvider"])
+
+    def no_library(name, *args, **kwargs):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_library)
+    reason = predictor.execution_unavailable_reason(trt)
+    assert reason.startswith("TensorRT's library (libnvinfer.so.10) does not load")
+    assert "pip install tensorrt" in reason and "LD_LIBRARY_PATH" in reason
+    assert predictor.execution_unavailable_reason(("CUDAExecutionProvider",)) is None
+    monkeypatch.setattr(ctypes, "CDLL", lambda name, *a, **k: object())
+    assert predictor.execution_unavailable_reason(trt) is None
 
 
 def test_ort_predictor_rejects_bad_thread_count(tmp_path, weight) -> None:

@@ -40,6 +40,8 @@ TRANSFORMER_FLOAT_OUTPUTS: tuple[str, ...] = ("Gemm", "MatMul")
 # Dynamic quantization has integer kernels for Conv and MatMul only (no Gemm); quant_pre_process
 # rewrites Gemm into MatMul + Add, so MatMul covers the linear layers.
 TRANSFORMER_SAFE_DYNAMIC: tuple[str, ...] = ("Conv", "MatMul")
+# OrtStaticInt8Config fields added after zoos were built, with their defaults (see to_dict)
+_LATER_FIELDS = {"symmetric_activations": False, "quantize_bias": True}
 ENTROPY_QUANTIZED_BINS = 128  # int8 has 256 levels, 128 per sign: ORT's and TensorRT's choice
 
 
@@ -81,8 +83,9 @@ class OrtStaticInt8Config:
     ``num_calibration`` modest (about 100 at 224 px).
 
     ``symmetric_activations`` with ``activation_type='int8'`` gives every activation a zero
-    point of 0, which TensorRT needs to build an engine from the QDQ graph (explicit
-    quantization); see ``TENSORRT_INT8``.
+    point of 0, and ``quantize_bias=False`` keeps biases in float instead of int32 behind a
+    DequantizeLinear: both are what TensorRT needs to build an engine from the QDQ graph
+    (explicit quantization, int8 only); see ``TENSORRT_INT8``.
     """
 
     calibration: str = "minmax"
@@ -96,6 +99,7 @@ class OrtStaticInt8Config:
     float_output_op_types: tuple[str, ...] | None = None
     reduce_range: bool = False
     symmetric_activations: bool = False
+    quantize_bias: bool = True
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATION_METHODS:
@@ -129,29 +133,38 @@ class OrtStaticInt8Config:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             **dataclasses.asdict(self),
             "op_types": _list_or_none(self.op_types),
             "float_output_op_types": _list_or_none(self.float_output_op_types),
         }
+        # fields added later appear only when set, so zoos built before they existed keep
+        # their keys (the dict is part of every variant's cache key)
+        for name, default in _LATER_FIELDS.items():
+            if data[name] == default:
+                del data[name]
+        return data
 
 
 # Static INT8 that ONNX Runtime runs on CPU and TensorRT builds engines from (on x86 CPUs
 # the default uint8 activations are the faster choice: VNNI multiplies u8 x s8)
-TENSORRT_INT8 = OrtStaticInt8Config(activation_type="int8", symmetric_activations=True)
+TENSORRT_INT8 = OrtStaticInt8Config(
+    activation_type="int8", symmetric_activations=True, quantize_bias=False
+)
 
 
 def tensorrt_compatible(config: OrtStaticInt8Config | OrtDynamicInt8Config) -> bool:
     """Whether TensorRT can build an INT8 engine from the QDQ graph this config makes.
 
     TensorRT's explicit quantization takes signed int8 with zero points of 0 only, for
-    weights (ORT's weights are symmetric by default) and activations.
+    weights (ORT's weights are symmetric by default) and activations, and no int32 biases.
     """
     return (
         isinstance(config, OrtStaticInt8Config)
         and config.activation_type == "int8"
         and config.weight_type == "int8"
         and config.symmetric_activations
+        and not config.quantize_bias
     )
 
 
@@ -245,6 +258,8 @@ def quantize_onnx_static(
         extra["CalibPercentile"] = config.percentile
     if config.symmetric_activations:
         extra["ActivationSymmetric"] = True
+    if not config.quantize_bias:
+        extra["QuantizeBias"] = False
     with tempfile.TemporaryDirectory() as tmpdir, atomic_path(out_path) as tmp:
         pre = _pre_process(fp32_path, Path(tmpdir))
         # one sample per call: the histogram calibrators (entropy, percentile) stack every

@@ -273,7 +273,7 @@ def missing_providers_reason(providers: Sequence[str], available: Sequence[str])
     if not missing:
         return None
     hint = (
-        f"install the GPU build, {ORT_GPU_INSTALL}, and {CUDA_HINT}"
+        f"on a GPU host, install the GPU build: {ORT_GPU_INSTALL}"
         if set(missing) & set(_GPU_PROVIDERS)
         else "install an onnxruntime build that ships it"
     )
@@ -283,6 +283,39 @@ def missing_providers_reason(providers: Sequence[str], available: Sequence[str])
         f"ONNX Runtime {names} not available in this onnxruntime build "
         f"(available: {', '.join(available)}); {hint}"
     )
+
+
+def tensorrt_library_reason() -> str | None:
+    """Why TensorRT's runtime library cannot be loaded here, with the fix; None if it can.
+
+    onnxruntime-gpu lists TensorrtExecutionProvider whether or not libnvinfer loads. The pip
+    `tensorrt` wheel keeps the library outside the loader's search path; importing the wheel
+    loads it into the process, where ONNX Runtime's own dlopen then finds it by soname.
+    """
+    import ctypes
+
+    with contextlib.suppress(ImportError):
+        import tensorrt  # noqa: F401
+    for soname in ("libnvinfer.so.10", "libnvinfer.so"):
+        try:
+            ctypes.CDLL(soname)
+            return None
+        except OSError:
+            continue
+    return (
+        "TensorRT's library (libnvinfer.so.10) does not load: `pip install tensorrt` (what "
+        "`tox -e gpu` does) or put TensorRT's lib/ directory on LD_LIBRARY_PATH"
+    )
+
+
+def execution_unavailable_reason(providers: Sequence[str]) -> str | None:
+    """Why this host cannot run these ONNX Runtime providers (full names), with the fix."""
+    import onnxruntime as ort
+
+    reason = missing_providers_reason(providers, ort.get_available_providers())
+    if reason is None and PROVIDER_ALIASES["tensorrt"] in providers:
+        reason = tensorrt_library_reason()
+    return reason
 
 
 @dataclass(frozen=True)
@@ -297,10 +330,12 @@ def ort_execution(precision: str, device: str, engine_cache: Path | None = None)
     """The providers for an ONNX artifact at ``precision`` on ``device``.
 
     CPU: the CPU provider runs the graph as it is (fp32, or int8 QDQ). CUDA: fp32 on the CUDA
-    provider; fp16 and int8 through TensorRT, which builds fp16 engines from the fp32 graph and
-    int8 engines from a QDQ graph with zero points of 0 (explicit quantization), and hands
-    what it cannot take to the CUDA provider. TensorRT engines (tens of seconds to build) are
-    cached in ``engine_cache`` when given; TensorRT keys them by graph, shape and GPU.
+    provider with TF32 off (its default is on; fp32 should mean fp32, as in torch); fp16 and
+    int8 through TensorRT, which builds fp16 engines from the fp32 graph and int8 engines from
+    a QDQ graph with zero points of 0 (explicit quantization), and hands what it cannot take
+    to the CUDA provider. TensorRT engines take tens of seconds to build and are cached in
+    ``engine_cache`` when given. ONNX Runtime names cached engines by graph topology and
+    names, not weights: give every artifact its own ``engine_cache``.
     """
     if device == "cpu":
         if precision not in ("fp32", "int8"):
@@ -312,12 +347,15 @@ def ort_execution(precision: str, device: str, engine_cache: Path | None = None)
     if device != "cuda":
         raise ConfigError(f"unknown device {device!r} for ONNX Runtime; use cpu or cuda")
     if precision == "fp32":
-        return OrtExecution((PROVIDER_ALIASES["cuda"],))
+        return OrtExecution((PROVIDER_ALIASES["cuda"],), ({"use_tf32": 0},))
     if precision not in ("fp16", "int8"):
         raise ConfigError(
             f"no ONNX Runtime path for {precision!r} on cuda; choose fp32, fp16 or int8"
         )
-    trt: dict[str, Any] = {"trt_fp16_enable": precision == "fp16"}
+    trt: dict[str, Any] = {
+        "trt_fp16_enable": precision == "fp16",
+        "trt_int8_enable": precision == "int8",  # a QDQ graph needs no calibration table
+    }
     if engine_cache is not None:
         trt.update(
             trt_engine_cache_enable=True,
@@ -369,6 +407,10 @@ class OrtPredictor(Predictor):
                 f"ONNX file {path} not found; build it with defectbench.compress.export_onnx"
             )
         self.providers = resolve_providers(providers)
+        if PROVIDER_ALIASES["tensorrt"] in self.providers:
+            reason = tensorrt_library_reason()  # also loads the pip wheel's libnvinfer
+            if reason:
+                raise ConfigError(reason)
         if intra_op_threads is not None and intra_op_threads < 1:
             raise ConfigError(f"intra_op_threads must be >= 1 or None, got {intra_op_threads}")
         options = ort.SessionOptions()

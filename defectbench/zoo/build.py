@@ -42,10 +42,14 @@ def library_versions() -> dict[str, str]:
 
     out = {"python": platform.python_version()}
     for dist in ("torch", "timm", "torchao", "torch-pruning", "onnx", "onnxruntime", "numpy"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = "not installed"
+        out[dist] = "not installed"
+        # the GPU build of ONNX Runtime is the same library under another distribution name
+        for name in (dist, "onnxruntime-gpu") if dist == "onnxruntime" else (dist,):
+            try:
+                out[dist] = version(name)
+                break
+            except PackageNotFoundError:
+                pass
     return out
 
 

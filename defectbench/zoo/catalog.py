@@ -50,12 +50,9 @@ class Catalog:
         whether CUDA exists at all is the `gpu` marker's business."""
         if getattr(self.recipe(name), "runtime", None) != "onnxruntime":
             return None
-        import onnxruntime as ort
+        from defectbench.runtime.predictor import execution_unavailable_reason, ort_execution
 
-        from defectbench.runtime.predictor import missing_providers_reason, ort_execution
-
-        needed = ort_execution(precision, device).providers
-        return missing_providers_reason(needed, ort.get_available_providers())
+        return execution_unavailable_reason(ort_execution(precision, device).providers)
 
     def predictor(self, name: str, precision: str, device: str):
         """The runnable artifact behind the one predict interface."""

@@ -56,7 +56,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _summary(name: str, state: str, manifest: dict | None) -> dict:
     """What a results document cites about one variant: cost to build and dev quality."""
     if manifest is None:
-        return {"name": name, "built": False}
+        return {"name": name, "built": False, "stale": False}
     dev = manifest.get("dev", {})
     point = dev.get("operating_points", [{}])[0]
     return {

@@ -205,7 +205,8 @@ def open_derived_predictor(catalog, name: str, precision: str, device: str):
     store, recipes, keys = catalog.store, catalog.recipes, catalog.keys
     if isinstance(recipe, (OnnxRecipe, OrtInt8Recipe)):
         store.verify(name, keys[name])
-        engines = store.cache_dir() / "tensorrt"
+        # per artifact: ONNX Runtime would hand a rebuilt variant the old variant's engine
+        engines = store.cache_dir() / "tensorrt" / f"{name}-{keys[name][:16]}"
         if device == "cuda":
             engines.mkdir(parents=True, exist_ok=True)
         execution = ort_execution(precision, device, engines)
