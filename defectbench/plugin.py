@@ -25,6 +25,9 @@ _OPTIONS = (
     ("--budgets", "DEFECTBENCH_BUDGETS", None, "budgets TOML (default fixtures/budgets.toml)"),
     ("--latency-seconds", "DEFECTBENCH_LATENCY_SECONDS", "3",
      "time budget per latency case; rounds = budget / call time, 5..200"),
+    ("--memory-isolated", "DEFECTBENCH_MEMORY_ISOLATED", "0",
+     "1: also measure each CPU artifact's RAM on its own (a forked child loads it and runs "
+     "the largest selected batch); adds seconds per artifact, more for PT2E"),
 )
 _SUITE = pytest.StashKey["suite_mod.Suite"]()
 _SELECTION = pytest.StashKey["suite_mod.Selection"]()
@@ -224,6 +227,10 @@ def measure_latency(defectbench_suite, perf_case, benchmark, request):
         # high-water mark; later calls reuse what it allocated
         memory = defectbench_suite.memory(perf_case, batch)
         first = time.perf_counter() - start
+        isolated = None
+        if (_memory_isolated(config) and perf_case.device == "cpu"
+                and perf_case.batch == max(_selection(config).batches)):
+            isolated = defectbench_suite.isolated_memory(perf_case, _threads(config))
         rounds = rounds_for(first, float(option(config, "--latency-seconds")))
         benchmark.pedantic(predictor.predict_logits, args=(batch,), rounds=rounds,
                            warmup_rounds=2, iterations=1)
@@ -232,10 +239,29 @@ def measure_latency(defectbench_suite, perf_case, benchmark, request):
         info = defectbench_suite.perf_extra_info(
             perf_case, list(benchmark.stats.stats.data), memory, _threads(config)
         )
+        if isolated:
+            info["memory"]["isolated"] = isolated
         benchmark.extra_info.update(info)
         return info
 
     return run
+
+
+def _memory_isolated(config: pytest.Config) -> bool:
+    value = option(config, "--memory-isolated")
+    if value not in ("0", "1"):
+        from defectbench.errors import ConfigError
+
+        raise ConfigError(
+            f"--memory-isolated (DEFECTBENCH_MEMORY_ISOLATED) must be 0 or 1, got {value!r}"
+        )
+    return value == "1"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    suite = config.stash.get(_SUITE, None)
+    if suite is not None:
+        suite.close()
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

@@ -128,6 +128,7 @@ class Suite:
         self.latency: dict[Case, LatencyStats] = {}
         self.load_mb: dict[tuple[str, str, str], float] = {}
         self.speed_results: list[dict[str, Any]] = []
+        self._memory_probe = None  # started on first use: see isolated_memory()
         self.gated_point = gated_point or f"dev_recall_{catalog.profile.target_recall:.2f}"
 
     # -- inputs and artifacts -------------------------------------------------------------
@@ -247,6 +248,22 @@ class Suite:
     def memory(self, case: Case, batch: np.ndarray) -> MemoryMeasurement:
         predictor = self.predictor(case)
         return measure_peak(lambda: predictor.predict_logits(batch), case.device)
+
+    def isolated_memory(self, case: Case, threads: int) -> dict[str, Any]:
+        """What the artifact costs in RAM on its own (a forked child loads it and runs one
+        batch; see `defectbench.measure.isolated`)."""
+        from defectbench.measure.isolated import IsolatedMemoryProbe
+
+        if self._memory_probe is None:
+            self._memory_probe = IsolatedMemoryProbe(self.catalog.store.root,
+                                                     self.catalog.profile.name)
+        return self._memory_probe.measure(
+            case.variant, case.precision, case.device, case.batch, threads).to_dict()
+
+    def close(self) -> None:
+        if self._memory_probe is not None:
+            self._memory_probe.close()
+            self._memory_probe = None
 
     def perf_extra_info(
         self, case: Case, samples: list[float], memory: MemoryMeasurement, threads: int

@@ -60,7 +60,7 @@ def _run(pytester, zoo, *extra):
 
 def test_suite_writes_every_field_and_passes_smoke_budgets(suite_dir, smoke_zoo):
     out = suite_dir.path / "out.json"
-    result = _run(suite_dir, smoke_zoo, "--benchmark-json", str(out))
+    result = _run(suite_dir, smoke_zoo, "--benchmark-json", str(out), "--memory-isolated", "1")
     # cuda cases skip on a CPU host; the speed target's INT8/ONNX cases were not selected
     result.assert_outcomes(passed=4, skipped=5)
     result.stdout.fnmatch_lines(
@@ -98,6 +98,9 @@ def test_suite_writes_every_field_and_passes_smoke_budgets(suite_dir, smoke_zoo)
         assert info["latency_ms"]["p50"] <= info["latency_ms"]["p99"]
         assert info["throughput_ips"] == pytest.approx(1000 / info["latency_ms"]["p50"])
         assert info["img_size"] == get_profile("smoke").teacher_size  # smoke: one size for all
+        isolated = info["memory"]["isolated"]  # b1 is the largest selected batch here
+        assert isolated["kind"] == "cpu_rss_isolated" and isolated["batch"] == 1
+        assert 0 < isolated["load_mb"] <= isolated["peak_delta_mb"] < 2000
     teacher = next(b for b in data["benchmarks"] if TEACHER in b["name"])
     assert teacher["extra_info"]["speedup_vs_reference"] == 1.0
     section = data["defectbench"]

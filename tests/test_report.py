@@ -140,7 +140,8 @@ def test_table_rows_carry_the_numbers_and_verdicts(written):
     assert int8_b1[1] == XEON
     assert int8_b1[6:] == [
         "0.897 [0.848, 0.934]", "+0.015 (<= +0.039)", "0.103 (<= 0.139)", "0.900",
-        "8.7 / 9.2", "114.9", "812.0", "3.4", "4.79x", "PASS",
+        # memory: the CPU process's session-wide high-water mark (812 MB) is not the artifact's
+        "8.7 / 9.2", "114.9", "-", "3.4", "4.79x", "PASS",
     ]
     pruned = by_key[("cpu", "1", PRUNED)]
     assert pruned[6] == "0.838 [0.780, 0.885]"
@@ -586,3 +587,28 @@ def test_no_passing_variant_is_said_plainly(tmp_path):
     from defectbench.report.table import header_markdown
 
     assert "- fastest variant passing every budget: none passes" in header_markdown(report)
+
+
+def test_memory_column_shows_only_memory_that_belongs_to_the_artifact(tmp_path):
+    data = _load(CPU)
+    chosen = next(b for b in data["benchmarks"]
+                  if b["extra_info"]["variant"] == INT8 and b["extra_info"]["batch"] == 8)
+    chosen["extra_info"]["memory"]["isolated"] = {
+        "kind": "cpu_rss_isolated", "batch": 8, "load_mb": 45.2, "peak_delta_mb": 88.4}
+    report, _ = write_report([_dump(data, tmp_path / "a.json"), GPU], tmp_path / "out",
+                             plots=False)
+    lines = (tmp_path / "out" / "table.md").read_text().splitlines()
+    assert any(line.startswith("- memory MB: on CUDA the peak allocated") for line in lines)
+
+    def cell(variant, device, batch):
+        row = next(line for line in lines if line.startswith(f"| {device} ")
+                   and f"| {batch} " in line and f"| {variant} " in line)
+        return [c.strip() for c in row.strip("|").split("|")][12]
+
+    assert cell(INT8, "cpu", 8) == "88.4"
+    assert cell(INT8, "cpu", 1) == "-"  # the session-wide RSS high-water mark is not shown
+    cuda = next(r for r in report.rows if r.device == "cuda" and r.variant == INT8)
+    assert cell(INT8, "cuda", 8) == f"{cuda.peak_memory_mb:.1f}"
+    frame = pd.read_csv(tmp_path / "out" / "table.csv")
+    row = frame[(frame["variant"] == INT8) & (frame["batch"] == 8) & (frame["device"] == "cpu")]
+    assert row["isolated_memory_mb"].item() == 88.4 and row["isolated_load_mb"].item() == 45.2

@@ -75,6 +75,9 @@ class ReportRow:
     throughput_ips: float | None
     peak_memory_mb: float | None
     memory_kind: str | None
+    # RAM the artifact alone adds at load + first call (forked child, --memory-isolated)
+    isolated_memory_mb: float | None
+    isolated_load_mb: float | None
     size_mb: float | None
     params: int | None
     macs: int | None
@@ -342,6 +345,7 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
     if not isinstance(lat, Mapping):
         raise ReportError(f"{where}.latency_ms must be an object, got {lat!r}")
     mem = extra.get("memory") or {}
+    isolated = mem.get("isolated") or {}
     q = quality or {}
     qw = f"{where}.quality"
     op = q.get("operating_point") if isinstance(q.get("operating_point"), Mapping) else {}
@@ -391,6 +395,9 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
         throughput_ips=_number(extra.get("throughput_ips"), f"{where}.throughput_ips"),
         peak_memory_mb=_number(mem.get("peak_mb"), f"{where}.memory.peak_mb"),
         memory_kind=mem.get("kind"),
+        isolated_memory_mb=_number(isolated.get("peak_delta_mb"),
+                                   f"{where}.memory.isolated.peak_delta_mb"),
+        isolated_load_mb=_number(isolated.get("load_mb"), f"{where}.memory.isolated.load_mb"),
         size_mb=_number(extra.get("size_mb", q.get("size_mb")), f"{where}.size_mb"),
         params=_number(extra.get("params", q.get("params")), f"{where}.params", integer=True),
         macs=_number(extra.get("macs", q.get("macs")), f"{where}.macs", integer=True),

@@ -21,7 +21,7 @@ TABLE_COLUMNS = (
     "device", "machine", "batch", "variant", "precision", "runtime",
     "recall [interval]", "recall drop (upper)", "FNR (upper)", "specificity", "p50 / p90 ms",
     "img/s",
-    "peak MB", "size MB", "speedup", "gate",
+    "memory MB", "size MB", "speedup", "gate",
 )
 
 
@@ -63,8 +63,17 @@ def table_cells(row: ReportRow) -> list[str]:
     return [
         row.device, row.machine, str(row.batch), row.variant, row.precision,
         row.runtime or DASH, *_quality_cells(row), latency, _g(row.throughput_ips),
-        _g(row.peak_memory_mb), _g(row.size_mb), speedup, row.verdict,
+        _memory_cell(row), _g(row.size_mb), speedup, row.verdict,
     ]
+
+
+def _memory_cell(row: ReportRow) -> str:
+    """Memory that belongs to this row's artifact: the CUDA peak allocated during one call,
+    or on CPU what the artifact alone adds to a process (isolated measurement); a CPU process's
+    RSS high-water mark is the whole session's, not the artifact's, so it is not shown."""
+    if row.device == "cuda":
+        return _g(row.peak_memory_mb)
+    return _g(row.isolated_memory_mb)
 
 
 def _budget_line(budget: Mapping[str, Any]) -> str:
@@ -117,6 +126,9 @@ def header_markdown(report: Report) -> str:
     budgets = report.budgets_at_operating_point()
     lines.append("- budgets:" if budgets else "- budgets: none recorded")
     lines += [_budget_line(b) for b in budgets]
+    lines.append("- memory MB: on CUDA the peak allocated during one call; on CPU the RAM the "
+                 "artifact alone adds at load plus its first call, measured in a forked child "
+                 f"(`--memory-isolated 1`, largest batch only; `{DASH}` where not measured)")
     fastest = report.fastest_passing()
     lines.append("- fastest variant passing every budget:" if fastest
                  else "- fastest variant passing every budget: none passes")

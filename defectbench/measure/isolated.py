@@ -1,0 +1,161 @@
+"""Memory of one artifact on its own: a forked child loads it and runs one batch.
+
+Inside one long benchmark session the allocators keep pages that earlier variants freed, so
+in-process RSS deltas are mostly 0 and the high-water mark is the whole session's. A probe
+process (started once, holding only the imports, the catalog and the fixture, never having
+run a model) forks a child per measurement; the child resets the RSS high-water mark, loads
+the artifact, runs one batch, and reports
+
+- ``load_mb``: resident memory the loaded artifact added (weights, session, graph);
+- ``peak_delta_mb``: the high-water mark of loading plus the first call above what the child
+  held before loading: what serving this artifact at this batch size costs in RAM, including
+  one-off work at load (ONNX Runtime graph optimisation, PT2E calibration and compilation).
+
+Forking keeps each measurement to the artifact's own cost without re-importing torch or
+decoding the fixture (seconds per child instead of a fresh interpreter's ~10 s). CPU only:
+CUDA memory is measured per call in-process (`measure_cuda_peak`), where it is exact.
+
+The probe speaks JSON lines: ``python -m defectbench.measure.isolated ZOO PROFILE`` reads
+``{"variant", "precision", "device", "batch", "threads"}`` and answers one JSON object each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from defectbench.errors import DefectbenchError
+
+KIND = "cpu_rss_isolated"
+
+
+class IsolatedMemoryError(DefectbenchError):
+    """The probe or its child failed; the message carries the child's error."""
+
+
+@dataclass(frozen=True)
+class IsolatedMemory:
+    kind: str
+    batch: int
+    load_mb: float
+    peak_delta_mb: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _measure_in_child(catalog, request: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from defectbench.measure.memory import _CLEAR_REFS, _status_kb
+
+    torch.set_num_threads(int(request["threads"]))
+    size = catalog.manifest(request["variant"])["preprocess"]["size"]
+    batch = np.random.default_rng(0).standard_normal(
+        (int(request["batch"]), 3, size, size), dtype=np.float32
+    )
+    _CLEAR_REFS.write_text("5")  # high-water mark := current RSS
+    before = _status_kb("VmRSS")
+    predictor = catalog.predictor(request["variant"], request["precision"], request["device"])
+    loaded = _status_kb("VmRSS")
+    predictor.predict_logits(batch)
+    peak = _status_kb("VmHWM")
+    return IsolatedMemory(
+        KIND, int(request["batch"]), max(0, loaded - before) / 1024, max(0, peak - before) / 1024
+    ).to_dict()
+
+
+def _answer_forked(catalog, request: dict[str, Any]) -> dict[str, Any]:
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: measure, report through the pipe, leave without cleanup handlers
+        os.close(read_fd)
+        try:
+            result = _measure_in_child(catalog, request)
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+            result = {"error": f"{type(exc).__name__}: {exc}"}
+        with os.fdopen(write_fd, "w") as out:
+            out.write(json.dumps(result))
+        os._exit(0)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as inp:
+        text = inp.read()
+    _, status = os.waitpid(pid, 0)
+    if not text:
+        return {"error": f"measuring child died (wait status {status}) without an answer"}
+    return json.loads(text)
+
+
+def serve(zoo: str, profile: str, inp: IO[str] = sys.stdin, out: IO[str] | None = None) -> None:
+    """Answer measurement requests (JSON lines) until end of input."""
+    from defectbench.zoo.catalog import Catalog
+
+    if out is None:  # answers get a private copy of stdout; anything a library prints goes
+        out = os.fdopen(os.dup(1), "w")  # to stderr instead of into the protocol
+        os.dup2(2, 1)
+    catalog = Catalog(Path(zoo), profile)
+    out.write(json.dumps({"ready": True}) + "\n")
+    out.flush()
+    for line in inp:
+        if line.strip():
+            out.write(json.dumps(_answer_forked(catalog, json.loads(line))) + "\n")
+            out.flush()
+
+
+class IsolatedMemoryProbe:
+    """The parent's handle on a probe process; start it once, ask per artifact, close."""
+
+    def __init__(self, zoo: Path | str, profile: str) -> None:
+        # stderr to a file: warnings could fill a pipe nobody reads and stall the probe
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "defectbench.measure.isolated", str(zoo), profile],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+        )
+        self._read()  # {"ready": true} once the catalog is loaded
+
+    def _read(self) -> dict[str, Any]:
+        line = self._process.stdout.readline()
+        if not line:
+            self._process.wait()
+            self._stderr.seek(0)
+            raise IsolatedMemoryError(
+                "the isolated-memory probe exited (status "
+                f"{self._process.returncode}): {self._stderr.read()[-2000:]}"
+            )
+        return json.loads(line)
+
+    def measure(self, variant: str, precision: str, device: str, batch: int,
+                threads: int) -> IsolatedMemory:
+        if device != "cpu":
+            raise IsolatedMemoryError(
+                f"isolated memory is measured on cpu only, not {device!r}; CUDA peak memory "
+                "is exact in-process"
+            )
+        request = {"variant": variant, "precision": precision, "device": device,
+                   "batch": batch, "threads": threads}
+        self._process.stdin.write(json.dumps(request) + "\n")
+        self._process.stdin.flush()
+        answer = self._read()
+        if "error" in answer:
+            raise IsolatedMemoryError(
+                f"isolated memory of {variant} {precision} {device} b{batch}: {answer['error']}"
+            )
+        return IsolatedMemory(**answer)
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.stdin.close()
+            self._process.wait(timeout=60)
+        self._stderr.close()
+
+
+if __name__ == "__main__":
+    serve(*sys.argv[1:3])
