@@ -62,7 +62,9 @@ def main(path, earlier=None):
               f"{'vs-260px ' + format(sp, '.1f') + 'x' if sp else ''} "
               f"size {i.get('size_mb') or 0:.1f} MB "
               f"load +{mem.get('load_delta_mb') or 0:.0f} MB first-call +{mem['delta_mb']:.0f} MB "
-              f"{'' if q is None else ('PASS' if q['passed'] else 'FAIL')}")
+              + (f"own RAM load {mem['isolated']['load_mb']:.0f} MB peak "
+                 f"{mem['isolated']['peak_delta_mb']:.0f} MB " if "isolated" in mem else "")
+              + f"{'' if q is None else ('PASS' if q['passed'] else 'FAIL')}")
     if earlier:
         _, old, _ = load(earlier)
         ratios = [bench[k]["latency_ms"]["p50"] / old[k]["latency_ms"]["p50"]
