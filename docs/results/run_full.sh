@@ -13,7 +13,9 @@ grep -a -E "^(building|built|real|user|sys)" /tmp/full-zoo-build.log > "$OUT/ful
 defectbench zoo list --profile full --zoo "$ZOO" --json > "$OUT/full-zoo.json"
 
 # 2. the suite on CPU: quality gates on val, latency at b1/8/32, speed targets; the FP32
-#    eager teacher runs at its native 260 px here, so every speedup is against it directly
+#    eager teacher runs at its native 260 px here, so every speedup is against it directly.
+#    `-m "not gpu"` replaces the default `-m "not slow"`, so the latency-only architecture
+#    survey (untrained weights, benchmarks/test_survey.py) runs in the same session too.
 pytest benchmarks --zoo-profile full --zoo-dir "$ZOO" --devices cpu -m "not gpu" --memory-isolated 1 \
     -p no:cacheprovider --benchmark-json "$OUT/full-cpu.json" > "$OUT/full-cpu.log" 2>&1 || true
 # (pytest exits 1 when a gate fails; the script goes on to the report)
