@@ -48,7 +48,9 @@ def main(path, earlier=None):
               f"(up {q['recall_drop_upper']:+.3f})"
               f" miss+{q['new_misses']}/catch+{q['new_catches']} "
               f"acc@0.5 {plain.get('accuracy', float('nan')):.3f} "
-              f"{'PASS' if q['passed'] else 'FAIL'}")
+              f"mcnemar_p {q.get('mcnemar_p') or float('nan'):.3f} "
+              f"{'PASS' if q['passed'] else 'FAIL'} "
+              + ",".join(v["budget"] for v in q.get("verdicts", []) if not v["passed"]))
     print("\nlatency (p50 ms), b1 throughput speedup over the 260-px FP32 eager baseline:")
     by_batch_then_p50 = sorted(bench.items(),
                                key=lambda kv: (kv[0][2], kv[1]["latency_ms"]["p50"]))
