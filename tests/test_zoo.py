@@ -186,3 +186,20 @@ def test_a_damaged_teacher_logit_cache_is_reported_and_recomputed(tmp_path, monk
         logits = build.teacher_logits(ctx, TEACHER, recipes)
     np.testing.assert_array_equal(logits, fresh)
     np.testing.assert_array_equal(np.load(path), fresh)  # the cache was rewritten
+
+
+def test_a_recipe_builds_the_same_weights_whatever_ran_before_it(tmp_path):
+    # the teacher's new head is drawn from the global RNG; two builds of one recipe, one after
+    # the process consumed random numbers, must still produce byte-identical weights
+    import torch
+
+    from defectbench.zoo.build import build_zoo
+
+    smoke = get_profile("smoke")
+    hashes = []
+    for state, zoo in enumerate(("first", "second")):
+        torch.manual_seed(state)  # as if the process had built different models before
+        build_zoo(smoke, tmp_path / zoo, [TEACHER], log=lambda _: None)
+        manifest = ZooStore(tmp_path / zoo, "smoke").verify(TEACHER)
+        hashes.append(manifest["artifacts"])
+    assert hashes[0] == hashes[1]

@@ -35,6 +35,11 @@ from defectbench.zoo.store import ZooStore
 
 MODEL_FILE = "model.pt"
 TRAIN_STATE = "train_state.pt"
+# Part of every variant key. Bump it when the build procedure changes what a recipe produces,
+# so caches built by the old procedure show as stale and rebuild. 2: the global RNG is seeded
+# before a trained model is created (its new head used to depend on what the process had
+# built before it).
+BUILD_PROCEDURE = 2
 
 
 def library_versions() -> dict[str, str]:
@@ -103,6 +108,7 @@ def variant_key(
         "parents": list(parent_keys),
         "fixture": [fixture.content_sha256, fixture.split_sha256, fixture.defect_threshold],
         "versions": _key_versions(versions),
+        "procedure": BUILD_PROCEDURE,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
@@ -178,6 +184,9 @@ def teacher_logits(ctx: BuildContext, teacher: str, recipes: dict[str, Any]) -> 
 def build_trained(
     ctx: BuildContext, name: str, recipe: TrainedRecipe, recipes: dict[str, Any]
 ) -> dict[str, Any]:
+    # the fresh classifier head (and a from-scratch model's every weight) is drawn from the
+    # global RNG: seed it, so a recipe gives the same model whatever the process built before
+    torch.manual_seed(recipe.train.seed)
     model, provenance = _build_model(recipe)
     pre = Preprocess.for_model(model, recipe.model.img_size)
     train, dev = ctx.subset("train"), ctx.subset("dev")

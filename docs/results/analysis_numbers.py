@@ -1,11 +1,12 @@
 """Print every number docs/analysis.md cites, from the committed results JSON.
 
     python docs/results/analysis_numbers.py docs/results/full-cpu.json
-    python docs/results/analysis_numbers.py docs/results/quick-cpu.json \
-        [docs/results/quick-cpu-run1.json]
+    python docs/results/analysis_numbers.py docs/results/quick-cpu.json
+    python docs/results/analysis_numbers.py docs/results/noise/quick-192px-run2.json \
+        docs/results/noise/quick-192px-run1.json
 
-The second file, when given, is an earlier run of the same suite on the same machine; the
-script then prints the run-to-run spread of p50 latency over the cases both runs timed.
+The second file, when given, is an earlier run of the same suite on the same zoo and machine;
+the script then prints the run-to-run spread of p50 latency over the cases both runs timed.
 """
 
 import json

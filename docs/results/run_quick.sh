@@ -13,7 +13,7 @@ defectbench zoo list --profile quick --zoo "$ZOO" --json > "$OUT/quick-zoo.json"
 
 # 2. the suite (quality gates, latency at b1/8/32, speed targets) plus, in the same session,
 #    the FP32 eager teacher architecture at its native 260 px from the latency survey
-pytest benchmarks --zoo-profile quick --zoo-dir "$ZOO" --devices cpu \
+pytest benchmarks --zoo-profile quick --zoo-dir "$ZOO" --devices cpu --memory-isolated 1 \
     -m "not gpu" -k "not test_architecture_latency or tf_efficientnet_lite2-fp32-cpu-b1" \
     -p no:cacheprovider --benchmark-json "$OUT/quick-cpu.json" > "$OUT/quick-cpu.log" 2>&1 || true
 # (quick-cpu-run1.json is an earlier run of this same step, kept for the latency-noise figures;
