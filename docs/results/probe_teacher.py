@@ -12,7 +12,8 @@ Committed outputs:
   on a zoo where an equivalent earlier version had built the teacher (481 s, in the manifest),
   so its "build seconds" line is the cache hit.
 - `full-teacher-300px.txt`: `full ZOO 300 16`, a native-resolution, longer schedule for the
-  full teacher, which missed the 88.4% target at 260 px x 10 epochs (86.5%).
+  full teacher, which missed the 88.4% target at 260 px x 10 epochs (86.5%); it reached
+  87.8% and was not adopted (docs/results/README.md says why).
 """
 
 import dataclasses
