@@ -163,8 +163,9 @@ def test_gates_fail_when_a_variant_breaks_its_budget(suite_dir, smoke_zoo):
     result = _run(
         suite_dir, smoke_zoo, "--budgets", str(budgets), "-m", "quality", "--benchmark-disable"
     )
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("failed") == 1
+    # (the smoke teacher itself, one epoch on 96 cells, may fail production budgets too; what
+    # is tested is that the student's case fails, with messages that name what broke)
+    assert result.parseoutcomes().get("failed", 0) >= 1
     result.stdout.fnmatch_lines(
         [
             f"*_ test_recall_budgets[[]{STUDENT}-fp32-cpu[]] _*",
