@@ -189,8 +189,8 @@ def test_a_damaged_teacher_logit_cache_is_reported_and_recomputed(tmp_path, monk
 
 
 def test_a_recipe_builds_the_same_weights_whatever_ran_before_it(tmp_path):
-    # the teacher's new head is drawn from the global RNG; two builds of one recipe, one after
-    # the process consumed random numbers, must still produce byte-identical weights
+    # the teacher's new head is drawn from the global RNG; two builds of one recipe, started
+    # from different global RNG states, must still produce byte-identical weights
     import torch
 
     from defectbench.zoo.build import build_zoo
