@@ -7,14 +7,18 @@ A budget file (``fixtures/budgets.toml``) has a ``[defaults]`` table and ``[[bud
 
     [[budget]]
     name = "recall-drop"        # unique, shown in every verdict
-    metric = "recall_drop"      # "recall_drop" | "fnr" | "recall"
-    kind = "max_drop"           # recall_drop -> "max_drop", fnr -> "ceiling", recall -> "floor"
+    metric = "recall_drop"      # "recall_drop" | "fnr" | "recall" | "specificity"
+    kind = "max_drop"           # recall_drop -> "max_drop", fnr -> "ceiling",
+                                # recall and specificity -> "floor"
     value = 0.03                # limit, in [0, 1]
     judged_on = "point"         # "point", "upper_bound" (max_drop, ceiling), "lower_bound" (floor)
     # optional: confidence, group = "cell_type", variants = "*.int8*", operating_point = "*"
 
 Bounds are one-sided at the budget's confidence and are recomputed from the counts in the
 evidence, so a report written at another confidence is judged correctly.
+
+``specificity`` (the share of good items passed) is the other side of the trade: a variant can
+keep its recall by flagging more good items for manual review, which no recall budget sees.
 """
 
 from __future__ import annotations
@@ -38,11 +42,13 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-METRICS = ("recall_drop", "fnr", "recall")
+METRICS = ("recall_drop", "fnr", "recall", "specificity")
 KINDS = ("max_drop", "ceiling", "floor")
 JUDGED_ON = ("point", "upper_bound", "lower_bound")
 # Each metric has exactly one meaningful direction.
-KIND_FOR_METRIC = {"recall_drop": "max_drop", "fnr": "ceiling", "recall": "floor"}
+KIND_FOR_METRIC = {
+    "recall_drop": "max_drop", "fnr": "ceiling", "recall": "floor", "specificity": "floor"
+}
 # The bound that makes a budget stricter than its point estimate; the other one would pass
 # whenever the evidence is too thin to show a failure.
 BOUND_FOR_KIND = {"max_drop": "upper_bound", "ceiling": "upper_bound", "floor": "lower_bound"}
@@ -324,6 +330,8 @@ def _measure(budget: Budget, source: BinaryCounts | RecallComparison) -> tuple[f
         assert isinstance(source, RecallComparison)
         return source.drop, source.drop_upper_bound(c), source.n_defective
     assert isinstance(source, BinaryCounts)
+    if budget.metric == "specificity":
+        return source.specificity, source.specificity_lower_bound(c), source.n_defective
     if budget.metric == "fnr":
         return source.fnr, source.fnr_upper_bound(c), source.n_defective
     return source.recall, source.recall_lower_bound(c), source.n_defective
@@ -343,17 +351,20 @@ def _verdict(
         "confidence": budget.confidence,
         "group": group,
     }
-    if source.n_defective == 0:
+    # specificity is measured on the good items, every other metric on the defective ones
+    population = "good" if budget.metric == "specificity" else "defective"
+    n_items = source.n_good if population == "good" else source.n_defective
+    if n_items == 0:
         # Only BinaryCounts can get here; failing is the safe reading of missing evidence.
         return Verdict(
             **common,
             value=math.nan,
             bound=math.nan,
             passed=False,
-            n_defective=0,
+            n_defective=source.n_defective,
             message=(
-                f"{variant}: {label} cannot be judged: no defective items in the evidence; "
-                f"evaluate on a set with defective items [budget {budget.name!r}]"
+                f"{variant}: {label} cannot be judged: no {population} items in the evidence; "
+                f"evaluate on a set with {population} items [budget {budget.name!r}]"
             ),
         )
     value, bound, n_def = _measure(budget, source)
@@ -369,7 +380,7 @@ def _verdict(
     message = (
         f"{variant}: {label} {value:.3f} ({pct} {budget.bound_side} bound {bound:.3f}) "
         f"{verb} budget {budget.kind} {budget.value:.3f} "
-        f"[budget {budget.name!r}, judged on the {on}, {n_def} defective]"
+        f"[budget {budget.name!r}, judged on the {on}, {n_items} {population}]"
     )
     return Verdict(
         **common, value=value, bound=bound, passed=passed, n_defective=n_def, message=message

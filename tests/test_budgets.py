@@ -76,6 +76,15 @@ def test_every_repo_budget_is_commented():
     assert chunks and all(chunk.lstrip("\n").startswith("#") for chunk in chunks)
 
 
+def test_the_repo_files_commented_specificity_example_is_a_valid_budget(tmp_path):
+    # the disabled example in budgets.toml is documentation users copy; it must load as written
+    lines = REPO_BUDGETS.read_text().split("# [[budget]]", 1)[1].splitlines()
+    example = "[[budget]]\n" + "\n".join(line.removeprefix("# ") for line in lines)
+    (budget,) = load_budgets(write(tmp_path, example))
+    assert (budget.metric, budget.kind, budget.judged_on) == ("specificity", "floor", "lower_bound")
+    assert "specificity-floor" not in {b.name for b in load_budgets(REPO_BUDGETS)}
+
+
 def test_defaults_and_optional_keys(tmp_path):
     text = """
 [defaults]
@@ -222,6 +231,8 @@ def test_missing_budget_file(tmp_path):
 
 
 def test_budget_validates_when_built_in_code():
+    with pytest.raises(ConfigError, match=r"metric 'specificity' cannot have kind 'ceiling'"):
+        Budget("s", "specificity", "ceiling", 0.6, "point")
     with pytest.raises(ConfigError, match=r"a floor judged on the upper_bound passes whenever"):
         Budget("f", "recall", "floor", 0.8, "upper_bound")
     with pytest.raises(ConfigError, match=r"budget name must be a non-empty string"):
@@ -316,6 +327,35 @@ def test_group_value_without_defective_items_fails_rather_than_passes():
     v = judge(CELL_FLOOR, VARIANT, report)
     assert not v.passed and math.isnan(v.value)
     assert "recall[cell_type=poly] cannot be judged: no defective items" in v.message
+
+
+SPEC_FLOOR = Budget("specificity-floor", "specificity", "floor", 0.60, "lower_bound")
+
+
+def test_specificity_floor_catches_recall_bought_by_flagging_good_cells():
+    # Both keep recall 0.86 on 200 defective cells; the second flags half of the 450 good ones.
+    kept = BinaryCounts(tp=172, fn=28, fp=90, tn=360)  # specificity 0.80
+    flagging = BinaryCounts(tp=172, fn=28, fp=225, tn=225)  # specificity 0.50
+    assert judge(FNR, VARIANT, kept).passed == judge(FNR, VARIANT, flagging).passed
+    assert judge(SPEC_FLOOR, VARIANT, kept).passed
+    v = judge(SPEC_FLOOR, VARIANT, flagging)
+    assert not v.passed and v.value == 0.5
+    assert v.bound == pytest.approx(clopper_pearson(225, 450, 0.95, "lower").lower)
+    assert "specificity 0.500 (95% lower bound" in v.message
+    assert "is below budget floor 0.600" in v.message and v.message.endswith("450 good]")
+
+
+def test_specificity_floor_is_judged_on_its_lower_bound():
+    # point 0.62 passes a 0.60 floor, but with 100 good cells the 95% lower bound is ~0.537
+    counts = BinaryCounts(tp=50, fn=5, fp=38, tn=62)
+    assert judge(Budget("s", "specificity", "floor", 0.60, "point"), VARIANT, counts).passed
+    assert not judge(SPEC_FLOOR, VARIANT, counts).passed
+
+
+def test_specificity_without_good_items_fails_rather_than_passes():
+    v = judge(SPEC_FLOOR, VARIANT, BinaryCounts(tp=9, fn=1, fp=0, tn=0))
+    assert not v.passed and math.isnan(v.value)
+    assert "specificity cannot be judged: no good items" in v.message
 
 
 def test_group_drop_budget_uses_group_comparisons():

@@ -96,6 +96,23 @@ def test_fnr_upper_bound_is_one_minus_recall_lower_bound(kn):
     assert c.recall_interval(0.9) == clopper_pearson(tp, n, 0.9)
 
 
+def test_specificity_bounds_match_statsmodels_clopper_pearson():
+    from statsmodels.stats.proportion import proportion_confint
+
+    c = BinaryCounts(tp=170, fn=34, fp=118, tn=332)  # 450 good cells, specificity 0.738
+    lower, upper = proportion_confint(332, 450, alpha=0.05, method="beta")
+    interval = c.specificity_interval(0.95)
+    assert (interval.lower, interval.upper) == pytest.approx((lower, upper), abs=1e-12)
+    one_sided, _ = proportion_confint(332, 450, alpha=0.10, method="beta")
+    assert c.specificity_lower_bound(0.95) == pytest.approx(one_sided, abs=1e-12)
+    assert c.specificity_lower_bound(0.95) < c.specificity
+
+
+def test_specificity_interval_without_good_items_raises():
+    with pytest.raises(DataError, match=r"no good items.*evaluate on a set"):
+        BinaryCounts(tp=3, fn=1, fp=0, tn=0).specificity_interval()
+
+
 def test_intervals_without_defective_items_raise():
     with pytest.raises(DataError, match=r"no defective items.*evaluate on a set"):
         BinaryCounts(tp=0, fn=0, fp=2, tn=5).recall_interval()

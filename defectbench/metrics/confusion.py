@@ -101,6 +101,21 @@ class BinaryCounts:
         """One-sided upper confidence bound on FNR (equals 1 - the recall lower bound)."""
         return self.fnr_interval(confidence, side="upper").upper
 
+    def specificity_interval(
+        self, confidence: float = 0.95, side: str = "two-sided"
+    ) -> Proportion:
+        """Clopper-Pearson interval on specificity (good items passed); DataError if none."""
+        if self.n_good == 0:
+            raise DataError(
+                f"cannot compute a specificity interval: the counts {self.to_dict()} contain no "
+                "good items; evaluate on a set that contains good items"
+            )
+        return clopper_pearson(self.tn, self.n_good, confidence, side)
+
+    def specificity_lower_bound(self, confidence: float = 0.95) -> float:
+        """One-sided lower confidence bound on specificity."""
+        return self.specificity_interval(confidence, side="lower").lower
+
     def _require_defective(self, what: str) -> None:
         if self.n_defective == 0:
             raise DataError(
