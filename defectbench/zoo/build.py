@@ -201,6 +201,7 @@ def build_trained(
         distill=recipe.distill,
         teacher_logits=soft_targets,
         checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE,
+        checkpoint_key=ctx.keys[name],
         description=name,
     )
     dev_probs = defect_probability(predict_logits(model, ctx.arrays("dev", pre)))

@@ -413,6 +413,7 @@ def build_pruned(ctx, name: str, recipe: PruneRecipe, recipes) -> dict[str, Any]
         teacher_logits=soft,
         # pruning is deterministic, so a resumed run re-prunes to the same shapes
         checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE,
+        checkpoint_key=ctx.keys[name],
         description=name,
     )
     save_pruned(model, ctx.store.variant_dir(name) / PRUNED_FILE, {"parent": recipe.parent})
