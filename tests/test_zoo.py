@@ -122,6 +122,19 @@ def test_store_reports_unfinished_and_corrupt_manifests(tmp_path):
         store.read_manifest("x")
 
 
+@pytest.mark.parametrize(
+    "manifest",
+    [{"name": "x"}, {"name": "x", "key": "k1", "artifacts": {"model.pt": {"bytes": 1}}}, []],
+)
+def test_an_incomplete_manifest_is_reported_as_corrupt_and_rebuilt(tmp_path, manifest):
+    store = ZooStore(tmp_path, "smoke")
+    store.manifest_path("x").parent.mkdir(parents=True)
+    store.manifest_path("x").write_text(json.dumps(manifest))
+    assert not store.is_current("x", "k1")  # rebuilt, not a crash
+    with pytest.raises(ArtifactError, match=r"manifest .* is corrupt .* zoo build --profile"):
+        store.verify("x", "k1")
+
+
 def test_writes_are_atomic_and_leave_no_temp_files(tmp_path):
     store = _committed(ZooStore(tmp_path, "smoke"))
     leftovers = [p.name for p in store.variant_dir("a.variant").iterdir()]
@@ -203,3 +216,36 @@ def test_a_recipe_builds_the_same_weights_whatever_ran_before_it(tmp_path):
         manifest = ZooStore(tmp_path / zoo, "smoke").verify(TEACHER)
         hashes.append(manifest["artifacts"])
     assert hashes[0] == hashes[1]
+
+
+def test_an_int8_variant_whose_graph_computes_in_float_is_refused(tmp_path):
+    # a float ONNX file committed under an INT8 recipe must not be timed and gated as INT8
+    from types import SimpleNamespace
+
+    import onnx
+    from onnx import TensorProto, helper
+
+    from defectbench.compress.ort_quant import OrtStaticInt8Config
+    from defectbench.zoo.derived import ONNX_FILE, OrtInt8Recipe, open_derived_predictor
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["f"]),
+         helper.make_node("Gemm", ["f", "w", "b"], ["logits"], transB=1)],
+        "float",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 2])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [2, 3], [0.1] * 6),
+         helper.make_tensor("b", TensorProto.FLOAT, [2], [0.0, 0.0])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    store = ZooStore(tmp_path, "smoke")
+    name = "m.int8_ort"
+    record = store.write_artifact(name, ONNX_FILE, model.SerializeToString())
+    store.commit({"name": name, "key": "k", "artifacts": {ONNX_FILE: record}})
+    onnx.checker.check_model(str(store.variant_dir(name) / ONNX_FILE))
+    recipe = OrtInt8Recipe("m.onnx", OrtStaticInt8Config())
+    catalog = SimpleNamespace(recipe=lambda n: recipe, store=store, recipes={name: recipe},
+                              keys={name: "k"})
+    with pytest.raises(ArtifactError, match=r"asked for at int8 but its ONNX graph .* fp32"):
+        open_derived_predictor(catalog, name, "int8", "cpu")
