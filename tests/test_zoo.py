@@ -1,6 +1,7 @@
 """The zoo: registry names, recipe keys, the on-disk store and its integrity checks."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -256,8 +257,6 @@ def test_a_recipe_builds_the_same_weights_whatever_ran_before_it(tmp_path):
 
 def test_an_int8_variant_whose_graph_computes_in_float_is_refused(tmp_path):
     # a float ONNX file committed under an INT8 recipe must not be timed and gated as INT8
-    from types import SimpleNamespace
-
     import onnx
     from onnx import TensorProto, helper
 
@@ -285,3 +284,20 @@ def test_an_int8_variant_whose_graph_computes_in_float_is_refused(tmp_path):
                               keys={name: "k"})
     with pytest.raises(ArtifactError, match=r"asked for at int8 but its ONNX graph .* fp32"):
         open_derived_predictor(catalog, name, "int8", "cpu")
+
+
+def test_a_profile_subset_keeps_both_classes_even_when_one_is_tiny():
+    import dataclasses
+
+    import numpy as np
+
+    from defectbench.data.image_set import ImageSet
+    from defectbench.zoo.build import profile_subset
+
+    labels = np.array([1] + [0] * 99, dtype=np.int8)  # a single defective image
+    images = ImageSet(tuple(f"i{k}" for k in range(100)), labels, ("good", "defective"),
+                      loader=lambda i: np.zeros((4, 4), np.uint8))
+    fixture = SimpleNamespace(split=lambda name: images)
+    profile = dataclasses.replace(get_profile("smoke"), max_train_images=10)
+    subset = profile_subset(fixture, profile, "train")
+    assert sorted(np.bincount(subset.labels, minlength=2)) == [1, 10]  # 1 defective, 10 good

@@ -105,7 +105,9 @@ def profile_subset(fixture: Fixture, profile: Profile, split: str) -> ImageSet:
     for label in (0, 1):  # keep the class ratio, so both classes are always present
         idx = np.flatnonzero(images.labels == label)
         share = round(limit * len(idx) / len(images))
-        picked.extend(rng.choice(idx, size=max(share, 2), replace=False).tolist())
+        # at least two of each class (dev AUROC needs both), never more than the class has
+        size = min(max(share, 2), len(idx))
+        picked.extend(rng.choice(idx, size=size, replace=False).tolist())
     return images.subset(sorted(picked))
 
 
