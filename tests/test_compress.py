@@ -274,6 +274,20 @@ def test_static_int8_explicit_op_types_win(lite0, tmp_path) -> None:
     assert (quant.op_types, quant.op_selection) == (("Conv",), "config")
 
 
+def test_int8_that_quantizes_nothing_is_refused_not_written(lite0, tmp_path) -> None:
+    # an op_types list that matches no operator would leave a float graph labelled INT8
+    _, _, report = lite0
+    out = tmp_path / "float.onnx"
+    with pytest.raises(
+        ArtifactError, match=r"no QuantizeLinear node: op_types \['LayerNormalization'\].*Conv"
+    ):
+        quantize_onnx_static(report.path, out, [images(1, seed=32)], OrtStaticInt8Config(
+            num_calibration=1, op_types=("LayerNormalization",)))
+    with pytest.raises(ArtifactError, match=r"no QuantizeLinear node"):
+        quantize_onnx_dynamic(report.path, out, OrtDynamicInt8Config(op_types=("LSTM",)))
+    assert not out.exists()
+
+
 def test_dynamic_int8(exported, tmp_path) -> None:
     arch, _, report = exported
     out = tmp_path / "dyn.onnx"

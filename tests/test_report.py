@@ -485,6 +485,29 @@ def test_missing_file_is_named():
         read_run(DATA / "nope.json")
 
 
+def _survey_only(tmp_path) -> Path:
+    from defectbench.suite import survey_section
+
+    data = _load(CPU)
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"].get("latency_only")]
+    data["defectbench"] = survey_section()
+    assert data["benchmarks"]
+    return _dump(data, tmp_path / "survey.json")
+
+
+def test_a_survey_only_run_is_reported_as_latency_only(tmp_path):
+    # `pytest benchmarks -m slow` alone writes no fixture: the report must still be made
+    report, paths = write_report([_survey_only(tmp_path)], tmp_path / "out")
+    header = (tmp_path / "out" / "table.md").read_text()
+    assert "- fixture: none (latency-only inputs" in header
+    assert report.rows and all(row.verdict == "latency only" for row in report.rows)
+
+
+def test_a_survey_only_run_merges_with_a_gated_run(tmp_path):
+    report = load_report([CPU, _survey_only(tmp_path)])
+    assert report.fixture == read_run(CPU).fixture
+
+
 def test_unknown_schema_is_refused(tmp_path):
     data = _load(CPU)
     data["defectbench"]["schema"] = 2

@@ -91,6 +91,19 @@ class _Tiny(torch.nn.Module):
         return self.head(self.bn(self.conv(x)).relu().mean((2, 3)))
 
 
+class _TinyWithDropout(_Tiny):
+    """Draws dropout masks from the global RNG, as Lite's head and ViT's drop-path do."""
+
+    def forward(self, x):
+        features = self.bn(self.conv(x)).relu().mean((2, 3))
+        return self.head(torch.nn.functional.dropout(features, 0.5, self.training))
+
+
+class _Diverged(_Tiny):
+    def forward(self, x):
+        return super().forward(x) * float("nan")
+
+
 def _data(n=24, seed=0):
     rng = np.random.default_rng(seed)
     y = np.arange(n) % 2
@@ -115,30 +128,80 @@ def test_fit_learns_and_keeps_the_best_dev_epoch():
     assert best > 0.9
 
 
-def test_interrupted_fit_resumes_to_the_same_weights(tmp_path):
+class _Interrupt(Exception):
+    pass
+
+
+def _stop_in_second_epoch(record):
+    if record["epoch"] == 1:  # epoch 0 was checkpointed, epoch 1 is lost
+        raise _Interrupt
+
+
+def _interrupted_fit(model_cls, ckpt, key):
     x, y = _data()
     cfg = TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05)
     torch.manual_seed(0)
-    straight = _Tiny()
-    fit(straight, x, y, x, y, cfg)
-
-    class Interrupt(Exception):
-        pass
-
-    def stop_in_second_epoch(record):
-        if record["epoch"] == 1:  # epoch 0 was checkpointed, epoch 1 is lost
-            raise Interrupt
-
-    torch.manual_seed(0)
-    ckpt = tmp_path / "state.pt"
-    with pytest.raises(Interrupt):
-        fit(_Tiny(), x, y, x, y, cfg, checkpoint_path=ckpt, on_epoch=stop_in_second_epoch)
+    with pytest.raises(_Interrupt):
+        fit(model_cls(), x, y, x, y, cfg, checkpoint_path=ckpt, checkpoint_key=key,
+            on_epoch=_stop_in_second_epoch)
     assert ckpt.is_file()
-    resumed_model = _Tiny()  # fresh weights: everything must come from the checkpoint
-    result = fit(resumed_model, x, y, x, y, cfg, checkpoint_path=ckpt)
+    return x, y, cfg
+
+
+@pytest.mark.parametrize("model_cls", [_Tiny, _TinyWithDropout])
+def test_interrupted_fit_resumes_to_the_same_weights(tmp_path, model_cls):
+    ckpt = tmp_path / "state.pt"
+    x, y, cfg = _interrupted_fit(model_cls, ckpt, "key-a")
+    torch.manual_seed(0)
+    straight = model_cls()
+    uninterrupted = fit(straight, x, y, x, y, cfg)
+    torch.manual_seed(123)  # whatever ran in between must not matter
+    resumed_model = model_cls()  # fresh weights: everything must come from the checkpoint
+    result = fit(resumed_model, x, y, x, y, cfg, checkpoint_path=ckpt, checkpoint_key="key-a")
     assert result.resumed_from_epoch == 1
     assert [h["epoch"] for h in result.history] == [0, 1, 2]
+    # the kept weights can be epoch 0's (tiny data saturates dev AUROC), so compare the
+    # training itself: every epoch's loss, which depends on the data order and dropout masks
+    assert [h["train_loss"] for h in result.history] == pytest.approx(
+        [h["train_loss"] for h in uninterrupted.history], rel=1e-6
+    )
     for a, b in zip(
         straight.state_dict().values(), resumed_model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(a, b)
+
+
+def test_a_training_state_saved_under_another_key_is_reported_not_resumed(tmp_path):
+    # the recipe changed while its build was interrupted: the old state must not leak into it
+    ckpt = tmp_path / "state.pt"
+    x, y, cfg = _interrupted_fit(_Tiny, ckpt, "key-a")
+    with pytest.warns(UserWarning, match=r"saved for key 'key-a', not 'key-b'.*first epoch"):
+        result = fit(_Tiny(), x, y, x, y, cfg, checkpoint_path=ckpt, checkpoint_key="key-b")
+    assert result.resumed_from_epoch == 0
+    assert [h["epoch"] for h in result.history] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "content, match",
+    [(b"not a torch file", r"unreadable training state .*UnpicklingError|unreadable"),
+     (None, r"it lacks .*torch_rng.*older or foreign file")],
+)
+def test_an_unreadable_training_state_is_reported_and_not_used(tmp_path, content, match):
+    ckpt = tmp_path / "state.pt"
+    if content is None:  # a state from before the key and RNG were saved
+        torch.save({"model": {}, "epoch": 0}, ckpt)
+    else:
+        ckpt.write_bytes(content)
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8, lr=0.05)
+    with pytest.warns(UserWarning, match=match):
+        result = fit(_Tiny(), x, y, x, y, cfg, checkpoint_path=ckpt, checkpoint_key="k")
+    assert result.resumed_from_epoch == 0
+    assert torch.load(ckpt, weights_only=True)["key"] == "k"  # replaced by a good state
+
+
+def test_training_that_never_scores_raises_a_clear_error():
+    x, y = _data()
+    cfg = TrainConfig(epochs=2, img_size=16, batch_size=8, lr=0.05)
+    with pytest.raises(FloatingPointError, match=r"no epoch produced a finite dev AUROC.*lower"):
+        fit(_Diverged(), x, y, x, y, cfg, description="diverged")

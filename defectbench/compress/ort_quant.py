@@ -287,7 +287,7 @@ def quantize_onnx_static(
             calibrate_method=method,
             extra_options=extra,
         )
-        quantize_nodes = _count_quantize_nodes(tmp)
+        quantize_nodes = _require_quantized(tmp, fp32_path, op_types)
     return _report(
         "ort_static_int8",
         fp32_path,
@@ -326,7 +326,7 @@ def quantize_onnx_dynamic(
             weight_type=_quant_type(config.weight_type),
             extra_options={"MatMulConstBOnly": config.matmul_const_b_only},
         )
-        quantize_nodes = _count_quantize_nodes(tmp)
+        quantize_nodes = _require_quantized(tmp, fp32_path, op_types)
     return _report(
         "ort_dynamic_int8",
         fp32_path,
@@ -422,6 +422,22 @@ def _count_quantize_nodes(onnx_path: Path) -> int:
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     return sum(n.op_type in ("QuantizeLinear", "DynamicQuantizeLinear") for n in graph.node)
+
+
+def _require_quantized(
+    onnx_path: Path, fp32_path: Path, op_types: tuple[str, ...] | None
+) -> int:
+    """The quantize-node count; ArtifactError if there is none (the graph would run in float
+    and be timed and gated as INT8)."""
+    count = _count_quantize_nodes(onnx_path)
+    if count == 0:
+        present = sorted(_op_types(fp32_path))
+        raise ArtifactError(
+            f"quantizing {fp32_path} produced no QuantizeLinear node: op_types "
+            f"{list(op_types) if op_types else 'default'} matched none of the graph's operators "
+            f"({', '.join(present)}); set op_types to operators the graph has"
+        )
+    return count
 
 
 def _input_name(onnx_path: Path) -> str:

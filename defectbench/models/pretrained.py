@@ -517,6 +517,17 @@ def _replace_head(model: nn.Module, checkpoint_classes: int, num_classes: int) -
 # --- small helpers ----------------------------------------------------------------------------
 
 
+def weights_identity(name: str) -> str:
+    """Which pretrained weights ``create_model(name, pretrained=True)`` would load here, as a
+    string that changes when they do: the shipping package and its version, else the hub."""
+    packaged = _packaged_entry(name)
+    if packaged is not None:
+        version = _distribution_version(packaged.distribution)
+        if version is not None:
+            return f"{packaged.distribution}=={version}"
+    return f"hub:{name}"
+
+
 def _packaged_entry(name: str) -> PackagedWeights | None:
     base, tag = timm.models.split_model_name_tag(name)
     # package checkpoints are the ImageNet-1k ones; another tag asks for different weights

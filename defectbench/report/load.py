@@ -138,7 +138,10 @@ def read_run(path: str | Path) -> BenchmarkRun:
             f"schema {SCHEMA}. Re-run the benchmarks with this defectbench version"
         )
     fixture = section.get("fixture")
-    if not isinstance(fixture, dict) or not all(fixture.get(k) for k in FIXTURE_HASHES):
+    latency_only = section.get("latency_only") is True and fixture is None
+    if not latency_only and (
+        not isinstance(fixture, dict) or not all(fixture.get(k) for k in FIXTURE_HASHES)
+    ):
         raise ReportError(
             f"{path}: 'defectbench.fixture' must record {' and '.join(FIXTURE_HASHES)}, got "
             f"{fixture!r}; {HOW_TO_PRODUCE}"
@@ -166,6 +169,8 @@ def read_run(path: str | Path) -> BenchmarkRun:
 
 def check_same_fixture(runs: Sequence[BenchmarkRun]) -> None:
     """ReportError naming both files and both hashes if any run used another fixture."""
+    # a latency-only run (the architecture survey alone) used no fixture: nothing to compare
+    runs = [run for run in runs if run.fixture]
     if not runs:
         return
     first = runs[0]

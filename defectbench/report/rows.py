@@ -116,7 +116,7 @@ class Report:
 
     @property
     def fixture(self) -> Mapping[str, Any]:
-        return self.runs[0].fixture
+        return next((run.fixture for run in self.runs if run.fixture), {})
 
     @property
     def profiles(self) -> list[str]:

@@ -111,8 +111,11 @@ def header_markdown(report: Report) -> str:
     sizes = ""
     if fx.get("val_images") is not None:
         sizes = f", {fx['val_images']} validation images ({fx.get('val_defective', '?')} defective)"
-    lines.append(f"- fixture: {fx.get('dataset', 'unknown dataset')}{sizes}; content sha256 "
-                 f"`{fx['content_sha256']}`; split sha256 `{fx['split_sha256']}`")
+    if fx:
+        lines.append(f"- fixture: {fx.get('dataset', 'unknown dataset')}{sizes}; content "
+                     f"sha256 `{fx['content_sha256']}`; split sha256 `{fx['split_sha256']}`")
+    else:
+        lines.append("- fixture: none (latency-only inputs: untrained survey models, no quality)")
     lines.append(f"- profile: {', '.join(report.profiles)}")
     lines.append(f"- machines: {'; '.join(report.machines)}")
     if report.reference:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,6 +100,7 @@ def fit(
     distill: DistillConfig | None = None,
     teacher_logits: np.ndarray | None = None,
     checkpoint_path: Path | None = None,
+    checkpoint_key: str | None = None,
     description: str = "train",
     on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
@@ -106,6 +108,9 @@ def fit(
 
     With `checkpoint_path`, the state after each epoch is saved atomically and a later call
     with the same path resumes from it, so an interrupted build loses at most one epoch.
+    `checkpoint_key` names what is being trained (the variant key): a saved state made under
+    another key (the recipe, data or libraries changed since) or one that cannot be read is
+    reported and ignored, never resumed from.
     """
     if distill is not None and teacher_logits is None:
         raise ValueError("distillation needs the cached teacher logits of the training set")
@@ -122,12 +127,15 @@ def fit(
     )
     start_epoch, history, best = 0, [], {"epoch": -1, "auroc": -math.inf, "state": None}
     elapsed_before = 0.0
-    if checkpoint_path is not None and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, weights_only=True)
+    state = _resumable_state(checkpoint_path, checkpoint_key)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
+        # dropout and drop-path draw from the global RNG: without this a resumed run would
+        # replay the first epoch's masks and differ from an uninterrupted one
+        torch.set_rng_state(state["torch_rng"])
         start_epoch, history = int(state["epoch"]) + 1, _history_from_tensors(state["history"])
         best = {
             "epoch": int(state["best_epoch"]),
@@ -200,7 +208,13 @@ def fit(
                 history,
                 best,
                 elapsed_before + time.perf_counter() - t0,
+                checkpoint_key,
             )
+    if best["state"] is None:
+        raise FloatingPointError(
+            f"{description}: no epoch produced a finite dev AUROC (training diverged: "
+            f"last train loss {history[-1]['train_loss']:.4g}); lower the learning rate"
+        )
     model.load_state_dict(best["state"])
     model.eval()
     return FitResult(
@@ -216,7 +230,44 @@ def _history_from_tensors(history) -> list[dict]:
     return [dict(h) for h in history]
 
 
-def _save_checkpoint(path, model, optimizer, scheduler, generator, epoch, history, best, elapsed):
+_STATE_FIELDS = frozenset(
+    ("model", "optimizer", "scheduler", "generator", "torch_rng", "key", "epoch", "history",
+     "best_epoch", "best_auroc", "best_state", "elapsed")
+)
+
+
+def _resumable_state(path: Path | None, key: str | None) -> dict | None:
+    """The saved training state at `path` if it was made under `key`; None (reported) if not."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        state = torch.load(path, weights_only=True)
+    except Exception as err:  # truncated, or not a torch file
+        problem = f"{type(err).__name__}: {err}"
+    else:
+        missing = sorted(_STATE_FIELDS - set(state)) if isinstance(state, dict) else ["all"]
+        problem = f"it lacks {', '.join(missing)}: an older or foreign file" if missing else ""
+    if problem:
+        warnings.warn(
+            f"ignoring unreadable training state {path} ({problem}); training starts from the "
+            "first epoch",
+            stacklevel=3,
+        )
+        return None
+    if state.get("key") != key:
+        warnings.warn(
+            f"ignoring training state {path}: it was saved for key {state.get('key')!r}, not "
+            f"{key!r} (the recipe, data or library versions changed); training starts from "
+            "the first epoch",
+            stacklevel=3,
+        )
+        return None
+    return state
+
+
+def _save_checkpoint(
+    path, model, optimizer, scheduler, generator, epoch, history, best, elapsed, key
+):
     import io
 
     buffer = io.BytesIO()
@@ -226,6 +277,8 @@ def _save_checkpoint(path, model, optimizer, scheduler, generator, epoch, histor
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
             "generator": generator.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "key": key,
             "epoch": epoch,
             "history": history,
             "best_epoch": best["epoch"],

@@ -27,7 +27,7 @@ from defectbench.measure.compute import count_macs
 from defectbench.metrics.confusion import binary_report
 from defectbench.metrics.operating_point import OperatingPoint, choose_operating_point
 from defectbench.metrics.ranking import roc_auc
-from defectbench.models.pretrained import create_model
+from defectbench.models.pretrained import create_model, weights_identity
 from defectbench.train.fit import defect_probability, fit, predict_logits
 from defectbench.zoo.profiles import Profile
 from defectbench.zoo.recipes import TrainedRecipe
@@ -58,9 +58,19 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _key_versions(versions: dict[str, str]) -> dict[str, str]:
-    # what can change a trained model's weights; onnxruntime etc. only key the artifacts they make
-    return {k: versions[k] for k in ("torch", "timm", "numpy")}
+# the libraries that can change what a variant of each kind is, beyond its parents
+_KEY_LIBRARIES = {
+    "trained": ("torch", "timm", "numpy"),
+    "onnx": ("torch", "timm", "numpy", "onnx"),
+    "ort_int8": ("numpy", "onnx", "onnxruntime"),
+    "pt2e_int8": ("torch", "timm", "numpy", "torchao"),
+    "qat_pt2e": ("torch", "timm", "numpy", "torchao"),
+    "pruned": ("torch", "timm", "numpy", "torch-pruning"),
+}
+
+
+def _key_versions(kind: str, versions: dict[str, str]) -> dict[str, str]:
+    return {k: versions[k] for k in _KEY_LIBRARIES[kind]}
 
 
 @dataclass
@@ -95,21 +105,27 @@ def profile_subset(fixture: Fixture, profile: Profile, split: str) -> ImageSet:
     for label in (0, 1):  # keep the class ratio, so both classes are always present
         idx = np.flatnonzero(images.labels == label)
         share = round(limit * len(idx) / len(images))
-        picked.extend(rng.choice(idx, size=max(share, 2), replace=False).tolist())
+        # at least two of each class (dev AUROC needs both), never more than the class has
+        size = min(max(share, 2), len(idx))
+        picked.extend(rng.choice(idx, size=size, replace=False).tolist())
     return images.subset(sorted(picked))
 
 
 def variant_key(
     name: str, recipe: Any, parent_keys: Iterable[str], fixture: Fixture, versions: dict[str, str]
 ) -> str:
+    recipe_dict = recipe.to_dict()
     payload = {
         "name": name,
-        "recipe": recipe.to_dict(),
+        "recipe": recipe_dict,
         "parents": list(parent_keys),
         "fixture": [fixture.content_sha256, fixture.split_sha256, fixture.defect_threshold],
-        "versions": _key_versions(versions),
+        "versions": _key_versions(recipe_dict["kind"], versions),
         "procedure": BUILD_PROCEDURE,
     }
+    if isinstance(recipe, TrainedRecipe) and recipe.model.pretrained:
+        # another weights package version, or the hub instead of the package, is another model
+        payload["weights"] = weights_identity(recipe.model.arch)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -201,6 +217,7 @@ def build_trained(
         distill=recipe.distill,
         teacher_logits=soft_targets,
         checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE,
+        checkpoint_key=ctx.keys[name],
         description=name,
     )
     dev_probs = defect_probability(predict_logits(model, ctx.arrays("dev", pre)))

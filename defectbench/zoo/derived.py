@@ -210,13 +210,21 @@ def open_derived_predictor(catalog, name: str, precision: str, device: str):
         if device == "cuda":
             engines.mkdir(parents=True, exist_ok=True)
         execution = ort_execution(precision, device, engines)
-        return OrtPredictor(
+        predictor = OrtPredictor(
             store.variant_dir(name) / ONNX_FILE,
             providers=execution.providers,
             provider_options=execution.provider_options,
             intra_op_threads=_threads() if device == "cpu" else None,
             name=name,
         )
+        if predictor.precision != precision:  # e.g. an "int8" graph without quantize ops
+            raise ArtifactError(
+                f"variant {name!r} was asked for at {precision} but its ONNX graph "
+                f"{store.variant_dir(name) / ONNX_FILE} computes in {predictor.precision}; "
+                f"delete {store.variant_dir(name)} and rebuild it (`defectbench zoo build "
+                f"--profile {store.profile} {name}`)"
+            )
+        return predictor
     if isinstance(recipe, PruneRecipe):
         model = load_torch_model(store, recipes, keys, name)
         return TorchPredictor(model, device=device, precision=precision, name=name)
@@ -413,6 +421,7 @@ def build_pruned(ctx, name: str, recipe: PruneRecipe, recipes) -> dict[str, Any]
         teacher_logits=soft,
         # pruning is deterministic, so a resumed run re-prunes to the same shapes
         checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE,
+        checkpoint_key=ctx.keys[name],
         description=name,
     )
     save_pruned(model, ctx.store.variant_dir(name) / PRUNED_FILE, {"parent": recipe.parent})

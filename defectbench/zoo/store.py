@@ -50,8 +50,15 @@ class ZooStore:
             return None
         try:
             manifest = json.loads(path.read_text())
-            if manifest.get("name") != name or "key" not in manifest:
+            if not isinstance(manifest, dict):
+                raise ValueError(f"a JSON {type(manifest).__name__}, not an object")
+            if manifest.get("name") != name or not isinstance(manifest.get("key"), str):
                 raise ValueError("name or key field missing or wrong")
+            artifacts = manifest.get("artifacts", {})
+            if not isinstance(artifacts, dict) or not all(
+                isinstance(r, dict) and "sha256" in r for r in artifacts.values()
+            ):
+                raise ValueError("an artifact without its sha256")
         except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
             raise ArtifactError(
                 f"manifest {path} is corrupt ({exc}); delete {path.parent} and run "
