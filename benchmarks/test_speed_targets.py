@@ -1,4 +1,5 @@
-"""Speed targets: ratios of latencies measured earlier in this same run.
+"""Speed targets: latency ratios of two cases benchmarked in this same run, judged on a
+re-timing of both in alternating blocks (see `judge_speed_target`).
 
 Targets are reviewed data in fixtures/speed_targets*.toml.
 
@@ -9,13 +10,15 @@ skipped with the missing case ids.
 
 import pytest
 
+from defectbench.plugin import option
 from defectbench.suite import judge_speed_target
 
 pytestmark = pytest.mark.perf
 
 
-def test_speed_target(defectbench_suite, speed_target):
-    result = judge_speed_target(defectbench_suite, speed_target)
+def test_speed_target(defectbench_suite, speed_target, request):
+    seconds = float(option(request.config, "--latency-seconds"))
+    result = judge_speed_target(defectbench_suite, speed_target, seconds)
     defectbench_suite.speed_results.append(result)
     if not result["measured"]:
         pytest.skip(

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from defectbench.measure.compute import count_macs
-from defectbench.measure.latency import LatencyStats, rounds_for
+from defectbench.measure.latency import LatencyStats, alternating_blocks, rounds_for
 from defectbench.measure.machine import cpu_flags
 from defectbench.measure.memory import (
     current_rss_mb,
@@ -65,3 +65,63 @@ def test_speedup_is_against_the_fp32_teacher_at_the_same_device_and_batch():
                bench("x.int8_ort", "int8", 8, 10.0)]
     add_speedups(benches)
     assert [b["extra_info"]["speedup_vs_reference"] for b in benches] == [1.0, 1.5, 3.0, None]
+
+
+class _SharedMachine:
+    """A simulated clock: each call advances it by its cost, tripled during a burst of foreign
+    load that covers a window of call indices."""
+
+    def __init__(self, burst: range = range(0)) -> None:
+        self.now, self.calls, self.burst, self.order = 0.0, 0, burst, []
+
+    def call(self, name: str, cost: float):
+        def run():
+            self.order.append(name)
+            self.now += cost * (3.0 if self.calls in self.burst else 1.0)
+            self.calls += 1
+
+        return run
+
+    def timer(self) -> float:
+        return self.now
+
+
+def _one_after_the_other(machine, runs, calls_each):
+    stats = []
+    for run in runs:
+        times = []
+        for _ in range(calls_each):
+            start = machine.timer()
+            run()
+            times.append(machine.timer() - start)
+        stats.append(LatencyStats.from_seconds(times))
+    return stats
+
+
+def test_alternating_blocks_keep_the_ratio_through_a_burst_that_flips_separate_timing():
+    # INT8 costs 1, FP32 costs 2: the true ratio is 2. A burst covers the first 30 calls.
+    machine = _SharedMachine(burst=range(0, 30))
+    int8, fp32 = _one_after_the_other(
+        machine, [machine.call("int8", 1.0), machine.call("fp32", 2.0)], calls_each=40
+    )
+    assert fp32.p50 / int8.p50 < 1.0  # timed one after the other, INT8 took the burst
+
+    machine = _SharedMachine(burst=range(0, 30))
+    int8, fp32 = alternating_blocks(machine.call("int8", 1.0), machine.call("fp32", 2.0),
+                                    blocks=6, block_seconds=6.0, timer=machine.timer)
+    assert fp32.p50 / int8.p50 == 2.0
+
+
+def test_alternating_blocks_swap_the_order_and_warm_up_each_block():
+    machine = _SharedMachine()
+    a, b = alternating_blocks(machine.call("a", 1.0), machine.call("b", 1.0), blocks=2,
+                              block_seconds=2.0, warmup_calls=1, timer=machine.timer)
+    # block: 1 warm-up call, then timed calls until 2 s have passed (2 calls of 1 s)
+    assert machine.order == ["a"] * 3 + ["b"] * 3 + ["b"] * 3 + ["a"] * 3
+    assert (a.rounds, b.rounds) == (4, 4)
+    slow = _SharedMachine()
+    alternating_blocks(slow.call("a", 5.0), slow.call("b", 5.0), blocks=1, block_seconds=1.0,
+                       warmup_calls=0, timer=slow.timer)
+    assert slow.order == ["a", "b"]  # a call longer than the block still gets timed once
+    with pytest.raises(ValueError, match="need blocks >= 1 and block_seconds > 0"):
+        alternating_blocks(slow.call("a", 1.0), slow.call("b", 1.0), blocks=0, block_seconds=1)

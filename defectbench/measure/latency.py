@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -42,3 +43,39 @@ def rounds_for(seconds_per_call: float, budget_seconds: float, lo: int = 5, hi: 
     if seconds_per_call <= 0:
         return hi
     return int(min(hi, max(lo, round(budget_seconds / seconds_per_call, 6) // 1)))
+
+
+def alternating_blocks(
+    first: Callable[[], object],
+    second: Callable[[], object],
+    blocks: int,
+    block_seconds: float,
+    warmup_calls: int = 2,
+    timer: Callable[[], float] = time.perf_counter,
+) -> tuple[LatencyStats, LatencyStats]:
+    """Time two calls in alternating blocks of about `block_seconds` each, `blocks` per call,
+    swapping which goes first every round; each block starts with untimed warm-up calls.
+
+    On a shared machine a burst of foreign load slows whatever runs during it: two cases timed
+    one after the other, minutes apart, can see their ratio flip. Alternating blocks spread
+    such bursts over both. Blocks, not single calls: two ONNX Runtime sessions called in turn
+    on 2 cores slow each other (the idle one's threads still spin), which a few warm-up calls
+    per block absorb.
+    """
+    if blocks < 1 or block_seconds <= 0:
+        raise ValueError(f"need blocks >= 1 and block_seconds > 0, got {blocks}, {block_seconds}")
+    samples: tuple[list[float], list[float]] = ([], [])
+    calls = (first, second)
+    for b in range(blocks):
+        for which in ((0, 1) if b % 2 == 0 else (1, 0)):
+            for _ in range(warmup_calls):
+                calls[which]()
+            end = timer() + block_seconds
+            while True:  # at least one timed call per block
+                start = timer()
+                calls[which]()
+                now = timer()
+                samples[which].append(now - start)
+                if now >= end:
+                    break
+    return LatencyStats.from_seconds(samples[0]), LatencyStats.from_seconds(samples[1])
