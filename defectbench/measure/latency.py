@@ -59,8 +59,8 @@ def alternating_blocks(
     On a shared machine a burst of foreign load slows whatever runs during it: two cases timed
     one after the other, minutes apart, can see their ratio flip. Alternating blocks spread
     such bursts over both. Blocks, not single calls: two ONNX Runtime sessions called in turn
-    on 2 cores slow each other (the idle one's threads still spin), which a few warm-up calls
-    per block absorb.
+    on 2 cores slowed each other in a trial here (probably the idle session's threads still
+    spinning), and a few warm-up calls at the start of each block absorb that.
     """
     if blocks < 1 or block_seconds <= 0:
         raise ValueError(f"need blocks >= 1 and block_seconds > 0, got {blocks}, {block_seconds}")
