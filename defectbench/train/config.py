@@ -50,9 +50,18 @@ class DistillConfig:
             raise ConfigError(f"distillation alpha must be in [0, 1], got {self.alpha}")
 
 
+TARGETS = ("labels", "annotator_probability")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """One supervised run: optimiser, schedule, budget, data subset and augmentation."""
+    """One supervised run: optimiser, schedule, budget, data subset and augmentation.
+
+    `targets`: `labels` trains on the binary labels; `annotator_probability` on the annotated
+    defect probability (ELPV: 0, 1/3, 2/3, 1) as a soft target, so a model learns that a cell
+    the experts marked 1/3 or 2/3 is ambiguous instead of being told it is certainly one class,
+    and 0.5 on its output is the rule that makes the binary labels.
+    """
 
     epochs: int
     img_size: int
@@ -62,6 +71,7 @@ class TrainConfig:
     seed: int = 0
     class_balance: str = "weighted_loss"
     label_smoothing: float = 0.0
+    targets: str = "labels"
     max_train_images: int | None = None
     max_dev_images: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -77,6 +87,8 @@ class TrainConfig:
             raise ConfigError(
                 f"class_balance {self.class_balance!r} is not one of 'weighted_loss', 'none'"
             )
+        if self.targets not in TARGETS:
+            raise ConfigError(f"targets {self.targets!r} is not one of {', '.join(TARGETS)}")
         if isinstance(self.augment, dict):  # from_dict round trip
             object.__setattr__(self, "augment", AugmentConfig(**self.augment))
 

@@ -46,6 +46,7 @@ def distillation_loss(
     config: DistillConfig,
     class_weight: torch.Tensor | None,
 ) -> torch.Tensor:
+    """`labels`: class indices, or per-class target probabilities (soft targets)."""
     ce = F.cross_entropy(student_logits, labels, weight=class_weight)
     if config.mode == "hard":
         return 0.5 * ce + 0.5 * F.cross_entropy(
@@ -89,6 +90,27 @@ def _class_weight(labels: np.ndarray, mode: str) -> torch.Tensor | None:
     return torch.tensor(weight, dtype=torch.float32)
 
 
+def _training_targets(
+    labels: np.ndarray, probability: np.ndarray | None, targets: str
+) -> torch.Tensor:
+    """Class indices, or (n, 2) target distributions [1 - p, p] from annotated probabilities."""
+    if targets == "labels":
+        return torch.from_numpy(labels.astype(np.int64))
+    if probability is None:
+        raise ValueError(
+            f"targets={targets!r} needs the annotated defect probability of each training image "
+            "(train_probability=); pass it, or train on targets='labels'"
+        )
+    p = np.asarray(probability, dtype=np.float64)
+    if p.shape != labels.shape or not np.all((p >= 0) & (p <= 1)):
+        raise ValueError(
+            f"train_probability must hold one probability in [0, 1] per training image "
+            f"(shape {labels.shape}); got shape {p.shape}, range "
+            f"[{np.nanmin(p) if p.size else 'empty'}, {np.nanmax(p) if p.size else 'empty'}]"
+        )
+    return torch.from_numpy(np.stack([1 - p, p], axis=1).astype(np.float32))
+
+
 def fit(
     model: torch.nn.Module,
     train_x: np.ndarray,
@@ -101,6 +123,7 @@ def fit(
     teacher_logits: np.ndarray | None = None,
     checkpoint_path: Path | None = None,
     checkpoint_key: str | None = None,
+    train_probability: np.ndarray | None = None,
     description: str = "train",
     on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
@@ -110,10 +133,13 @@ def fit(
     with the same path resumes from it, so an interrupted build loses at most one epoch.
     `checkpoint_key` names what is being trained (the variant key): a saved state made under
     another key (the recipe, data or libraries changed since) or one that cannot be read is
-    reported and ignored, never resumed from.
+    reported and ignored, never resumed from. `train_probability` is the annotated defect
+    probability of each training image, which `config.targets == "annotator_probability"`
+    trains on.
     """
     if distill is not None and teacher_logits is None:
         raise ValueError("distillation needs the cached teacher logits of the training set")
+    targets_t = _training_targets(train_y, train_probability, config.targets)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     model.to(memory_format=torch.channels_last)
@@ -144,7 +170,6 @@ def fit(
         }
         elapsed_before = float(state["elapsed"])
     resumed_from = start_epoch
-    labels_t = torch.from_numpy(train_y.astype(np.int64))
     teacher_t = torch.from_numpy(teacher_logits).float() if teacher_logits is not None else None
     t0 = time.perf_counter()
     epochs = tqdm(
@@ -169,13 +194,13 @@ def fit(
             if distill is None:
                 loss = F.cross_entropy(
                     logits,
-                    labels_t[idx],
+                    targets_t[idx],
                     weight=class_weight,
                     label_smoothing=config.label_smoothing,
                 )
             else:
                 loss = distillation_loss(
-                    logits, labels_t[idx], teacher_t[idx], distill, class_weight
+                    logits, targets_t[idx], teacher_t[idx], distill, class_weight
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

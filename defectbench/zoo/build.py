@@ -21,13 +21,14 @@ import torch
 from defectbench.data.fixture import Fixture, load_fixture
 from defectbench.data.image_set import ImageSet
 from defectbench.data.preprocess import Preprocess, preprocess_set
-from defectbench.errors import UnknownNameError
+from defectbench.errors import ConfigError, UnknownNameError
 from defectbench.io import atomic_write_bytes
 from defectbench.measure.compute import count_macs
 from defectbench.metrics.confusion import binary_report
 from defectbench.metrics.operating_point import OperatingPoint, choose_operating_point
 from defectbench.metrics.ranking import roc_auc
 from defectbench.models.pretrained import create_model, weights_identity
+from defectbench.train.config import TrainConfig
 from defectbench.train.fit import defect_probability, fit, predict_logits
 from defectbench.zoo.profiles import Profile
 from defectbench.zoo.recipes import TrainedRecipe
@@ -197,6 +198,17 @@ def teacher_logits(ctx: BuildContext, teacher: str, recipes: dict[str, Any]) -> 
     return logits
 
 
+def _annotated_probability(train: ImageSet, config: TrainConfig, name: str) -> np.ndarray | None:
+    if config.targets != "annotator_probability":
+        return None
+    if "probability" not in train.metadata:
+        raise ConfigError(
+            f"{name} trains on annotated defect probabilities, but this dataset has none (only "
+            f"ELPV carries them); use targets='labels' in its recipe"
+        )
+    return np.asarray(train.metadata["probability"], dtype=np.float64)
+
+
 def build_trained(
     ctx: BuildContext, name: str, recipe: TrainedRecipe, recipes: dict[str, Any]
 ) -> dict[str, Any]:
@@ -218,6 +230,7 @@ def build_trained(
         teacher_logits=soft_targets,
         checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE,
         checkpoint_key=ctx.keys[name],
+        train_probability=_annotated_probability(train, recipe.train, name),
         description=name,
     )
     dev_probs = defect_probability(predict_logits(model, ctx.arrays("dev", pre)))
