@@ -67,6 +67,8 @@ def test_train_config_validates_and_round_trips():
         TrainConfig(epochs=0, img_size=64)
     with pytest.raises(ConfigError, match="class_balance 'oversample'"):
         TrainConfig(epochs=1, img_size=64, class_balance="oversample")
+    with pytest.raises(ConfigError, match="targets 'severity' is not one of labels, annotator"):
+        TrainConfig(epochs=1, img_size=64, targets="severity")
     cfg = TrainConfig(epochs=2, img_size=64, augment=AugmentConfig(contrast=0.1))
     assert TrainConfig(**cfg.to_dict()) == cfg
 
@@ -205,3 +207,52 @@ def test_training_that_never_scores_raises_a_clear_error():
     cfg = TrainConfig(epochs=2, img_size=16, batch_size=8, lr=0.05)
     with pytest.raises(FloatingPointError, match=r"no epoch produced a finite dev AUROC.*lower"):
         fit(_Diverged(), x, y, x, y, cfg, description="diverged")
+
+
+class _Linear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("targets, expected", [("labels", (0.0, 0.1)),
+                                               ("annotator_probability", (1 / 3, 2 / 3))])
+def test_fit_learns_the_annotated_probability_when_asked(targets, expected):
+    # two kinds of cell the annotators marked 1/3 and 2/3: trained on those probabilities a
+    # model should output about 1/3 and 2/3; trained on the binary labels, near 0 and 1.
+    # One long epoch, since fit keeps the best dev-AUROC epoch and AUROC is perfect at once
+    n = 2048
+    group = np.arange(n) % 2
+    x = (np.zeros((n, 3, 4, 4)) + group[:, None, None, None]).astype(np.float32)
+    probability = np.where(group == 1, 2 / 3, 1 / 3)
+    y = (probability >= 0.5).astype(np.int64)
+    off = AugmentConfig(flips=False, rot90=False, max_rotation_deg=0, contrast=0, brightness=0)
+    cfg = TrainConfig(epochs=1, img_size=4, batch_size=16, lr=0.2, weight_decay=0.0,
+                      class_balance="none", targets=targets, augment=off)
+    torch.manual_seed(0)
+    model = _Linear()
+    fit(model, x, y, x, y, cfg, train_probability=probability)
+    with torch.no_grad():
+        p = torch.softmax(model(torch.from_numpy(x)), 1)[:, 1].numpy()
+    low, high = p[group == 0].mean(), p[group == 1].mean()
+    if targets == "labels":
+        assert low < 0.1 and high > 0.9
+    else:
+        assert low == pytest.approx(expected[0], abs=0.03)
+        assert high == pytest.approx(expected[1], abs=0.03)
+
+
+@pytest.mark.parametrize(
+    "probability, match",
+    [(None, "needs the annotated defect probability"),
+     (np.full(24, 1.5), r"one probability in \[0, 1\] per training image"),
+     (np.full(23, 0.5), r"\(shape \(24,\)\); got shape \(23,\)")],
+)
+def test_annotated_targets_without_valid_probabilities_are_refused(probability, match):
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8, targets="annotator_probability")
+    with pytest.raises(ValueError, match=match):
+        fit(_Tiny(), x, y, x, y, cfg, train_probability=probability)

@@ -301,3 +301,37 @@ def test_a_profile_subset_keeps_both_classes_even_when_one_is_tiny():
     profile = dataclasses.replace(get_profile("smoke"), max_train_images=10)
     subset = profile_subset(fixture, profile, "train")
     assert sorted(np.bincount(subset.labels, minlength=2)) == [1, 10]  # 1 defective, 10 good
+
+
+def test_a_teacher_trained_on_annotated_probabilities_builds_and_differs(tmp_path):
+    # the full profile's teacher learns ELPV's annotated defect probability; on smoke data
+    # that recipe must build end to end, and the probabilities must reach the loss: the
+    # weights differ from the same recipe trained on the binary labels
+    import dataclasses
+
+    from defectbench.zoo.build import build_zoo
+
+    hashes = {}
+    for targets in ("labels", "annotator_probability"):
+        profile = dataclasses.replace(get_profile("smoke"), teacher_targets=targets,
+                                      teacher_class_balance="none")
+        build_zoo(profile, tmp_path / targets, [TEACHER], log=lambda _: None)
+        manifest = ZooStore(tmp_path / targets, "smoke").verify(TEACHER)
+        assert manifest["recipe"]["train"]["targets"] == targets
+        hashes[targets] = manifest["artifacts"]
+    assert hashes["labels"] != hashes["annotator_probability"]
+
+
+def test_annotated_targets_on_a_dataset_without_probabilities_name_the_fix():
+    import numpy as np
+
+    from defectbench.data.image_set import ImageSet
+    from defectbench.train.config import TrainConfig
+    from defectbench.zoo.build import _annotated_probability
+
+    images = ImageSet(("a", "b"), np.array([0, 1], np.int8), ("ok", "defect"),
+                      loader=lambda i: np.zeros((4, 4), np.uint8))
+    cfg = TrainConfig(epochs=1, img_size=4, targets="annotator_probability")
+    with pytest.raises(ConfigError, match="has none .*use targets='labels'"):
+        _annotated_probability(images, cfg, "teacher")
+    assert _annotated_probability(images, TrainConfig(epochs=1, img_size=4), "teacher") is None
