@@ -1,11 +1,17 @@
 """Quality of two builds of the same profile, side by side: how much one build's draw decides.
 
-    python docs/results/compare_builds.py docs/results/full-cpu.json \
+    python docs/results/compare_builds.py docs/results/full-procedure2/full-cpu.json \
         docs/results/full-procedure1/full-cpu.json
 
-The two suite JSONs come from two zoos built from the same recipes and data; here the second
-build differs from the first in the random init of each new classifier head (build procedure 1
-drew it from an unseeded global RNG, procedure 2 seeds it). Prints, per (variant, precision)
+    python docs/results/compare_builds.py docs/results/full-cpu.json \
+        docs/results/full-procedure2/full-cpu.json
+
+The two suite JSONs come from two zoos of one profile. `full-procedure2` against
+`full-procedure1`: the same recipes and data, differing in the random init of each new
+classifier head (build procedure 1 drew it from an unseeded global RNG, procedure 2 seeds it).
+The top-level run against `full-procedure2`: the teacher trained on annotated probabilities
+instead of binary labels, so every variant distilled from or derived from it differs too.
+Prints, per (variant, precision)
 judged in both: recall and specificity at the dev-chosen threshold, accuracy at 0.5 and the
 gate verdict, then the spread of the recall and specificity changes and which verdicts flipped.
 """
