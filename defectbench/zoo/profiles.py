@@ -166,7 +166,7 @@ PROFILES = {
     # take about two hours here; pruning and QAT fine-tune for two epochs instead of one.
     # The teacher learns the annotators' defect probability, unweighted: with binary labels
     # and inverse-frequency weights two builds reached 86.5% val accuracy at 0.5 against the
-    # 88.4% target, missing mostly defects (docs/analysis.md, "The full teacher's targets").
+    # 88.4% target, missing mostly defects (docs/analysis.md, "Run 3").
     # Unweighted because weighting a 1/3 target by the defect class's ~2.2x weight moves its
     # optimum above 0.5; the imbalance is handled by the operating point chosen on dev.
     "full": Profile(
