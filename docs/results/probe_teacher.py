@@ -1,10 +1,12 @@
 """One profile's teacher alone, built in a scratch zoo and scored on `val` at the 0.5 threshold.
 
-    python docs/results/probe_teacher.py PROFILE ZOO_DIR [IMG_SIZE EPOCHS]
+    python docs/results/probe_teacher.py PROFILE ZOO_DIR [IMG_SIZE EPOCHS [SEED]]
 
 Prints the teacher's dev and val metrics at 0.5 (accuracy, recall, FNR, specificity, the 95%
 Clopper-Pearson recall interval and one-sided FNR upper bound) and its manifest. IMG_SIZE and
-EPOCHS override the profile's teacher schedule, for trying one before the profile adopts it.
+EPOCHS override the profile's teacher schedule, for trying one before the profile adopts it;
+SEED the training seed (head init, batch order, augmentation), for measuring how much one
+draw decides.
 
 Committed outputs:
 - `quick-teacher-224px.txt`: `quick ZOO 224 8`, made when the quick teacher moved from 192 px x 6
@@ -14,6 +16,8 @@ Committed outputs:
 - `full-teacher-300px.txt`: `full ZOO 300 16`, a native-resolution, longer schedule for the
   full teacher, which missed the 88.4% target at 260 px x 10 epochs (86.5%); it reached
   87.8% and was not adopted (docs/results/README.md says why).
+- `full-teacher-seed1.txt`: `full ZOO 260 10 1`, the annotated-probability teacher of the
+  current full profile (seed 0) drawn again with seed 1, to measure the seed-to-seed spread.
 """
 
 import dataclasses
@@ -28,11 +32,13 @@ from defectbench.zoo.catalog import Catalog
 from defectbench.zoo.profiles import TEACHER, get_profile
 
 
-def main(profile_name, root, img_size=None, epochs=None):
+def main(profile_name, root, img_size=None, epochs=None, seed=None):
     profile = get_profile(profile_name)
     if img_size is not None:
         profile = dataclasses.replace(profile, teacher_size=int(img_size),
                                       teacher_epochs=int(epochs))
+    if seed is not None:
+        profile = dataclasses.replace(profile, seed=int(seed))
     start = time.time()
     build_zoo(profile, root, [TEACHER], log=print)
     print("build seconds", round(time.time() - start))
