@@ -1,5 +1,7 @@
 """Training pieces: KD loss, augmentation, resumable fit, checkpoint selection metric."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -69,8 +71,19 @@ def test_train_config_validates_and_round_trips():
         TrainConfig(epochs=1, img_size=64, class_balance="oversample")
     with pytest.raises(ConfigError, match="targets 'severity' is not one of labels, annotator"):
         TrainConfig(epochs=1, img_size=64, targets="severity")
+    with pytest.raises(ConfigError, match=r"ema_decay 1.0 outside \(0, 1\)"):
+        TrainConfig(epochs=1, img_size=64, ema_decay=1.0)
     cfg = TrainConfig(epochs=2, img_size=64, augment=AugmentConfig(contrast=0.1))
     assert TrainConfig(**cfg.to_dict()) == cfg
+    averaged = TrainConfig(epochs=2, img_size=64, ema_decay=0.99)
+    assert TrainConfig(**averaged.to_dict()) == averaged
+
+
+def test_an_unset_weight_average_stays_out_of_the_recipe_dict():
+    # zoo keys hash this dict: a recipe that does not average must keep the key it had
+    # before the option existed
+    assert "ema_decay" not in TrainConfig(epochs=1, img_size=64).to_dict()
+    assert TrainConfig(epochs=1, img_size=64, ema_decay=0.9).to_dict()["ema_decay"] == 0.9
 
 
 def test_augmentation_keeps_shape_and_is_seeded():
@@ -113,6 +126,13 @@ def _data(n=24, seed=0):
     return x.astype(np.float32), y.astype(np.int64)
 
 
+def _unrelated_dev(n=64):
+    """Labels unrelated to the images: dev AUROC moves whenever the scored weights do."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((n, 3, 16, 16)).astype(np.float32)
+    return x, rng.permutation(np.arange(n) % 2)
+
+
 def test_fit_learns_and_keeps_the_best_dev_epoch():
     x, y = _data()
     model = _Tiny()
@@ -139,38 +159,69 @@ def _stop_in_second_epoch(record):
         raise _Interrupt
 
 
-def _interrupted_fit(model_cls, ckpt, key):
+def _interrupted_fit(model_cls, ckpt, key, ema_decay=None):
     x, y = _data()
-    cfg = TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05)
+    cfg = TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05, ema_decay=ema_decay)
     torch.manual_seed(0)
     with pytest.raises(_Interrupt):
-        fit(model_cls(), x, y, x, y, cfg, checkpoint_path=ckpt, checkpoint_key=key,
-            on_epoch=_stop_in_second_epoch)
+        fit(model_cls(), x, y, *_unrelated_dev(), cfg, checkpoint_path=ckpt,
+            checkpoint_key=key, on_epoch=_stop_in_second_epoch)
     assert ckpt.is_file()
     return x, y, cfg
 
 
-@pytest.mark.parametrize("model_cls", [_Tiny, _TinyWithDropout])
-def test_interrupted_fit_resumes_to_the_same_weights(tmp_path, model_cls):
+@pytest.mark.parametrize(
+    "model_cls, ema_decay", [(_Tiny, None), (_TinyWithDropout, None), (_Tiny, 0.7)]
+)
+def test_interrupted_fit_resumes_to_the_same_weights(tmp_path, model_cls, ema_decay):
+    # with a weight average, the average itself must come back from the checkpoint: restarted
+    # from the current weights it would give other final weights
     ckpt = tmp_path / "state.pt"
-    x, y, cfg = _interrupted_fit(model_cls, ckpt, "key-a")
+    x, y, cfg = _interrupted_fit(model_cls, ckpt, "key-a", ema_decay)
     torch.manual_seed(0)
     straight = model_cls()
-    uninterrupted = fit(straight, x, y, x, y, cfg)
+    uninterrupted = fit(straight, x, y, *_unrelated_dev(), cfg)
     torch.manual_seed(123)  # whatever ran in between must not matter
     resumed_model = model_cls()  # fresh weights: everything must come from the checkpoint
-    result = fit(resumed_model, x, y, x, y, cfg, checkpoint_path=ckpt, checkpoint_key="key-a")
+    result = fit(resumed_model, x, y, *_unrelated_dev(), cfg, checkpoint_path=ckpt,
+                 checkpoint_key="key-a")
     assert result.resumed_from_epoch == 1
     assert [h["epoch"] for h in result.history] == [0, 1, 2]
-    # the kept weights can be epoch 0's (tiny data saturates dev AUROC), so compare the
-    # training itself: every epoch's loss, which depends on the data order and dropout masks
-    assert [h["train_loss"] for h in result.history] == pytest.approx(
-        [h["train_loss"] for h in uninterrupted.history], rel=1e-6
-    )
+    # every epoch's loss (data order, dropout masks) and dev score (the scored weights)
+    for field in ("train_loss", "dev_auroc"):
+        assert [h[field] for h in result.history] == pytest.approx(
+            [h[field] for h in uninterrupted.history], rel=1e-6
+        )
     for a, b in zip(
         straight.state_dict().values(), resumed_model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(a, b)
+
+
+def _stop_after_first_epoch(record):
+    raise _Interrupt
+
+
+def test_the_weight_average_is_what_dev_scores_and_the_model_keeps():
+    x, y = _data(n=8)  # one step per epoch
+    dev_x, dev_y = _unrelated_dev()
+    cfg = TrainConfig(epochs=4, img_size=16, batch_size=8, lr=0.05, ema_decay=1 - 1e-12)
+    torch.manual_seed(0)
+    after_first_step = _Tiny()
+    with pytest.raises(_Interrupt):  # stopped after epoch 0: the raw weights after step 1
+        fit(after_first_step, x, y, dev_x, dev_y, dataclasses.replace(cfg, ema_decay=None),
+            on_epoch=_stop_after_first_epoch)
+    torch.manual_seed(0)
+    raw = fit(_Tiny(), x, y, dev_x, dev_y, dataclasses.replace(cfg, ema_decay=None))
+    assert len({h["dev_auroc"] for h in raw.history}) > 1
+    # a decay this close to 1 holds the average at its first value, the weights after step 1
+    torch.manual_seed(0)
+    averaged = _Tiny()
+    result = fit(averaged, x, y, dev_x, dev_y, cfg)
+    assert len({h["dev_auroc"] for h in result.history}) == 1
+    assert result.history[0]["dev_auroc"] == raw.history[0]["dev_auroc"]
+    for name, value in averaged.state_dict().items():
+        torch.testing.assert_close(value, after_first_step.state_dict()[name])
 
 
 def test_a_training_state_saved_under_another_key_is_reported_not_resumed(tmp_path):

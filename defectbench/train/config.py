@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 from defectbench.errors import ConfigError
 
@@ -61,6 +61,11 @@ class TrainConfig:
     defect probability (ELPV: 0, 1/3, 2/3, 1) as a soft target, so a model learns that a cell
     the experts marked 1/3 or 2/3 is ambiguous instead of being told it is certainly one class,
     and 0.5 on its output is the rule that makes the binary labels.
+
+    `ema_decay`: evaluate, select and keep an exponential moving average of the weights (and
+    batch-norm statistics) instead of the raw ones, averaging over about 1 / (1 - decay)
+    optimiser steps; it smooths the last epochs' step-to-step noise, which matters when `dev`
+    picks one epoch of a short schedule. None trains without it.
     """
 
     epochs: int
@@ -72,6 +77,9 @@ class TrainConfig:
     class_balance: str = "weighted_loss"
     label_smoothing: float = 0.0
     targets: str = "labels"
+    # added after zoos were built: left out of to_dict() (and so of zoo keys) while unset,
+    # so upgrading does not invalidate every cached variant that does not use it
+    ema_decay: float | None = field(default=None, metadata={"omit_when_default": True})
     max_train_images: int | None = None
     max_dev_images: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -89,8 +97,17 @@ class TrainConfig:
             )
         if self.targets not in TARGETS:
             raise ConfigError(f"targets {self.targets!r} is not one of {', '.join(TARGETS)}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise ConfigError(
+                f"ema_decay {self.ema_decay} outside (0, 1); 0.99 averages over about 100 "
+                "steps, None turns the average off"
+            )
         if isinstance(self.augment, dict):  # from_dict round trip
             object.__setattr__(self, "augment", AugmentConfig(**self.augment))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        for f in fields(self):
+            if f.metadata.get("omit_when_default") and out[f.name] == f.default:
+                del out[f.name]
+        return out

@@ -129,6 +129,9 @@ def fit(
 ) -> FitResult:
     """Train `model` in place; leave it holding the weights of the best dev-AUROC epoch.
 
+    With `config.ema_decay` the moving average of the weights is what `dev` scores each
+    epoch and what the model is left holding.
+
     With `checkpoint_path`, the state after each epoch is saved atomically and a later call
     with the same path resumes from it, so an interrupted build loses at most one epoch.
     `checkpoint_key` names what is being trained (the variant key): a saved state made under
@@ -151,11 +154,14 @@ def fit(
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15
     )
+    ema = _weight_average(model, config.ema_decay)
     start_epoch, history, best = 0, [], {"epoch": -1, "auroc": -math.inf, "state": None}
     elapsed_before = 0.0
-    state = _resumable_state(checkpoint_path, checkpoint_key)
+    state = _resumable_state(checkpoint_path, checkpoint_key, with_ema=ema is not None)
     if state is not None:
         model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.module.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         generator.set_state(state["generator"])
@@ -206,10 +212,13 @@ def fit(
             loss.backward()
             optimizer.step()
             scheduler.step()
+            if ema is not None:  # step 1 copies the weights, later steps average at the decay
+                ema.update(model, step=epoch * steps_per_epoch + b + 1)
             running += loss.item() * len(idx)
             seen += len(idx)
             batches.set_postfix(loss=f"{running / seen:.4f}")
-        dev_auroc = roc_auc(dev_y, defect_probability(predict_logits(model, dev_x)))
+        scored = model if ema is None else ema.module
+        dev_auroc = roc_auc(dev_y, defect_probability(predict_logits(scored, dev_x)))
         record = {
             "epoch": epoch,
             "train_loss": running / max(seen, 1),
@@ -218,7 +227,7 @@ def fit(
         }
         history.append(record)
         if dev_auroc > best["auroc"]:
-            best = {"epoch": epoch, "auroc": dev_auroc, "state": copy.deepcopy(model.state_dict())}
+            best = {"epoch": epoch, "auroc": dev_auroc, "state": copy.deepcopy(scored.state_dict())}
         epochs.set_postfix(loss=f"{record['train_loss']:.4f}", dev_auroc=f"{dev_auroc:.4f}")
         if on_epoch:
             on_epoch(record)
@@ -226,6 +235,7 @@ def fit(
             _save_checkpoint(
                 checkpoint_path,
                 model,
+                ema,
                 optimizer,
                 scheduler,
                 generator,
@@ -251,6 +261,16 @@ def fit(
     )
 
 
+def _weight_average(model: torch.nn.Module, decay: float | None):
+    if decay is None:
+        return None
+    from timm.utils import ModelEmaV3
+
+    # fixed decay, no warmup schedule: the first update copies the weights (step 1), so the
+    # average never carries the head's random initialisation
+    return ModelEmaV3(model, decay=decay)
+
+
 def _history_from_tensors(history) -> list[dict]:
     return [dict(h) for h in history]
 
@@ -261,7 +281,7 @@ _STATE_FIELDS = frozenset(
 )
 
 
-def _resumable_state(path: Path | None, key: str | None) -> dict | None:
+def _resumable_state(path: Path | None, key: str | None, with_ema: bool = False) -> dict | None:
     """The saved training state at `path` if it was made under `key`; None (reported) if not."""
     if path is None or not path.is_file():
         return None
@@ -270,7 +290,8 @@ def _resumable_state(path: Path | None, key: str | None) -> dict | None:
     except Exception as err:  # truncated, or not a torch file
         problem = f"{type(err).__name__}: {err}"
     else:
-        missing = sorted(_STATE_FIELDS - set(state)) if isinstance(state, dict) else ["all"]
+        required = _STATE_FIELDS | {"ema"} if with_ema else _STATE_FIELDS
+        missing = sorted(required - set(state)) if isinstance(state, dict) else ["all"]
         problem = f"it lacks {', '.join(missing)}: an older or foreign file" if missing else ""
     if problem:
         warnings.warn(
@@ -291,13 +312,15 @@ def _resumable_state(path: Path | None, key: str | None) -> dict | None:
 
 
 def _save_checkpoint(
-    path, model, optimizer, scheduler, generator, epoch, history, best, elapsed, key
+    path, model, ema, optimizer, scheduler, generator, epoch, history, best, elapsed, key
 ):
     import io
 
     buffer = io.BytesIO()
+    extra = {} if ema is None else {"ema": ema.module.state_dict()}
     torch.save(
         {
+            **extra,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),

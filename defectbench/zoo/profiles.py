@@ -32,6 +32,7 @@ class Profile:
     prune_epochs: int = 1
     teacher_targets: str = "labels"
     teacher_class_balance: str = "weighted_loss"
+    teacher_ema_decay: float | None = None
     num_calibration: int = 128
     target_recall: float = 0.90
     max_train_images: int | None = None
@@ -50,7 +51,7 @@ class Profile:
             ModelSpec("tf_efficientnet_lite2", self.teacher_size),
             TrainConfig(epochs=self.teacher_epochs, img_size=self.teacher_size, lr=1e-3,
                         targets=self.teacher_targets, class_balance=self.teacher_class_balance,
-                        **subset),
+                        ema_decay=self.teacher_ema_decay, **subset),
         )
         cnn = TrainedRecipe(
             ModelSpec(CNN_STUDENT, self.cnn_size),

@@ -59,6 +59,8 @@ class TrainedRecipe:
 
 def recipe_asdict(recipe: Any) -> dict:
     def convert(value):
+        if isinstance(value, TrainConfig):  # it knows which of its fields to leave out
+            return value.to_dict()
         if dataclasses.is_dataclass(value):
             return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, tuple):

@@ -1,12 +1,12 @@
 """One profile's teacher alone, built in a scratch zoo and scored on `val` at the 0.5 threshold.
 
-    python docs/results/probe_teacher.py PROFILE ZOO_DIR [IMG_SIZE EPOCHS [SEED]]
+    python docs/results/probe_teacher.py PROFILE ZOO_DIR [IMG_SIZE EPOCHS [SEED [EMA_DECAY]]]
 
 Prints the teacher's dev and val metrics at 0.5 (accuracy, recall, FNR, specificity, the 95%
 Clopper-Pearson recall interval and one-sided FNR upper bound) and its manifest. IMG_SIZE and
 EPOCHS override the profile's teacher schedule, for trying one before the profile adopts it;
 SEED the training seed (head init, batch order, augmentation), for measuring how much one
-draw decides.
+draw decides; EMA_DECAY a moving average of the weights (`none` for off).
 
 Committed outputs:
 - `quick-teacher-224px.txt`: `quick ZOO 224 8`, made when the quick teacher moved from 192 px x 6
@@ -32,13 +32,16 @@ from defectbench.zoo.catalog import Catalog
 from defectbench.zoo.profiles import TEACHER, get_profile
 
 
-def main(profile_name, root, img_size=None, epochs=None, seed=None):
+def main(profile_name, root, img_size=None, epochs=None, seed=None, ema_decay=None):
     profile = get_profile(profile_name)
     if img_size is not None:
         profile = dataclasses.replace(profile, teacher_size=int(img_size),
                                       teacher_epochs=int(epochs))
     if seed is not None:
         profile = dataclasses.replace(profile, seed=int(seed))
+    if ema_decay is not None:
+        profile = dataclasses.replace(
+            profile, teacher_ema_decay=None if ema_decay == "none" else float(ema_decay))
     start = time.time()
     build_zoo(profile, root, [TEACHER], log=print)
     print("build seconds", round(time.time() - start))
