@@ -7,6 +7,7 @@ unit-tested and reused.
 from __future__ import annotations
 
 import fnmatch
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -347,7 +348,7 @@ SPEED_TARGET_BLOCKS = 6  # alternating timing blocks per case when a target is r
 
 
 def judge_speed_target(
-    suite: Suite, target: SpeedTarget, seconds: float = 3.0
+    suite: Suite, target: SpeedTarget, seconds: float = 3.0, timer=time.perf_counter
 ) -> dict[str, Any]:
     """Judge `target` on its two cases timed again in alternating blocks for about `seconds`.
 
@@ -366,7 +367,9 @@ def judge_speed_target(
         predictor, batch = suite.predictor(case), suite.perf_batch(case)
         calls.append(lambda p=predictor, x=batch: p.predict_logits(x))
     block_seconds = seconds / (2 * SPEED_TARGET_BLOCKS)
-    fast, slow = alternating_blocks(calls[0], calls[1], SPEED_TARGET_BLOCKS, block_seconds)
+    fast, slow = alternating_blocks(
+        calls[0], calls[1], SPEED_TARGET_BLOCKS, block_seconds, timer=timer
+    )
     ratio, separate = slow.p50 / fast.p50, slower.p50 / faster.p50
     return {
         "name": target.name,

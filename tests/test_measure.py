@@ -12,7 +12,7 @@ from defectbench.measure.memory import (
     measure_cpu_peak,
     rss_high_water_supported,
 )
-from defectbench.suite import add_speedups
+from defectbench.suite import SpeedTarget, add_speedups, judge_speed_target
 
 
 def test_latency_stats_are_percentiles_in_ms():
@@ -125,3 +125,52 @@ def test_alternating_blocks_swap_the_order_and_warm_up_each_block():
     assert slow.order == ["a", "b"]  # a call longer than the block still gets timed once
     with pytest.raises(ValueError, match="need blocks >= 1 and block_seconds > 0"):
         alternating_blocks(slow.call("a", 1.0), slow.call("b", 1.0), blocks=0, block_seconds=1)
+
+
+class _SuiteOnMachine:
+    """The two things `judge_speed_target` asks of a suite: the cases' earlier benchmark
+    results, and a predictor per case, whose call costs simulated time on `machine`."""
+
+    def __init__(self, machine, costs, separate_p50):
+        self.machine, self.costs = machine, costs
+        self.latency = {case: LatencyStats(p50, p50, p50, p50, p50, p50, 10)
+                        for case, p50 in separate_p50.items()}
+
+    def predictor(self, case):
+        run = self.machine.call(case.variant, self.costs[case.variant])
+
+        class _Predictor:
+            def predict_logits(self, x):
+                return run()
+
+        return _Predictor()
+
+    def perf_batch(self, case):
+        return None
+
+
+def test_a_speed_target_is_judged_on_the_alternating_re_timing_not_the_separate_one():
+    target = SpeedTarget("int8 vs fp32", "m.int8", "int8", "m.onnx", "fp32", "cpu", 1, 1.5)
+    fast_case, slow_case = target.cases
+    # the separate benchmarks saw a burst (1.2x); re-timed, the FP32 call costs 2.5x the INT8
+    machine = _SharedMachine()
+    suite = _SuiteOnMachine(machine, {"m.int8": 1.0, "m.onnx": 2.5},
+                            {fast_case: 10.0, slow_case: 12.0})
+    verdict = judge_speed_target(suite, target, seconds=120.0, timer=machine.timer)
+    assert verdict["measured"] and verdict["timing"] == "alternating_blocks"
+    assert verdict["ratio"] == pytest.approx(2.5) and verdict["passed"]
+    assert verdict["ratio_separately_timed"] == pytest.approx(1.2)
+    assert (verdict["faster_p50_ms"], verdict["slower_p50_ms"]) == (1000.0, 2500.0)
+    assert "2.50x, target >= 1.50x (their separate benchmarks: 1.20x)" in verdict["message"]
+    assert set(machine.order) == {"m.int8", "m.onnx"}
+
+    machine = _SharedMachine()  # the other way round: INT8 no faster, the target fails
+    suite = _SuiteOnMachine(machine, {"m.int8": 2.0, "m.onnx": 2.0},
+                            {fast_case: 10.0, slow_case: 30.0})
+    verdict = judge_speed_target(suite, target, seconds=120.0, timer=machine.timer)
+    assert verdict["ratio"] == pytest.approx(1.0) and not verdict["passed"]
+
+    del suite.latency[slow_case]  # a case this run did not benchmark is reported, not timed
+    assert judge_speed_target(suite, target) == {
+        "name": "int8 vs fp32", "measured": False, "missing": [slow_case.id]
+    }

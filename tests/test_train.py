@@ -1,5 +1,6 @@
 """Training pieces: KD loss, augmentation, resumable fit, checkpoint selection metric."""
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -222,6 +223,26 @@ def test_the_weight_average_is_what_dev_scores_and_the_model_keeps():
     assert result.history[0]["dev_auroc"] == raw.history[0]["dev_auroc"]
     for name, value in averaged.state_dict().items():
         torch.testing.assert_close(value, after_first_step.state_dict()[name])
+
+
+def test_the_model_keeps_the_average_not_the_raw_weights_of_the_best_epoch():
+    # two steps per epoch: the raw weights at an epoch's end are never the average's
+    x, y = _data(n=16)
+    cfg = TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05, ema_decay=0.5)
+    model, raw_at_epoch_end = _Tiny(), []
+    result = fit(model, x, y, *_unrelated_dev(), cfg,
+                 on_epoch=lambda _: raw_at_epoch_end.append(copy.deepcopy(model.state_dict())))
+    raw = raw_at_epoch_end[result.best_epoch]
+    assert not torch.allclose(model.head.weight, raw["head.weight"])
+
+
+def test_a_training_state_without_the_average_is_not_resumed_by_an_averaging_run(tmp_path):
+    ckpt = tmp_path / "state.pt"
+    x, y, cfg = _interrupted_fit(_Tiny, ckpt, "key-a")  # saved by a run without the average
+    averaging = dataclasses.replace(cfg, ema_decay=0.9)
+    with pytest.warns(UserWarning, match=r"it lacks ema: an older or foreign file"):
+        result = fit(_Tiny(), x, y, x, y, averaging, checkpoint_path=ckpt, checkpoint_key="key-a")
+    assert result.resumed_from_epoch == 0
 
 
 def test_a_training_state_saved_under_another_key_is_reported_not_resumed(tmp_path):

@@ -94,6 +94,38 @@ def test_keys_change_with_recipe_data_versions_and_parents():
     assert other_profile["tf_efficientnet_lite0.kd"] != keys["tf_efficientnet_lite0.kd"]
 
 
+def test_existing_keys_survive_options_added_later(monkeypatch):
+    # Keys computed by the code before TrainConfig.ema_decay existed (commit 702bb73): adding
+    # an option with a default must not invalidate every cached variant; setting it must.
+    import dataclasses
+
+    import defectbench.zoo.build as build
+
+    monkeypatch.setattr(build, "weights_identity", lambda arch: f"pkg:{arch}")
+    versions = {k: "1" for k in ("torch", "timm", "numpy", "onnx", "onnxruntime", "torchao",
+                                 "torch-pruning")}
+    keys = compute_keys(all_recipes("full"), _FakeFixture(), versions)
+    assert keys[TEACHER] == "35cbd95f3941e60ecec1e3c80c3af58cd97a569af5a5109d0e4a85e9857f3beb"
+    assert keys["tf_efficientnet_lite0.kd.qat_pt2e"] == (
+        "65d69e920b0fca5f2c0c12640ddba9d737debc64abea9e35cde4cdbca4f6d5bc"
+    )
+    averaged = dataclasses.replace(get_profile("full"), teacher_ema_decay=0.99)
+    recipes = all_recipes(averaged)
+    assert recipes[TEACHER].train.ema_decay == 0.99
+    new = compute_keys(recipes, _FakeFixture(), versions)
+    assert new[TEACHER] != keys[TEACHER]
+    assert new["tf_efficientnet_lite0.base"] == keys["tf_efficientnet_lite0.base"]
+    assert new["tf_efficientnet_lite0.kd"] != keys["tf_efficientnet_lite0.kd"]
+
+
+def test_qat_refuses_a_weight_average():
+    import dataclasses
+
+    qat = all_recipes("smoke")["tf_efficientnet_lite0.kd.qat_pt2e"]
+    with pytest.raises(ConfigError, match="ema_decay=0.99 is not supported for quantization"):
+        dataclasses.replace(qat, finetune=dataclasses.replace(qat.finetune, ema_decay=0.99))
+
+
 def test_keys_change_with_where_the_pretrained_weights_come_from(monkeypatch):
     import defectbench.zoo.build as build
 

@@ -18,13 +18,16 @@ from defectbench.errors import DataError
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; move it onto ``path`` only if the block succeeds.
 
-    A crash or a failed check never leaves a half-written artifact under the final name.
+    A crash or a failed check never leaves a half-written artifact under the final name; the
+    file is flushed to disk before the rename, so a power loss cannot either.
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     try:
         yield tmp
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)

@@ -25,7 +25,7 @@ from defectbench.compress.ort_quant import (
 from defectbench.compress.prune import PruneConfig, load_pruned, prune_model, save_pruned
 from defectbench.compress.pt2e import Pt2eInt8Config
 from defectbench.data.preprocess import Preprocess
-from defectbench.errors import ArtifactError
+from defectbench.errors import ArtifactError, ConfigError
 from defectbench.train.config import DistillConfig, TrainConfig
 from defectbench.zoo.recipes import TrainedRecipe, recipe_asdict
 
@@ -145,6 +145,15 @@ class QatRecipe:
     quant: Pt2eInt8Config = Pt2eInt8Config()
     runtime = "torch_compile"
     precisions = CPU_ONLY_INT8
+
+    def __post_init__(self) -> None:
+        if self.finetune.ema_decay is not None:
+            # the average would also blend the observers' quantization scales and zero points,
+            # which convert_pt2e then bakes into the INT8 model as if one observer had seen them
+            raise ConfigError(
+                f"QAT of {self.parent!r}: finetune.ema_decay={self.finetune.ema_decay} is not "
+                "supported for quantization-aware training; set it to None"
+            )
 
     @property
     def parents(self) -> tuple[str, ...]:
