@@ -1,12 +1,14 @@
 """One profile's teacher alone, built in a scratch zoo and scored on `val` at the 0.5 threshold.
 
     python docs/results/probe_teacher.py PROFILE ZOO_DIR [IMG_SIZE EPOCHS [SEED [EMA_DECAY]]]
+        [FIELD=VALUE ...]
 
 Prints the teacher's dev and val metrics at 0.5 (accuracy, recall, FNR, specificity, the 95%
 Clopper-Pearson recall interval and one-sided FNR upper bound) and its manifest. IMG_SIZE and
 EPOCHS override the profile's teacher schedule, for trying one before the profile adopts it;
 SEED the training seed (head init, batch order, augmentation), for measuring how much one
-draw decides; EMA_DECAY a moving average of the weights (`none` for off).
+draw decides; EMA_DECAY a moving average of the weights (`none` for off). FIELD=VALUE sets
+a text field of the profile, e.g. `teacher_targets=labels teacher_class_balance=none`.
 
 Committed outputs:
 - `quick-teacher-224px.txt`: `quick ZOO 224 8`, made when the quick teacher moved from 192 px x 6
@@ -34,8 +36,9 @@ from defectbench.zoo.catalog import Catalog
 from defectbench.zoo.profiles import TEACHER, get_profile
 
 
-def main(profile_name, root, img_size=None, epochs=None, seed=None, ema_decay=None):
-    profile = get_profile(profile_name)
+def main(profile_name, root, img_size=None, epochs=None, seed=None, ema_decay=None,
+         **fields):
+    profile = dataclasses.replace(get_profile(profile_name), **fields)
     if img_size is not None:
         profile = dataclasses.replace(profile, teacher_size=int(img_size),
                                       teacher_epochs=int(epochs))
@@ -64,4 +67,5 @@ def main(profile_name, root, img_size=None, epochs=None, seed=None, ema_decay=No
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    positional = [a for a in sys.argv[1:] if "=" not in a]
+    main(*positional, **dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a))
