@@ -21,6 +21,8 @@ Committed outputs:
 - `full-teacher-seed1.txt`: `full ZOO 260 10 1`, the annotated-probability teacher of the
   current full profile (seed 0) drawn again with seed 1, to measure the seed-to-seed spread.
 - `full-teacher-seed2.txt`: `full ZOO 260 10 2`, a third draw of it.
+- `full-teacher-binary-unweighted.txt`: `full ZOO 260 10 0 none teacher_targets=labels
+  teacher_class_balance=none`, binary labels without class weights; not adopted.
 - `full-teacher-ema15.txt`: `full ZOO 260 15 0 0.99`, that recipe trained 15 epochs with a
   moving average of its weights (its dev AUROC was still rising at epoch 10); not adopted.
 """
