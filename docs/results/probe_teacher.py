@@ -23,6 +23,8 @@ Committed outputs:
 - `full-teacher-seed2.txt`: `full ZOO 260 10 2`, a third draw of it.
 - `full-teacher-binary-unweighted.txt`: `full ZOO 260 10 0 none teacher_targets=labels
   teacher_class_balance=none`, binary labels without class weights; not adopted.
+- `full-teacher-300px-soft.txt`: `full ZOO 300 10`, the current recipe at ELPV's native
+  300 px; not adopted.
 - `full-teacher-ema15.txt`: `full ZOO 260 15 0 0.99`, that recipe trained 15 epochs with a
   moving average of its weights (its dev AUROC was still rising at epoch 10); not adopted.
 """
