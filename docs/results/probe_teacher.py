@@ -43,7 +43,12 @@ from defectbench.zoo.profiles import TEACHER, get_profile
 
 def main(profile_name, root, img_size=None, epochs=None, seed=None, ema_decay=None,
          **fields):
-    profile = dataclasses.replace(get_profile(profile_name), **fields)
+    profile = get_profile(profile_name)
+    not_text = [k for k in fields if not isinstance(getattr(profile, k, None), str)]
+    if not_text:
+        sys.exit(f"FIELD=VALUE sets text fields of the profile only; {', '.join(not_text)} "
+                 "is not one (sizes, epochs, seed and EMA decay are positional)")
+    profile = dataclasses.replace(profile, **fields)
     if img_size is not None:
         profile = dataclasses.replace(profile, teacher_size=int(img_size),
                                       teacher_epochs=int(epochs))

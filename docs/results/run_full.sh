@@ -5,8 +5,8 @@ set -euo pipefail
 ZOO=${DEFECTBENCH_ZOO:-$HOME/.cache/defectbench/zoo}
 OUT=docs/results
 
-# 1. the whole full zoo from nothing (about 80 minutes on 2 cores); per-variant build seconds
-#    land in the manifests. The teacher first, alone (25 min), so its dev metrics can be read
+# 1. the whole full zoo from nothing (75 minutes on 2 cores in run 3); per-variant build seconds
+#    land in the manifests. The teacher first, alone (16 min in run 3), so its dev metrics can be read
 #    before everything distilled from it spends the rest: `run_full.sh rest` starts from 1b.
 if [ "${1:-}" != rest ]; then
     rm -rf "$ZOO/full"
