@@ -116,6 +116,10 @@ def test_existing_keys_survive_options_added_later(monkeypatch):
     assert new[TEACHER] != keys[TEACHER]
     assert new["tf_efficientnet_lite0.base"] == keys["tf_efficientnet_lite0.base"]
     assert new["tf_efficientnet_lite0.kd"] != keys["tf_efficientnet_lite0.kd"]
+    gentler = compute_keys(all_recipes(dataclasses.replace(get_profile("full"), teacher_lr=3e-4)),
+                           _FakeFixture(), versions)
+    assert gentler[TEACHER] != keys[TEACHER]
+    assert gentler["tf_efficientnet_lite0.base"] == keys["tf_efficientnet_lite0.base"]
 
 
 def test_qat_refuses_a_weight_average():

@@ -33,6 +33,7 @@ class Profile:
     teacher_targets: str = "labels"
     teacher_class_balance: str = "weighted_loss"
     teacher_ema_decay: float | None = None
+    teacher_lr: float = 1e-3
     num_calibration: int = 128
     target_recall: float = 0.90
     max_train_images: int | None = None
@@ -49,7 +50,7 @@ class Profile:
                   "seed": self.seed}
         teacher = TrainedRecipe(
             ModelSpec("tf_efficientnet_lite2", self.teacher_size),
-            TrainConfig(epochs=self.teacher_epochs, img_size=self.teacher_size, lr=1e-3,
+            TrainConfig(epochs=self.teacher_epochs, img_size=self.teacher_size, lr=self.teacher_lr,
                         targets=self.teacher_targets, class_balance=self.teacher_class_balance,
                         ema_decay=self.teacher_ema_decay, **subset),
         )
