@@ -1,4 +1,5 @@
-"""Paired recall comparison: McNemar against statsmodels, the exact drop interval, properties."""
+"""Paired recall comparison: McNemar against statsmodels, Tango's drop interval against a
+scipy-optimised score statistic and exact coverage, properties."""
 
 import json
 
@@ -6,9 +7,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.optimize import minimize_scalar
+from scipy.stats import multinomial, norm
 from statsmodels.stats.contingency_tables import mcnemar
 
-from defectbench.errors import DataError
+from defectbench.errors import ConfigError, DataError
 from defectbench.metrics import (
     RecallComparison,
     clopper_pearson,
@@ -68,27 +71,101 @@ def test_comparison_matches_independent_computation(data, confidence):
     assert list(cmp.new_miss_ids) == expected_misses
 
 
+def _score_by_optimizer(delta, b, c, n):
+    """Tango's statistic with the restricted MLE found by scipy's optimizer instead of his
+    closed form: maximise the trinomial likelihood of (b, c, rest) over the new-catch
+    probability p21, with the new-miss probability p21 + delta."""
+    lo, hi = max(0.0, -delta), (1 - delta) / 2
+
+    def neg_loglik(p21):
+        cells = ((b, p21 + delta), (c, p21), (n - b - c, 1 - 2 * p21 - delta))
+        return -sum(k * np.log(p) for k, p in cells if k)
+
+    p21 = minimize_scalar(neg_loglik, bounds=(lo, hi), method="bounded",
+                          options={"xatol": 1e-13}).x
+    return (b - c - n * delta) / np.sqrt(n * (2 * p21 + delta * (1 - delta)))
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     bc=st.tuples(st.integers(0, 40), st.integers(0, 40)),
     extra=st.integers(0, 200),
-    confidence=st.floats(0.5, 0.99),
+    confidence=st.floats(0.5, 0.99, exclude_min=True),
 )
-def test_drop_interval_is_the_mapped_clopper_pearson_interval(bc, extra, confidence):
+def test_drop_interval_inverts_tangos_score_test(bc, extra, confidence):
     b, c = bc
-    m, n = b + c, b + c + extra
-    if n == 0:
-        n = 1
+    n = max(b + c + extra, 1)
     lo, hi = drop_interval(b, c, n, confidence)
-    if m == 0:
-        assert (lo, hi) == (0.0, 0.0)
-        return
-    pi = clopper_pearson(b, m, confidence)
-    assert lo == pytest.approx((2 * pi.lower - 1) * m / n)
-    assert hi == pytest.approx((2 * pi.upper - 1) * m / n)
-    assert lo <= (b - c) / n <= hi
-    # Conditional on m discordant pairs the drop can never exceed m / n in either direction.
-    assert -m / n <= lo and hi <= m / n
+    assert -1 <= lo <= (b - c) / n <= hi <= 1
+    z = norm.ppf((1 + confidence) / 2)
+    # at each finite end the score statistic (recomputed with scipy's optimizer) is at -+z
+    if hi < 1:
+        assert _score_by_optimizer(hi, b, c, n) == pytest.approx(-z, abs=1e-4)
+    if lo > -1:
+        assert _score_by_optimizer(lo, b, c, n) == pytest.approx(z, abs=1e-4)
+    # one-sided bounds use the whole alpha on their side, so they are tighter
+    upper = drop_interval(b, c, n, confidence, "upper")
+    lower = drop_interval(b, c, n, confidence, "lower")
+    assert upper[0] == -1.0 and lower[1] == 1.0
+    assert (b - c) / n <= upper[1] <= hi and lo <= lower[0] <= (b - c) / n
+    # swapping misses and catches mirrors the interval
+    mirrored = drop_interval(c, b, n, confidence)
+    assert mirrored == pytest.approx((-hi, -lo), abs=1e-9)
+
+
+def _exact_coverage(bound, n, p_miss, p_catch):
+    """P(bound(b, c, n) >= p_miss - p_catch) under the trinomial, summed exactly over every
+    (b, c) with non-negligible probability."""
+    b, c = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    ok = b + c <= n
+    pmf = np.zeros(b.shape)
+    pmf[ok] = multinomial.pmf(np.stack([b[ok], c[ok], n - b[ok] - c[ok]], axis=1), n,
+                              [p_miss, p_catch, 1 - p_miss - p_catch])
+    total = covered = 0.0
+    for i, j in zip(*np.nonzero(pmf > 1e-10), strict=True):
+        total += pmf[i, j]
+        if bound(int(i), int(j), n) >= p_miss - p_catch - 1e-12:
+            covered += pmf[i, j]
+    return covered / total
+
+
+def _conditional_upper(b, c, n):
+    """The bound this module used until 2026-11-23: Clopper-Pearson on b of the m = b + c
+    discordant pairs, mapped by m / n."""
+    m = b + c
+    return 0.0 if m == 0 else (2 * clopper_pearson(b, m, 0.95, "upper").upper - 1) * m / n
+
+
+@pytest.mark.parametrize(
+    ("p_miss", "p_catch"),
+    [(0.02, 0.0), (0.05, 0.0), (0.06, 0.01), (0.10, 0.08), (0.03, 0.03)],
+)
+def test_upper_bound_covers_the_true_drop_at_the_suites_sample_size(p_miss, p_catch):
+    # 204 defective cells, the val fixture; drops and churn like the committed runs'
+    n = 204
+    tango = _exact_coverage(lambda b, c, n: drop_interval(b, c, n, 0.95, "upper")[1],
+                            n, p_miss, p_catch)
+    assert tango >= 0.94
+    if p_catch == 0:
+        # the conditional bound never exceeds the observed drop when nothing is newly caught
+        assert _exact_coverage(_conditional_upper, n, p_miss, p_catch) < 0.5
+
+
+def test_no_discordant_pair_still_leaves_a_bound():
+    # n agreeing items exclude drops above about z**2 / (n + z**2), not every drop
+    z = norm.ppf(0.95)
+    assert drop_interval(0, 0, 204, 0.95, "upper")[1] == pytest.approx(z**2 / (204 + z**2))
+
+
+def test_drop_interval_refuses_impossible_counts():
+    with pytest.raises(DataError, match="n_defective=0"):
+        drop_interval(0, 0, 0, 0.95)
+    with pytest.raises(DataError, match="new_misses=5, new_catches=6, n_defective=10"):
+        drop_interval(5, 6, 10, 0.95)
+    with pytest.raises(ConfigError, match="side must be one of"):
+        drop_interval(1, 0, 10, 0.95, "both")
+    with pytest.raises(ConfigError, match="use a confidence above 0.5"):
+        drop_interval(1, 0, 10, 0.5, "upper")
 
 
 def test_hand_checked_comparison():
@@ -103,15 +180,15 @@ def test_hand_checked_comparison():
     assert cmp.new_miss_ids == ("c5", "c6", "c7")
     assert cmp.new_catch_ids == ("c8",)
     assert cmp.mcnemar_p == pytest.approx(0.625)  # 2 * P(Binom(4, .5) <= 1) = 2 * 5/16
-    pi_upper = clopper_pearson(3, 4, 0.95, "upper").upper
-    assert cmp.drop_upper == pytest.approx((2 * pi_upper - 1) * 4 / 10)
+    assert cmp.drop_upper == drop_interval(3, 1, 10, 0.95, "upper")[1]
+    assert cmp.drop_interval == drop_interval(3, 1, 10, 0.95)
     assert cmp.drop_upper_bound(0.8) < cmp.drop_upper
 
 
 def test_identical_predictions_have_zero_drop_and_p_one():
     y = [1, 1, 0, 1]
     cmp = compare_recall(["a", "b", "c", "d"], y, [1, 0, 1, 1], [1, 0, 1, 1])
-    assert cmp.drop == 0.0 and cmp.drop_interval == (0.0, 0.0) and cmp.drop_upper == 0.0
+    assert cmp.drop == 0.0 and cmp.drop_lower < 0.0 < cmp.drop_upper
     assert cmp.mcnemar_p == 1.0 == mcnemar([[2, 0], [0, 1]], exact=True).pvalue
 
 

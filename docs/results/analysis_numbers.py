@@ -7,13 +7,26 @@
 
 The second file, when given, is an earlier run of the same suite on the same zoo and machine;
 the script then prints the run-to-run spread of p50 latency over the cases both runs timed.
+
+Recall-drop upper bounds are recomputed from each case's counts with the current interval
+(Tango's score bound); runs before 2026-11-23 stored a conditional bound, printed beside it
+(`rejudge_drop_bounds.py` says why).
 """
 
 import json
 import statistics
 import sys
 
+from defectbench.metrics.paired import drop_interval
+
 TEACHER = "tf_efficientnet_lite2.teacher"
+
+
+def corrected_drop_upper(quality):
+    confidence = next((v["confidence"] for v in quality.get("verdicts", [])
+                       if v["metric"] == "recall_drop"), 0.95)
+    return drop_interval(quality["new_misses"], quality["new_catches"],
+                         quality["n_defective"], confidence, "upper")[1]
 
 
 def load(path):
@@ -46,7 +59,7 @@ def main(path, earlier=None):
         print(f"  {v:45s} {p:5s} recall {q['recall']:.3f} [{q['recall_interval'][0]:.3f}, "
               f"{q['recall_interval'][1]:.3f}] fnr_up {q['fnr_upper']:.3f} spec "
               f"{q['specificity']:.3f} drop {q['recall_drop']:+.3f} "
-              f"(up {q['recall_drop_upper']:+.3f})"
+              f"(up {corrected_drop_upper(q):+.3f}, run's conditional {q['recall_drop_upper']:+.3f})"
               f" miss+{q['new_misses']}/catch+{q['new_catches']} "
               f"acc@0.5 {plain.get('accuracy', float('nan')):.3f} "
               f"mcnemar_p {q.get('mcnemar_p') or float('nan'):.3f} "
