@@ -35,6 +35,16 @@ def suite_dir(pytester: pytest.Pytester) -> pytest.Pytester:
     return pytester
 
 
+def test_a_built_child_records_its_parents_artifacts(smoke_zoo):
+    store = Catalog(smoke_zoo, "smoke").store
+    teacher = store.verify(TEACHER)
+    student = store.verify(STUDENT)
+    assert student["parent_artifacts"] == {
+        TEACHER: {f: r["sha256"] for f, r in teacher["artifacts"].items()}
+    }
+    assert teacher["parent_artifacts"] == {}
+
+
 def _run(pytester, zoo, *extra):
     return pytester.runpytest_subprocess(
         "benchmarks",

@@ -120,6 +120,9 @@ def test_existing_keys_survive_options_added_later(monkeypatch):
                            _FakeFixture(), versions)
     assert gentler[TEACHER] != keys[TEACHER]
     assert gentler["tf_efficientnet_lite0.base"] == keys["tf_efficientnet_lite0.base"]
+    # the dev operating point every manifest stores is chosen for the profile's target recall
+    stricter = compute_keys(all_recipes("full"), _FakeFixture(), versions, target_recall=0.95)
+    assert all(stricter[n] != keys[n] for n in keys)
 
 
 def test_qat_refuses_a_weight_average():
@@ -244,13 +247,14 @@ def test_zoo_list_tells_current_from_stale_variants(tmp_path, capsys):
     assert rows[onnx]["stale"] and not rows[onnx]["built"]
 
 
-def test_a_damaged_teacher_logit_cache_is_reported_and_recomputed(tmp_path, monkeypatch):
+def _fake_teacher_ctx(tmp_path, weights=b"teacher weights"):
     import numpy as np
 
-    from defectbench.zoo import build
+    store = ZooStore(tmp_path, "smoke")
+    store.commit({"name": TEACHER, "key": "k" * 64,
+                  "artifacts": {"model.pt": store.write_artifact(TEACHER, "model.pt", weights)}})
 
     class Ctx:
-        store = ZooStore(tmp_path, "smoke")
         keys = {TEACHER: "k" * 64}
 
         def subset(self, split):
@@ -260,18 +264,70 @@ def test_a_damaged_teacher_logit_cache_is_reported_and_recomputed(tmp_path, monk
             return np.zeros((4, 3, 32, 32), np.float32)
 
     ctx = Ctx()
-    path = ctx.store.cache_dir() / f"teacher_logits-{'k' * 16}-4.npy"
-    path.parent.mkdir(parents=True)
-    path.write_bytes(b"not an npy file")
-    fresh = np.arange(8, dtype=np.float32).reshape(4, 2)
+    ctx.store = store
+    return ctx
+
+
+def _fake_teacher_forward(monkeypatch, logits):
+    from defectbench.zoo import build
+
     monkeypatch.setattr(build, "load_trained_model", lambda *a, **k: object())
     monkeypatch.setattr(build.Preprocess, "for_model", classmethod(lambda cls, m, s: None))
-    monkeypatch.setattr(build, "predict_logits", lambda model, x: fresh)
+    monkeypatch.setattr(build, "predict_logits", lambda model, x: logits)
+
+
+@pytest.mark.parametrize("damage", [b"not an npy file", b""])
+def test_a_damaged_teacher_logit_cache_is_reported_and_recomputed(tmp_path, monkeypatch, damage):
+    import numpy as np
+
+    from defectbench.zoo import build
+
+    ctx = _fake_teacher_ctx(tmp_path)
+    fresh = np.arange(8, dtype=np.float32).reshape(4, 2)
+    _fake_teacher_forward(monkeypatch, fresh)
     recipes = all_recipes("smoke")
+    build.teacher_logits(ctx, TEACHER, recipes)
+    [path] = ctx.store.cache_dir().glob("teacher_logits-*-4.npy")
+    path.write_bytes(damage)  # garbage, or emptied by a crash of another tool
     with pytest.warns(UserWarning, match="teacher-logit cache .* is unusable"):
         logits = build.teacher_logits(ctx, TEACHER, recipes)
     np.testing.assert_array_equal(logits, fresh)
     np.testing.assert_array_equal(np.load(path), fresh)  # the cache was rewritten
+
+
+def test_teacher_logits_follow_the_teachers_weights_not_only_its_key(tmp_path, monkeypatch):
+    # a teacher rebuilt under the same key with other weights must not reuse the old logits
+    import numpy as np
+
+    from defectbench.zoo import build
+
+    recipes = all_recipes("smoke")
+    ctx = _fake_teacher_ctx(tmp_path, b"first build")
+    _fake_teacher_forward(monkeypatch, np.zeros((4, 2), np.float32))
+    build.teacher_logits(ctx, TEACHER, recipes)
+    ctx = _fake_teacher_ctx(tmp_path, b"second build")
+    _fake_teacher_forward(monkeypatch, np.ones((4, 2), np.float32))
+    np.testing.assert_array_equal(build.teacher_logits(ctx, TEACHER, recipes), 1)
+
+
+def test_a_child_of_a_rebuilt_parent_is_stale(tmp_path):
+    store = ZooStore(tmp_path, "smoke")
+    child = f"{TEACHER}.onnx"
+
+    def commit_parent(weights):
+        artifact = store.write_artifact(TEACHER, "model.pt", weights)
+        store.commit({"name": TEACHER, "key": "p" * 64, "artifacts": {"model.pt": artifact}})
+
+    commit_parent(b"first build")
+    store.commit({"name": child, "key": "c" * 64,
+                  "parent_artifacts": store.parent_artifacts([TEACHER])})
+    assert store.is_current(child, "c" * 64)
+    commit_parent(b"second build, same key, other bytes")
+    with pytest.raises(ArtifactError, match="made from an earlier build of"):
+        store.verify(child, "c" * 64)
+    # manifests from before lineage was recorded are taken as they are
+    store.commit({"name": child, "key": "c" * 64})
+    assert store.is_current(child, "c" * 64)
 
 
 def test_a_recipe_builds_the_same_weights_whatever_ran_before_it(tmp_path):

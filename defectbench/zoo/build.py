@@ -30,7 +30,7 @@ from defectbench.metrics.ranking import roc_auc
 from defectbench.models.pretrained import create_model, weights_identity
 from defectbench.train.config import TrainConfig
 from defectbench.train.fit import defect_probability, fit, predict_logits
-from defectbench.zoo.profiles import Profile
+from defectbench.zoo.profiles import DEFAULT_TARGET_RECALL, Profile
 from defectbench.zoo.recipes import TrainedRecipe
 from defectbench.zoo.store import ZooStore
 
@@ -113,7 +113,12 @@ def profile_subset(fixture: Fixture, profile: Profile, split: str) -> ImageSet:
 
 
 def variant_key(
-    name: str, recipe: Any, parent_keys: Iterable[str], fixture: Fixture, versions: dict[str, str]
+    name: str,
+    recipe: Any,
+    parent_keys: Iterable[str],
+    fixture: Fixture,
+    versions: dict[str, str],
+    target_recall: float = DEFAULT_TARGET_RECALL,
 ) -> str:
     recipe_dict = recipe.to_dict()
     payload = {
@@ -124,6 +129,10 @@ def variant_key(
         "versions": _key_versions(recipe_dict["kind"], versions),
         "procedure": BUILD_PROCEDURE,
     }
+    if target_recall != DEFAULT_TARGET_RECALL:
+        # the manifest's dev operating point (what the gates run at) is chosen for it; named
+        # only when not the default, so keys made before it was part of them still hold
+        payload["target_recall"] = target_recall
     if isinstance(recipe, TrainedRecipe) and recipe.model.pretrained:
         # another weights package version, or the hub instead of the package, is another model
         payload["weights"] = weights_identity(recipe.model.arch)
@@ -177,15 +186,18 @@ def teacher_logits(ctx: BuildContext, teacher: str, recipes: dict[str, Any]) -> 
     """The frozen teacher's logits on the (unaugmented) train set, computed once and cached."""
     key = ctx.keys[teacher]
     n = len(ctx.subset("train"))
-    path = ctx.store.cache_dir() / f"teacher_logits-{key[:16]}-{n}.npy"
+    # named by the teacher's weights, not its key: a teacher rebuilt under the same key may
+    # have other weights, and its students must distil from those
+    weights = ctx.store.verify(teacher, key)["artifacts"][MODEL_FILE]["sha256"]
+    path = ctx.store.cache_dir() / f"teacher_logits-{weights[:16]}-{n}.npy"
     if path.is_file():
         try:
             cached = np.load(path, allow_pickle=False)
-            if cached.shape == (n, 2):
+            if cached.shape == (n, 2) and np.isfinite(cached).all():
                 return cached
-            problem = f"shape {cached.shape}, expected ({n}, 2)"
-        except (ValueError, OSError) as exc:
-            problem = str(exc)
+            problem = f"shape {cached.shape}, expected ({n}, 2), or non-finite values"
+        except (ValueError, OSError, EOFError) as exc:
+            problem = str(exc) or type(exc).__name__
         # a damaged cache is reported and recomputed, never used
         warnings.warn(f"teacher-logit cache {path} is unusable ({problem}); recomputing it",
                       stacklevel=2)
@@ -196,6 +208,17 @@ def teacher_logits(ctx: BuildContext, teacher: str, recipes: dict[str, Any]) -> 
     np.save(buffer, logits, allow_pickle=False)
     atomic_write_bytes(path, buffer.getvalue())
     return logits
+
+
+def lineage_key(ctx: BuildContext, name: str, recipe: Any) -> str:
+    """What a resumable training state must have been made under: the variant's key and, for
+    a variant trained from parents (a student's teacher, a pruned model's source), their
+    artifacts' hashes, so a half-finished run never resumes against a rebuilt parent."""
+    if not recipe.parents:
+        return ctx.keys[name]
+    lineage = json.dumps([ctx.keys[name], ctx.store.parent_artifacts(recipe.parents)],
+                         sort_keys=True)
+    return hashlib.sha256(lineage.encode()).hexdigest()
 
 
 def _annotated_probability(train: ImageSet, config: TrainConfig, name: str) -> np.ndarray | None:
@@ -229,7 +252,7 @@ def build_trained(
         distill=recipe.distill,
         teacher_logits=soft_targets,
         checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE,
-        checkpoint_key=ctx.keys[name],
+        checkpoint_key=lineage_key(ctx, name, recipe),
         train_probability=_annotated_probability(train, recipe.train, name),
         description=name,
     )
@@ -290,12 +313,16 @@ def build_order(recipes: dict[str, Any], wanted: Iterable[str]) -> list[str]:
 
 
 def compute_keys(
-    recipes: dict[str, Any], fixture: Fixture, versions: dict[str, str]
+    recipes: dict[str, Any],
+    fixture: Fixture,
+    versions: dict[str, str],
+    target_recall: float = DEFAULT_TARGET_RECALL,
 ) -> dict[str, str]:
     keys: dict[str, str] = {}
     for name in build_order(recipes, recipes):
         keys[name] = variant_key(
-            name, recipes[name], [keys[p] for p in recipes[name].parents], fixture, versions
+            name, recipes[name], [keys[p] for p in recipes[name].parents], fixture, versions,
+            target_recall,
         )
     return keys
 
@@ -314,7 +341,7 @@ def build_zoo(
     versions = library_versions()
     recipes = all_recipes(profile)
     ctx = BuildContext(ZooStore(root, profile.name), profile, fixture, versions)
-    ctx.keys = compute_keys(recipes, fixture, versions)
+    ctx.keys = compute_keys(recipes, fixture, versions, profile.target_recall)
     wanted = select_variants(recipes, patterns)
     manifests = {}
     for name in build_order(recipes, wanted):
@@ -334,6 +361,7 @@ def build_zoo(
             "key": key,
             "recipe": recipe.to_dict(),
             "parents": {p: ctx.keys[p] for p in recipe.parents},
+            "parent_artifacts": ctx.store.parent_artifacts(recipe.parents),
             "fixture": {
                 "content_sha256": fixture.content_sha256,
                 "split_sha256": fixture.split_sha256,

@@ -23,7 +23,8 @@ class Catalog:
         self.store = ZooStore(root, self.profile.name)
         self.fixture = fixture or load_fixture()
         self.recipes = all_recipes(self.profile)
-        self.keys = compute_keys(self.recipes, self.fixture, library_versions())
+        self.keys = compute_keys(self.recipes, self.fixture, library_versions(),
+                                 self.profile.target_recall)
         self._dev: dict = {}
 
     @property

@@ -231,7 +231,7 @@ def open_derived_predictor(catalog, name: str, precision: str, device: str):
                 f"variant {name!r} was asked for at {precision} but its ONNX graph "
                 f"{store.variant_dir(name) / ONNX_FILE} computes in {predictor.precision}; "
                 f"delete {store.variant_dir(name)} and rebuild it (`defectbench zoo build "
-                f"--profile {store.profile} {name}`)"
+                f"--profile {store.profile} --variants {name}`)"
             )
         return predictor
     if isinstance(recipe, PruneRecipe):
@@ -412,7 +412,7 @@ def build_pruned(ctx, name: str, recipe: PruneRecipe, recipes) -> dict[str, Any]
     from defectbench.measure.compute import count_macs
     from defectbench.runtime.predictor import TorchPredictor
     from defectbench.train.fit import fit
-    from defectbench.zoo.build import TRAIN_STATE, teacher_logits
+    from defectbench.zoo.build import TRAIN_STATE, lineage_key, teacher_logits
 
     model = copy.deepcopy(load_torch_model(ctx.store, recipes, ctx.keys, recipe.parent))
     dev_x, pre = _dev_inputs(ctx, recipes, name)
@@ -430,7 +430,7 @@ def build_pruned(ctx, name: str, recipe: PruneRecipe, recipes) -> dict[str, Any]
         teacher_logits=soft,
         # pruning is deterministic, so a resumed run re-prunes to the same shapes
         checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE,
-        checkpoint_key=ctx.keys[name],
+        checkpoint_key=lineage_key(ctx, name, recipe),
         description=name,
     )
     save_pruned(model, ctx.store.variant_dir(name) / PRUNED_FILE, {"parent": recipe.parent})
@@ -457,7 +457,7 @@ def build_qat(ctx, name: str, recipe: QatRecipe, recipes) -> dict[str, Any]:
     from torchao.quantization.pt2e import allow_exported_model_train_eval
 
     from defectbench.train.fit import fit
-    from defectbench.zoo.build import teacher_logits
+    from defectbench.zoo.build import TRAIN_STATE, lineage_key, teacher_logits
 
     dev_x, pre = _dev_inputs(ctx, recipes, name)
     prepared = _qat_prepared(dev_x, ctx.store, recipes, ctx.keys, name)
@@ -472,6 +472,8 @@ def build_qat(ctx, name: str, recipe: QatRecipe, recipes) -> dict[str, Any]:
         recipe.finetune,
         distill=recipe.distill,
         teacher_logits=soft,
+        checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE,
+        checkpoint_key=lineage_key(ctx, name, recipe),
         description=name,
     )
     buffer = io.BytesIO()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ class ZooStore:
                 f"fixture or library version (key {manifest['key'][:12]} != "
                 f"{expected_key[:12]}); {fix}"
             )
+        self._check_lineage(name, manifest, fix)
         for filename, record in manifest.get("artifacts", {}).items():
             path = self.variant_dir(name) / filename
             if not path.is_file():
@@ -89,6 +91,30 @@ class ZooStore:
                     f"{actual[:12]} != manifest {record['sha256'][:12]}; {fix}"
                 )
         return manifest
+
+    def parent_artifacts(self, parents: Iterable[str]) -> dict[str, dict[str, str]]:
+        """The sha256 of every artifact of each parent, as its manifest records it now."""
+        out = {}
+        for parent in parents:
+            manifest = self.read_manifest(parent) or {}
+            out[parent] = {f: r["sha256"] for f, r in manifest.get("artifacts", {}).items()}
+        return out
+
+    def _check_lineage(self, name: str, manifest: dict[str, Any], fix: str) -> None:
+        # A key names the parent's recipe, not its bytes: a parent rebuilt under the same key
+        # (after damage, or with other threads) can come out different, and a child made
+        # from the earlier build must not pass as current. Manifests written before parent
+        # artifacts were recorded carry no lineage and are taken as they are.
+        recorded = manifest.get("parent_artifacts")
+        if not recorded:
+            return
+        now = self.parent_artifacts(recorded)
+        for parent, artifacts in recorded.items():
+            if now[parent] != artifacts:
+                raise ArtifactError(
+                    f"variant {name!r} was made from an earlier build of {parent!r}, whose "
+                    f"artifacts have changed since; {fix}"
+                )
 
     def is_current(self, name: str, key: str) -> bool:
         try:
