@@ -228,6 +228,26 @@ def load_budgets(path: str | Path) -> list[Budget]:
     return budgets
 
 
+def check_budgets_apply(
+    budgets: list[Budget], variants: list[str], operating_points: list[str], where: str
+) -> None:
+    """ConfigError for a budget whose ``variants`` or ``operating_point`` glob matches nothing
+    in this zoo: a misspelt pattern (``dev_recall_0.9`` for ``dev_recall_0.90``) would
+    otherwise drop its budget from every verdict without a word."""
+    for budget in budgets:
+        if not any(fnmatch.fnmatchcase(v, budget.variants) for v in variants):
+            raise ConfigError(
+                f"{where}: budget {budget.name!r} has variants = {budget.variants!r}, which "
+                f"matches no variant of this zoo; variants are {_choices(tuple(variants))}"
+            )
+        if not any(fnmatch.fnmatchcase(p, budget.operating_point) for p in operating_points):
+            raise ConfigError(
+                f"{where}: budget {budget.name!r} has operating_point = "
+                f"{budget.operating_point!r}, which matches no gated operating point; the suite "
+                f"gates at {_choices(tuple(operating_points))}"
+            )
+
+
 def budgets_for(
     budgets: list[Budget], variant: str, operating_point: str | None = None
 ) -> list[Budget]:
@@ -444,16 +464,24 @@ def judge(budget: Budget, variant: str, evidence: EvidenceLike) -> Verdict:
     value passes, and its message lists the failing values.
     """
     verdicts = judge_each(budget, variant, evidence)
-    worst = min(verdicts, key=_margin)
     if len(verdicts) == 1:
-        return worst
-    failing = [v.group.split("=", 1)[1] for v in verdicts if not v.passed]
+        return verdicts[0]
+    # A group value with nothing to measure (no defective cells for a recall budget: ELPV's
+    # severity 0 and 1 by definition) is listed, not failed; a budget none of whose values
+    # can be measured still fails, since missing evidence must never read as a pass.
+    measured = [v for v in verdicts if not math.isnan(v.value)] or verdicts
+    unmeasured = [v.group.split("=", 1)[1] for v in verdicts if v not in measured]
+    worst = min(measured, key=_margin)
+    failing = [v.group.split("=", 1)[1] for v in measured if not v.passed]
     summary = (
-        f"; {len(failing)} of {len(verdicts)} {budget.group} values fail: {', '.join(failing)}"
+        f"; {len(failing)} of {len(measured)} {budget.group} values fail: {', '.join(failing)}"
         if failing
-        else f"; all {len(verdicts)} {budget.group} values pass"
+        else f"; all {len(measured)} {budget.group} values pass"
     )
-    passed = all(v.passed for v in verdicts)
+    if unmeasured:
+        population = "good" if budget.metric == "specificity" else "defective"
+        summary += f"; not judged (no {population} items): {', '.join(unmeasured)}"
+    passed = all(v.passed for v in measured)
     return Verdict(**{**worst.to_dict(), "passed": passed, "message": worst.message + summary})
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from defectbench.budgets import Budget, Evidence, judge_all, load_budgets
+from defectbench.budgets import Budget, Evidence, check_budgets_apply, judge_all, load_budgets
 from defectbench.data.preprocess import Preprocess, preprocess_set
 from defectbench.errors import ConfigError
 from defectbench.measure.compute import matmul_peak_gflops
@@ -22,7 +22,7 @@ from defectbench.measure.latency import LatencyStats, alternating_blocks
 from defectbench.measure.memory import MemoryMeasurement, current_rss_mb, measure_peak
 from defectbench.metrics.confusion import binary_report
 from defectbench.metrics.operating_point import OperatingPoint
-from defectbench.metrics.paired import compare_recall
+from defectbench.metrics.paired import compare_recall, compare_recall_by_group
 from defectbench.zoo.catalog import Catalog
 from defectbench.zoo.profiles import TEACHER
 
@@ -120,7 +120,9 @@ class Suite:
     ) -> None:
         self.catalog = catalog
         self.budgets_path = budgets_path
+        self.gated_point = gated_point or f"dev_recall_{catalog.profile.target_recall:.2f}"
         self.budgets: list[Budget] = load_budgets(budgets_path)
+        check_budgets_apply(self.budgets, catalog.names, [self.gated_point], str(budgets_path))
         self.val = catalog.fixture.split("val")
         self._arrays: dict[Preprocess, np.ndarray] = {}
         self._predictors: dict[tuple[str, str, str], Any] = {}
@@ -130,7 +132,6 @@ class Suite:
         self.load_mb: dict[tuple[str, str, str], float] = {}
         self.speed_results: list[dict[str, Any]] = []
         self._memory_probe = None  # started on first use: see isolated_memory()
-        self.gated_point = gated_point or f"dev_recall_{catalog.profile.target_recall:.2f}"
 
     # -- inputs and artifacts -------------------------------------------------------------
     def val_arrays(self, variant: str) -> np.ndarray:
@@ -184,18 +185,19 @@ class Suite:
         point = self.operating_point(case.variant)
         pred = point.predict(probs)
         labels = self.val.labels
-        report = binary_report(
-            labels,
-            probs,
-            point.threshold,
-            groups={
-                "cell_type": self.val.metadata["cell_type"],
-                "severity": self.val.metadata["severity"],
-            },
-        )
-        comparison = compare_recall(self.val.ids, labels, self.reference()["pred"], pred)
+        groups = {
+            "cell_type": self.val.metadata["cell_type"],
+            "severity": self.val.metadata["severity"],
+        }
+        report = binary_report(labels, probs, point.threshold, groups=groups)
+        reference = self.reference()["pred"]
+        comparison = compare_recall(self.val.ids, labels, reference, pred)
+        by_group = compare_recall_by_group(self.val.ids, labels, reference, pred, groups)
         verdicts = judge_all(
-            self.budgets, case.variant, Evidence.from_report(report, comparison), point.name
+            self.budgets,
+            case.variant,
+            Evidence.from_report(report, comparison, by_group),
+            point.name,
         )
         manifest = self.catalog.manifest(case.variant)
         plain = binary_report(labels, probs, 0.5)  # reported, not gated

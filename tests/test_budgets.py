@@ -322,11 +322,28 @@ def test_group_floor_passes_when_every_group_passes():
     assert v.passed and v.message.endswith("all 2 cell_type values pass")
 
 
-def test_group_value_without_defective_items_fails_rather_than_passes():
+def test_group_value_without_defective_items_is_listed_not_failed():
+    # ELPV's severity 0 and 1 are good by definition: a recall floor per severity must judge
+    # the values that have defective cells, not fail on the ones that cannot have any
+    report = binary_report([1, 0, 1, 0], [0.9, 0.1, 0.2, 0.1], 0.5,
+                           groups={"severity": ["3", "0", "2", "1"]})
+    floor = Budget("severity-floor", "recall", "floor", 0.75, "point", group="severity")
+    v = judge(floor, VARIANT, report)
+    assert not v.passed and v.group == "severity=2" and v.value == 0.0
+    assert v.message.endswith("1 of 2 severity values fail: 2; "
+                              "not judged (no defective items): 0, 1")
     report = binary_report([1, 0], [0.9, 0.1], 0.5, groups={"cell_type": ["mono", "poly"]})
     v = judge(CELL_FLOOR, VARIANT, report)
+    assert v.passed and v.group == "cell_type=mono"
+    assert v.message.endswith("all 1 cell_type values pass; not judged (no defective items): "
+                              "poly")
+
+
+def test_a_group_budget_with_nothing_to_measure_fails_rather_than_passes():
+    report = binary_report([0, 0], [0.9, 0.1], 0.5, groups={"cell_type": ["mono", "poly"]})
+    v = judge(CELL_FLOOR, VARIANT, report)
     assert not v.passed and math.isnan(v.value)
-    assert "recall[cell_type=poly] cannot be judged: no defective items" in v.message
+    assert "cannot be judged: no defective items" in v.message
 
 
 SPEC_FLOOR = Budget("specificity-floor", "specificity", "floor", 0.60, "lower_bound")
@@ -400,3 +417,20 @@ def test_judge_all_applies_only_matching_budgets():
     student = judge_all([FNR, int8_only], VARIANT, evidence)
     assert [v.budget for v in teacher] == ["fnr-ceiling"]
     assert [(v.budget, v.passed) for v in student] == [("fnr-ceiling", True), ("int8-drop", False)]
+
+
+def test_a_budget_whose_globs_match_nothing_is_refused():
+    from defectbench.budgets import check_budgets_apply
+
+    variants = ["tf_efficientnet_lite2.teacher", "tf_efficientnet_lite0.kd.int8_ort"]
+    fine = Budget("int8", "recall_drop", "max_drop", 0.03, "point", variants="*.int8*")
+    check_budgets_apply([fine], variants, ["dev_recall_0.90"], "budgets.toml")
+    typo = Budget("t", "recall_drop", "max_drop", 0.03, "point", operating_point="dev_recall_0.9")
+    with pytest.raises(ConfigError, match=r"operating_point = 'dev_recall_0.9', which matches no "
+                                          r"gated operating point; the suite gates at "
+                                          r"'dev_recall_0.90'"):
+        check_budgets_apply([fine, typo], variants, ["dev_recall_0.90"], "budgets.toml")
+    none = Budget("n", "fnr", "ceiling", 0.2, "point", variants="*.int4*")
+    with pytest.raises(ConfigError, match=r"budgets.toml: budget 'n' has variants = '\*.int4\*', "
+                                          r"which matches no variant of this zoo"):
+        check_budgets_apply([none], variants, ["dev_recall_0.90"], "budgets.toml")

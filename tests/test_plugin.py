@@ -197,6 +197,40 @@ def test_gates_fail_when_a_variant_breaks_its_budget(suite_dir, smoke_zoo):
     )
 
 
+GROUP_AND_TYPO_BUDGETS = """
+[defaults]
+confidence = 0.95
+
+[[budget]]
+name = "drop-per-cell-type"
+metric = "recall_drop"
+kind = "max_drop"
+value = 1.0
+judged_on = "point"
+group = "cell_type"
+"""
+
+
+def test_suite_judges_a_per_group_drop_budget_and_refuses_a_pattern_matching_nothing(
+    suite_dir, smoke_zoo
+):
+    budgets = suite_dir.path / "budgets.toml"
+    budgets.write_text(GROUP_AND_TYPO_BUDGETS)
+    out = suite_dir.path / "out.json"
+    result = _run(suite_dir, smoke_zoo, "--budgets", str(budgets), "--benchmark-json", str(out))
+    result.assert_outcomes(passed=4, skipped=5)  # as in the test above
+    verdicts = [v for q in json.loads(out.read_text())["defectbench"]["quality"]
+                for v in q["verdicts"]]
+    assert {v["group"].split("=")[0] for v in verdicts} == {"cell_type"}
+    assert all("cell_type values pass" in v["message"] for v in verdicts)
+    # a misspelt operating point would silently drop its budget; the session refuses it
+    budgets.write_text(GROUP_AND_TYPO_BUDGETS + 'operating_point = "dev_recall_0.9"\n')
+    result = _run(suite_dir, smoke_zoo, "--budgets", str(budgets), "-m", "quality",
+                  "--benchmark-disable")
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(["*'dev_recall_0.9', which matches no gated operating point*"])
+
+
 def test_cases_are_sorted_and_never_impossible(smoke_zoo):
     catalog = Catalog(smoke_zoo, "smoke")
     selection = suite_mod.Selection(devices=("cpu", "cuda"), batches=(1, 8))

@@ -30,6 +30,16 @@ def test_roc_auc_matches_scikit_learn(pairs):
         assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
 
 
+def test_roc_auc_refuses_labels_other_than_0_1_and_marks_nan_scores():
+    from defectbench.errors import DataError
+
+    with pytest.raises(DataError, match="only 0/1"):
+        roc_auc([0, 2, 1], [0.1, 0.9, 0.8])  # a 2 used to count as defective
+    with pytest.raises(DataError, match="same length"):
+        roc_auc([0, 1, 1], [0.1, 0.9])
+    assert np.isnan(roc_auc([0, 1], [0.1, float("nan")]))  # fit skips such an epoch
+
+
 def test_soft_distillation_loss_is_hinton_kd():
     torch.manual_seed(0)
     student, teacher = torch.randn(8, 2), torch.randn(8, 2)
