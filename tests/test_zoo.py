@@ -159,6 +159,14 @@ def test_weights_identity_names_the_installed_package():
     assert weights_identity("convnext_base") == "hub:convnext_base"
 
 
+def test_weights_identity_is_the_hub_when_the_packages_file_is_gone(monkeypatch):
+    # create_model falls back to the hub then, and the key must say so
+    from defectbench.models import pretrained
+
+    monkeypatch.setattr(pretrained, "_package_file", lambda packaged: (None, "file missing"))
+    assert pretrained.weights_identity("tf_efficientnet_lite2") == "hub:tf_efficientnet_lite2"
+
+
 def test_model_spec_validates():
     with pytest.raises(ConfigError, match="img_size 8 outside"):
         ModelSpec("x", 8)
@@ -245,6 +253,15 @@ def test_zoo_list_tells_current_from_stale_variants(tmp_path, capsys):
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows[TEACHER]["built"] and not rows[TEACHER]["stale"]
     assert rows[onnx]["stale"] and not rows[onnx]["built"]
+    # show says whether the manifest is what the current recipe would build, and why not
+    assert main(["zoo", "show", onnx, "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["current"] is False and "built from another recipe" in shown["why_not_current"]
+    # one unreadable manifest is listed as such, and the rest of the zoo still is
+    store.manifest_path(onnx).write_text("{not json")
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
+    states = dict(line.split() for line in capsys.readouterr().out.splitlines())
+    assert states[onnx] == "corrupt" and states[TEACHER] == "built"
 
 
 def _fake_teacher_ctx(tmp_path, weights=b"teacher weights"):

@@ -521,7 +521,9 @@ def weights_identity(name: str) -> str:
     """Which pretrained weights ``create_model(name, pretrained=True)`` would load here, as a
     string that changes when they do: the shipping package and its version, else the hub."""
     packaged = _packaged_entry(name)
-    if packaged is not None:
+    # the same test create_model makes: an installed package whose file is gone is not
+    # where the weights come from
+    if packaged is not None and _package_file(packaged)[0] is not None:
         version = _distribution_version(packaged.distribution)
         if version is not None:
             return f"{packaged.distribution}=={version}"

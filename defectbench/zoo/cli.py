@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from defectbench.zoo.profiles import PROFILES, get_profile
-from defectbench.zoo.store import ZooStore, default_zoo_root
+from defectbench.zoo.store import default_zoo_root
 
 
 def _profile_arg(p: argparse.ArgumentParser) -> None:
@@ -32,13 +32,18 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from defectbench.errors import ArtifactError
     from defectbench.zoo.catalog import Catalog
 
     catalog = Catalog(args.zoo or default_zoo_root(), args.profile)
     built = set(catalog.store.built_names())
     states = {}
     for name in catalog.names:
-        manifest = catalog.store.read_manifest(name) if name in built else None
+        try:
+            manifest = catalog.store.read_manifest(name) if name in built else None
+        except ArtifactError:  # one unreadable manifest must not hide the rest of the zoo
+            states[name] = ("corrupt", None)
+            continue
         # stale: built from another recipe, data fixture or library version; the next
         # `zoo build` replaces it (artifact hashes are checked when a variant is loaded)
         state = "-" if manifest is None else (
@@ -56,7 +61,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _summary(name: str, state: str, manifest: dict | None) -> dict:
     """What a results document cites about one variant: cost to build and dev quality."""
     if manifest is None:
-        return {"name": name, "built": False, "stale": False}
+        return {"name": name, "built": False, "stale": False, "corrupt": state == "corrupt"}
     dev = manifest.get("dev", {})
     point = dev.get("operating_points", [{}])[0]
     return {
@@ -77,13 +82,22 @@ def _summary(name: str, state: str, manifest: dict | None) -> dict:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from defectbench.errors import ArtifactError
+    from defectbench.zoo.catalog import Catalog
     from defectbench.zoo.registry import get_recipe
 
     recipe = get_recipe(args.name, args.profile)
-    store = ZooStore(args.zoo or default_zoo_root(), args.profile)
-    manifest = store.read_manifest(args.name)
-    print(json.dumps(manifest or {"name": args.name, "built": False, "recipe": recipe.to_dict()},
-                     indent=2))
+    catalog = Catalog(args.zoo or default_zoo_root(), args.profile)
+    manifest = catalog.store.read_manifest(args.name)
+    if manifest is None:
+        manifest = {"name": args.name, "built": False, "recipe": recipe.to_dict()}
+    else:  # say whether this manifest is the variant the current recipe would build
+        try:
+            catalog.store.verify(args.name, catalog.keys[args.name])
+            manifest = {**manifest, "current": True}
+        except ArtifactError as err:
+            manifest = {**manifest, "current": False, "why_not_current": str(err)}
+    print(json.dumps(manifest, indent=2))
     return 0
 
 

@@ -29,4 +29,4 @@ def get_recipe(name: str, profile: Profile | str = "quick") -> Any:
         n for n in recipes if n.endswith(name) or name in n
     ][:1]
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise UnknownNameError(f"unknown variant {name!r}{hint} `defectbench zoo list` shows all")
+    raise UnknownNameError(f"unknown variant {name!r}{hint}; `defectbench zoo list` shows all")
