@@ -264,6 +264,24 @@ def test_zoo_list_tells_current_from_stale_variants(tmp_path, capsys):
     assert states[onnx] == "corrupt" and states[TEACHER] == "built"
 
 
+def test_leftovers_of_a_killed_build_are_removed_but_fresh_temporaries_kept(tmp_path):
+    import os
+    import time
+
+    store = ZooStore(tmp_path, "smoke")
+    folder = store.variant_dir(TEACHER)
+    folder.mkdir(parents=True)
+    old = [folder / ".model.pt.abc123.tmp", folder / ".model.onnx.tmp-4242"]
+    fresh = folder / ".train_state.pt.def456.tmp"
+    keep = folder / "train_state.pt"
+    for path in (*old, fresh, keep):
+        path.write_bytes(b"x")
+    for path in (*old, keep):
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    assert sorted(store.remove_leftovers(TEACHER)) == sorted(p.name for p in old)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([fresh.name, keep.name])
+
+
 def _fake_teacher_ctx(tmp_path, weights=b"teacher weights"):
     import numpy as np
 

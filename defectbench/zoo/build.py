@@ -352,6 +352,8 @@ def build_zoo(
         if ctx.store.manifest_path(name).is_file():
             log(f"{name}: stale or damaged, rebuilding")
         log(f"building {name} ({profile.name})")
+        for leftover in ctx.store.remove_leftovers(name):
+            log(f"{name}: removed {leftover}, left by an interrupted build")
         recipe = recipes[name]
         started = time.perf_counter()
         body = builders()[type(recipe)](ctx, name, recipe, recipes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,22 @@ class ZooStore:
         except ArtifactError:
             return False
         return True
+
+    def remove_leftovers(self, name: str, older_than_s: float = 3600.0) -> list[str]:
+        """Delete temporary files a killed build left in the variant's folder (atomic writes
+        name them `.FILE.*.tmp` or `.FILE.tmp-PID`; a training state copy can be hundreds of
+        MB). Only files untouched for `older_than_s`, so a build running beside this one keeps
+        the file it is writing."""
+        folder = self.variant_dir(name)
+        if not folder.is_dir():
+            return []
+        cutoff = time.time() - older_than_s
+        removed = []
+        for path in folder.glob(".*.tmp*"):
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        return removed
 
     def write_artifact(self, name: str, filename: str, data: bytes) -> dict[str, Any]:
         path = self.variant_dir(name) / filename
