@@ -19,7 +19,12 @@ from defectbench.data.preprocess import Preprocess, preprocess_set
 from defectbench.errors import ConfigError
 from defectbench.measure.compute import matmul_peak_gflops
 from defectbench.measure.latency import LatencyStats, alternating_blocks
-from defectbench.measure.memory import MemoryMeasurement, current_rss_mb, measure_peak
+from defectbench.measure.memory import (
+    MemoryMeasurement,
+    cuda_allocated_mb,
+    current_rss_mb,
+    measure_peak,
+)
 from defectbench.metrics.confusion import binary_report
 from defectbench.metrics.operating_point import OperatingPoint
 from defectbench.metrics.paired import compare_recall, compare_recall_by_group
@@ -130,6 +135,7 @@ class Suite:
         self._reference: dict[str, Any] | None = None
         self.latency: dict[Case, LatencyStats] = {}
         self.load_mb: dict[tuple[str, str, str], float] = {}
+        self.cuda_load_mb: dict[tuple[str, str, str], float] = {}
         self.speed_results: list[dict[str, Any]] = []
         self._memory_probe = None  # started on first use: see isolated_memory()
 
@@ -144,9 +150,12 @@ class Suite:
         key = (case.variant, case.precision, case.device)
         if key not in self._predictors:
             before = current_rss_mb()
+            before_cuda = cuda_allocated_mb() if case.device == "cuda" else 0.0
             self._predictors[key] = self.catalog.predictor(*key)
             # resident memory the loaded artifact added (weights, session, graph)
             self.load_mb[key] = max(0.0, current_rss_mb() - before)
+            if case.device == "cuda":
+                self.cuda_load_mb[key] = max(0.0, cuda_allocated_mb() - before_cuda)
         return self._predictors[key]
 
     def operating_point(self, variant: str) -> OperatingPoint:
@@ -249,8 +258,19 @@ class Suite:
         return np.ascontiguousarray(np.concatenate([x] * reps)[: case.batch])
 
     def memory(self, case: Case, batch: np.ndarray) -> MemoryMeasurement:
+        """Memory of the first call at this batch size. On CUDA the session keeps every
+        loaded artifact, so the allocator's peak would include all of them: the figure is this
+        artifact's own allocation at load plus what the call allocated above what was held."""
         predictor = self.predictor(case)
-        return measure_peak(lambda: predictor.predict_logits(batch), case.device)
+        if case.device != "cuda":
+            return measure_peak(lambda: predictor.predict_logits(batch), case.device)
+        if predictor.runtime not in ("torch", "torch_compile"):
+            predictor.predict_logits(batch)  # still the first call: lazy init, engine build
+            return MemoryMeasurement("cuda_not_measured_outside_torch", None, None)
+        call = measure_peak(lambda: predictor.predict_logits(batch), "cuda")
+        own = self.cuda_load_mb[(case.variant, case.precision, case.device)]
+        return MemoryMeasurement("cuda_artifact_peak_allocated", own + call.delta_mb,
+                                 call.delta_mb)
 
     def isolated_memory(self, case: Case, threads: int) -> dict[str, Any]:
         """What the artifact costs in RAM on its own (a forked child loads it and runs one

@@ -8,6 +8,7 @@ from defectbench.measure.compute import count_macs
 from defectbench.measure.latency import LatencyStats, alternating_blocks, rounds_for
 from defectbench.measure.machine import cpu_flags
 from defectbench.measure.memory import (
+    MemoryMeasurement,
     current_rss_mb,
     measure_cpu_peak,
     rss_high_water_supported,
@@ -174,3 +175,37 @@ def test_a_speed_target_is_judged_on_the_alternating_re_timing_not_the_separate_
     assert judge_speed_target(suite, target) == {
         "name": "int8 vs fp32", "measured": False, "missing": [slow_case.id]
     }
+
+
+def test_cuda_memory_is_the_artifacts_own_allocation_plus_its_first_call(monkeypatch):
+    # the session keeps every loaded artifact on the GPU, so the allocator's peak would count
+    # all of them; the figure must be this artifact's load plus what its call adds
+    from defectbench import suite as suite_mod
+    from defectbench.suite import Case
+
+    class Predictor:
+        runtime = "torch"
+        calls = 0
+
+        def predict_logits(self, batch):
+            Predictor.calls += 1
+
+    suite = object.__new__(suite_mod.Suite)
+    key = ("v", "fp32", "cuda")
+    suite._predictors = {key: Predictor()}
+    suite.cuda_load_mb = {key: 40.0}
+
+    def fake_peak(fn, device):
+        fn()
+        return MemoryMeasurement("cuda_peak_allocated", 900.0, 12.5)
+
+    monkeypatch.setattr(suite_mod, "measure_peak", fake_peak)
+    memory = suite.memory(Case(*key, 8), np.zeros((8, 3, 4, 4), np.float32))
+    assert (memory.kind, memory.peak_mb, memory.delta_mb) == (
+        "cuda_artifact_peak_allocated", 52.5, 12.5)
+    # ONNX Runtime / TensorRT allocate outside torch: said, not guessed; the call still runs
+    Predictor.runtime = "onnxruntime"
+    memory = suite.memory(Case(*key, 8), np.zeros((8, 3, 4, 4), np.float32))
+    assert (memory.kind, memory.peak_mb, memory.delta_mb) == (
+        "cuda_not_measured_outside_torch", None, None)
+    assert Predictor.calls == 2

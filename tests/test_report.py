@@ -449,6 +449,38 @@ def test_rows_keep_their_machine_when_files_merge(written):
     assert hosts == {("cpu", "devbox", XEON, "cpu.json"), ("cuda", "gpuhost", H100, "gpu.json")}
 
 
+def test_two_runs_on_one_machine_get_their_own_panels_and_reference(tmp_path):
+    # two profiles (different teachers) measured on the same CPU must not share a Pareto
+    # front, a "fastest passing" line or the recall the drop lines are drawn from
+    other = _load(CPU)
+    qualities = other["defectbench"]["quality"] + [
+        b["extra_info"]["quality"] for b in other["benchmarks"] if b["extra_info"].get("quality")]
+    for quality in qualities:
+        if quality.get("recall") is not None:
+            quality["recall"] = round(quality["recall"] - 0.05, 4)
+    second = _dump(other, tmp_path / "second.json")
+    report = load_report([CPU, second])
+    machines = {r.machine for r in report.rows}
+    assert machines == {f"{XEON} [cpu.json]", f"{XEON} [second.json]"}
+    alone = load_report([CPU]).rows
+    assert len({r.panel for r in report.rows}) == 2 * len({r.panel for r in alone})
+    first_ref = report.reference_recall[("cpu", f"{XEON} [cpu.json]")]
+    second_ref = report.reference_recall[("cpu", f"{XEON} [second.json]")]
+    assert first_ref == pytest.approx(second_ref + 0.05)
+    assert {r.machine for r in load_report([CPU, GPU]).rows} == {XEON, H100}  # no clash, no tag
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("memory", [1], r"memory must be an object, got \[1\]"),
+    ("batch", 1.7, r"batch must be a whole number, got 1.7"),
+])
+def test_malformed_fields_are_refused_by_name(tmp_path, field, value, match):
+    data = _load(CPU)
+    data["benchmarks"][0]["extra_info"][field] = value
+    with pytest.raises(ReportError, match=match):
+        load_report([_dump(data, tmp_path / "bad.json")])
+
+
 def test_not_json_is_refused(tmp_path):
     path = tmp_path / "out.json"
     path.write_text("---------- benchmark: 3 tests ----------\n")

@@ -100,6 +100,12 @@ def serve(zoo: str, profile: str, inp: IO[str] = sys.stdin, out: IO[str] | None 
     if out is None:  # answers get a private copy of stdout; anything a library prints goes
         out = os.fdopen(os.dup(1), "w")  # to stderr instead of into the protocol
         os.dup2(2, 1)
+    # every runtime library is imported once here, before any child forks: a child's figure
+    # is then its artifact's, not the first import of ONNX Runtime (about 14 MB) that torch
+    # artifacts, whose library the probe already holds, never pay
+    import onnxruntime  # noqa: F401
+    import torch  # noqa: F401
+
     catalog = Catalog(Path(zoo), profile)
     out.write(json.dumps({"ready": True}) + "\n")
     out.flush()

@@ -12,16 +12,17 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 @dataclass(frozen=True)
 class MemoryMeasurement:
-    """`kind` says what `peak_mb` is: the process RSS high-water mark (VmHWM) on CPU, or the
-    CUDA caching allocator's peak allocated bytes on GPU, during one call. `delta_mb` is the
-    peak minus what was resident / allocated just before the call: what that call added. The
-    suite measures the first call at each batch size; a process-wide RSS includes everything
-    the session has loaded, so compare `delta_mb` (and the suite's `load_delta_mb`) across
-    variants, not `peak_mb`."""
+    """`kind` says what `peak_mb` is: on CPU the process RSS high-water mark (VmHWM) during
+    one call; on CUDA (`cuda_artifact_peak_allocated`, see `Suite.memory`) what the torch
+    caching allocator holds for this artifact's weights plus the most one call allocates above
+    that. `delta_mb` is what the call added to what was resident / allocated just before it.
+    A process-wide RSS includes everything the session has loaded, so on CPU compare
+    `delta_mb` (and the suite's `load_delta_mb`) across variants, not `peak_mb`. None: not
+    measured (ONNX Runtime and TensorRT allocate CUDA memory outside torch's allocator)."""
 
     kind: str
-    peak_mb: float
-    delta_mb: float
+    peak_mb: float | None
+    delta_mb: float | None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +69,14 @@ def measure_cuda_peak(fn: Callable[[], object]) -> MemoryMeasurement:
     torch.cuda.synchronize()
     peak = torch.cuda.max_memory_allocated()
     return MemoryMeasurement("cuda_peak_allocated", peak / 2**20, (peak - before) / 2**20)
+
+
+def cuda_allocated_mb() -> float:
+    """What torch's CUDA caching allocator holds now, in MiB."""
+    import torch
+
+    torch.cuda.synchronize()
+    return torch.cuda.memory_allocated() / 2**20
 
 
 def measure_peak(fn: Callable[[], object], device: str) -> MemoryMeasurement:

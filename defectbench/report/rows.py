@@ -209,6 +209,8 @@ def _number(value: Any, where: str, integer: bool = False) -> Any:
         raise ReportError(f"{where} must be a number, got {value!r}; the file was edited or "
                           "written by an incompatible plugin")
     if integer:
+        if not float(value).is_integer():
+            raise ReportError(f"{where} must be a whole number, got {value!r}")
         return int(value)
     return None if math.isnan(value) else float(value)
 
@@ -326,8 +328,18 @@ def _verdict(quality: Mapping[str, Any] | None, latency_only: bool) -> tuple:
     return True, (), "PASS"
 
 
+def machine_label(run: BenchmarkRun, device: str, runs: Sequence[BenchmarkRun]) -> str:
+    """The processor a row ran on, plus its file's name when another file of the report
+    reports the same processor: two runs (say, two profiles with different teachers) on one
+    machine must not share a panel, a Pareto front or a reference recall."""
+    hardware = run.hardware(device)
+    shared = any(other.path != run.path and other.hardware(device) == hardware
+                 for other in runs)
+    return f"{hardware} [{run.path.name}]" if shared else hardware
+
+
 def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any] | None,
-         operating_point: str | None) -> ReportRow:
+         operating_point: str | None, runs: Sequence[BenchmarkRun]) -> ReportRow:
     name = bench.get("fullname") or bench.get("name") or "?"
     where = _where(run, f"benchmark {name!r} extra_info")
     extra = bench["extra_info"]
@@ -345,7 +357,11 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
     if not isinstance(lat, Mapping):
         raise ReportError(f"{where}.latency_ms must be an object, got {lat!r}")
     mem = extra.get("memory") or {}
+    if not isinstance(mem, Mapping):
+        raise ReportError(f"{where}.memory must be an object, got {mem!r}")
     isolated = mem.get("isolated") or {}
+    if not isinstance(isolated, Mapping):
+        raise ReportError(f"{where}.memory.isolated must be an object, got {isolated!r}")
     q = quality or {}
     qw = f"{where}.quality"
     op = q.get("operating_point") if isinstance(q.get("operating_point"), Mapping) else {}
@@ -355,7 +371,7 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
     return ReportRow(
         source=run.path.name,
         host=run.host,
-        machine=run.hardware(device),
+        machine=machine_label(run, device, runs),
         benchmark=str(name),
         variant=str(_required(extra, "variant", where)),
         precision=str(_required(extra, "precision", where)),
@@ -446,7 +462,7 @@ def _reference_recall(runs: Sequence[BenchmarkRun], rows: Sequence[ReportRow],
         if (q.get("variant") == reference and q.get("precision") == "fp32"
                 and _op_name(q, where) == op and q.get("recall") is not None):
             device = str(q.get("device"))
-            own.setdefault((device, run.hardware(device)),
+            own.setdefault((device, machine_label(run, device, runs)),
                            _number(q["recall"], f"{where}.recall"))
     for row in rows:
         panel = (row.device, row.machine)
@@ -476,7 +492,7 @@ def merge_runs(runs: Sequence[BenchmarkRun], operating_point: str | None = None)
                     quality = fallback
             if quality is not None:
                 used.add(key)
-            rows.append(_row(run, bench, quality, op))
+            rows.append(_row(run, bench, quality, op, runs))
     if not rows:
         raise ReportError(
             "no defectbench benchmarks in " + ", ".join(str(r.path) for r in runs)

@@ -68,7 +68,8 @@ def table_cells(row: ReportRow) -> list[str]:
 
 
 def _memory_cell(row: ReportRow) -> str:
-    """Memory that belongs to this row's artifact: the CUDA peak allocated during one call,
+    """Memory that belongs to this row's artifact: on CUDA its weights plus the most its first
+    call allocated above them (none for ONNX Runtime / TensorRT, outside torch's allocator),
     or on CPU what the artifact alone adds to a process (isolated measurement); a CPU process's
     RSS high-water mark is the whole session's, not the artifact's, so it is not shown."""
     if row.device == "cuda":
