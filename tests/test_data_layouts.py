@@ -493,6 +493,28 @@ def test_folder_needs_two_classes(tmp_path: Path) -> None:
         load_image_folder(folder_tree(tmp_path, {"good": 2}))
 
 
+def test_folder_images_in_a_class_sub_folder_are_refused_not_dropped(tmp_path: Path) -> None:
+    root = folder_tree(tmp_path, {"good": 1, "defect": 1})
+    write_image(root / "defect" / "scratch" / "d.png")
+    with pytest.raises(DataError, match=r"class folder .*defect has sub-folder\(s\) holding "
+                                        r"images \(scratch\), which would not be read"):
+        load_image_folder(root)
+
+
+def test_folder_images_of_several_sizes_preprocess_in_order(tmp_path: Path) -> None:
+    from defectbench.data.preprocess import Preprocess, preprocess_set
+
+    root = folder_tree(tmp_path, {"good": 1, "defect": 1})
+    big = np.full((20, 30), 200, dtype=np.uint8)
+    Image.fromarray(big, "L").save(root / "defect" / "001.png")
+    images = load_image_folder(root)
+    pre = Preprocess(16)
+    together = preprocess_set(images, pre)
+    one_by_one = np.concatenate([pre([images.load(i)]) for i in range(len(images))])
+    np.testing.assert_array_equal(together, one_by_one)
+    assert together.shape == (3, 3, 16, 16)
+
+
 def test_folder_loose_images(tmp_path: Path) -> None:
     root = folder_tree(tmp_path, {"good": 1, "defect": 1})
     write_image(root / "unsorted.jpg")

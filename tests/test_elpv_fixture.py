@@ -136,3 +136,17 @@ def test_data_command_prints_counts_and_hash(capsys, elpv_fixture):
     assert main(["data", "summary", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] == {s: len(elpv_fixture.split(s)) for s in fixture.SPLITS}
+
+
+def test_subset_takes_indices_or_a_boolean_mask():
+    import numpy as np
+
+    from defectbench.errors import DataError
+
+    images = in_memory(["a", "b", "c"], np.array([0, 1, 0]),
+                       [np.full((4, 4), v, np.uint8) for v in (1, 2, 3)])
+    assert images.subset([2, 0]).ids == ("c", "a")
+    masked = images.subset(np.array([True, False, True]))
+    assert masked.ids == ("a", "c") and masked.load(1)[0, 0] == 3
+    with pytest.raises(DataError, match=r"one entry per image \(3\), got shape \(2,\)"):
+        images.subset(np.array([True, False]))

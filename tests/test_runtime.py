@@ -152,6 +152,14 @@ def test_torch_predictor_fp32_matches_module(batch: np.ndarray) -> None:
     }
 
 
+def test_torch_predictor_takes_a_flipped_view(batch: np.ndarray) -> None:
+    # a horizontally flipped view has a negative stride, which torch.from_numpy refuses
+    model = tiny_net()
+    flipped = batch[..., ::-1]
+    np.testing.assert_allclose(TorchPredictor(model).predict_logits(flipped),
+                               reference_logits(model, flipped.copy()), rtol=1e-5, atol=1e-5)
+
+
 def test_torch_predictor_splits_into_max_batch_chunks(batch: np.ndarray) -> None:
     model = tiny_net()
     whole = TorchPredictor(model).predict_logits(batch)

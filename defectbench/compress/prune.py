@@ -35,7 +35,9 @@ class PruneConfig:
     overall with ``global_pruning``. ``importance``: ``magnitude`` (group L-``norm_p`` norm),
     ``taylor`` (first-order loss change; needs labelled gradient batches) or ``random`` (a
     baseline). ``round_to`` keeps channel counts multiples of it (8 suits SIMD kernels).
-    ``prune_num_heads`` removes whole ViT heads instead of shrinking each head.
+    ``prune_num_heads`` removes whole ViT heads instead of shrinking each head; Torch-Pruning
+    rounds the number of heads removed up, so ViT-Tiny's 3 heads at ``ratio=0.5`` keep 1 (the
+    report's head counts say what was kept).
     """
 
     ratio: float

@@ -101,6 +101,20 @@ def nonempty_image_files(folder: Path, what: str) -> list[Path]:
     return files
 
 
+def reject_nested_images(folder: Path, what: str) -> None:
+    """Images in sub-folders of a folder whose own images are read would be silently dropped
+    (a class folder with a `scratch/` inside), so refuse them."""
+    nested = [d for d in subdirs(folder)
+              if any(p.suffix.lower() in IMAGE_EXTENSIONS and not _is_hidden(p)
+                     for p in d.rglob("*"))]
+    if nested:
+        raise DataError(
+            f"{what} {folder} has sub-folder(s) holding images ({listing(nested)}), which would "
+            "not be read: images must sit directly in their class folder; move them up, or "
+            "make each sub-folder a class folder of its own"
+        )
+
+
 def reject_loose_images(folder: Path, expected: str) -> None:
     """Images lying next to the class folders would be silently dropped, so refuse them."""
     loose = image_files(folder)

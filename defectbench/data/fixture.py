@@ -31,7 +31,8 @@ DEFAULT_SEED = 20190101
 
 
 def default_fixture_dir() -> Path:
-    """`fixtures/elpv` of the source checkout, or the copy shipped inside the package."""
+    """`fixtures/elpv` of the source checkout (the project installs editable: `pip install -e
+    .`), else a `fixtures/elpv` beside the package if one was copied there."""
     here = Path(__file__).resolve()
     for candidate in (here.parents[2] / "fixtures" / "elpv", here.parent / "fixtures" / "elpv"):
         if (candidate / "fixture.json").is_file():
@@ -177,7 +178,9 @@ def load_fixture(
     for path in (meta_path, csv_path):
         if not path.is_file():
             raise DataError(
-                f"fixture file {path} is missing; restore it from git (`git checkout -- {path}`)"
+                f"fixture file {path} is missing. In a clone of the project, restore it from git "
+                f"(`git checkout -- fixtures/elpv`); the fixture is not part of a wheel, so "
+                "install from a clone with `pip install -e .`, or pass load_fixture(directory=...)"
             )
     try:
         meta = json.loads(meta_path.read_text())

@@ -43,6 +43,7 @@ def load_image_folder(root: str | os.PathLike[str], *, check: _files.Check = "ve
     paths, classes = [], []
     for folder in folders:
         files = _files.nonempty_image_files(folder, "class folder")
+        _files.reject_nested_images(folder, "class folder")
         paths += files
         classes += [folder.name] * len(files)
     if sorted(name.lower() for name in names) == [DEFECT, GOOD]:

@@ -52,8 +52,15 @@ class ImageSet:
         return [self.loader(i) for i in (range(len(self)) if indices is None else indices)]
 
     def subset(self, indices: Sequence[int] | np.ndarray) -> ImageSet:
-        """A view on some of the images, in the given order."""
-        idx = np.asarray(indices, dtype=np.int64)
+        """A view on some of the images, in the given order (indices), or those a boolean mask
+        of the set's length selects."""
+        idx = np.asarray(indices)
+        if idx.dtype == bool:
+            if idx.shape != (len(self),):
+                raise DataError(f"a boolean mask must have one entry per image ({len(self)}), "
+                                f"got shape {idx.shape}")
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64)
         parent = self.loader
         return ImageSet(
             ids=tuple(self.ids[i] for i in idx),

@@ -47,7 +47,21 @@ class Preprocess:
 
     def __call__(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         batch = [self._to_chw(img) for img in images]
-        x = torch.from_numpy(np.stack(batch)).float()
+        if not batch:
+            raise DataError("no images to preprocess; pass at least one (H, W[, 3]) uint8 image")
+        shapes = sorted({img.shape for img in batch})
+        if len(shapes) == 1:
+            return self._resize_and_normalise(np.stack(batch))
+        # images of several sizes (a user's folder dataset): each size is resized on its own,
+        # then the batch is put back together in the order given
+        out = np.empty((len(batch), 3, self.size, self.size), dtype=np.float32)
+        for shape in shapes:
+            idx = [i for i, img in enumerate(batch) if img.shape == shape]
+            out[idx] = self._resize_and_normalise(np.stack([batch[i] for i in idx]))
+        return out
+
+    def _resize_and_normalise(self, chw: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(chw).float()
         gray = bool((x[:, :1] == x[:, 1:]).all())  # resize one channel, not three identical ones
         if gray:
             x = x[:, :1]

@@ -181,7 +181,8 @@ class TorchPredictor(Predictor):
         self._run = torch.compile(model, mode=compile_mode) if compile else model
 
     def _predict_batch(self, x: np.ndarray) -> np.ndarray:
-        tensor = torch.from_numpy(x).to(self.device)
+        # ascontiguousarray: torch refuses negative strides (a flipped view), ORT copes
+        tensor = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
         if self.channels_last:
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         with contextlib.ExitStack() as stack:
