@@ -120,6 +120,11 @@ def test_existing_keys_survive_options_added_later(monkeypatch):
                            _FakeFixture(), versions)
     assert gentler[TEACHER] != keys[TEACHER]
     assert gentler["tf_efficientnet_lite0.base"] == keys["tf_efficientnet_lite0.base"]
+    deeper_drop = dataclasses.replace(get_profile("full"), teacher_drop_path=0.2)
+    assert dict(all_recipes(deeper_drop)[TEACHER].model.timm_kwargs) == {"drop_path_rate": 0.2}
+    dropped = compute_keys(all_recipes(deeper_drop), _FakeFixture(), versions)
+    assert dropped[TEACHER] != keys[TEACHER]
+    assert dropped["tf_efficientnet_lite0.base"] == keys["tf_efficientnet_lite0.base"]
     # the dev operating point every manifest stores is chosen for the profile's target recall
     stricter = compute_keys(all_recipes("full"), _FakeFixture(), versions, target_recall=0.95)
     assert all(stricter[n] != keys[n] for n in keys)

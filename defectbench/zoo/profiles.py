@@ -36,6 +36,9 @@ class Profile:
     teacher_class_balance: str = "weighted_loss"
     teacher_ema_decay: float | None = None
     teacher_lr: float = 1e-3
+    # stochastic depth while fine-tuning (timm's drop_path_rate); 0 leaves the model spec, and
+    # so every key, as it was
+    teacher_drop_path: float = 0.0
     num_calibration: int = 128
     target_recall: float = DEFAULT_TARGET_RECALL
     max_train_images: int | None = None
@@ -50,8 +53,10 @@ class Profile:
     def trained_recipes(self) -> dict[str, TrainedRecipe]:
         subset = {"max_train_images": self.max_train_images, "max_dev_images": self.max_dev_images,
                   "seed": self.seed}
+        drop_path = self.teacher_drop_path
+        teacher_kwargs = (("drop_path_rate", drop_path),) if drop_path else ()
         teacher = TrainedRecipe(
-            ModelSpec("tf_efficientnet_lite2", self.teacher_size),
+            ModelSpec("tf_efficientnet_lite2", self.teacher_size, timm_kwargs=teacher_kwargs),
             TrainConfig(epochs=self.teacher_epochs, img_size=self.teacher_size, lr=self.teacher_lr,
                         targets=self.teacher_targets, class_balance=self.teacher_class_balance,
                         ema_decay=self.teacher_ema_decay, **subset),
