@@ -337,3 +337,47 @@ def test_annotated_targets_without_valid_probabilities_are_refused(probability, 
     cfg = TrainConfig(epochs=1, img_size=16, batch_size=8, targets="annotator_probability")
     with pytest.raises(ValueError, match=match):
         fit(_Tiny(), x, y, x, y, cfg, train_probability=probability)
+
+
+def _qat_prepared_tiny():
+    """A fake-quantized graph as `build_qat` makes it: same parent weights every call."""
+    from torchao.quantization.pt2e import allow_exported_model_train_eval
+
+    from defectbench.compress.pt2e import Pt2eInt8Config, prepare_qat_pt2e_int8
+
+    torch.manual_seed(7)
+    parent = _Tiny().eval()
+    prepared = prepare_qat_pt2e_int8(parent, _data(n=2)[0], Pt2eInt8Config())
+    allow_exported_model_train_eval(prepared)
+    return prepared
+
+
+def test_an_interrupted_qat_fit_resumes_to_the_same_weights_and_observer_state(tmp_path):
+    # a QAT state holds more than weights: fake-quant scales, observer min/max and the
+    # graph's batch-norm statistics; all of them must come back for the resumed run to
+    # converge to the uninterrupted one
+    x, y = _data()
+    cfg = TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05)
+    ckpt = tmp_path / "state.pt"
+    torch.manual_seed(0)
+    with pytest.raises(_Interrupt):
+        fit(_qat_prepared_tiny(), x, y, *_unrelated_dev(), cfg, checkpoint_path=ckpt,
+            checkpoint_key="qat", on_epoch=_stop_in_second_epoch)
+    torch.manual_seed(0)
+    straight = _qat_prepared_tiny()
+    uninterrupted = fit(straight, x, y, *_unrelated_dev(), cfg)
+    torch.manual_seed(123)
+    resumed = _qat_prepared_tiny()
+    result = fit(resumed, x, y, *_unrelated_dev(), cfg, checkpoint_path=ckpt,
+                 checkpoint_key="qat")
+    assert result.resumed_from_epoch == 1
+    for field in ("train_loss", "dev_auroc"):
+        assert [h[field] for h in result.history] == pytest.approx(
+            [h[field] for h in uninterrupted.history], rel=1e-6
+        )
+    expected = straight.state_dict()
+    got = resumed.state_dict()
+    assert got.keys() == expected.keys()
+    assert any(k.endswith("activation_post_process.min_val") for k in got)  # observers saved
+    for name, value in expected.items():
+        torch.testing.assert_close(got[name], value, msg=name)
