@@ -28,6 +28,9 @@ Committed outputs:
   300 px; not adopted.
 - `full-teacher-ema15.txt`: `full ZOO 260 15 0 0.99`, that recipe trained 15 epochs with a
   moving average of its weights (its dev AUROC was still rising at epoch 10); not adopted.
+- `full-teacher-lr3e-4.txt`: `full ZOO 260 10 0 none teacher_lr=3e-4`; not adopted.
+- `full-teacher-drop-path0.2.txt`: `full ZOO 260 10 0 none teacher_drop_path=0.2`, stochastic
+  depth while fine-tuning; not adopted.
 """
 
 import dataclasses
