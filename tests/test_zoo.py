@@ -125,6 +125,11 @@ def test_existing_keys_survive_options_added_later(monkeypatch):
     dropped = compute_keys(all_recipes(deeper_drop), _FakeFixture(), versions)
     assert dropped[TEACHER] != keys[TEACHER]
     assert dropped["tf_efficientnet_lite0.base"] == keys["tf_efficientnet_lite0.base"]
+    upright = dataclasses.replace(get_profile("full"), teacher_rot90=False)
+    assert not all_recipes(upright)[TEACHER].train.augment.rot90
+    turned_off = compute_keys(all_recipes(upright), _FakeFixture(), versions)
+    assert turned_off[TEACHER] != keys[TEACHER]
+    assert turned_off["tf_efficientnet_lite0.base"] == keys["tf_efficientnet_lite0.base"]
     # the dev operating point every manifest stores is chosen for the profile's target recall
     stricter = compute_keys(all_recipes("full"), _FakeFixture(), versions, target_recall=0.95)
     assert all(stricter[n] != keys[n] for n in keys)

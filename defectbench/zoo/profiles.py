@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from defectbench.errors import UnknownNameError
-from defectbench.train.config import DistillConfig, TrainConfig
+from defectbench.train.config import AugmentConfig, DistillConfig, TrainConfig
 from defectbench.zoo.recipes import ModelSpec, TrainedRecipe
 
 TEACHER = "tf_efficientnet_lite2.teacher"
@@ -39,6 +39,10 @@ class Profile:
     # stochastic depth while fine-tuning (timm's drop_path_rate); 0 leaves the model spec, and
     # so every key, as it was
     teacher_drop_path: float = 0.0
+    # quarter turns in the teacher's augmentation; ELPV cells are all imaged with their bus
+    # bars horizontal (the row profile dominates in 94% of them), so a turned cell is one the
+    # teacher never meets
+    teacher_rot90: bool = True
     num_calibration: int = 128
     target_recall: float = DEFAULT_TARGET_RECALL
     max_train_images: int | None = None
@@ -59,7 +63,8 @@ class Profile:
             ModelSpec("tf_efficientnet_lite2", self.teacher_size, timm_kwargs=teacher_kwargs),
             TrainConfig(epochs=self.teacher_epochs, img_size=self.teacher_size, lr=self.teacher_lr,
                         targets=self.teacher_targets, class_balance=self.teacher_class_balance,
-                        ema_decay=self.teacher_ema_decay, **subset),
+                        ema_decay=self.teacher_ema_decay,
+                        augment=AugmentConfig(rot90=self.teacher_rot90), **subset),
         )
         cnn = TrainedRecipe(
             ModelSpec(CNN_STUDENT, self.cnn_size),

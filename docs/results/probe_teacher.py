@@ -8,7 +8,7 @@ Clopper-Pearson recall interval and one-sided FNR upper bound) and its manifest.
 EPOCHS override the profile's teacher schedule, for trying one before the profile adopts it;
 SEED the training seed (head init, batch order, augmentation), for measuring how much one
 draw decides; EMA_DECAY a moving average of the weights (`none` for off). FIELD=VALUE sets
-a text or real-number field of the profile, e.g. `teacher_targets=labels
+a text, real-number or true/false field of the profile, e.g. `teacher_targets=labels
 teacher_class_balance=none` or `teacher_lr=3e-4`.
 
 Committed outputs:
@@ -45,18 +45,26 @@ from defectbench.zoo.catalog import Catalog
 from defectbench.zoo.profiles import TEACHER, get_profile
 
 
+def _parse(kind, text):
+    if kind is not bool:
+        return kind(text)
+    if text.lower() not in ("true", "false"):
+        sys.exit(f"a true/false field takes true or false, not {text!r}")
+    return text.lower() == "true"
+
+
 def main(profile_name, root, img_size=None, epochs=None, seed=None, ema_decay=None,
          **fields):
     profile = get_profile(profile_name)
     settable = {f.name: type(getattr(profile, f.name)) for f in dataclasses.fields(profile)
-                if type(getattr(profile, f.name)) in (str, float)
+                if type(getattr(profile, f.name)) in (str, float, bool)
                 and f.name not in ("name", "description")}
     unknown = [k for k in fields if k not in settable]
     if unknown:
-        sys.exit(f"FIELD=VALUE sets the profile's text and real-number fields only "
+        sys.exit(f"FIELD=VALUE sets the profile's text, real-number and true/false fields only "
                  f"({', '.join(sorted(settable))}); {', '.join(unknown)} is not one "
                  "(sizes, epochs, seed and EMA decay are positional)")
-    profile = dataclasses.replace(profile, **{k: settable[k](v) for k, v in fields.items()})
+    profile = dataclasses.replace(profile, **{k: _parse(settable[k], v) for k, v in fields.items()})
     if img_size is not None:
         profile = dataclasses.replace(profile, teacher_size=int(img_size),
                                       teacher_epochs=int(epochs))
