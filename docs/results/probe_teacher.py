@@ -31,6 +31,8 @@ Committed outputs:
 - `full-teacher-lr3e-4.txt`: `full ZOO 260 10 0 none teacher_lr=3e-4`; not adopted.
 - `full-teacher-drop-path0.2.txt`: `full ZOO 260 10 0 none teacher_drop_path=0.2`, stochastic
   depth while fine-tuning; not adopted.
+- `full-teacher-no-rot90.txt`: `full ZOO 260 10 0 none teacher_rot90=false`, no quarter turns
+  in the augmentation; not adopted.
 """
 
 import dataclasses
