@@ -64,7 +64,27 @@ def _threads(config: pytest.Config) -> int:
     import torch
 
     value = option(config, "--threads")
-    return int(value) if value else torch.get_num_threads()
+    return _parse_threads(value) if value else torch.get_num_threads()
+
+
+def _parse_threads(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        from defectbench.errors import ConfigError
+
+        raise ConfigError(
+            f"--threads (DEFECTBENCH_THREADS) must be a positive integer, got {value!r}"
+        )
+    return int(value)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # set once for the session, before any case runs: the survey times models without ever
+    # building the suite, and every result records this count as its "threads"
+    value = option(config, "--threads")
+    if value:
+        import torch
+
+        torch.set_num_threads(_parse_threads(value))
 
 
 def _catalog(config: pytest.Config):
@@ -173,12 +193,8 @@ def defectbench_suite(request: pytest.FixtureRequest) -> suite_mod.Suite:
     """The session's suite; builds the zoo for the chosen profile first when it is missing."""
     config = request.config
     if _SUITE not in config.stash:
-        import torch
-
         from defectbench.zoo.build import build_zoo
 
-        if option(config, "--threads"):
-            torch.set_num_threads(int(option(config, "--threads")))
         catalog = _catalog(config)
         capture = config.pluginmanager.getplugin("capturemanager")
         with capture.global_and_fixture_disabled():  # show build progress live

@@ -87,4 +87,9 @@ def survey_predictor(case: SurveyCase, workdir):
         # arbitrary, and only the latency of this file is ever reported
         _export(model.eval(), calib[:2], fp32, OnnxExportConfig())
         quantize_onnx_static(fp32, int8, [calib], OrtStaticInt8Config(num_calibration=8))
-    return OrtPredictor(int8, providers=("cpu",), name=f"{case.arch}.int8_ort")
+    import torch
+
+    # the thread count the suite reports (--threads sets torch's); ONNX Runtime's own default
+    # is every physical core
+    return OrtPredictor(int8, providers=("cpu",), name=f"{case.arch}.int8_ort",
+                        intra_op_threads=torch.get_num_threads())

@@ -280,3 +280,35 @@ def test_tensorrt_cases_exist_for_cuda_and_skip_with_the_fix_where_tensorrt_is_m
         case = suite_mod.Case(f"{TEACHER}.onnx", "fp16", "cuda")
         skips = [m for m in _case_marks(catalog, case) if m.name == "skip"]
         assert [m.kwargs["reason"] for m in skips] == [reason]
+
+
+def test_threads_apply_to_the_whole_session_and_bad_values_are_named(suite_dir):
+    # the survey never builds the suite, so --threads must not wait for it
+    suite_dir.makepyfile(test_threads="""
+        import torch
+
+        def test_count():
+            assert torch.get_num_threads() == 1
+    """)
+    suite_dir.runpytest_subprocess("test_threads.py", "--threads", "1").assert_outcomes(passed=1)
+    bad = suite_dir.runpytest_subprocess("test_threads.py", "--threads", "two")
+    assert bad.ret != 0
+    bad.stderr.fnmatch_lines(
+        ["*--threads (DEFECTBENCH_THREADS) must be a positive integer, got 'two'*"]
+    )
+
+
+def test_survey_int8_runs_on_the_sessions_thread_count(monkeypatch, tmp_path):
+    import torch
+
+    from defectbench import survey
+
+    monkeypatch.setattr(survey, "SURVEY_ARCHS", (("resnet10t", 32),))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        predictor = survey.survey_predictor(survey.SurveyCase("resnet10t", "int8", "cpu", 1),
+                                            tmp_path)
+    finally:
+        torch.set_num_threads(before)
+    assert predictor.intra_op_threads == 1
