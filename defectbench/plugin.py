@@ -159,7 +159,10 @@ def measure_survey_latency(survey_case, benchmark, request, tmp_path_factory):
         import numpy as np
 
         case = survey_case
-        predictor = survey_predictor(case, tmp_path_factory.mktemp("survey"))
+        # one folder for the session: each architecture's INT8 file is made once, not per batch
+        workdir = tmp_path_factory.getbasetemp() / "survey"
+        workdir.mkdir(exist_ok=True)
+        predictor = survey_predictor(case, workdir)
         rng = np.random.default_rng(0)
         batch = rng.standard_normal((case.batch, 3, case.img_size, case.img_size),
                                     dtype=np.float32)

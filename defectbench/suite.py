@@ -67,7 +67,9 @@ class Selection:
         from defectbench.runtime.precision import resolve_device, resolve_precision
 
         object.__setattr__(self, "precisions", tuple(resolve_precision(p) for p in self.precisions))
-        object.__setattr__(self, "devices", tuple(resolve_device(d) for d in self.devices))
+        # aliases resolve to one name; a device named twice would run every case twice
+        object.__setattr__(self, "devices",
+                           tuple(dict.fromkeys(resolve_device(d) for d in self.devices)))
         for value in self.batches:
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"batch sizes must be positive integers, got {value!r}")

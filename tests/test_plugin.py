@@ -312,3 +312,8 @@ def test_survey_int8_runs_on_the_sessions_thread_count(monkeypatch, tmp_path):
     finally:
         torch.set_num_threads(before)
     assert predictor.intra_op_threads == 1
+
+
+def test_a_device_named_twice_through_an_alias_is_selected_once():
+    selection = suite_mod.Selection(devices=("cpu", "CPU", "cuda", "gpu"))
+    assert selection.devices == ("cpu", "cuda")

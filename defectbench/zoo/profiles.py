@@ -198,5 +198,5 @@ def get_profile(name: str) -> Profile:
     except KeyError:
         raise UnknownNameError(
             f"unknown profile {name!r}; choose one of {', '.join(PROFILES)} "
-            "(set DEFECTBENCH_PROFILE or --profile)"
+            "(DEFECTBENCH_PROFILE, `zoo build --profile` or pytest's --zoo-profile)"
         ) from None
