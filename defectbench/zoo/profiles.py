@@ -39,9 +39,9 @@ class Profile:
     # stochastic depth while fine-tuning (timm's drop_path_rate); 0 leaves the model spec, and
     # so every key, as it was
     teacher_drop_path: float = 0.0
-    # quarter turns in the teacher's augmentation; ELPV cells are all imaged with their bus
-    # bars horizontal (the row profile dominates in 94% of them), so a turned cell is one the
-    # teacher never meets
+    # quarter turns in the teacher's augmentation; ELPV cells share one orientation (94% vary
+    # more down the rows than across the columns: docs/results/cell-orientation.txt), so a
+    # turned cell is one the teacher never meets
     teacher_rot90: bool = True
     num_calibration: int = 128
     target_recall: float = DEFAULT_TARGET_RECALL
