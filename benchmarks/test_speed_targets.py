@@ -10,14 +10,14 @@ skipped with the missing case ids.
 
 import pytest
 
-from defectbench.plugin import option
+from defectbench.plugin import latency_seconds
 from defectbench.suite import judge_speed_target
 
 pytestmark = pytest.mark.perf
 
 
 def test_speed_target(defectbench_suite, speed_target, request):
-    seconds = float(option(request.config, "--latency-seconds"))
+    seconds = latency_seconds(request.config)
     result = judge_speed_target(defectbench_suite, speed_target, seconds)
     defectbench_suite.speed_results.append(result)
     if not result["measured"]:

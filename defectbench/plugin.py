@@ -77,7 +77,30 @@ def _parse_threads(value: str) -> int:
     return int(value)
 
 
+def latency_seconds(config: pytest.Config) -> float:
+    """--latency-seconds: the time budget of one latency case, a positive number."""
+    import math
+
+    value = option(config, "--latency-seconds")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        from defectbench.errors import ConfigError
+
+        raise ConfigError(
+            "--latency-seconds (DEFECTBENCH_LATENCY_SECONDS) must be a positive number of "
+            f"seconds, e.g. 3, got {value!r}"
+        )
+    return seconds
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    # options are checked once, here: a bad value found by each perf case would fail every
+    # case with the same error (or, for 0 seconds, surface as a speed target's error)
+    latency_seconds(config)
+    _memory_isolated(config)
     # set once for the session, before any case runs: the survey times models without ever
     # building the suite, and every result records this count as its "threads"
     value = option(config, "--threads")
@@ -170,7 +193,7 @@ def measure_survey_latency(survey_case, benchmark, request, tmp_path_factory):
         start = time.perf_counter()
         predictor.predict_logits(batch)
         warm = time.perf_counter() - start
-        rounds = rounds_for(warm, float(option(config, "--latency-seconds")), lo=3)
+        rounds = rounds_for(warm, latency_seconds(config), lo=3)
         benchmark.pedantic(predictor.predict_logits, args=(batch,), rounds=rounds,
                            warmup_rounds=1, iterations=1)
         if benchmark.stats is None:
@@ -254,7 +277,7 @@ def measure_latency(defectbench_suite, perf_case, benchmark, request):
         if (_memory_isolated(config) and perf_case.device == "cpu"
                 and perf_case.batch == max(_selection(config).batches)):
             isolated = defectbench_suite.isolated_memory(perf_case, _threads(config))
-        rounds = rounds_for(warm, float(option(config, "--latency-seconds")))
+        rounds = rounds_for(warm, latency_seconds(config))
         benchmark.pedantic(predictor.predict_logits, args=(batch,), rounds=rounds,
                            warmup_rounds=2, iterations=1)
         if benchmark.stats is None:  # --benchmark-disable: nothing was timed
@@ -279,6 +302,36 @@ def _memory_isolated(config: pytest.Config) -> bool:
             f"--memory-isolated (DEFECTBENCH_MEMORY_ISOLATED) must be 0 or 1, got {value!r}"
         )
     return value == "1"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write `--benchmark-json` for a run that judged quality but timed nothing.
+
+    pytest-benchmark writes its JSON only when something was benchmarked, so a quality-only
+    gate (`-m quality`, `--benchmark-disable`) would lose its verdicts. Its own hooks make
+    the same document here, with an empty `benchmarks` list. Runs after pytest-benchmark's
+    hook wrapper has saved (or declined to save) its file.
+    """
+    config = session.config
+    bench = getattr(config, "_benchmarksession", None)
+    suite = config.stash.get(_SUITE, None)
+    if bench is None or not bench.json or bench.benchmarks or suite is None or not suite.quality:
+        return
+    from pytest_benchmark.utils import safe_dumps
+
+    from defectbench.io import atomic_write_text
+
+    commit_info = config.hook.pytest_benchmark_generate_commit_info(config=config)
+    config.hook.pytest_benchmark_update_commit_info(config=config, commit_info=commit_info)
+    output_json = config.hook.pytest_benchmark_generate_json(
+        config=config, benchmarks=[], include_data=True,
+        machine_info=bench.get_machine_info(), commit_info=commit_info,
+    )
+    config.hook.pytest_benchmark_update_json(config=config, benchmarks=[],
+                                             output_json=output_json)
+    atomic_write_text(bench.json, safe_dumps(output_json, ensure_ascii=True, indent=4))
+    bench.logger.info(f"Wrote quality results (nothing was timed) in: {bench.json}",
+                      purple=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -6,7 +6,6 @@ unit-tested and reused.
 
 from __future__ import annotations
 
-import fnmatch
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from defectbench.metrics.operating_point import OperatingPoint
 from defectbench.metrics.paired import compare_recall, compare_recall_by_group
 from defectbench.zoo.catalog import Catalog
 from defectbench.zoo.profiles import TEACHER
+from defectbench.zoo.registry import match_variants
 
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16", "int8")
@@ -92,10 +92,11 @@ def parse_batches(text: str) -> tuple[int, ...]:
 
 
 def select_names(names: list[str], patterns: tuple[str, ...]) -> list[str]:
-    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-    if not chosen:
+    chosen, unmatched = match_variants(names, patterns)
+    if unmatched:
         raise ConfigError(
-            f"--variants {','.join(patterns)!r} matches no variant; choose from: {', '.join(names)}"
+            f"--variants {','.join(unmatched)!r} matches no variant; choose from: "
+            f"{', '.join(names)}"
         )
     return chosen
 
@@ -148,12 +149,17 @@ class Suite:
             self._arrays[pre] = preprocess_set(self.val, pre)
         return self._arrays[pre]
 
+    def load_predictor(self, case: Case):
+        """A newly loaded instance of the case's artifact (every call loads another)."""
+        return self.catalog.predictor(case.variant, case.precision, case.device)
+
     def predictor(self, case: Case):
+        """The instance that is timed, kept for the session (speed targets time it again)."""
         key = (case.variant, case.precision, case.device)
         if key not in self._predictors:
             before = current_rss_mb()
             before_cuda = cuda_allocated_mb() if case.device == "cuda" else 0.0
-            self._predictors[key] = self.catalog.predictor(*key)
+            self._predictors[key] = self.load_predictor(case)
             # resident memory the loaded artifact added (weights, session, graph)
             self.load_mb[key] = max(0.0, current_rss_mb() - before)
             if case.device == "cuda":
@@ -170,19 +176,28 @@ class Suite:
             f"{', '.join(p['name'] for p in points)}"
         )
 
-    def predict_val(self, case: Case, batch_size: int = 32) -> np.ndarray:
-        predictor = self.predictor(case)
+    def predict_val(self, case: Case, batch_size: int = 32) -> tuple[np.ndarray, str]:
+        """Defect probabilities on `val`, and the runtime that produced them.
+
+        Scored by an instance loaded for this pass alone and released after it, never the
+        timed one: the timed instance's first call at each batch size is what its memory
+        figures measure, and a quality pass at batch 32 before it would already have grown
+        what that call allocates (ONNX Runtime's arena keeps its peak: the b8 and b32 cases
+        read 0 MB).
+        """
+        predictor = self.load_predictor(case)
         x = self.val_arrays(case.variant)
-        return np.concatenate(
+        probs = np.concatenate(
             [predictor.predict_proba(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
+        return probs, predictor.runtime
 
     # -- quality --------------------------------------------------------------------------
     def reference(self) -> dict[str, Any]:
         """The FP32 teacher on CPU at its own operating point: what every drop is against."""
         if self._reference is None:
             case = Case(TEACHER, "fp32", "cpu")
-            probs = self.predict_val(case)
+            probs, _ = self.predict_val(case)
             point = self.operating_point(TEACHER)
             self._reference = {"case": case, "pred": point.predict(probs)}
         return self._reference
@@ -192,7 +207,7 @@ class Suite:
         key = Case(case.variant, case.precision, case.device)
         if key in self.quality:
             return self.quality[key]
-        probs = self.predict_val(key)
+        probs, runtime = self.predict_val(key)
         point = self.operating_point(case.variant)
         pred = point.predict(probs)
         labels = self.val.labels
@@ -216,7 +231,7 @@ class Suite:
             "variant": case.variant,
             "precision": case.precision,
             "device": case.device,
-            "runtime": self.predictor(key).runtime,
+            "runtime": runtime,
             "operating_point": point.to_dict(),
             "recall": report["recall"],
             "recall_interval": [
@@ -301,7 +316,7 @@ class Suite:
         peak_dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(case.precision)
         peak = matmul_peak_gflops(peak_dtype, case.device) if peak_dtype and gflops else None
         quality = self.evaluate(case)
-        per_image_s = latency.p50 / 1e3 / case.batch
+        per_image_s = latency.p50 / 1e3 / case.batch  # at the median latency
         return {
             "defectbench": SCHEMA,
             "variant": case.variant,
@@ -324,10 +339,20 @@ class Suite:
             "gflops_per_s": gflops,
             "peak_gflops_measured": peak,
             "peak_fraction": gflops / peak if peak else None,
-            # what a million inspected images costs in core-hours at this latency
-            "cost_core_hours_per_million": per_image_s * threads * 1e6 / 3600,
+            **inference_cost(per_image_s, case.device, threads),
             "quality": {k: v for k, v in quality.items() if k != "groups"},
         }
+
+
+def inference_cost(seconds_per_image: float, device: str, threads: int) -> dict[str, Any]:
+    """What a million inspected images cost at this latency: core-hours on CPU (the case's
+    threads busy for each call), GPU-hours on CUDA (one device busy; its host threads
+    mostly wait, so counting them as cores would price a GPU like a few CPU cores)."""
+    hours = seconds_per_image * 1e6 / 3600
+    return {
+        "cost_core_hours_per_million": hours * threads if device == "cpu" else None,
+        "cost_gpu_hours_per_million": hours if device == "cuda" else None,
+    }
 
 
 @dataclass(frozen=True)

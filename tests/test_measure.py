@@ -13,7 +13,7 @@ from defectbench.measure.memory import (
     measure_cpu_peak,
     rss_high_water_supported,
 )
-from defectbench.suite import SpeedTarget, add_speedups, judge_speed_target
+from defectbench.suite import SpeedTarget, add_speedups, inference_cost, judge_speed_target
 
 
 def test_latency_stats_are_percentiles_in_ms():
@@ -209,3 +209,12 @@ def test_cuda_memory_is_the_artifacts_own_allocation_plus_its_first_call(monkeyp
     assert (memory.kind, memory.peak_mb, memory.delta_mb) == (
         "cuda_not_measured_outside_torch", None, None)
     assert Predictor.calls == 2
+
+
+def test_cost_is_core_hours_on_cpu_and_gpu_hours_on_cuda():
+    # 3.6 ms per image: a million images keep one worker busy for exactly one hour
+    assert inference_cost(3.6e-3, "cpu", 2) == pytest.approx(
+        {"cost_core_hours_per_million": 2.0, "cost_gpu_hours_per_million": None})
+    # a CUDA case's host threads are not what it costs: one GPU for that hour
+    assert inference_cost(3.6e-3, "cuda", 16) == pytest.approx(
+        {"cost_core_hours_per_million": None, "cost_gpu_hours_per_million": 1.0})

@@ -141,7 +141,7 @@ import numpy as np
 from defectbench import suite
 
 pytest_plugins = ["defectbench.plugin"]
-_original = suite.Suite.predictor
+_original = suite.Suite.load_predictor
 
 
 class Collapsed:
@@ -157,12 +157,12 @@ class Collapsed:
         return np.full(len(x), 1e-7)
 
 
-def predictor(self, case):
+def load_predictor(self, case):
     inner = _original(self, case)
     return Collapsed(inner) if case.variant == "{STUDENT}" else inner
 
 
-suite.Suite.predictor = predictor
+suite.Suite.load_predictor = load_predictor
 """
 
 
@@ -171,8 +171,10 @@ def test_gates_fail_when_a_variant_breaks_its_budget(suite_dir, smoke_zoo):
     # every defect the teacher catches, and the production budgets must say so, by name
     suite_dir.makeconftest(COLLAPSED_CONFTEST)
     budgets = REPO / "fixtures" / "budgets.toml"
+    out = suite_dir.path / "quality.json"
     result = _run(
-        suite_dir, smoke_zoo, "--budgets", str(budgets), "-m", "quality", "--benchmark-disable"
+        suite_dir, smoke_zoo, "--budgets", str(budgets), "-m", "quality", "--benchmark-disable",
+        "--benchmark-json", str(out),
     )
     # The student's case must fail. The smoke teacher (one epoch on 96 cells) may fail the
     # production budgets on its own merits too; no other case may fail.
@@ -195,6 +197,14 @@ def test_gates_fail_when_a_variant_breaks_its_budget(suite_dir, smoke_zoo):
             f"*{STUDENT}: fnr 1.000 (95% upper bound 1.000) exceeds budget ceiling 0.200*",
         ]
     )
+    # nothing was timed, so pytest-benchmark wrote no file; the gate's verdicts still land
+    # in pytest-benchmark's document, with an empty benchmarks list
+    data = json.loads(out.read_text())
+    assert data["benchmarks"] == [] and data["machine_info"]["defectbench_versions"]["torch"]
+    quality = {q["variant"]: q for q in data["defectbench"]["quality"]}
+    assert set(quality) == {TEACHER, STUDENT}
+    assert quality[STUDENT]["passed"] is False and quality[STUDENT]["recall"] == 0
+    assert quality[STUDENT]["new_misses"] == len(quality[STUDENT]["new_miss_ids"]) > 0
 
 
 GROUP_AND_TYPO_BUDGETS = """
@@ -250,6 +260,9 @@ def test_bad_selection_names_the_choices(smoke_zoo):
     catalog = Catalog(smoke_zoo, "smoke")
     with pytest.raises(ConfigError, match="matches no variant; choose from: "):
         suite_mod.quality_cases(catalog, suite_mod.Selection(variants=("resnet*",)))
+    # a misspelt glob beside a good one would silently run fewer cases
+    with pytest.raises(ConfigError, match=r"--variants 'tf_efficientnet_lite0.kdd' matches no"):
+        suite_mod.quality_cases(catalog, suite_mod.Selection(variants=(TEACHER, f"{STUDENT}d")))
 
 
 def test_tensorrt_cases_exist_for_cuda_and_skip_with_the_fix_where_tensorrt_is_missing(
@@ -296,6 +309,17 @@ def test_threads_apply_to_the_whole_session_and_bad_values_are_named(suite_dir):
     bad.stderr.fnmatch_lines(
         ["*--threads (DEFECTBENCH_THREADS) must be a positive integer, got 'two'*"]
     )
+    # the timing options are checked before any case runs, once, naming the option
+    for flag, value, message in (
+        ("--latency-seconds", "0", "*--latency-seconds (DEFECTBENCH_LATENCY_SECONDS) must be "
+         "a positive number of seconds, e.g. 3, got '0'*"),
+        ("--latency-seconds", "3s", "*--latency-seconds * got '3s'*"),
+        ("--memory-isolated", "yes", "*--memory-isolated (DEFECTBENCH_MEMORY_ISOLATED) must "
+         "be 0 or 1, got 'yes'*"),
+    ):
+        bad = suite_dir.runpytest_subprocess("test_threads.py", flag, value)
+        assert bad.ret != 0 and "passed" not in bad.stdout.str()
+        bad.stderr.fnmatch_lines([message])
 
 
 def test_survey_int8_runs_on_the_sessions_thread_count(monkeypatch, tmp_path):
@@ -317,3 +341,39 @@ def test_survey_int8_runs_on_the_sessions_thread_count(monkeypatch, tmp_path):
 def test_a_device_named_twice_through_an_alias_is_selected_once():
     selection = suite_mod.Selection(devices=("cpu", "CPU", "cuda", "gpu"))
     assert selection.devices == ("cpu", "cuda")
+
+
+def test_the_quality_pass_leaves_the_timed_instance_to_its_own_first_calls(
+    smoke_zoo, monkeypatch
+):
+    # A case's memory figure is its timed instance's first call at that batch size. When the
+    # quality pass (batch 32) went through that instance, ONNX Runtime's arena was already at
+    # its peak and the b8 and b32 cases read 0 MB: the pass must use an instance of its own.
+    batch_sizes: dict[int, list[int]] = {}  # id of each loaded instance -> batches it ran
+    load = suite_mod.Suite.load_predictor
+
+    def recording_load(self, case):
+        predictor = load(self, case)
+        seen = batch_sizes.setdefault(id(predictor), [])
+        inner = predictor.predict_logits
+
+        def predict_logits(x):
+            seen.append(len(x))
+            return inner(x)
+
+        predictor.predict_logits = predict_logits
+        return predictor
+
+    monkeypatch.setattr(suite_mod.Suite, "load_predictor", recording_load)
+    suite = suite_mod.Suite(Catalog(smoke_zoo, "smoke"), REPO / "fixtures" / "budgets-smoke.toml")
+    case = suite_mod.Case(STUDENT, "fp32", "cpu", 8)
+    result = suite.evaluate(case)
+    assert result["n"] == len(suite.val) and result["runtime"] == "torch"
+    # the student's and the reference teacher's passes each ran on an instance of their own
+    assert len(batch_sizes) == 2
+    assert all(max(sizes) == 32 for sizes in batch_sizes.values())
+    timed = suite.predictor(case)
+    assert batch_sizes[id(timed)] == []
+    suite.memory(case, suite.perf_batch(case))
+    assert batch_sizes[id(timed)] == [8]
+    assert suite.predictor(case) is timed  # kept for the session

@@ -653,7 +653,8 @@ def test_memory_column_shows_only_memory_that_belongs_to_the_artifact(tmp_path):
     report, _ = write_report([_dump(data, tmp_path / "a.json"), GPU], tmp_path / "out",
                              plots=False)
     lines = (tmp_path / "out" / "table.md").read_text().splitlines()
-    assert any(line.startswith("- memory MB: on CUDA the peak allocated") for line in lines)
+    memory_note = "- memory MiB (2^20 bytes, as every `_mb` field): on CUDA"
+    assert any(line.startswith(memory_note) for line in lines)
 
     def cell(variant, device, batch):
         row = next(line for line in lines if line.startswith(f"| {device} ")

@@ -54,6 +54,18 @@ def test_unknown_names_suggest_the_right_one():
         get_profile("fast")
     with pytest.raises(UnknownNameError, match="no variant matches"):
         select_variants(all_recipes("smoke"), ["resnet*"])
+    # a misspelt pattern beside a good one is refused too, not dropped
+    typo = "tf_efficientnet_lite0.kdd"
+    with pytest.raises(UnknownNameError, match=rf"no variant matches \['{typo}'\]"):
+        select_variants(all_recipes("smoke"), [TEACHER, typo])
+
+
+def test_zoo_build_takes_comma_separated_globs_like_the_suite(tmp_path, capsys):
+    # both globs reach the selection (and are refused there, before anything is built)
+    args = ["zoo", "build", "--profile", "smoke", "--zoo", str(tmp_path), "--variants"]
+    assert main([*args, "nope.a,nope.b", "nope.c"]) == 2
+    assert "no variant matches ['nope.a', 'nope.b', 'nope.c']" in capsys.readouterr().err
+    assert not (tmp_path / "smoke").exists()
 
 
 def test_build_order_puts_parents_first():
@@ -272,6 +284,35 @@ def test_zoo_list_tells_current_from_stale_variants(tmp_path, capsys):
     assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
     states = dict(line.split() for line in capsys.readouterr().out.splitlines())
     assert states[onnx] == "corrupt" and states[TEACHER] == "built"
+
+
+def test_zoo_list_calls_a_child_of_a_rebuilt_parent_stale_as_build_does(tmp_path, capsys):
+    from defectbench.zoo.catalog import Catalog
+
+    keys = Catalog(tmp_path, "smoke").keys
+    store = ZooStore(tmp_path, "smoke")
+    onnx = f"{TEACHER}.onnx"
+
+    def commit_teacher(weights: bytes) -> None:
+        artifact = store.write_artifact(TEACHER, "model.pt", weights)
+        store.commit({"name": TEACHER, "key": keys[TEACHER], "artifacts": {"model.pt": artifact}})
+
+    def listed() -> dict[str, str]:
+        assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
+        return dict(line.split() for line in capsys.readouterr().out.splitlines())
+
+    commit_teacher(b"first build")
+    store.commit({"name": onnx, "key": keys[onnx], "parent_artifacts":
+                  store.parent_artifacts([TEACHER])})
+    assert listed()[onnx] == "built"
+    commit_teacher(b"second build, same key, other bytes")
+    states = listed()
+    assert states[TEACHER] == "built" and states[onnx] == "stale"
+    assert not store.is_current(onnx, keys[onnx])  # what `zoo build` goes by
+    # a corrupt parent manifest leaves the child's lineage unknown: stale, and the list goes on
+    store.manifest_path(TEACHER).write_text("{not json")
+    states = listed()
+    assert states[TEACHER] == "corrupt" and states[onnx] == "stale"
 
 
 def test_leftovers_of_a_killed_build_are_removed_but_fresh_temporaries_kept(tmp_path):

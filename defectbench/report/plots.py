@@ -506,7 +506,7 @@ def size_figure(report: Report) -> Figure:
         for ax, ((device, machine), rows) in zip(axes, sorted(panels.items()), strict=False):
             labels.append((ax, _draw_panel(
                 ax, report, rows, [r for r in rows if model_key(r) in front],
-                lambda r: r.size_mb, "model size (MB)", log_x=False, legend=legend)))
+                lambda r: r.size_mb, "model size (MiB)", log_x=False, legend=legend)))
             ax.set_title(f"{device}: {_short(machine)}")
         return _finish(fig, axes, len(panels), legend,
                        f"Defect recall vs model size at operating point {report.operating_point}",

@@ -83,7 +83,8 @@ class ReportRow:
     macs: int | None
     gflops_per_s: float | None
     speedup_vs_reference: float | None
-    cost_core_hours_per_million: float | None
+    cost_core_hours_per_million: float | None  # CPU cases
+    cost_gpu_hours_per_million: float | None = None  # CUDA cases (files from before: none)
 
     @property
     def has_quality(self) -> bool:
@@ -422,6 +423,8 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
                                      f"{where}.speedup_vs_reference"),
         cost_core_hours_per_million=_number(extra.get("cost_core_hours_per_million"),
                                             f"{where}.cost_core_hours_per_million"),
+        cost_gpu_hours_per_million=_number(extra.get("cost_gpu_hours_per_million"),
+                                           f"{where}.cost_gpu_hours_per_million"),
     )
 
 

@@ -21,7 +21,7 @@ TABLE_COLUMNS = (
     "device", "machine", "batch", "variant", "precision", "runtime",
     "recall [interval]", "recall drop (upper)", "FNR (upper)", "specificity", "p50 / p90 ms",
     "img/s",
-    "memory MB", "size MB", "speedup", "gate",
+    "memory MiB", "size MiB", "speedup", "gate",
 )
 
 
@@ -130,9 +130,11 @@ def header_markdown(report: Report) -> str:
     budgets = report.budgets_at_operating_point()
     lines.append("- budgets:" if budgets else "- budgets: none recorded")
     lines += [_budget_line(b) for b in budgets]
-    lines.append("- memory MB: on CUDA the peak allocated during one call; on CPU the RAM the "
-                 "artifact alone adds at load plus its first call, measured in a forked child "
-                 f"(`--memory-isolated 1`, largest batch only; `{DASH}` where not measured)")
+    lines.append("- memory MiB (2^20 bytes, as every `_mb` field): on CUDA what torch's allocator "
+                 "holds for the artifact's weights plus the most its first call allocates "
+                 "(torch artifacts only); on CPU the RAM the artifact alone adds at load plus its "
+                 "first call, measured in a forked child (`--memory-isolated 1`, largest batch "
+                 f"only; `{DASH}` where not measured)")
     fastest = report.fastest_passing()
     lines.append("- fastest variant passing every budget:" if fastest
                  else "- fastest variant passing every budget: none passes")

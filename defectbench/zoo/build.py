@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import io
 import json
@@ -280,13 +279,15 @@ def builders() -> dict[type, Callable[..., dict[str, Any]]]:
 
 
 def select_variants(recipes: dict[str, Any], patterns: Iterable[str] | None) -> list[str]:
+    from defectbench.zoo.registry import match_variants
+
     names = sorted(recipes)
     if not patterns:
         return names
-    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
-    if not chosen:
+    chosen, unmatched = match_variants(names, patterns)
+    if unmatched:
         raise UnknownNameError(
-            f"no variant matches {list(patterns)!r}; `defectbench zoo list` shows all: "
+            f"no variant matches {unmatched!r}; `defectbench zoo list` shows all: "
             + ", ".join(names)
         )
     return chosen

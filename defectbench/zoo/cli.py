@@ -25,8 +25,10 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    # globs separated by spaces or, as the benchmark suite's --variants takes them, commas
+    patterns = [p for arg in args.variants or () for p in arg.split(",") if p.strip()]
     manifests = build_zoo(get_profile(args.profile), args.zoo or default_zoo_root(),
-                          args.variants or None)
+                          [p.strip() for p in patterns] or None)
     print(f"{len(manifests)} variants ready in {(args.zoo or default_zoo_root()) / args.profile}")
     return 0
 
@@ -44,11 +46,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         except ArtifactError:  # one unreadable manifest must not hide the rest of the zoo
             states[name] = ("corrupt", None)
             continue
-        # stale: built from another recipe, data fixture or library version; the next
-        # `zoo build` replaces it (artifact hashes are checked when a variant is loaded)
-        state = "-" if manifest is None else (
-            "built" if manifest["key"] == catalog.keys[name] else "stale")
-        states[name] = (state, manifest)
+        states[name] = (_state(catalog.store, name, manifest, catalog.keys[name]), manifest)
     if args.json:
         print(json.dumps([_summary(name, state, manifest)
                           for name, (state, manifest) in states.items()], indent=2))
@@ -56,6 +54,23 @@ def _cmd_list(args: argparse.Namespace) -> int:
     for name, (state, _) in states.items():
         print(f"{name:50s} {state}")
     return 0
+
+
+def _state(store, name: str, manifest: dict | None, key: str) -> str:
+    """`built`, `stale` or `-`, as `zoo build` would judge it, short of hashing artifacts
+    (that is done when a variant is loaded). Stale: built from another recipe, data fixture
+    or library version, or from an earlier build of a parent; the next `zoo build` replaces
+    it."""
+    from defectbench.errors import ArtifactError
+
+    if manifest is None:
+        return "-"
+    if manifest["key"] != key:
+        return "stale"
+    try:
+        return "stale" if store.lineage_problem(name, manifest) else "built"
+    except ArtifactError:  # a parent's manifest is corrupt: the build remakes parent and child
+        return "stale"
 
 
 def _summary(name: str, state: str, manifest: dict | None) -> dict:
@@ -106,7 +121,8 @@ def add_zoo_commands(sub) -> None:
     zsub = zoo.add_subparsers(dest="zoo_command", metavar="ACTION", required=True)
     build = zsub.add_parser("build", help="build missing or stale variants (resumes)")
     _profile_arg(build)
-    build.add_argument("--variants", nargs="*", help="glob patterns (default: all)")
+    build.add_argument("--variants", nargs="*",
+                       help="glob patterns, space- or comma-separated (default: all)")
     build.add_argument("--threads", type=int, default=None, help="torch/ORT threads")
     build.set_defaults(func=_cmd_build)
     lst = zsub.add_parser("list", help="all variant names of a profile, sorted")

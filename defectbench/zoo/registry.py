@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Iterable
 from typing import Any
 
 from defectbench.errors import UnknownNameError
@@ -30,3 +32,12 @@ def get_recipe(name: str, profile: Profile | str = "quick") -> Any:
     ][:1]
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise UnknownNameError(f"unknown variant {name!r}{hint}; `defectbench zoo list` shows all")
+
+
+def match_variants(names: Iterable[str], patterns: Iterable[str]) -> tuple[list[str], list[str]]:
+    """The names any glob matches (in the given order), and the globs that match none: a
+    misspelt pattern beside good ones would otherwise select less without a word."""
+    names, patterns = list(names), list(patterns)
+    chosen = [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    return chosen, unmatched

@@ -80,7 +80,8 @@ class ZooStore:
                 f"fixture or library version (key {manifest['key'][:12]} != "
                 f"{expected_key[:12]}); {fix}"
             )
-        self._check_lineage(name, manifest, fix)
+        if problem := self.lineage_problem(name, manifest):
+            raise ArtifactError(f"{problem}; {fix}")
         for filename, record in manifest.get("artifacts", {}).items():
             path = self.variant_dir(name) / filename
             if not path.is_file():
@@ -101,21 +102,22 @@ class ZooStore:
             out[parent] = {f: r["sha256"] for f, r in manifest.get("artifacts", {}).items()}
         return out
 
-    def _check_lineage(self, name: str, manifest: dict[str, Any], fix: str) -> None:
+    def lineage_problem(self, name: str, manifest: dict[str, Any]) -> str | None:
+        """Why `name` was made from another build of a parent than the one on disk now, or
+        None. Raises ArtifactError when a parent's manifest is corrupt."""
         # A key names the parent's recipe, not its bytes: a parent rebuilt under the same key
         # (after damage, or with other threads) can come out different, and a child made
         # from the earlier build must not pass as current. Manifests written before parent
         # artifacts were recorded carry no lineage and are taken as they are.
         recorded = manifest.get("parent_artifacts")
         if not recorded:
-            return
+            return None
         now = self.parent_artifacts(recorded)
         for parent, artifacts in recorded.items():
             if now[parent] != artifacts:
-                raise ArtifactError(
-                    f"variant {name!r} was made from an earlier build of {parent!r}, whose "
-                    f"artifacts have changed since; {fix}"
-                )
+                return (f"variant {name!r} was made from an earlier build of {parent!r}, whose "
+                        "artifacts have changed since")
+        return None
 
     def is_current(self, name: str, key: str) -> bool:
         try:
