@@ -3,7 +3,8 @@
 # Run from the repository root in the project's virtualenv on an otherwise idle machine.
 set -euo pipefail
 ZOO=${DEFECTBENCH_ZOO:-$HOME/.cache/defectbench/zoo}
-OUT=docs/results
+OUT=${OUT:-docs/results}  # a later run goes to its own folder: OUT=docs/results/quick-run2
+mkdir -p "$OUT"
 
 # 1. the whole quick zoo from nothing; per-variant build seconds land in the manifests
 rm -rf "$ZOO/quick"
