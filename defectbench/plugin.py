@@ -97,17 +97,23 @@ def latency_seconds(config: pytest.Config) -> float:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # options are checked once, here: a bad value found by each perf case would fail every
-    # case with the same error (or, for 0 seconds, surface as a speed target's error)
-    latency_seconds(config)
-    _memory_isolated(config)
-    # set once for the session, before any case runs: the survey times models without ever
-    # building the suite, and every result records this count as its "threads"
-    value = option(config, "--threads")
-    if value:
+    from defectbench.errors import ConfigError
+
+    try:
+        # options are checked once, here: a bad value found by each perf case would fail
+        # every case with the same error (or, for 0 seconds, surface as a speed target's)
+        latency_seconds(config)
+        _memory_isolated(config)
+        value = option(config, "--threads")
+        threads = _parse_threads(value) if value else None
+    except ConfigError as exc:  # pytest's own "ERROR: ..." line, not an internal error
+        raise pytest.UsageError(str(exc)) from None
+    if threads:
         import torch
 
-        torch.set_num_threads(_parse_threads(value))
+        # set once for the session, before any case runs: the survey times models without
+        # ever building the suite, and every result records this count as its "threads"
+        torch.set_num_threads(threads)
 
 
 def _catalog(config: pytest.Config):
@@ -304,15 +310,21 @@ def _memory_isolated(config: pytest.Config) -> bool:
     return value == "1"
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     """Write `--benchmark-json` for a run that judged quality but timed nothing.
 
     pytest-benchmark writes its JSON only when something was benchmarked, so a quality-only
-    gate (`-m quality`, `--benchmark-disable`) would lose its verdicts. Its own hooks make
-    the same document here, with an empty `benchmarks` list. Runs after pytest-benchmark's
-    hook wrapper has saved (or declined to save) its file.
+    gate (`-m quality`) would lose its verdicts. Its own hooks make the same document here,
+    with an empty `benchmarks` list, before its wrapper declines to save (and, unless
+    `--benchmark-disable` is given, warns "Not saving anything", which `-W error` would turn
+    into an error before a later hook could write). `--benchmark-save` stores nothing then.
     """
-    config = session.config
+    _write_quality_only_json(session.config)
+    return (yield)
+
+
+def _write_quality_only_json(config: pytest.Config) -> None:
     bench = getattr(config, "_benchmarksession", None)
     suite = config.stash.get(_SUITE, None)
     if bench is None or not bench.json or bench.benchmarks or suite is None or not suite.quality:
@@ -330,8 +342,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     config.hook.pytest_benchmark_update_json(config=config, benchmarks=[],
                                              output_json=output_json)
     atomic_write_text(bench.json, safe_dumps(output_json, ensure_ascii=True, indent=4))
-    bench.logger.info(f"Wrote quality results (nothing was timed) in: {bench.json}",
-                      purple=True)
+    bench.logger.info(f"Wrote the quality results in: {bench.json} (nothing was timed, so "
+                      "pytest-benchmark itself saves nothing)", purple=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -203,7 +203,8 @@ class Suite:
         return self._reference
 
     def evaluate(self, case: Case) -> dict[str, Any]:
-        """Score the very artifact that is timed on `val`; judge every applicable budget."""
+        """Score the artifact that is timed (the same file, on an instance loaded for the
+        pass: see `predict_val`) on `val`; judge every applicable budget."""
         key = Case(case.variant, case.precision, case.device)
         if key in self.quality:
             return self.quality[key]

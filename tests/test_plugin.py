@@ -205,6 +205,13 @@ def test_gates_fail_when_a_variant_breaks_its_budget(suite_dir, smoke_zoo):
     assert set(quality) == {TEACHER, STUDENT}
     assert quality[STUDENT]["passed"] is False and quality[STUDENT]["recall"] == 0
     assert quality[STUDENT]["new_misses"] == len(quality[STUDENT]["new_miss_ids"]) > 0
+    # and the report reads it: quality rows, no timings
+    from defectbench.report.cli import main as report_main
+
+    report = suite_dir.path / "report"
+    assert report_main([str(out), "--out", str(report)]) == 0
+    table = (report / "table.md").read_text()
+    assert any(f"| {STUDENT} |" in line and "FAIL" in line for line in table.splitlines())
 
 
 GROUP_AND_TYPO_BUDGETS = """
@@ -305,9 +312,9 @@ def test_threads_apply_to_the_whole_session_and_bad_values_are_named(suite_dir):
     """)
     suite_dir.runpytest_subprocess("test_threads.py", "--threads", "1").assert_outcomes(passed=1)
     bad = suite_dir.runpytest_subprocess("test_threads.py", "--threads", "two")
-    assert bad.ret != 0
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR  # pytest's own error line, no traceback
     bad.stderr.fnmatch_lines(
-        ["*--threads (DEFECTBENCH_THREADS) must be a positive integer, got 'two'*"]
+        ["ERROR: --threads (DEFECTBENCH_THREADS) must be a positive integer, got 'two'"]
     )
     # the timing options are checked before any case runs, once, naming the option
     for flag, value, message in (
@@ -318,7 +325,7 @@ def test_threads_apply_to_the_whole_session_and_bad_values_are_named(suite_dir):
          "be 0 or 1, got 'yes'*"),
     ):
         bad = suite_dir.runpytest_subprocess("test_threads.py", flag, value)
-        assert bad.ret != 0 and "passed" not in bad.stdout.str()
+        assert bad.ret == pytest.ExitCode.USAGE_ERROR and "passed" not in bad.stdout.str()
         bad.stderr.fnmatch_lines([message])
 
 
@@ -349,12 +356,13 @@ def test_the_quality_pass_leaves_the_timed_instance_to_its_own_first_calls(
     # A case's memory figure is its timed instance's first call at that batch size. When the
     # quality pass (batch 32) went through that instance, ONNX Runtime's arena was already at
     # its peak and the b8 and b32 cases read 0 MB: the pass must use an instance of its own.
-    batch_sizes: dict[int, list[int]] = {}  # id of each loaded instance -> batches it ran
+    loaded: list[tuple[object, list[int]]] = []  # each loaded instance, the batches it ran
     load = suite_mod.Suite.load_predictor
 
     def recording_load(self, case):
         predictor = load(self, case)
-        seen = batch_sizes.setdefault(id(predictor), [])
+        seen: list[int] = []
+        loaded.append((predictor, seen))  # held: a freed instance's id() could be reused
         inner = predictor.predict_logits
 
         def predict_logits(x):
@@ -364,16 +372,18 @@ def test_the_quality_pass_leaves_the_timed_instance_to_its_own_first_calls(
         predictor.predict_logits = predict_logits
         return predictor
 
+    def batches_of(predictor) -> list[int]:
+        return next(seen for p, seen in loaded if p is predictor)
+
     monkeypatch.setattr(suite_mod.Suite, "load_predictor", recording_load)
     suite = suite_mod.Suite(Catalog(smoke_zoo, "smoke"), REPO / "fixtures" / "budgets-smoke.toml")
     case = suite_mod.Case(STUDENT, "fp32", "cpu", 8)
     result = suite.evaluate(case)
     assert result["n"] == len(suite.val) and result["runtime"] == "torch"
     # the student's and the reference teacher's passes each ran on an instance of their own
-    assert len(batch_sizes) == 2
-    assert all(max(sizes) == 32 for sizes in batch_sizes.values())
+    assert len(loaded) == 2 and all(max(seen) == 32 for _, seen in loaded)
     timed = suite.predictor(case)
-    assert batch_sizes[id(timed)] == []
+    assert len(loaded) == 3 and batches_of(timed) == []
     suite.memory(case, suite.perf_batch(case))
-    assert batch_sizes[id(timed)] == [8]
+    assert batches_of(timed) == [8]
     assert suite.predictor(case) is timed  # kept for the session

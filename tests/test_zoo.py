@@ -66,6 +66,11 @@ def test_zoo_build_takes_comma_separated_globs_like_the_suite(tmp_path, capsys):
     assert main([*args, "nope.a,nope.b", "nope.c"]) == 2
     assert "no variant matches ['nope.a', 'nope.b', 'nope.c']" in capsys.readouterr().err
     assert not (tmp_path / "smoke").exists()
+    # an option given with no pattern is refused, not taken as "build everything"
+    for empty in ([], [""], [","]):
+        assert main([*args, *empty]) == 2
+        assert "--variants names no pattern" in capsys.readouterr().err
+    assert not (tmp_path / "smoke").exists()
 
 
 def test_build_order_puts_parents_first():

@@ -25,10 +25,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    # globs separated by spaces or, as the benchmark suite's --variants takes them, commas
-    patterns = [p for arg in args.variants or () for p in arg.split(",") if p.strip()]
-    manifests = build_zoo(get_profile(args.profile), args.zoo or default_zoo_root(),
-                          [p.strip() for p in patterns] or None)
+    patterns = None  # all
+    if args.variants is not None:
+        # globs separated by spaces or, as the benchmark suite's --variants takes them, commas
+        patterns = [p.strip() for arg in args.variants for p in arg.split(",") if p.strip()]
+        if not patterns:  # an empty list would mean "all": hours of building for `full`
+            from defectbench.errors import ConfigError
+
+            raise ConfigError("--variants names no pattern; give globs such as "
+                              "'tf_efficientnet_lite0.*', or leave the option out to build all")
+    manifests = build_zoo(get_profile(args.profile), args.zoo or default_zoo_root(), patterns)
     print(f"{len(manifests)} variants ready in {(args.zoo or default_zoo_root()) / args.profile}")
     return 0
 
