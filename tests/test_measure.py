@@ -6,7 +6,7 @@ import torch
 
 from defectbench.measure.compute import count_macs
 from defectbench.measure.latency import LatencyStats, alternating_blocks, rounds_for
-from defectbench.measure.machine import cpu_flags
+from defectbench.measure.machine import cpu_flags, cpu_identity
 from defectbench.measure.memory import (
     MemoryMeasurement,
     current_rss_mb,
@@ -53,6 +53,19 @@ def test_macs_of_a_conv_match_the_formula():
 def test_cpu_flags_report_the_isa_extensions_asked_for():
     flags = cpu_flags()
     assert {"avx512f", "avx512_vnni", "amx_int8", "amx_bf16"} <= set(flags)
+
+
+def test_cpu_identity_tells_processors_apart_by_family_model_and_flags():
+    block = ("processor\t: {n}\nvendor_id\t: AuthenticAMD\ncpu family\t: {family}\n"
+             "model\t\t: 17\nmodel name\t: AMD EPYC\nstepping\t: 1\nflags\t\t: {flags}\n")
+    zen4 = cpu_identity(block.format(n=0, family=25, flags="fpu avx2 avx512f avx512_vnni") + "\n"
+                    + block.format(n=1, family=25, flags="fpu avx2 avx512f avx512_vnni"))
+    zen5 = cpu_identity(block.format(n=0, family=26, flags="fpu avx2 avx512f avx512_vnni avx_vnni"))
+    assert zen4["name"] == zen5["name"] == "AMD EPYC"  # the name alone cannot tell them apart
+    assert (zen4["family"], zen5["family"]) == ("25", "26")
+    assert zen4["flags_sha256"] != zen5["flags_sha256"]
+    assert zen4["isa"]["avx512_vnni"] and not zen4["isa"]["avx_vnni"] and zen5["isa"]["avx_vnni"]
+    assert cpu_identity()["flags_sha256"]  # and this machine's reads
 
 
 def test_speedup_is_against_the_fp32_teacher_at_the_same_device_and_batch():

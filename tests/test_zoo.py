@@ -436,6 +436,12 @@ def test_a_recipe_builds_the_same_weights_whatever_ran_before_it(tmp_path):
         manifest = ZooStore(tmp_path / zoo, "smoke").verify(TEACHER)
         hashes.append(manifest["artifacts"])
     assert hashes[0] == hashes[1]
+    # same weights on the same machine; the manifest names the machine, since another CPU
+    # model's kernels (or another thread count) would give other weights
+    built_on = manifest["built_on"]
+    assert built_on["torch_threads"] == torch.get_num_threads()
+    assert built_on["family"] and len(built_on["flags_sha256"]) == 16
+    assert built_on["isa"]["avx512f"] is True  # every machine of this project has AVX-512
 
 
 def test_an_int8_variant_whose_graph_computes_in_float_is_refused(tmp_path):

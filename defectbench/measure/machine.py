@@ -20,6 +20,36 @@ def cpu_flags() -> dict[str, bool]:
     return {}
 
 
+def cpu_identity(cpuinfo: str | None = None) -> dict:
+    """Which processor this is (`cpuinfo`: the text of /proc/cpuinfo, read when None), closely
+    enough to tell apart two machines that report the same name: oneDNN and MKL choose kernels
+    by instruction set, so one seeded recipe trained on two CPU models (or thread counts) ends
+    with different weights."""
+    import hashlib
+
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {}
+    text = cpuinfo
+    first = text.split("\n\n", 1)[0]  # the first logical processor's block
+    fields = dict(
+        (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in first.splitlines())
+    )
+    flags = sorted(fields.get("flags", "").split())
+    return {
+        "name": fields.get("model name"),
+        "vendor": fields.get("vendor_id"),
+        "family": fields.get("cpu family"),
+        "model": fields.get("model"),
+        "stepping": fields.get("stepping"),
+        # every flag, hashed: two hosts with equal hashes expose the same instruction sets
+        "flags_sha256": hashlib.sha256(" ".join(flags).encode()).hexdigest()[:16],
+        "isa": {f: f in flags for f in INTERESTING_FLAGS},
+    }
+
+
 def gpu_info() -> dict | None:
     import torch
 

@@ -497,9 +497,13 @@ def merge_runs(runs: Sequence[BenchmarkRun], operating_point: str | None = None)
                 used.add(key)
             rows.append(_row(run, bench, quality, op, runs))
     if not rows:
+        judged = sum(len(r.quality) for r in runs)
         raise ReportError(
             "no defectbench benchmarks in " + ", ".join(str(r.path) for r in runs)
-            + "; the quality tests ran but no perf benchmark did. Run `pytest benchmarks "
+            + (f": {judged} quality results but nothing timed (a quality-only run such as "
+               "`-m quality`; its verdicts are under `defectbench.quality` in the file)"
+               if judged else "")
+            + "; the report sets quality beside speed, so run `pytest benchmarks "
             "--benchmark-json out.json` without deselecting the perf benchmarks"
         )
     rows.sort(key=_sort_key)

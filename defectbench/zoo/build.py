@@ -23,6 +23,7 @@ from defectbench.data.preprocess import Preprocess, preprocess_set
 from defectbench.errors import ConfigError, UnknownNameError
 from defectbench.io import atomic_write_bytes
 from defectbench.measure.compute import count_macs
+from defectbench.measure.machine import cpu_identity
 from defectbench.metrics.confusion import binary_report
 from defectbench.metrics.operating_point import OperatingPoint, choose_operating_point
 from defectbench.metrics.ranking import roc_auc
@@ -371,6 +372,9 @@ def build_zoo(
                 "defect_threshold": fixture.defect_threshold,
             },
             "versions": versions,
+            # not part of the key: a zoo built elsewhere stays usable, but the same recipe
+            # rebuilt on another CPU model or thread count gives other weights
+            "built_on": {**cpu_identity(), "torch_threads": torch.get_num_threads()},
             "build_seconds": time.perf_counter() - started,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **body,

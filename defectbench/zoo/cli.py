@@ -99,6 +99,7 @@ def _summary(name: str, state: str, manifest: dict | None) -> dict:
         "params": manifest.get("params"), "macs": manifest.get("macs"),
         "weights": manifest.get("weights", {}).get("source"),
         "created": manifest.get("created"),
+        "built_on": manifest.get("built_on"),
     }
 
 
