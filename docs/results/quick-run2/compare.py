@@ -42,6 +42,17 @@ def wall_minutes(folder):
     return int(minutes) + float(seconds) / 60
 
 
+TRAINED = ("tf_efficientnet_lite2.teacher", "tf_efficientnet_lite0.base",
+           "tf_efficientnet_lite0.kd", "vit_tiny_patch16_224.base", "vit_tiny_patch16_224.kd")
+
+
+def trained_minutes(folder):
+    """Teacher and the four students: what zoo I's 30-minute budget covers."""
+    text = (folder / "quick-zoo-build.txt").read_text()
+    seconds = {m[1]: int(m[2]) for m in re.finditer(r"^built (\S+) in (\d+) s", text, re.M)}
+    return sum(seconds[n] for n in TRAINED) / 60, seconds[TRAINED[0]]
+
+
 def main():
     old_cpu, new_cpu = cpu(OLD_DIR), cpu(NEW_DIR)
     for label, info in (("committed", old_cpu), ("this run", new_cpu)):
@@ -52,6 +63,9 @@ def main():
     old_zoo, new_zoo = zoo(OLD_DIR), zoo(NEW_DIR)
     print(f"zoo build wall time: committed {wall_minutes(OLD_DIR):.1f} min, "
           f"this run {wall_minutes(NEW_DIR):.1f} min")
+    (old_min, old_t), (new_min, new_t) = trained_minutes(OLD_DIR), trained_minutes(NEW_DIR)
+    print(f"teacher and four students: committed {old_min:.1f} min (teacher {old_t} s), "
+          f"this run {new_min:.1f} min (teacher {new_t} s)")
     keys = ("dev_auroc", "dev_accuracy_at_0.5", "dev_operating_point")
     differ = [n for n in old_zoo if n in new_zoo and any(
         old_zoo[n].get(k) != new_zoo[n].get(k) for k in keys)]
