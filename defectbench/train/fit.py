@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -177,6 +178,7 @@ def fit(
         elapsed_before = float(state["elapsed"])
     resumed_from = start_epoch
     teacher_t = torch.from_numpy(teacher_logits).float() if teacher_logits is not None else None
+    autocast = _training_autocast(config.mixed_precision, description)
     t0 = time.perf_counter()
     epochs = tqdm(
         range(start_epoch, config.epochs),
@@ -196,7 +198,10 @@ def fit(
                 continue
             x = augment_batch(torch.from_numpy(train_x[idx.numpy()]), config.augment, generator)
             x = x.contiguous(memory_format=torch.channels_last)
-            logits = model(x)
+            with autocast:
+                logits = model(x)
+            # the loss in float32: log-softmax and KL of near-equal bf16 logits lose digits
+            logits = logits.float()
             if distill is None:
                 loss = F.cross_entropy(
                     logits,
@@ -259,6 +264,21 @@ def fit(
         elapsed_before + time.perf_counter() - t0,
         resumed_from,
     )
+
+
+def _training_autocast(mixed_precision: str | None, description: str):
+    """The context the forward pass runs in: CPU autocast for bf16, or nothing."""
+    if mixed_precision is None:
+        return contextlib.nullcontext()
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        # still correct, only slower: oneDNN emulates bf16 without AVX512-BF16 or AMX
+        warnings.warn(
+            f"{description}: the recipe trains in bf16 mixed precision, but this CPU has no "
+            "native bf16 (AVX512-BF16 or AMX), so each step may be slower than in float32; "
+            "the result is the recipe's, only the time differs",
+            stacklevel=3,
+        )
+    return torch.autocast("cpu", dtype=torch.bfloat16)
 
 
 def _weight_average(model: torch.nn.Module, decay: float | None):

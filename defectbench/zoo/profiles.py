@@ -43,6 +43,9 @@ class Profile:
     # more down the rows than across the columns: docs/results/cell-orientation.txt), so a
     # turned cell is one the teacher never meets
     teacher_rot90: bool = True
+    # bf16 autocast for the teacher's and students' training (TrainConfig.mixed_precision);
+    # None trains in float32, as every profile did before, so their keys stay as they were
+    mixed_precision: str | None = None
     num_calibration: int = 128
     target_recall: float = DEFAULT_TARGET_RECALL
     max_train_images: int | None = None
@@ -55,8 +58,8 @@ class Profile:
         return asdict(self)
 
     def trained_recipes(self) -> dict[str, TrainedRecipe]:
-        subset = {"max_train_images": self.max_train_images, "max_dev_images": self.max_dev_images,
-                  "seed": self.seed}
+        common = {"max_train_images": self.max_train_images, "max_dev_images": self.max_dev_images,
+                  "seed": self.seed, "mixed_precision": self.mixed_precision}
         drop_path = self.teacher_drop_path
         teacher_kwargs = (("drop_path_rate", drop_path),) if drop_path else ()
         teacher = TrainedRecipe(
@@ -64,11 +67,11 @@ class Profile:
             TrainConfig(epochs=self.teacher_epochs, img_size=self.teacher_size, lr=self.teacher_lr,
                         targets=self.teacher_targets, class_balance=self.teacher_class_balance,
                         ema_decay=self.teacher_ema_decay,
-                        augment=AugmentConfig(rot90=self.teacher_rot90), **subset),
+                        augment=AugmentConfig(rot90=self.teacher_rot90), **common),
         )
         cnn = TrainedRecipe(
             ModelSpec(CNN_STUDENT, self.cnn_size),
-            TrainConfig(epochs=self.cnn_epochs, img_size=self.cnn_size, lr=1e-3, **subset),
+            TrainConfig(epochs=self.cnn_epochs, img_size=self.cnn_size, lr=1e-3, **common),
         )
         # trained from scratch: no ImageNet ViT weights install offline (FACTS.md), and this
         # is the case where distillation from a CNN teacher is known to matter (DeiT)
@@ -76,7 +79,7 @@ class Profile:
             ModelSpec(VIT_STUDENT, self.vit_size, pretrained=False,
                       timm_kwargs=(("img_size", self.vit_size),)),
             TrainConfig(epochs=self.vit_epochs, img_size=self.vit_size, lr=5e-4,
-                        weight_decay=0.05, **subset),
+                        weight_decay=0.05, **common),
         )
         kd = DistillConfig(teacher=TEACHER, mode="soft", temperature=4.0, alpha=0.7)
         return {
@@ -173,7 +176,7 @@ PROFILES = {
     "quick": Profile(
         "quick", "embedded default: the whole zoo on 2 CPU cores in about half an hour",
         teacher_size=260, teacher_epochs=8, cnn_size=176, cnn_epochs=4, vit_size=128,
-        vit_epochs=6,
+        vit_epochs=6, mixed_precision="bf16",
     ),
     # sized for about an hour on 2 CPU cores: the CNNs at their native resolutions with longer
     # schedules; the from-scratch ViT at 160 px, because at 224 px its two runs alone would
