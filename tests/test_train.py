@@ -2,6 +2,7 @@
 
 import copy
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -95,6 +96,55 @@ def test_an_unset_weight_average_stays_out_of_the_recipe_dict():
     # before the option existed
     assert "ema_decay" not in TrainConfig(epochs=1, img_size=64).to_dict()
     assert TrainConfig(epochs=1, img_size=64, ema_decay=0.9).to_dict()["ema_decay"] == 0.9
+
+
+def test_mixed_precision_validates_and_stays_out_of_float32_recipes():
+    with pytest.raises(ConfigError, match="mixed_precision 'fp16' is not one of None, 'bf16'"):
+        TrainConfig(epochs=1, img_size=64, mixed_precision="fp16")
+    assert "mixed_precision" not in TrainConfig(epochs=1, img_size=64).to_dict()
+    bf16 = TrainConfig(epochs=1, img_size=64, mixed_precision="bf16")
+    assert bf16.to_dict()["mixed_precision"] == "bf16" and TrainConfig(**bf16.to_dict()) == bf16
+
+
+class _RecordsDtypes(torch.nn.Module):
+    """Records the dtype its linear layer computes in and the dtype of its weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Linear(3, 2)
+        self.seen: set[tuple[torch.dtype, torch.dtype]] = set()
+
+    def forward(self, x):
+        out = self.head(x.mean((2, 3)))
+        if self.training:
+            self.seen.add((out.dtype, self.head.weight.dtype))
+        return out
+
+
+def test_bf16_mixed_precision_trains_in_bf16_and_keeps_float32_weights():
+    x, y = _data()
+    cfg = TrainConfig(epochs=2, img_size=16, batch_size=8, lr=0.05)
+    plain, mixed = _RecordsDtypes(), _RecordsDtypes()
+    fit(plain, x, y, x, y, cfg)
+    result = fit(mixed, x, y, x, y, dataclasses.replace(cfg, mixed_precision="bf16"))
+    assert plain.seen == {(torch.float32, torch.float32)}
+    assert mixed.seen == {(torch.bfloat16, torch.float32)}
+    assert all(p.dtype == torch.float32 for p in mixed.parameters())
+    assert np.isfinite(result.best_dev_auroc)
+
+
+def test_bf16_mixed_precision_warns_where_the_cpu_emulates_bf16(monkeypatch):
+    import defectbench.train.fit as fit_module
+
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8, mixed_precision="bf16")
+    monkeypatch.setattr(fit_module, "cpu_has_native_bf16", lambda: False)
+    with pytest.warns(UserWarning, match="this CPU has no native bf16"):
+        fit(_Tiny(), x, y, x, y, cfg, description="slow")
+    monkeypatch.setattr(fit_module, "cpu_has_native_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(_Tiny(), x, y, x, y, cfg)
 
 
 def test_augmentation_keeps_shape_and_is_seeded():

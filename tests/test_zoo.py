@@ -47,6 +47,26 @@ def test_teacher_starts_pretrained_and_the_vit_from_scratch():
     assert not recipes["vit_tiny_patch16_224.kd"].model.pretrained
 
 
+def test_a_profile_s_mixed_precision_reaches_teacher_and_students_only():
+    import dataclasses
+
+    from defectbench.zoo.recipes import TrainedRecipe
+
+    # every built-in profile trains in float32, so the keys of zoos built before the option
+    # existed still hold
+    for name in PROFILES:
+        assert {r.train.mixed_precision for r in all_recipes(name).values()
+                if isinstance(r, TrainedRecipe)} == {None}
+    recipes = all_recipes(dataclasses.replace(get_profile("quick"), mixed_precision="bf16"))
+    trained = {n for n, r in recipes.items() if isinstance(r, TrainedRecipe)}
+    assert trained == {TEACHER, "tf_efficientnet_lite0.base", "tf_efficientnet_lite0.kd",
+                       "vit_tiny_patch16_224.base", "vit_tiny_patch16_224.kd"}
+    assert {recipes[n].train.mixed_precision for n in trained} == {"bf16"}
+    # pruning and QAT fine-tunes keep their float32 recipes, and so their keys
+    finetunes = [r.finetune for r in recipes.values() if hasattr(r, "finetune")]
+    assert finetunes and {f.mixed_precision for f in finetunes} == {None}
+
+
 def test_unknown_names_suggest_the_right_one():
     with pytest.raises(UnknownNameError, match="did you mean 'tf_efficientnet_lite0.kd'"):
         get_recipe("tf_efficientnet_lite0.kdd")

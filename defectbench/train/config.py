@@ -68,10 +68,11 @@ class TrainConfig:
     optimiser steps; it smooths the last epochs' step-to-step noise, which matters when `dev`
     picks one epoch of a short schedule. None trains without it.
 
-    `mixed_precision`: "bf16" runs the forward pass and loss under CPU autocast in bfloat16
-    (weights, optimiser state and the dev scoring stay float32), about 1.35-1.65x faster per
-    step on a CPU with native bf16 (AVX512-BF16 or AMX; docs/results/bf16-training-speed.txt).
-    None trains in float32.
+    `mixed_precision`: "bf16" runs the forward pass under CPU autocast in bfloat16 (weights,
+    optimiser state, the loss and the dev scoring stay float32). Whether that is faster
+    depends on the model and the CPU: on the 2-core development VM (AVX512-BF16, no AMX) it
+    sped up the ViT's steps and not the EfficientNets' (docs/results/bf16-training-speed.txt),
+    so no built-in profile uses it. None trains in float32.
     """
 
     epochs: int

@@ -266,11 +266,16 @@ def fit(
     )
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively here (AVX512-BF16 or AMX) rather than emulating it."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def _training_autocast(mixed_precision: str | None, description: str):
     """The context the forward pass runs in: CPU autocast for bf16, or nothing."""
     if mixed_precision is None:
         return contextlib.nullcontext()
-    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    if not cpu_has_native_bf16():
         # still correct, only slower: oneDNN emulates bf16 without AVX512-BF16 or AMX
         warnings.warn(
             f"{description}: the recipe trains in bf16 mixed precision, but this CPU has no "

@@ -28,6 +28,7 @@ from defectbench.metrics.confusion import binary_report
 from defectbench.metrics.operating_point import OperatingPoint, choose_operating_point
 from defectbench.metrics.ranking import roc_auc
 from defectbench.models.pretrained import create_model, weights_identity
+from defectbench.train.allocator import retain_freed_memory
 from defectbench.train.config import TrainConfig
 from defectbench.train.fit import defect_probability, fit, predict_logits
 from defectbench.zoo.profiles import DEFAULT_TARGET_RECALL, Profile
@@ -346,41 +347,43 @@ def build_zoo(
     ctx.keys = compute_keys(recipes, fixture, versions, profile.target_recall)
     wanted = select_variants(recipes, patterns)
     manifests = {}
-    for name in build_order(recipes, wanted):
-        key = ctx.keys[name]
-        if ctx.store.is_current(name, key):
-            manifests[name] = ctx.store.verify(name, key)
-            continue
-        if ctx.store.manifest_path(name).is_file():
-            log(f"{name}: stale or damaged, rebuilding")
-        log(f"building {name} ({profile.name})")
-        for leftover in ctx.store.remove_leftovers(name):
-            log(f"{name}: removed {leftover}, left by an interrupted build")
-        recipe = recipes[name]
-        started = time.perf_counter()
-        body = builders()[type(recipe)](ctx, name, recipe, recipes)
-        manifest = {
-            "name": name,
-            "profile": profile.name,
-            "key": key,
-            "recipe": recipe.to_dict(),
-            "parents": {p: ctx.keys[p] for p in recipe.parents},
-            "parent_artifacts": ctx.store.parent_artifacts(recipe.parents),
-            "fixture": {
-                "content_sha256": fixture.content_sha256,
-                "split_sha256": fixture.split_sha256,
-                "defect_threshold": fixture.defect_threshold,
-            },
-            "versions": versions,
-            # not part of the key: a zoo built elsewhere stays usable, but the same recipe
-            # rebuilt on another CPU model or thread count gives other weights
-            "built_on": {**cpu_identity(), "torch_threads": torch.get_num_threads()},
-            "build_seconds": time.perf_counter() - started,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **body,
-        }
-        ctx.store.commit(manifest)
-        (ctx.store.variant_dir(name) / TRAIN_STATE).unlink(missing_ok=True)
-        manifests[name] = manifest
-        log(f"built {name} in {manifest['build_seconds']:.0f} s")
+    # steps reuse freed activation memory instead of faulting fresh pages in each time
+    with retain_freed_memory():
+        for name in build_order(recipes, wanted):
+            key = ctx.keys[name]
+            if ctx.store.is_current(name, key):
+                manifests[name] = ctx.store.verify(name, key)
+                continue
+            if ctx.store.manifest_path(name).is_file():
+                log(f"{name}: stale or damaged, rebuilding")
+            log(f"building {name} ({profile.name})")
+            for leftover in ctx.store.remove_leftovers(name):
+                log(f"{name}: removed {leftover}, left by an interrupted build")
+            recipe = recipes[name]
+            started = time.perf_counter()
+            body = builders()[type(recipe)](ctx, name, recipe, recipes)
+            manifest = {
+                "name": name,
+                "profile": profile.name,
+                "key": key,
+                "recipe": recipe.to_dict(),
+                "parents": {p: ctx.keys[p] for p in recipe.parents},
+                "parent_artifacts": ctx.store.parent_artifacts(recipe.parents),
+                "fixture": {
+                    "content_sha256": fixture.content_sha256,
+                    "split_sha256": fixture.split_sha256,
+                    "defect_threshold": fixture.defect_threshold,
+                },
+                "versions": versions,
+                # not part of the key: a zoo built elsewhere stays usable, but the same recipe
+                # rebuilt on another CPU model or thread count gives other weights
+                "built_on": {**cpu_identity(), "torch_threads": torch.get_num_threads()},
+                "build_seconds": time.perf_counter() - started,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                **body,
+            }
+            ctx.store.commit(manifest)
+            (ctx.store.variant_dir(name) / TRAIN_STATE).unlink(missing_ok=True)
+            manifests[name] = manifest
+            log(f"built {name} in {manifest['build_seconds']:.0f} s")
     return {n: manifests[n] for n in wanted}
