@@ -38,3 +38,7 @@ class ArtifactError(DefectbenchError):
 
 class ReportError(DefectbenchError):
     """Benchmark JSON given to the report is not defectbench output or cannot be merged."""
+
+
+class ZooBuildError(DefectbenchError):
+    """A zoo build that the benchmark suite started failed; its own output says why."""

@@ -225,17 +225,45 @@ def defectbench_suite(request: pytest.FixtureRequest) -> suite_mod.Suite:
     """The session's suite; builds the zoo for the chosen profile first when it is missing."""
     config = request.config
     if _SUITE not in config.stash:
-        from defectbench.zoo.build import build_zoo
-
         catalog = _catalog(config)
+        wanted = (suite_mod.select_names(catalog.names, _selection(config).variants)
+                  + [suite_mod.TEACHER])
         capture = config.pluginmanager.getplugin("capturemanager")
         with capture.global_and_fixture_disabled():  # show build progress live
-            build_zoo(catalog.profile, catalog.store.root,
-                      suite_mod.select_names(catalog.names, _selection(config).variants)
-                      + [suite_mod.TEACHER])
+            _build_missing(catalog, wanted)
         budgets = option(config, "--budgets") or profile_file("budgets", catalog.profile.name)
         config.stash[_SUITE] = suite_mod.Suite(catalog, Path(budgets))
     return config.stash[_SUITE]
+
+
+def _build_missing(catalog, wanted: list[str]) -> None:
+    """Build what the session needs and the zoo lacks, in a process of its own: the build
+    tunes the allocator for training (`defectbench.train.allocator`) and grows a heap of
+    gigabytes, and neither may carry over into the process whose latency and memory the
+    suite then measures."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from defectbench.zoo.build import variants_to_build
+
+    missing = variants_to_build(catalog.profile, catalog.store.root, wanted)
+    if not missing:
+        return
+    command = [sys.executable, "-m", "defectbench.cli", "zoo", "build",
+               "--profile", catalog.profile.name, "--zoo", str(catalog.store.root),
+               # the session's thread count: a recipe's weights depend on it (`built_on`)
+               "--threads", str(torch.get_num_threads()), "--variants", ",".join(missing)]
+    status = subprocess.run(command, check=False).returncode
+    if status != 0:
+        from defectbench.errors import ZooBuildError
+
+        raise ZooBuildError(
+            f"building the {catalog.profile.name!r} zoo failed (exit status {status}; its "
+            "output is above). Fix that and rerun: finished variants are kept, and "
+            f"`defectbench zoo build --profile {catalog.profile.name}` resumes the rest"
+        )
 
 
 def profile_file(stem: str, profile: str) -> Path:

@@ -388,3 +388,56 @@ def test_the_quality_pass_leaves_the_timed_instance_to_its_own_first_calls(
     suite.memory(case, suite.perf_batch(case))
     assert batches_of(timed) == [8]
     assert suite.predictor(case) is timed  # kept for the session
+
+
+IN_PROCESS_BUILD_FORBIDDEN = '''
+pytest_plugins = ["defectbench.plugin"]
+
+import defectbench.zoo.build as build
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("the zoo was built inside the suite's own process")
+
+
+# the suite process must neither build nor tune its allocator for training: both would
+# change what it then measures (defectbench.train.allocator)
+build.build_zoo = _refuse
+build.retain_freed_memory = _refuse
+'''
+
+
+def test_the_suite_builds_a_missing_zoo_in_a_process_of_its_own(suite_dir, tmp_path):
+    suite_dir.makeconftest(IN_PROCESS_BUILD_FORBIDDEN)
+    zoo = tmp_path / "empty-zoo"
+    result = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(zoo), "--variants", TEACHER,
+        "--precisions", "fp32", "--devices", "cpu", "-m", "quality", "--benchmark-disable",
+        "-p", "no:cacheprovider",
+    )
+    result.stdout.fnmatch_lines([f"*built {TEACHER} in * s*"])
+    assert result.parseoutcomes().get("failed", 0) + result.parseoutcomes().get("passed", 0) == 1
+    assert "AssertionError: the zoo was built inside" not in result.stdout.str()
+    manifest = Catalog(zoo, "smoke").store.verify(TEACHER)
+    assert manifest["built_on"]["torch_threads"] >= 1
+    # a second session finds it built and starts no build at all
+    again = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(zoo), "--variants", TEACHER,
+        "--precisions", "fp32", "--devices", "cpu", "-m", "quality", "--benchmark-disable",
+        "-p", "no:cacheprovider",
+    )
+    assert "building" not in again.stdout.str()
+
+
+def test_a_failed_zoo_build_stops_the_suite_with_the_way_to_resume(suite_dir, tmp_path):
+    not_a_dir = tmp_path / "zoo-file"
+    not_a_dir.write_text("a file where the zoo directory should be")
+    result = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(not_a_dir), "--variants",
+        TEACHER, "--precisions", "fp32", "--devices", "cpu", "-m", "quality",
+        "--benchmark-disable", "-p", "no:cacheprovider",
+    )
+    result.stdout.fnmatch_lines(
+        ["*ZooBuildError: building the 'smoke' zoo failed (exit status *"
+         "`defectbench zoo build --profile smoke` resumes the rest*"]
+    )

@@ -11,10 +11,16 @@ so a recipe builds the same weights either way (tests/test_allocator.py, and the
 with it in docs/results/quick-run3/).
 
 `retain_freed_memory()` turns glibc's mmap for large blocks off (`M_MMAP_MAX` 0: they come
-from the heap, which is reused) and its heap trimming off (`M_TRIM_THRESHOLD` -1), and on exit
-restores glibc's default limits and returns the free heap to the kernel (`malloc_trim`), so
-a benchmark session that built its zoo first measures memory with the default allocator
-limits. Elsewhere than glibc (musl, macOS) it does nothing and says so in its return value.
+from the heap, which is reused) and its heap trimming off (`M_TRIM_THRESHOLD` -1). On exit it
+returns the free heap to the kernel (`malloc_trim`) and sets the highest limits glibc's
+dynamic threshold can rise to (mmap above 32 MiB, trim above 64 MiB): any mallopt call ends
+that dynamic adjustment for good, and left at glibc's start values (128 KiB) every
+activation of an inference call goes to a fresh mmap. A first version did that, and the
+suite, whose process passed through `build_zoo` even with nothing to build, measured torch
+latencies a median 1.3-2.3x slower (docs/results/quick-run3/suite-after-mallopt/). The
+benchmark suite now builds a missing zoo in a process of its own (`defectbench.plugin`), so
+nothing it times runs after this function.
+Elsewhere than glibc (musl, macOS) it does nothing and says so in its return value.
 """
 
 from __future__ import annotations
@@ -25,11 +31,16 @@ import platform
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-# mallopt(3) parameters and glibc's defaults for them
+# mallopt(3) parameters
 M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
-DEFAULT_TRIM_THRESHOLD = 128 * 1024
+# restored on exit: glibc's default mmap count, and the thresholds its dynamic adjustment
+# settles at in a process that has freed large blocks (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit,
+# and twice that for trimming)
 DEFAULT_MMAP_MAX = 65536
+SETTLED_MMAP_THRESHOLD = 32 * 2**20
+SETTLED_TRIM_THRESHOLD = 2 * SETTLED_MMAP_THRESHOLD
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -60,5 +71,6 @@ def retain_freed_memory() -> Iterator[bool]:
         yield applied
     finally:
         libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
-        libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
+        libc.mallopt(M_MMAP_THRESHOLD, SETTLED_MMAP_THRESHOLD)
+        libc.mallopt(M_TRIM_THRESHOLD, SETTLED_TRIM_THRESHOLD)
         libc.malloc_trim(0)

@@ -330,6 +330,21 @@ def compute_keys(
     return keys
 
 
+def variants_to_build(
+    profile: Profile, root: Path, patterns: Iterable[str] | None = None
+) -> list[str]:
+    """What `build_zoo(profile, root, patterns)` would build (missing, stale or damaged
+    variants and their parents), in build order; empty when the zoo is ready."""
+    from defectbench.zoo.registry import all_recipes
+
+    fixture = load_fixture()
+    recipes = all_recipes(profile)
+    keys = compute_keys(recipes, fixture, library_versions(), profile.target_recall)
+    store = ZooStore(root, profile.name)
+    wanted = select_variants(recipes, patterns)
+    return [n for n in build_order(recipes, wanted) if not store.is_current(n, keys[n])]
+
+
 def build_zoo(
     profile: Profile,
     root: Path,

@@ -7,10 +7,13 @@ OUT=${OUT:-docs/results}  # a later run goes to its own folder: OUT=docs/results
 mkdir -p "$OUT"
 
 # 1. the whole quick zoo from nothing; per-variant build seconds land in the manifests
-rm -rf "$ZOO/quick"
-{ time defectbench zoo build --profile quick --zoo "$ZOO"; } > /tmp/quick-zoo-build.log 2>&1
-grep -a -E "^(building|built|real|user|sys)" /tmp/quick-zoo-build.log > "$OUT/quick-zoo-build.txt"
-defectbench zoo list --profile quick --zoo "$ZOO" --json > "$OUT/quick-zoo.json"
+#    (BUILD=0: keep the zoo in $ZOO and its build files in $OUT, rerun steps 2 and 3 only)
+if [ "${BUILD:-1}" != 0 ]; then
+    rm -rf "$ZOO/quick"
+    { time defectbench zoo build --profile quick --zoo "$ZOO"; } > /tmp/quick-zoo-build.log 2>&1
+    grep -a -E "^(building|built|real|user|sys)" /tmp/quick-zoo-build.log > "$OUT/quick-zoo-build.txt"
+    defectbench zoo list --profile quick --zoo "$ZOO" --json > "$OUT/quick-zoo.json"
+fi
 
 # 2. the suite (quality gates, latency at b1/8/32, speed targets) plus, in the same session,
 #    the FP32 eager teacher architecture at its native 260 px from the latency survey

@@ -1,23 +1,22 @@
-"""The quick profile rebuilt from nothing and re-run at a later commit, against the committed run.
+"""Two runs of `run_quick.sh` (zoo built from nothing, suite, report) side by side.
 
-    python docs/results/quick-run2/compare.py
+    python docs/results/compare_quick_runs.py docs/results docs/results/quick-run2 \
+        > docs/results/quick-run2/compare.txt
+    python docs/results/compare_quick_runs.py docs/results/quick-run2 docs/results/quick-run3 \
+        > docs/results/quick-run3/compare.txt
 
-The committed quick run (`docs/results/quick-*`, commit 0ac339d) and this one (this folder,
-`OUT=docs/results/quick-run2 bash docs/results/run_quick.sh`) built the same recipes with the
-same seeds on the same kind of machine. Prints: build time; variants whose dev metrics differ
-(a build that does not reproduce); quality cases whose confusion counts, new misses or verdict
-differ; and the in-process memory `delta_mb` of every case by runtime and batch size, before
-and after the quality pass got an instance of its own (the committed run scored `val` through
-the timed instance at batch 32 first, so ONNX Runtime's b8/b32 cases read 0).
+Prints, for the earlier run (OLD) and the later one (NEW): the CPU; build time, whole zoo and
+teacher plus the four students (what zoo I's 30-minute budget covers), per trained model;
+variants whose dev metrics differ (a build that does not reproduce); quality cases whose
+confusion counts, new misses or verdict differ; the teacher's val figures; failing cases;
+speed targets; and the in-process first-call memory `delta_mb` by runtime and batch size.
 """
 
 import json
 import re
 import statistics
+import sys
 from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-OLD_DIR, NEW_DIR = HERE.parent, HERE
 
 
 def zoo(folder):
@@ -46,38 +45,41 @@ TRAINED = ("tf_efficientnet_lite2.teacher", "tf_efficientnet_lite0.base",
            "tf_efficientnet_lite0.kd", "vit_tiny_patch16_224.base", "vit_tiny_patch16_224.kd")
 
 
-def trained_minutes(folder):
-    """Teacher and the four students: what zoo I's 30-minute budget covers."""
+def trained_seconds(folder):
+    """Build seconds of the teacher and the four students: what zoo I's budget covers."""
     text = (folder / "quick-zoo-build.txt").read_text()
     seconds = {m[1]: int(m[2]) for m in re.finditer(r"^built (\S+) in (\d+) s", text, re.M)}
-    return sum(seconds[n] for n in TRAINED) / 60, seconds[TRAINED[0]]
+    return {n: seconds[n] for n in TRAINED}
 
 
-def main():
-    old_cpu, new_cpu = cpu(OLD_DIR), cpu(NEW_DIR)
-    for label, info in (("committed", old_cpu), ("this run", new_cpu)):
+def main(old_dir: Path, new_dir: Path):
+    print(f"OLD: {old_dir}\nNEW: {new_dir}")
+    old_cpu, new_cpu = cpu(old_dir), cpu(new_dir)
+    for label, info in (("OLD", old_cpu), ("NEW", new_cpu)):
         print(f"{label}: {info['brand_raw']}, family {info['family']} model {info['model']} "
               f"stepping {info['stepping']}, {len(info['flags'])} CPU flags")
-    print("flags only the committed run's CPU had:",
+    print("flags only OLD's CPU had:",
           " ".join(sorted(set(old_cpu["flags"]) - set(new_cpu["flags"]))) or "none")
-    old_zoo, new_zoo = zoo(OLD_DIR), zoo(NEW_DIR)
-    print(f"zoo build wall time: committed {wall_minutes(OLD_DIR):.1f} min, "
-          f"this run {wall_minutes(NEW_DIR):.1f} min")
-    (old_min, old_t), (new_min, new_t) = trained_minutes(OLD_DIR), trained_minutes(NEW_DIR)
-    print(f"teacher and four students: committed {old_min:.1f} min (teacher {old_t} s), "
-          f"this run {new_min:.1f} min (teacher {new_t} s)")
+    old_zoo, new_zoo = zoo(old_dir), zoo(new_dir)
+    print(f"zoo build wall time: OLD {wall_minutes(old_dir):.1f} min, "
+          f"NEW {wall_minutes(new_dir):.1f} min")
+    old_s, new_s = trained_seconds(old_dir), trained_seconds(new_dir)
+    print(f"teacher and four students: OLD {sum(old_s.values()) / 60:.1f} min, "
+          f"NEW {sum(new_s.values()) / 60:.1f} min")
+    for name in TRAINED:
+        print(f"  {name:32s} OLD {old_s[name]:5d} s, NEW {new_s[name]:5d} s")
     keys = ("dev_auroc", "dev_accuracy_at_0.5", "dev_operating_point")
     differ = [n for n in old_zoo if n in new_zoo and any(
         old_zoo[n].get(k) != new_zoo[n].get(k) for k in keys)]
-    print(f"variants: committed {len(old_zoo)}, this run {len(new_zoo)}; dev metrics differ:",
+    print(f"variants: OLD {len(old_zoo)}, NEW {len(new_zoo)}; dev metrics differ:",
           ", ".join(differ) or "none")
-    old_q, old_b, _ = suite(OLD_DIR)
-    new_q, new_b, targets = suite(NEW_DIR)
+    old_q, old_b, _ = suite(old_dir)
+    new_q, new_b, targets = suite(new_dir)
     changed = [f"{v}-{p}" for (v, p) in sorted(old_q) if (v, p) in new_q and any(
         old_q[v, p][k] != new_q[v, p][k] for k in ("counts", "new_misses", "passed"))]
-    print(f"quality cases: committed {len(old_q)}, this run {len(new_q)}; counts, new misses "
+    print(f"quality cases: OLD {len(old_q)}, NEW {len(new_q)}; counts, new misses "
           "or verdict differ:", ", ".join(changed) or "none")
-    for label, quality in (("committed", old_q), ("this run", new_q)):
+    for label, quality in (("OLD", old_q), ("NEW", new_q)):
         teacher = quality["tf_efficientnet_lite2.teacher", "fp32"]
         correct = round(teacher["at_0.5"]["accuracy"] * teacher["n"])
         print(f"teacher, {label}: val accuracy at 0.5 {correct}/{teacher['n']} "
@@ -85,12 +87,21 @@ def main():
               f"{teacher['recall']:.3f} [{teacher['recall_interval'][0]:.3f}, "
               f"{teacher['recall_interval'][1]:.3f}], FNR upper bound {teacher['fnr_upper']:.3f}")
     failing = sorted(f"{v}-{p}" for (v, p), q in new_q.items() if not q["passed"])
-    print(f"failing in this run ({len(failing)}):", ", ".join(failing))
+    print(f"failing in NEW ({len(failing)}):", ", ".join(failing))
     for target in targets:
         print(f"speed target {target['name']}: {target.get('ratio', float('nan')):.2f}x "
               f"(min {target['min_ratio']}), passed {target.get('passed')}")
+    print("\nlatency, median over cases of NEW's median / OLD's median [min, max]")
+    ratios = {}
+    for key, info in new_b.items():
+        if key in old_b:
+            ratios.setdefault((info["runtime"], key[2]), []).append(
+                info["latency_ms"]["p50"] / old_b[key]["latency_ms"]["p50"])
+    for (runtime, batch), values in sorted(ratios.items()):
+        print(f"{runtime:14s} b{batch:<3d} {statistics.median(values):6.2f} "
+              f"[{min(values):.2f}, {max(values):.2f}] over {len(values)}")
     print("\nin-process first-call memory delta_mb, median over cases [cases at 0 MB / cases]")
-    print(f"{'runtime':14s} {'batch':>5s} {'committed':>22s} {'this run':>22s}")
+    print(f"{'runtime':14s} {'batch':>5s} {'OLD':>22s} {'NEW':>22s}")
     cells = {}
     for which, bench in (("old", old_b), ("new", new_b)):
         for (_, _, batch), info in bench.items():
@@ -107,4 +118,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) != 3:
+        sys.exit("usage: compare_quick_runs.py OLD_RESULTS_DIR NEW_RESULTS_DIR")
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
