@@ -3,10 +3,11 @@
 glibc serves every allocation above its mmap threshold (at most 32 MiB) with a fresh `mmap`
 and returns it to the kernel on `free`. A training step allocates and frees activations of
 tens to hundreds of MiB (tf_efficientnet_lite2 at 260 px, batch 32: about 6 GiB in all), so
-every step faults the same pages in again, and the kernel zeroes each one: on the 2-core
-development VM, 1-2 million minor faults and several seconds of system time per step for
-the first steps, and 9.3 million faults over 40 steps (145.8 s) against 1.5 million (96.0 s)
-with the memory kept (docs/results/allocator-page-faults.txt). The arithmetic is unchanged,
+every step faults the same pages in again, and the kernel zeroes each one. On the 2-core
+development VM, 20 steps of the quick teacher in a fresh process took 7.4-7.9 million minor
+faults, 20 s of system time and 57-58 s, against 1.4 million, 8 s and 47 s with the memory
+kept (docs/results/allocator-page-faults.txt); the first model a `zoo build` trains gained
+most (quick-run3: tf_efficientnet_lite0.base 157 s, was 251). The arithmetic is unchanged,
 so a recipe builds the same weights either way (tests/test_allocator.py, and the zoo rebuilt
 with it in docs/results/quick-run3/).
 

@@ -71,8 +71,9 @@ class TrainConfig:
     `mixed_precision`: "bf16" runs the forward pass under CPU autocast in bfloat16 (weights,
     optimiser state, the loss and the dev scoring stay float32). Whether that is faster
     depends on the model and the CPU: on the 2-core development VM (AVX512-BF16, no AMX) it
-    sped up the ViT's steps and not the EfficientNets' (docs/results/bf16-training-speed.txt),
-    so no built-in profile uses it. None trains in float32.
+    made the ViT's steps 1.18x faster and the EfficientNets' slower (0.82-0.87x;
+    docs/results/bf16-training-speed.txt), so no built-in profile uses it. None trains in
+    float32.
     """
 
     epochs: int
