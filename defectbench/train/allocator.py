@@ -36,9 +36,8 @@ from contextlib import contextmanager
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
-# restored on exit: glibc's default mmap count, and the thresholds its dynamic adjustment
-# settles at in a process that has freed large blocks (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit,
-# and twice that for trimming)
+# restored on exit: glibc's default mmap count, and the highest thresholds its dynamic
+# adjustment can rise to (DEFAULT_MMAP_THRESHOLD_MAX on 64-bit, and twice that for trimming)
 DEFAULT_MMAP_MAX = 65536
 SETTLED_MMAP_THRESHOLD = 32 * 2**20
 SETTLED_TRIM_THRESHOLD = 2 * SETTLED_MMAP_THRESHOLD
