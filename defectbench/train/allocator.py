@@ -15,7 +15,7 @@ with it in docs/results/quick-run3/).
 from the heap, which is reused) and its heap trimming off (`M_TRIM_THRESHOLD` -1). On exit it
 returns the free heap to the kernel (`malloc_trim`) and sets the highest limits glibc's
 dynamic threshold can rise to (mmap above 32 MiB, trim above 64 MiB): any mallopt call ends
-that dynamic adjustment for good, and left at glibc's start values (128 KiB) every
+that dynamic adjustment for good, and left at glibc's start values (128 KiB) every larger
 activation of an inference call goes to a fresh mmap. A first version did that, and the
 suite, whose process passed through `build_zoo` even with nothing to build, measured torch
 latencies a median 1.3-2.3x slower (docs/results/quick-run3/suite-after-mallopt/). The
