@@ -167,6 +167,11 @@ def test_existing_keys_survive_options_added_later(monkeypatch):
     turned_off = compute_keys(all_recipes(upright), _FakeFixture(), versions)
     assert turned_off[TEACHER] != keys[TEACHER]
     assert turned_off["tf_efficientnet_lite0.base"] == keys["tf_efficientnet_lite0.base"]
+    smaller_steps = dataclasses.replace(get_profile("full"), teacher_batch_size=16)
+    assert all_recipes(smaller_steps)[TEACHER].train.batch_size == 16
+    more_steps = compute_keys(all_recipes(smaller_steps), _FakeFixture(), versions)
+    assert more_steps[TEACHER] != keys[TEACHER]
+    assert more_steps["tf_efficientnet_lite0.base"] == keys["tf_efficientnet_lite0.base"]
     # the dev operating point every manifest stores is chosen for the profile's target recall
     stricter = compute_keys(all_recipes("full"), _FakeFixture(), versions, target_recall=0.95)
     assert all(stricter[n] != keys[n] for n in keys)

@@ -36,6 +36,9 @@ class Profile:
     teacher_class_balance: str = "weighted_loss"
     teacher_ema_decay: float | None = None
     teacher_lr: float = 1e-3
+    # images per optimiser step while fine-tuning the teacher; at a fixed number of epochs a
+    # smaller batch takes more (and noisier) steps
+    teacher_batch_size: int = 32
     # stochastic depth while fine-tuning (timm's drop_path_rate); 0 leaves the model spec, and
     # so every key, as it was
     teacher_drop_path: float = 0.0
@@ -65,6 +68,7 @@ class Profile:
         teacher = TrainedRecipe(
             ModelSpec("tf_efficientnet_lite2", self.teacher_size, timm_kwargs=teacher_kwargs),
             TrainConfig(epochs=self.teacher_epochs, img_size=self.teacher_size, lr=self.teacher_lr,
+                        batch_size=self.teacher_batch_size,
                         targets=self.teacher_targets, class_balance=self.teacher_class_balance,
                         ema_decay=self.teacher_ema_decay,
                         augment=AugmentConfig(rot90=self.teacher_rot90), **common),

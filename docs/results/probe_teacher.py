@@ -8,8 +8,8 @@ Clopper-Pearson recall interval and one-sided FNR upper bound) and its manifest.
 EPOCHS override the profile's teacher schedule, for trying one before the profile adopts it;
 SEED the training seed (head init, batch order, augmentation), for measuring how much one
 draw decides; EMA_DECAY a moving average of the weights (`none` for off). FIELD=VALUE sets
-a text, real-number or true/false field of the profile, e.g. `teacher_targets=labels
-teacher_class_balance=none` or `teacher_lr=3e-4`.
+a text, number or true/false field of the profile, e.g. `teacher_targets=labels
+teacher_class_balance=none`, `teacher_lr=3e-4` or `teacher_batch_size=16`.
 
 Committed outputs:
 - `quick-teacher-224px.txt`: `quick ZOO 224 8`, made when the quick teacher moved from 192 px x 6
@@ -33,6 +33,8 @@ Committed outputs:
   depth while fine-tuning; not adopted.
 - `full-teacher-no-rot90.txt`: `full ZOO 260 10 0 none teacher_rot90=false`, no quarter turns
   in the augmentation; not adopted.
+- `full-teacher-batch16.txt`: `full ZOO 260 10 0 none teacher_batch_size=16`, twice the
+  optimiser steps in the same epochs.
 """
 
 import dataclasses
@@ -59,13 +61,14 @@ def main(profile_name, root, img_size=None, epochs=None, seed=None, ema_decay=No
          **fields):
     profile = get_profile(profile_name)
     settable = {f.name: type(getattr(profile, f.name)) for f in dataclasses.fields(profile)
-                if type(getattr(profile, f.name)) in (str, float, bool)
-                and f.name not in ("name", "description")}
+                if type(getattr(profile, f.name)) in (str, int, float, bool)
+                and f.name not in ("name", "description", "teacher_size", "teacher_epochs",
+                                   "seed")}
     unknown = [k for k in fields if k not in settable]
     if unknown:
-        sys.exit(f"FIELD=VALUE sets the profile's text, real-number and true/false fields only "
+        sys.exit(f"FIELD=VALUE sets the profile's text, number and true/false fields only "
                  f"({', '.join(sorted(settable))}); {', '.join(unknown)} is not one "
-                 "(sizes, epochs, seed and EMA decay are positional)")
+                 "(the teacher's size and epochs, the seed and EMA decay are positional)")
     profile = dataclasses.replace(profile, **{k: _parse(settable[k], v) for k, v in fields.items()})
     if img_size is not None:
         profile = dataclasses.replace(profile, teacher_size=int(img_size),
