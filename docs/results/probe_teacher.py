@@ -34,7 +34,7 @@ Committed outputs:
 - `full-teacher-no-rot90.txt`: `full ZOO 260 10 0 none teacher_rot90=false`, no quarter turns
   in the augmentation; not adopted.
 - `full-teacher-batch16.txt`: `full ZOO 260 10 0 none teacher_batch_size=16`, twice the
-  optimiser steps in the same epochs.
+  optimiser steps in the same epochs; not adopted.
 """
 
 import dataclasses
@@ -57,8 +57,9 @@ def _parse(kind, text):
     return text.lower() == "true"
 
 
-def main(profile_name, root, img_size=None, epochs=None, seed=None, ema_decay=None,
-         **fields):
+def probe_profile(profile_name, img_size=None, epochs=None, seed=None, ema_decay=None,
+                  **fields):
+    """The profile with the teacher overrides of the command line applied."""
     profile = get_profile(profile_name)
     settable = {f.name: type(getattr(profile, f.name)) for f in dataclasses.fields(profile)
                 if type(getattr(profile, f.name)) in (str, int, float, bool)
@@ -78,6 +79,16 @@ def main(profile_name, root, img_size=None, epochs=None, seed=None, ema_decay=No
     if ema_decay is not None:
         profile = dataclasses.replace(
             profile, teacher_ema_decay=None if ema_decay == "none" else float(ema_decay))
+    return profile
+
+
+def parse_argv(argv):
+    """(positional arguments, FIELD=VALUE settings) of a command line."""
+    return [a for a in argv if "=" not in a], dict(a.split("=", 1) for a in argv if "=" in a)
+
+
+def main(profile_name, root, *teacher, **fields):
+    profile = probe_profile(profile_name, *teacher, **fields)
     start = time.time()
     build_zoo(profile, root, [TEACHER], log=print)
     print("build seconds", round(time.time() - start))
@@ -98,5 +109,5 @@ def main(profile_name, root, img_size=None, epochs=None, seed=None, ema_decay=No
 
 
 if __name__ == "__main__":
-    positional = [a for a in sys.argv[1:] if "=" not in a]
-    main(*positional, **dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a))
+    positional, settings = parse_argv(sys.argv[1:])
+    main(*positional, **settings)
