@@ -147,8 +147,11 @@ def test_upper_bound_covers_the_true_drop_at_the_suites_sample_size(p_miss, p_ca
                             n, p_miss, p_catch)
     assert tango >= 0.94
     if p_catch == 0:
-        # the conditional bound never exceeds the observed drop when nothing is newly caught
-        assert _exact_coverage(_conditional_upper, n, p_miss, p_catch) < 0.5
+        # the conditional bound never exceeds the observed drop when nothing is newly caught;
+        # docs/analysis.md quotes these two coverages (39% and 44%)
+        expected = {0.02: 0.387, 0.05: 0.443}[p_miss]
+        conditional = _exact_coverage(_conditional_upper, n, p_miss, p_catch)
+        assert conditional == pytest.approx(expected, abs=5e-4)
 
 
 def test_no_discordant_pair_still_leaves_a_bound():
