@@ -277,7 +277,11 @@ def profile_file(stem: str, profile: str) -> Path:
 
 def _parametrize_speed_targets(metafunc: pytest.Metafunc) -> None:
     profile = option(metafunc.config, "--zoo-profile")
-    targets = suite_mod.load_speed_targets(profile_file("speed_targets", profile))
+    path = profile_file("speed_targets", profile)
+    targets = suite_mod.load_speed_targets(path)
+    # refused before anything runs: a misspelt variant would otherwise be skipped as
+    # "not measured" in every run (names and capabilities only; nothing is built here)
+    suite_mod.check_speed_targets_apply(targets, _catalog(metafunc.config), str(path))
     metafunc.parametrize("speed_target", [pytest.param(t, id=t.name) for t in targets])
 
 
@@ -348,8 +352,30 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     `--benchmark-disable` is given, warns "Not saving anything", which `-W error` would turn
     into an error before a later hook could write). `--benchmark-save` stores nothing then.
     """
+    _save_benchmark_json_atomically(session.config)
     _write_quality_only_json(session.config)
     return (yield)
+
+
+def _save_benchmark_json_atomically(config: pytest.Config) -> None:
+    """Route pytest-benchmark's `--benchmark-json` write through a temporary file and a rename.
+
+    It writes the file in place (`open(path, "wb")`), so a run killed or out of disk while
+    writing would leave a truncated JSON where the last good one was; a CI gate that keeps
+    `out.json` between runs would then lose both.
+    """
+    bench = getattr(config, "_benchmarksession", None)
+    if bench is None or not bench.json:
+        return
+    from pytest_benchmark.utils import safe_dumps
+
+    from defectbench.io import atomic_write_text
+
+    def save_json(output_json: dict) -> None:
+        atomic_write_text(bench.json, safe_dumps(output_json, ensure_ascii=True, indent=4))
+        bench.logger.info(f"Wrote benchmark data in: {bench.json}", purple=True)
+
+    bench.save_json = save_json
 
 
 def _write_quality_only_json(config: pytest.Config) -> None:

@@ -6,6 +6,7 @@ unit-tested and reused.
 
 from __future__ import annotations
 
+import difflib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -372,6 +373,20 @@ class SpeedTarget:
     def __post_init__(self) -> None:
         if self.min_ratio <= 0:
             raise ConfigError(f"speed target {self.name!r}: min_ratio must be > 0")
+        # a case id is matched exactly: 'INT8' or 'gpu' would name a case no run benchmarks,
+        # and the target would be skipped as "not measured" in every run, never judged
+        if self.device not in DEVICES:
+            raise ConfigError(
+                f"speed target {self.name!r}: device = {self.device!r} is not one the suite "
+                f"runs; write one of {', '.join(map(repr, DEVICES))} (a GPU is 'cuda')"
+            )
+        for key in ("faster_precision", "slower_precision"):
+            value = getattr(self, key)
+            if value not in PRECISIONS:
+                raise ConfigError(
+                    f"speed target {self.name!r}: {key} = {value!r} is not one of the suite's "
+                    f"precisions; write one of {', '.join(map(repr, PRECISIONS))} (lower case)"
+                )
 
     @property
     def cases(self) -> tuple[Case, Case]:
@@ -389,9 +404,59 @@ def load_speed_targets(path: Path) -> list[SpeedTarget]:
 
     try:
         data = tomllib.loads(Path(path).read_text())
-        return [SpeedTarget(**entry) for entry in data.get("target", [])]
-    except (OSError, tomllib.TOMLDecodeError, TypeError) as exc:
+    except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"speed targets file {path} is unreadable or malformed: {exc}") from exc
+    unknown = sorted(set(data) - {"target"})
+    if unknown:
+        raise ConfigError(
+            f"speed targets file {path}: unknown top-level key {unknown[0]!r}; the file holds "
+            "[[target]] entries only"
+        )
+    entries = data.get("target", [])
+    # an empty file (or /dev/null) would gate nothing and pass every run without a word
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(
+            f"speed targets file {path}: no [[target]] entries; a speed gate without targets "
+            "passes every run. Add at least one [[target]] table (note the double brackets)"
+        )
+    targets = []
+    for index, entry in enumerate(entries, start=1):
+        try:
+            targets.append(SpeedTarget(**entry))
+        except ConfigError as exc:
+            raise ConfigError(f"speed targets file {path}: [[target]] #{index}: {exc}") from None
+        except TypeError as exc:  # a missing or unknown key, or a value of the wrong type
+            raise ConfigError(
+                f"speed targets file {path} is unreadable or malformed: [[target]] #{index}: "
+                f"{exc}"
+            ) from exc
+    return targets
+
+
+def check_speed_targets_apply(targets: list[SpeedTarget], catalog: Catalog, where: str) -> None:
+    """ConfigError for a target whose variant is not in this zoo, or has no build at its
+    precision on its device: its case is never benchmarked, so a misspelt name
+    (`...int8_ortt`) would skip the target as "not measured" in every run. Whether this host
+    has the device is not checked: a CUDA target on a CPU host is skipped, not refused."""
+    names = catalog.names
+    for target in targets:
+        for key in ("faster", "slower"):
+            variant, precision = getattr(target, key), getattr(target, f"{key}_precision")
+            if variant not in names:
+                close = difflib.get_close_matches(variant, names, n=3)
+                raise ConfigError(
+                    f"{where}: speed target {target.name!r} has {key} = {variant!r}, which is "
+                    "not a variant of this zoo"
+                    + (f"; close matches: {', '.join(map(repr, close))}" if close else "")
+                    + f"; variants are {', '.join(map(repr, names))}"
+                )
+            offered = catalog.precisions(variant, target.device)
+            if precision not in offered:
+                raise ConfigError(
+                    f"{where}: speed target {target.name!r}: {key} = {variant!r} has no "
+                    f"{precision} build for {target.device} (it offers "
+                    f"{', '.join(offered) or 'nothing'} there); fix {key}_precision or device"
+                )
 
 
 SPEED_TARGET_BLOCKS = 6  # alternating timing blocks per case when a target is re-timed
@@ -408,6 +473,8 @@ def judge_speed_target(
     files); alternating blocks give both the same conditions. The ratio of the separate
     benchmarks is reported beside the judged one.
     """
+    # the earliest point with the zoo at hand: targets are loaded while tests are collected
+    check_speed_targets_apply([target], suite.catalog, "fixtures/speed_targets*.toml")
     faster, slower = (suite.latency.get(c) for c in target.cases)
     if faster is None or slower is None:
         missing = [c.id for c, m in zip(target.cases, (faster, slower), strict=True) if m is None]

@@ -141,12 +141,22 @@ def test_alternating_blocks_swap_the_order_and_warm_up_each_block():
         alternating_blocks(slow.call("a", 1.0), slow.call("b", 1.0), blocks=0, block_seconds=1)
 
 
+class _TwoVariants:
+    """The catalog of the speed target below: its two variants and their one build each."""
+
+    names = ["m.int8", "m.onnx"]
+
+    def precisions(self, name, device):
+        return {"m.int8": ("int8",), "m.onnx": ("fp32",)}[name]
+
+
 class _SuiteOnMachine:
-    """The two things `judge_speed_target` asks of a suite: the cases' earlier benchmark
-    results, and a predictor per case, whose call costs simulated time on `machine`."""
+    """What `judge_speed_target` asks of a suite: the zoo's catalog, the cases' earlier
+    benchmark results, and a predictor per case, whose call costs simulated time on `machine`."""
 
     def __init__(self, machine, costs, separate_p50):
         self.machine, self.costs = machine, costs
+        self.catalog = _TwoVariants()
         self.latency = {case: LatencyStats(p50, p50, p50, p50, p50, p50, 10)
                         for case, p50 in separate_p50.items()}
 

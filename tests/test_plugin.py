@@ -441,3 +441,32 @@ def test_a_failed_zoo_build_stops_the_suite_with_the_way_to_resume(suite_dir, tm
         ["*ZooBuildError: building the 'smoke' zoo failed (exit status *"
          "`defectbench zoo build --profile smoke` resumes the rest*"]
     )
+
+
+def test_benchmark_json_is_written_atomically(tmp_path, monkeypatch):
+    # pytest-benchmark opens --benchmark-json in place; a write that dies (here: the disk
+    # fills at fsync) must leave the previous good file whole and no temporary behind
+    import os
+    import types
+
+    from defectbench.plugin import _save_benchmark_json_atomically
+
+    out = tmp_path / "out.json"
+    out.write_text('{"previous": "run"}')
+    logger = types.SimpleNamespace(info=lambda *a, **k: None)  # pytest-benchmark's takes purple=
+    bench = types.SimpleNamespace(json=out, logger=logger,
+                                  save_json=lambda output_json: out.write_text("in place"))
+    config = types.SimpleNamespace(_benchmarksession=bench)
+    _save_benchmark_json_atomically(config)
+
+    def full_disk(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        bench.save_json({"benchmarks": []})
+    assert out.read_text() == '{"previous": "run"}'
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    monkeypatch.undo()
+    bench.save_json({"benchmarks": [], "machine_info": {}})
+    assert json.loads(out.read_text()) == {"benchmarks": [], "machine_info": {}}

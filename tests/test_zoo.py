@@ -93,6 +93,16 @@ def test_zoo_build_takes_comma_separated_globs_like_the_suite(tmp_path, capsys):
     assert not (tmp_path / "smoke").exists()
 
 
+@pytest.mark.parametrize("threads", ["0", "-2", "two"])
+def test_zoo_build_refuses_a_thread_count_that_is_not_one(tmp_path, capsys, threads):
+    with pytest.raises(SystemExit) as exit_:
+        main(["zoo", "build", "--profile", "smoke", "--zoo", str(tmp_path),
+              f"--threads={threads}"])
+    assert exit_.value.code == 2
+    assert "give a whole number >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "smoke").exists()
+
+
 def test_build_order_puts_parents_first():
     recipes = all_recipes("smoke")
     order = build_order(recipes, ["tf_efficientnet_lite0.kd.pruned50.int8_ort"])
@@ -472,6 +482,31 @@ def test_a_recipe_builds_the_same_weights_whatever_ran_before_it(tmp_path):
     assert built_on["flags_sha256"] == here["flags_sha256"] and len(here["flags_sha256"]) == 16
     assert built_on["isa"] == cpu_flags()
 
+    # the dev operating point reproduces through the suite's predictor: its threshold is one
+    # dev cell's score, which must clear it again (it did not when the manifest scored with
+    # a float64 softmax and the predictors with a float32 logistic)
+    from defectbench.metrics.confusion import binary_report
+    from defectbench.zoo.catalog import Catalog
+
+    catalog = Catalog(tmp_path / "second", smoke)
+    point = next(p for p in manifest["dev"]["operating_points"] if p["name"] != "p0.5")
+    dev_scores = catalog.predictor(TEACHER, "fp32", "cpu").predict_proba(
+        catalog.dev_arrays(TEACHER))
+    from defectbench.zoo.build import profile_subset
+
+    dev = profile_subset(catalog.fixture, smoke, "dev")
+    again = binary_report(dev.labels, dev_scores, point["threshold"])
+    assert again["counts"] == manifest["dev"]["at"][point["name"]]["counts"]
+
+    # a build killed after committing the manifest leaves its resumable state behind; the
+    # next build removes it and says so
+    leftover = catalog.store.variant_dir(TEACHER) / "train_state.pt"
+    leftover.write_bytes(b"x" * 1024)
+    said = []
+    build_zoo(smoke, tmp_path / "second", [TEACHER], log=said.append)
+    assert not leftover.exists()
+    assert any("removed train_state.pt" in line for line in said)
+
 
 def test_an_int8_variant_whose_graph_computes_in_float_is_refused(tmp_path):
     # a float ONNX file committed under an INT8 recipe must not be timed and gated as INT8
@@ -553,3 +588,40 @@ def test_annotated_targets_on_a_dataset_without_probabilities_name_the_fix():
     with pytest.raises(ConfigError, match="has none .*use targets='labels'"):
         _annotated_probability(images, cfg, "teacher")
     assert _annotated_probability(images, TrainConfig(epochs=1, img_size=4), "teacher") is None
+
+
+def test_the_dev_operating_point_is_chosen_on_the_predictors_probabilities():
+    # the threshold is one defective dev cell's score; scored in float64 by a softmax while
+    # the suite's predictors return the float32 logistic, that cell can fall just below it
+    import numpy as np
+
+    import defectbench.zoo.build as build
+    from defectbench.metrics.operating_point import choose_operating_point
+    from defectbench.runtime import predictor
+    from defectbench.train import fit
+
+    assert build.defect_probability is predictor.defect_probability
+    rng = np.random.default_rng(0)
+    lost = 0
+    for _ in range(50):
+        logits = rng.normal(size=(120, 2)).astype(np.float32) * 3
+        labels = rng.integers(0, 2, 120)
+        threshold = choose_operating_point("p", labels, fit.defect_probability(logits), 0.9,
+                                           chosen_on="dev").threshold
+        caught = (predictor.defect_probability(logits)[labels == 1] >= threshold).sum()
+        lost += caught < (fit.defect_probability(logits)[labels == 1] >= threshold).sum()
+    assert lost > 0  # the mismatch the shared function removes is real, not hypothetical
+
+
+def test_tensorrt_engines_are_cached_per_artifact_bytes_not_per_key(tmp_path):
+    # a same-key rebuild with other bytes must not be handed the old weights' engines
+    from defectbench.zoo.derived import ONNX_FILE, tensorrt_engine_dir
+
+    store = ZooStore(tmp_path, "smoke")
+    onnx = f"{TEACHER}.onnx"
+    dirs = []
+    for weights in (b"first build", b"same key, other bytes"):
+        artifact = store.write_artifact(onnx, ONNX_FILE, weights)
+        store.commit({"name": onnx, "key": "k" * 64, "artifacts": {ONNX_FILE: artifact}})
+        dirs.append(tensorrt_engine_dir(store, onnx, store.verify(onnx, "k" * 64)))
+    assert dirs[0] != dirs[1] and dirs[0].parent == dirs[1].parent == store.cache_dir() / "tensorrt"

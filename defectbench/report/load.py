@@ -113,7 +113,9 @@ def read_run(path: str | Path) -> BenchmarkRun:
     except json.JSONDecodeError as err:
         raise ReportError(
             f"{path}: not JSON ({err.msg} at line {err.lineno}, column {err.colno}); pass the file "
-            "written by --benchmark-json, not the terminal output"
+            "written by --benchmark-json, not the terminal output (a file cut short by a run "
+            "killed while writing it, before defectbench wrote it atomically, reads this way "
+            "too: rerun the suite)"
         ) from None
 
     if not isinstance(data, dict):

@@ -77,6 +77,12 @@ def predict_logits(model: torch.nn.Module, x: np.ndarray, batch_size: int = 64) 
 
 
 def defect_probability(logits: np.ndarray) -> np.ndarray:
+    """Softmax defect probability for ranking `dev` while training (AUROC, best epoch).
+
+    Not `runtime.predictor.defect_probability`, whose float32 tanh form every scored result
+    uses: switching would round some scores differently, could turn an AUROC tie and with it
+    the chosen epoch, and so change weights that existing zoo keys promise.
+    """
     z = logits - logits.max(axis=1, keepdims=True)
     p = np.exp(z)
     return (p[:, 1] / p.sum(axis=1)).astype(np.float64)

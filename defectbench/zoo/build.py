@@ -28,9 +28,10 @@ from defectbench.metrics.confusion import binary_report
 from defectbench.metrics.operating_point import OperatingPoint, choose_operating_point
 from defectbench.metrics.ranking import roc_auc
 from defectbench.models.pretrained import create_model, weights_identity
+from defectbench.runtime.predictor import defect_probability
 from defectbench.train.allocator import retain_freed_memory
 from defectbench.train.config import TrainConfig
-from defectbench.train.fit import defect_probability, fit, predict_logits
+from defectbench.train.fit import fit, predict_logits
 from defectbench.zoo.profiles import DEFAULT_TARGET_RECALL, Profile
 from defectbench.zoo.recipes import TrainedRecipe
 from defectbench.zoo.store import ZooStore
@@ -257,6 +258,8 @@ def build_trained(
         train_probability=_annotated_probability(train, recipe.train, name),
         description=name,
     )
+    # the probability every later scoring uses (the suite's predictors): the operating point's
+    # threshold is one dev cell's score, and that cell must score the same again to count
     dev_probs = defect_probability(predict_logits(model, ctx.arrays("dev", pre)))
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
@@ -368,6 +371,12 @@ def build_zoo(
             key = ctx.keys[name]
             if ctx.store.is_current(name, key):
                 manifests[name] = ctx.store.verify(name, key)
+                # a build killed between committing the manifest and deleting its resumable
+                # state leaves hundreds of MB that nothing would ever read
+                if (ctx.store.variant_dir(name) / TRAIN_STATE).exists():
+                    (ctx.store.variant_dir(name) / TRAIN_STATE).unlink()
+                    log(f"{name}: removed {TRAIN_STATE}, left by a build interrupted after "
+                        "its manifest was written")
                 continue
             if ctx.store.manifest_path(name).is_file():
                 log(f"{name}: stale or damaged, rebuilding")

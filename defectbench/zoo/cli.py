@@ -18,12 +18,25 @@ def _profile_arg(p: argparse.ArgumentParser) -> None:
                    help="zoo directory (default: $DEFECTBENCH_ZOO or ~/.cache/defectbench/zoo)")
 
 
+def _positive_int(text: str) -> int:
+    # 0 would silently mean "the default" and a negative count fails deep inside torch
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a thread count; give a whole number >= 1 (e.g. the machine's "
+            "cores), or leave --threads out for torch's default")
+    return value
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     import torch
 
     from defectbench.zoo.build import build_zoo
 
-    if args.threads:
+    if args.threads is not None:
         torch.set_num_threads(args.threads)
     patterns = None  # all
     if args.variants is not None:
@@ -130,7 +143,7 @@ def add_zoo_commands(sub) -> None:
     _profile_arg(build)
     build.add_argument("--variants", nargs="*",
                        help="glob patterns, space- or comma-separated (default: all)")
-    build.add_argument("--threads", type=int, default=None, help="torch/ORT threads")
+    build.add_argument("--threads", type=_positive_int, default=None, help="torch/ORT threads")
     build.set_defaults(func=_cmd_build)
     lst = zsub.add_parser("list", help="all variant names of a profile, sorted")
     _profile_arg(lst)

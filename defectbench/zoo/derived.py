@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -207,15 +208,24 @@ def calibration_subset(dev_x: np.ndarray, count: int, seed: int) -> np.ndarray:
     return dev_x[idx]
 
 
+def tensorrt_engine_dir(store, name: str, manifest: dict[str, Any]) -> Path:
+    """Where TensorRT engines of this artifact are cached: named by the ONNX file's bytes.
+
+    ONNX Runtime names cached engines by graph topology, not weights, and a variant rebuilt
+    under the same key can come out with other bytes (another CPU model or thread count), so
+    a folder per key would hand the rebuilt artifact the old weights' engine.
+    """
+    onnx_sha256 = manifest["artifacts"][ONNX_FILE]["sha256"]
+    return store.cache_dir() / "tensorrt" / f"{name}-{onnx_sha256[:16]}"
+
+
 def open_derived_predictor(catalog, name: str, precision: str, device: str):
     from defectbench.runtime.predictor import OrtPredictor, TorchPredictor, ort_execution
 
     recipe = catalog.recipe(name)
     store, recipes, keys = catalog.store, catalog.recipes, catalog.keys
     if isinstance(recipe, (OnnxRecipe, OrtInt8Recipe)):
-        store.verify(name, keys[name])
-        # per artifact: ONNX Runtime would hand a rebuilt variant the old variant's engine
-        engines = store.cache_dir() / "tensorrt" / f"{name}-{keys[name][:16]}"
+        engines = tensorrt_engine_dir(store, name, store.verify(name, keys[name]))
         if device == "cuda":
             engines.mkdir(parents=True, exist_ok=True)
         execution = ort_execution(precision, device, engines)

@@ -1,0 +1,119 @@
+"""Speed-target files are refused when a target could never be measured: a target naming a
+case no run benchmarks would be skipped as "not measured" forever, and its gate never fire."""
+
+from pathlib import Path
+
+import pytest
+
+from defectbench.errors import ConfigError
+from defectbench.suite import check_speed_targets_apply, judge_speed_target, load_speed_targets
+from defectbench.zoo.catalog import Catalog
+from defectbench.zoo.profiles import TEACHER
+
+REPO = Path(__file__).resolve().parents[1]
+
+TARGET = f"""
+[[target]]
+name = "teacher-ort-int8-vs-fp32-b1"
+faster = "{TEACHER}.int8_ort"
+faster_precision = "int8"
+slower = "{TEACHER}.onnx"
+slower_precision = "fp32"
+device = "cpu"
+batch = 1
+min_ratio = 1.5
+"""
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    return Catalog(tmp_path_factory.mktemp("zoo"), "smoke")  # names and capabilities only
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "speed_targets.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", ["speed_targets.toml", "speed_targets-smoke.toml"])
+def test_the_shipped_targets_load_and_name_cases_of_the_zoo(name, catalog):
+    path = REPO / "fixtures" / name
+    targets = load_speed_targets(path)
+    assert targets
+    check_speed_targets_apply(targets, catalog, str(path))
+
+
+def test_an_empty_file_is_refused(tmp_path):
+    for path in (_write(tmp_path, "# nothing yet\n"), Path("/dev/null")):
+        with pytest.raises(ConfigError, match=r"no \[\[target\]\] entries.*passes every run"):
+            load_speed_targets(path)
+    with pytest.raises(ConfigError, match="note the double brackets"):
+        load_speed_targets(_write(tmp_path, TARGET.replace("[[target]]", "[target]")))
+    with pytest.raises(ConfigError, match="unknown top-level key 'targets'"):
+        load_speed_targets(_write(tmp_path, TARGET.replace("[[target]]", "[[targets]]")))
+
+
+def test_a_precision_in_the_wrong_case_is_refused_with_the_choices(tmp_path):
+    path = _write(tmp_path, TARGET.replace('"int8"', '"INT8"'))
+    with pytest.raises(ConfigError) as info:
+        load_speed_targets(path)
+    message = str(info.value)
+    assert str(path) in message and "[[target]] #1" in message
+    assert "'teacher-ort-int8-vs-fp32-b1'" in message
+    assert "faster_precision = 'INT8'" in message
+    assert "'fp32', 'bf16', 'fp16', 'int8' (lower case)" in message
+
+
+def test_an_unknown_device_is_refused_with_the_choices(tmp_path):
+    path = _write(tmp_path, TARGET.replace('device = "cpu"', 'device = "gpu"'))
+    with pytest.raises(ConfigError) as info:
+        load_speed_targets(path)
+    message = str(info.value)
+    assert str(path) in message and "device = 'gpu'" in message
+    assert "'cpu', 'cuda' (a GPU is 'cuda')" in message
+
+
+def test_a_misspelt_variant_is_refused_naming_the_close_matches(tmp_path, catalog):
+    path = _write(tmp_path, TARGET.replace(".int8_ort\"", ".int8_ortt\""))
+    targets = load_speed_targets(path)  # the file itself is well formed
+    with pytest.raises(ConfigError) as info:
+        check_speed_targets_apply(targets, catalog, str(path))
+    message = str(info.value)
+    assert message.startswith(f"{path}: speed target 'teacher-ort-int8-vs-fp32-b1' has "
+                              f"faster = '{TEACHER}.int8_ortt', which is not a variant")
+    assert f"close matches: '{TEACHER}.int8_ort'" in message
+    assert f"variants are {', '.join(map(repr, catalog.names))}" in message
+
+    # the other side too, and a precision the variant has no build for on that device
+    slower = load_speed_targets(_write(tmp_path, TARGET.replace(".onnx\"", ".onx\"")))
+    with pytest.raises(ConfigError, match=rf"slower = '{TEACHER}.onx', which is not a variant"):
+        check_speed_targets_apply(slower, catalog, "f")
+    fp16 = load_speed_targets(_write(tmp_path, TARGET.replace('"fp32"', '"fp16"')))
+    with pytest.raises(ConfigError, match=r"has no fp16 build for cpu \(it offers fp32 there\)"):
+        check_speed_targets_apply(fp16, catalog, "f")
+
+
+class _UnmeasuredSuite:
+    """A suite that benchmarked nothing, as on a host without the target's device."""
+
+    def __init__(self, catalog):
+        self.catalog, self.latency = catalog, {}
+
+
+def test_judging_refuses_a_misspelt_variant_instead_of_skipping_it(tmp_path, catalog):
+    (target,) = load_speed_targets(_write(tmp_path, TARGET.replace(".int8_ort\"", ".int8_ortt\"")))
+    with pytest.raises(ConfigError, match="which is not a variant of this zoo"):
+        judge_speed_target(_UnmeasuredSuite(catalog), target)
+
+
+def test_a_valid_cuda_target_on_a_cpu_host_is_still_skipped_not_refused(tmp_path, catalog):
+    text = (TARGET.replace('device = "cpu"', 'device = "cuda"')
+            .replace(".int8_ort\"", ".onnx\"").replace('"int8"', '"fp16"'))
+    (target,) = load_speed_targets(_write(tmp_path, text))
+    check_speed_targets_apply([target], catalog, "f")
+    assert judge_speed_target(_UnmeasuredSuite(catalog), target) == {
+        "name": "teacher-ort-int8-vs-fp32-b1",
+        "measured": False,
+        "missing": [f"{TEACHER}.onnx-fp16-cuda-b1", f"{TEACHER}.onnx-fp32-cuda-b1"],
+    }
