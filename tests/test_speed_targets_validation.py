@@ -54,24 +54,26 @@ def test_an_empty_file_is_refused(tmp_path):
         load_speed_targets(_write(tmp_path, TARGET.replace("[[target]]", "[[targets]]")))
 
 
-def test_a_precision_in_the_wrong_case_is_refused_with_the_choices(tmp_path):
-    path = _write(tmp_path, TARGET.replace('"int8"', '"INT8"'))
+@pytest.mark.parametrize(
+    ("written", "wrong", "expected"),
+    [
+        ('"int8"', '"INT8"', ["faster_precision = 'INT8'",
+                              "'fp32', 'bf16', 'fp16', 'int8' (lower case)"]),
+        ('device = "cpu"', 'device = "gpu"', ["device = 'gpu'",
+                                              "'cpu', 'cuda' (a GPU is 'cuda')"]),
+    ],
+)
+def test_a_wrong_case_precision_or_unknown_device_is_refused_with_the_choices(
+    tmp_path, written, wrong, expected
+):
+    path = _write(tmp_path, TARGET.replace(written, wrong))
     with pytest.raises(ConfigError) as info:
         load_speed_targets(path)
     message = str(info.value)
     assert str(path) in message and "[[target]] #1" in message
     assert "'teacher-ort-int8-vs-fp32-b1'" in message
-    assert "faster_precision = 'INT8'" in message
-    assert "'fp32', 'bf16', 'fp16', 'int8' (lower case)" in message
-
-
-def test_an_unknown_device_is_refused_with_the_choices(tmp_path):
-    path = _write(tmp_path, TARGET.replace('device = "cpu"', 'device = "gpu"'))
-    with pytest.raises(ConfigError) as info:
-        load_speed_targets(path)
-    message = str(info.value)
-    assert str(path) in message and "device = 'gpu'" in message
-    assert "'cpu', 'cuda' (a GPU is 'cuda')" in message
+    for part in expected:
+        assert part in message
 
 
 def test_a_misspelt_variant_is_refused_naming_the_close_matches(tmp_path, catalog):
