@@ -625,3 +625,15 @@ def test_tensorrt_engines_are_cached_per_artifact_bytes_not_per_key(tmp_path):
         store.commit({"name": onnx, "key": "k" * 64, "artifacts": {ONNX_FILE: artifact}})
         dirs.append(tensorrt_engine_dir(store, onnx, store.verify(onnx, "k" * 64)))
     assert dirs[0] != dirs[1] and dirs[0].parent == dirs[1].parent == store.cache_dir() / "tensorrt"
+
+
+def test_a_pt2e_variant_records_how_many_calibration_images_it_used(tmp_path):
+    # smoke's dev subset (64) is smaller than the recipe's num_calibration (128): the manifest
+    # says what calibration actually saw instead of leaving the recipe's count to be believed
+    from defectbench.zoo.build import build_zoo
+
+    smoke = get_profile("smoke")
+    name = f"{TEACHER}.int8_pt2e"
+    manifest = build_zoo(smoke, tmp_path, [name], log=lambda _: None)[name]
+    assert all_recipes(smoke)[name].num_calibration == 128
+    assert manifest["calibration_images"] == manifest["dev_images"] == smoke.max_dev_images

@@ -408,6 +408,10 @@ def build_pt2e(ctx, name: str, recipe: Pt2eRecipe, recipes) -> dict[str, Any]:
         pre,
         {
             "quantized_ops": quantized_op_counts(predictor.model),
+            # fewer than the recipe's num_calibration when `dev` is smaller (smoke's subset)
+            "calibration_images": len(
+                calibration_subset(dev_x, recipe.num_calibration, recipe.calibration_seed)
+            ),
             "size_bytes": buffer.getbuffer().nbytes,  # int8 weights as they sit in memory
             # the artifact is the recipe + the parent's weights: see _pt2e_predictor
             "artifacts": {},
