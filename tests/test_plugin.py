@@ -446,11 +446,17 @@ def test_a_failed_zoo_build_stops_the_suite_with_the_way_to_resume(suite_dir, tm
 def test_benchmark_json_is_written_atomically(tmp_path, monkeypatch):
     # pytest-benchmark opens --benchmark-json in place; a write that dies (here: the disk
     # fills at fsync) must leave the previous good file whole and no temporary behind
+    import inspect
     import os
     import types
 
+    from pytest_benchmark.session import BenchmarkSession
+
     from defectbench.plugin import _save_benchmark_json_atomically
 
+    # the patch works only while pytest-benchmark saves through this method; an upgrade
+    # that stops doing so must fail here, not quietly write in place again
+    assert "self.save_json(" in inspect.getsource(BenchmarkSession.handle_saving)
     out = tmp_path / "out.json"
     out.write_text('{"previous": "run"}')
     logger = types.SimpleNamespace(info=lambda *a, **k: None)  # pytest-benchmark's takes purple=
