@@ -58,7 +58,7 @@ def main(*members):
     for split in ("dev", "val"):
         scored = [member_scores(root, seed, split) for root, seed in pairs]
         labels = scored[0][0]
-        for (root, seed), (_, scores) in zip(pairs, scored):
+        for (_, seed), (_, scores) in zip(pairs, scored, strict=True):
             describe(f"{split} seed {seed}", labels, scores)
         ensemble = np.mean([s for _, s in scored], axis=0)
         results[split] = describe(f"{split} ensemble of {len(pairs)}", labels, ensemble)
