@@ -32,6 +32,10 @@ class UnknownNameError(DefectbenchError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class TrainingDivergedError(DefectbenchError, FloatingPointError):
+    """Training produced no usable model (every epoch's dev score was NaN)."""
+
+
 class ArtifactError(DefectbenchError):
     """A built artifact in the zoo is missing, truncated or fails its hash check."""
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from defectbench.errors import ConfigError
+from defectbench.errors import ConfigError, DataError, DefectbenchError, TrainingDivergedError
 from defectbench.metrics.ranking import roc_auc
 from defectbench.train.augment import augment_batch
 from defectbench.train.config import AugmentConfig, DistillConfig, TrainConfig
@@ -25,7 +25,7 @@ def test_roc_auc_matches_scikit_learn(pairs):
     y = np.array([p[0] for p in pairs])
     s = np.array([p[1] for p in pairs])
     if y.min() == y.max():
-        with pytest.raises(ValueError, match="needs both classes"):
+        with pytest.raises(DataError, match="needs both classes"):
             roc_auc(y, s)
     else:
         assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s))
@@ -337,8 +337,19 @@ def test_an_unreadable_training_state_is_reported_and_not_used(tmp_path, content
 def test_training_that_never_scores_raises_a_clear_error():
     x, y = _data()
     cfg = TrainConfig(epochs=2, img_size=16, batch_size=8, lr=0.05)
-    with pytest.raises(FloatingPointError, match=r"no epoch produced a finite dev AUROC.*lower"):
+    with pytest.raises(TrainingDivergedError, match=r"no epoch produced a finite dev AUROC.*lower"):
         fit(_Diverged(), x, y, x, y, cfg, description="diverged")
+
+    # a defectbench error, and still the FloatingPointError it was before
+    assert issubclass(TrainingDivergedError, DefectbenchError)
+    assert issubclass(TrainingDivergedError, FloatingPointError)
+
+
+def test_distillation_without_teacher_logits_is_refused():
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8)
+    with pytest.raises(ConfigError, match=r"teacher's logits .*teacher_logits="):
+        fit(_Tiny(), x, y, x, y, cfg, distill=DistillConfig(teacher="t"))
 
 
 class _Linear(torch.nn.Module):
@@ -385,7 +396,7 @@ def test_fit_learns_the_annotated_probability_when_asked(targets):
 def test_annotated_targets_without_valid_probabilities_are_refused(probability, match):
     x, y = _data()
     cfg = TrainConfig(epochs=1, img_size=16, batch_size=8, targets="annotator_probability")
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ConfigError, match=match):
         fit(_Tiny(), x, y, x, y, cfg, train_probability=probability)
 
 

@@ -114,6 +114,47 @@ def test_build_order_puts_parents_first():
     ]
 
 
+
+def test_a_recipe_cycle_is_a_config_error_naming_the_chain():
+    from types import SimpleNamespace
+
+    recipes = {"a": SimpleNamespace(parents=("b",)), "b": SimpleNamespace(parents=("a",))}
+    with pytest.raises(ConfigError, match=r"recipe cycle: a -> b -> a; .*change one"):
+        build_order(recipes, ["a"])
+
+
+_VALID_POINT = {"name": "p0.5", "threshold": 0.5, "target_recall": None, "chosen_on": "fixed"}
+
+
+@pytest.mark.parametrize(
+    "fields, problem",
+    [
+        ({}, "has no `preprocess` object"),
+        ({"preprocess": {"size": 4}}, r"invalid `preprocess` \(input size 4 is outside"),
+        ({"preprocess": {"size": 64, "colour": 1}}, r"invalid `preprocess` \(.*colour"),
+        ({"preprocess": {"size": 64}}, "has no `dev.operating_points` list"),
+        ({"preprocess": {"size": 64}, "dev": {"operating_points": []}},
+         "has no `dev.operating_points` list"),
+        ({"preprocess": {"size": 64}, "dev": {"operating_points": [{"name": "p0.5"}]}},
+         "invalid dev operating point"),
+        ({"preprocess": {"size": 64},
+          "dev": {"operating_points": [{**_VALID_POINT, "threshold": "high"}]}},
+         "threshold must be a number"),
+    ],
+)
+def test_catalog_reports_a_manifest_without_what_predicting_needs(tmp_path, fields, problem):
+    from defectbench.zoo.catalog import Catalog
+
+    catalog = Catalog(tmp_path, "smoke")
+    catalog.store.commit({"name": TEACHER, "key": catalog.keys[TEACHER], **fields})
+    with pytest.raises(ArtifactError, match=problem + ".*delete .*zoo build --profile smoke"):
+        catalog.manifest(TEACHER)
+    # the same manifest with what is needed is read as it is
+    catalog.store.commit({"name": TEACHER, "key": catalog.keys[TEACHER],
+                          "preprocess": {"size": 64}, "dev": {"operating_points": [_VALID_POINT]}})
+    assert catalog.preprocess(TEACHER).size == 64
+
+
 class _FakeFixture:
     content_sha256, split_sha256, defect_threshold = "c" * 64, "s" * 64, 0.5
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import rankdata
 
+from defectbench.errors import DataError
 from defectbench.metrics.confusion import as_binary, check_same_length
 
 
@@ -19,7 +20,10 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     check_same_length(y_true=y, scores=s)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
-        raise ValueError(f"ROC AUC needs both classes; got {n_pos} defective and {n_neg} good")
+        raise DataError(
+            f"ROC AUC needs both classes; got {n_pos} defective and {n_neg} good; score a set "
+            "that holds images of both"
+        )
     if np.isnan(s).any():
         return float("nan")
     ranks = rankdata(s)

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from defectbench.errors import ConfigError, TrainingDivergedError
 from defectbench.io import atomic_write_bytes
 from defectbench.metrics.ranking import roc_auc
 from defectbench.train.augment import augment_batch
@@ -104,13 +105,13 @@ def _training_targets(
     if targets == "labels":
         return torch.from_numpy(labels.astype(np.int64))
     if probability is None:
-        raise ValueError(
+        raise ConfigError(
             f"targets={targets!r} needs the annotated defect probability of each training image "
             "(train_probability=); pass it, or train on targets='labels'"
         )
     p = np.asarray(probability, dtype=np.float64)
     if p.shape != labels.shape or not np.all((p >= 0) & (p <= 1)):
-        raise ValueError(
+        raise ConfigError(
             f"train_probability must hold one probability in [0, 1] per training image "
             f"(shape {labels.shape}); got shape {p.shape}, range "
             f"[{np.nanmin(p) if p.size else 'empty'}, {np.nanmax(p) if p.size else 'empty'}]"
@@ -148,7 +149,10 @@ def fit(
     trains on.
     """
     if distill is not None and teacher_logits is None:
-        raise ValueError("distillation needs the cached teacher logits of the training set")
+        raise ConfigError(
+            "distillation needs the teacher's logits on the training set (teacher_logits=); "
+            "pass them, or fit without distill="
+        )
     targets_t = _training_targets(train_y, train_probability, config.targets)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -257,7 +261,7 @@ def fit(
                 checkpoint_key,
             )
     if best["state"] is None:
-        raise FloatingPointError(
+        raise TrainingDivergedError(
             f"{description}: no epoch produced a finite dev AUROC (training diverged: "
             f"last train loss {history[-1]['train_loss']:.4g}); lower the learning rate"
         )

@@ -306,7 +306,10 @@ def build_order(recipes: dict[str, Any], wanted: Iterable[str]) -> list[str]:
         if name in order:
             return
         if name in chain:
-            raise ValueError(f"recipe cycle: {' -> '.join(chain + (name,))}")
+            raise ConfigError(
+                f"recipe cycle: {' -> '.join(chain + (name,))}; a variant cannot be made from "
+                "itself, directly or through its parents: change one recipe's parent"
+            )
         if name not in recipes:
             raise UnknownNameError(f"recipe depends on unknown variant {name!r}")
         for parent in recipes[name].parents:

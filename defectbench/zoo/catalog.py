@@ -7,7 +7,8 @@ from typing import Any
 
 from defectbench.data.fixture import Fixture, load_fixture
 from defectbench.data.preprocess import Preprocess
-from defectbench.errors import UnknownNameError
+from defectbench.errors import ArtifactError, ConfigError, UnknownNameError
+from defectbench.metrics.operating_point import OperatingPoint
 from defectbench.zoo.build import compute_keys, library_versions, load_trained_model
 from defectbench.zoo.profiles import Profile, get_profile
 from defectbench.zoo.recipes import TrainedRecipe
@@ -37,7 +38,17 @@ class Catalog:
         return self.recipes[name]
 
     def manifest(self, name: str) -> dict[str, Any]:
-        return self.store.verify(name, self.keys[name])
+        """A built variant's manifest, checked for what the read side uses (preprocessing and
+        the dev operating points), so a hand-edited or truncated one is reported, not a
+        KeyError deep in a benchmark."""
+        manifest = self.store.verify(name, self.keys[name])
+        if problem := _read_side_problem(manifest):
+            path = self.store.manifest_path(name)
+            raise ArtifactError(
+                f"manifest {path} {problem}; delete {path.parent} and run `defectbench zoo "
+                f"build --profile {self.profile.name}` to rebuild it"
+            )
+        return manifest
 
     def preprocess(self, name: str) -> Preprocess:
         return Preprocess(**self.manifest(name)["preprocess"])
@@ -87,3 +98,24 @@ class Catalog:
         if "size_bytes" in manifest:  # rebuilt at load (PT2E): its weights' serialized size
             return manifest["size_bytes"] / 2**20
         return sum(a["bytes"] for a in manifest.get("artifacts", {}).values()) / 2**20
+
+
+def _read_side_problem(manifest: dict[str, Any]) -> str | None:
+    """What a manifest lacks that predicting and gating need, or None."""
+    preprocess = manifest.get("preprocess")
+    if not isinstance(preprocess, dict):
+        return "has no `preprocess` object"
+    try:
+        Preprocess(**preprocess)
+    except (TypeError, ConfigError) as exc:
+        return f"has an invalid `preprocess` ({exc})"
+    dev = manifest.get("dev")
+    points = dev.get("operating_points") if isinstance(dev, dict) else None
+    if not isinstance(points, list) or not points:
+        return "has no `dev.operating_points` list"
+    for point in points:
+        try:
+            OperatingPoint.from_dict(point)
+        except (TypeError, ConfigError) as exc:
+            return f"has an invalid dev operating point {point!r} ({exc})"
+    return None
