@@ -116,8 +116,6 @@ def test_build_order_puts_parents_first():
 
 
 def test_a_recipe_cycle_is_a_config_error_naming_the_chain():
-    from types import SimpleNamespace
-
     recipes = {"a": SimpleNamespace(parents=("b",)), "b": SimpleNamespace(parents=("a",))}
     with pytest.raises(ConfigError, match=r"recipe cycle: a -> b -> a; .*change one"):
         build_order(recipes, ["a"])
