@@ -1,11 +1,11 @@
 """The output ensemble of full-profile teachers, scored on `dev` first and `val` after.
 
-    python docs/results/probe_ensemble.py ZOO_DIR:SEED [ZOO_DIR:SEED ...]
+    python docs/results/probe_ensemble.py PROFILE ZOO_DIR:SEED [ZOO_DIR:SEED ...]
 
-Each ZOO_DIR holds the full profile's teacher built with that SEED by `probe_teacher.py`
-(`probe_teacher.py full ZOO_DIR 260 10 SEED none`); its manifest and artifact hash are checked
-against the recipe before use. The ensemble's defect probability is the mean of the members'
-(each member's through the suite's FP32 predictor).
+Each ZOO_DIR holds the profile's teacher built with that SEED by `probe_teacher.py`
+(`probe_teacher.py full ZOO_DIR 260 10 SEED none`; PROFILE `smoke` only to try the script);
+its manifest and artifact hash are checked against the recipe before use. The ensemble's
+defect probability is the mean of the members' (each through the suite's FP32 predictor).
 
 Why: distilling an ensemble of seeds into one Lite2 ("born-again" / ensemble distillation) is
 the one idea for the full teacher's 88.4% target that is not another draw of the same recipe.
@@ -34,8 +34,8 @@ RULE_DEV_CORRECT = 357
 RULE_DEV_AUROC = 0.940
 
 
-def member_scores(root, seed, split):
-    catalog = Catalog(root, probe_profile("full", seed=seed))
+def member_scores(profile_name, root, seed, split):
+    catalog = Catalog(root, probe_profile(profile_name, seed=seed))
     images = catalog.fixture.split(split)
     scores = catalog.predictor(TEACHER, "fp32", "cpu").predict_proba(
         preprocess_set(images, catalog.preprocess(TEACHER)))
@@ -51,12 +51,12 @@ def describe(name, labels, scores):
     return correct, report
 
 
-def main(*members):
+def main(profile_name, *members):
     start = time.time()
     pairs = [(root, int(seed)) for root, seed in (m.rsplit(":", 1) for m in members)]
     results = {}
     for split in ("dev", "val"):
-        scored = [member_scores(root, seed, split) for root, seed in pairs]
+        scored = [member_scores(profile_name, root, seed, split) for root, seed in pairs]
         labels = scored[0][0]
         for (_, seed), (_, scores) in zip(pairs, scored, strict=True):
             describe(f"{split} seed {seed}", labels, scores)
