@@ -113,6 +113,12 @@ class Budget:
                 "(write 0.03 for three points, not 3)"
             )
         object.__setattr__(self, "value", float(self.value))
+        # a floor of 0, a ceiling of 1 or a max drop of 1 holds for every possible result
+        if self.value == (0.0 if self.kind == "floor" else 1.0):
+            raise ConfigError(
+                f"{where}: a {self.kind} of {self.value:g} on {self.metric} can never fail; "
+                "give the limit the gate is meant to hold, or remove the budget"
+            )
         if self.judged_on not in JUDGED_ON:
             raise ConfigError(
                 f"{where}: unknown judged_on {self.judged_on!r}; expected one of "
@@ -127,6 +133,13 @@ class Budget:
         object.__setattr__(
             self, "confidence", check_confidence(self.confidence, f"{where}: confidence")
         )
+        if self.confidence <= 0.5:
+            # a one-sided bound at 50% or less lies on the estimate's side of it (Clopper-Pearson
+            # clamps it to the estimate), so a bound budget would silently gate the point
+            raise ConfigError(
+                f"{where}: confidence must be above 0.5 (e.g. 0.95), got {self.confidence:g}: "
+                "a one-sided bound at 50% or less is no stricter than the point estimate"
+            )
         if self.group is not None and (not isinstance(self.group, str) or not self.group):
             raise ConfigError(
                 f"{where}: group must name a metadata group such as 'cell_type', got {self.group!r}"
@@ -229,12 +242,24 @@ def load_budgets(path: str | Path) -> list[Budget]:
 
 
 def check_budgets_apply(
-    budgets: list[Budget], variants: list[str], operating_points: list[str], where: str
+    budgets: list[Budget],
+    variants: list[str],
+    operating_points: list[str],
+    where: str,
+    groups: tuple[str, ...] | None = None,
 ) -> None:
     """ConfigError for a budget whose ``variants`` or ``operating_point`` glob matches nothing
     in this zoo: a misspelt pattern (``dev_recall_0.9`` for ``dev_recall_0.90``) would
-    otherwise drop its budget from every verdict without a word."""
+    otherwise drop its budget from every verdict without a word. With ``groups`` (what the
+    caller computes per-group results for), a budget's ``group`` must be one of them, so a
+    misspelt group is refused before the run rather than failing every case after it."""
     for budget in budgets:
+        if groups is not None and budget.group is not None and budget.group not in groups:
+            raise ConfigError(
+                f"{where}: budget {budget.name!r} has group = {budget.group!r}, for which the "
+                f"suite computes no results; groups are {_choices(groups)}"
+                + _did_you_mean(budget.group, groups)
+            )
         if not any(fnmatch.fnmatchcase(v, budget.variants) for v in variants):
             raise ConfigError(
                 f"{where}: budget {budget.name!r} has variants = {budget.variants!r}, which "

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from defectbench import suite as suite_mod
+from defectbench.errors import ZooBuildError
 
 _OPTIONS = (
     # (option, env var, default, help)
@@ -32,6 +33,7 @@ _OPTIONS = (
 _SUITE = pytest.StashKey["suite_mod.Suite"]()
 _SELECTION = pytest.StashKey["suite_mod.Selection"]()
 _CATALOG = pytest.StashKey[object]()
+_BUDGETS_CHECKED = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -97,7 +99,8 @@ def latency_seconds(config: pytest.Config) -> float:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from defectbench.errors import ConfigError
+    from defectbench.errors import ConfigError, UnknownNameError
+    from defectbench.zoo.profiles import get_profile
 
     try:
         # options are checked once, here: a bad value found by each perf case would fail
@@ -106,7 +109,11 @@ def pytest_configure(config: pytest.Config) -> None:
         _memory_isolated(config)
         value = option(config, "--threads")
         threads = _parse_threads(value) if value else None
+        _selection(config)  # --variants, --precisions, --devices, --batch-sizes
+        get_profile(option(config, "--zoo-profile"))
     except ConfigError as exc:  # pytest's own "ERROR: ..." line, not an internal error
+        raise pytest.UsageError(str(exc)) from None
+    except UnknownNameError as exc:
         raise pytest.UsageError(str(exc)) from None
     if threads:
         import torch
@@ -139,6 +146,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     catalog = _catalog(metafunc.config)  # names and capabilities only; nothing is built here
     selection = _selection(metafunc.config)
+    _check_budgets(metafunc.config, catalog)
     make = suite_mod.quality_cases if wanted[0] == "quality_case" else suite_mod.perf_cases
     params = [
         pytest.param(case, id=case.id, marks=_case_marks(catalog, case))
@@ -229,11 +237,26 @@ def defectbench_suite(request: pytest.FixtureRequest) -> suite_mod.Suite:
         wanted = (suite_mod.select_names(catalog.names, _selection(config).variants)
                   + [suite_mod.TEACHER])
         capture = config.pluginmanager.getplugin("capturemanager")
-        with capture.global_and_fixture_disabled():  # show build progress live
-            _build_missing(catalog, wanted)
-        budgets = option(config, "--budgets") or profile_file("budgets", catalog.profile.name)
-        config.stash[_SUITE] = suite_mod.Suite(catalog, Path(budgets))
+        try:
+            with capture.global_and_fixture_disabled():  # show build progress live
+                _build_missing(catalog, wanted)
+        except ZooBuildError as exc:
+            # once for the session, not the same error under every case
+            pytest.exit(f"ZooBuildError: {exc}", returncode=pytest.ExitCode.TESTS_FAILED)
+        config.stash[_SUITE] = suite_mod.Suite(catalog, _budgets_path(config, catalog))
     return config.stash[_SUITE]
+
+
+def _budgets_path(config: pytest.Config, catalog) -> Path:
+    return Path(option(config, "--budgets") or profile_file("budgets", catalog.profile.name))
+
+
+def _check_budgets(config: pytest.Config, catalog) -> None:
+    """Load and check the budgets file at collection, before the zoo is built: a typo in its
+    path or a budget that matches nothing would otherwise surface only after the build."""
+    if _BUDGETS_CHECKED not in config.stash:
+        suite_mod.load_checked_budgets(_budgets_path(config, catalog), catalog)
+        config.stash[_BUDGETS_CHECKED] = True
 
 
 def _build_missing(catalog, wanted: list[str]) -> None:
@@ -257,8 +280,6 @@ def _build_missing(catalog, wanted: list[str]) -> None:
                "--threads", str(torch.get_num_threads()), "--variants", ",".join(missing)]
     status = subprocess.run(command, check=False).returncode
     if status != 0:
-        from defectbench.errors import ZooBuildError
-
         raise ZooBuildError(
             f"building the {catalog.profile.name!r} zoo failed (exit status {status}; its "
             "output is above). Fix that and rerun: finished variants are kept, and "
@@ -340,6 +361,30 @@ def _memory_isolated(config: pytest.Config) -> bool:
             f"--memory-isolated (DEFECTBENCH_MEMORY_ISOLATED) must be 0 or 1, got {value!r}"
         )
     return value == "1"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _refuse_a_comparison_that_loads_nothing(session.config)
+
+
+def _refuse_a_comparison_that_loads_nothing(config: pytest.Config) -> None:
+    """pytest-benchmark only warns when `--benchmark-compare=NAME` matches no saved run, and
+    `--benchmark-compare-fail` then stops the session at its very end, after every case has
+    run. Its runs are saved as `NNNN_NAME.json` and NAME is matched as a prefix, so the
+    natural `--benchmark-save=baseline` / `--benchmark-compare=baseline` pair never matches:
+    refuse that before anything runs, with the spelling that does."""
+    bench = getattr(config, "_benchmarksession", None)
+    if bench is None or not bench.compare or bench.compared_mapping:
+        return
+    if bench.compare is True and not bench.compare_fail:
+        return  # "the latest saved run", and none yet: pytest-benchmark's warning is enough
+    asked = "the latest saved run" if bench.compare is True else repr(bench.compare)
+    raise pytest.UsageError(
+        f"--benchmark-compare: {asked} matches no saved run in {bench.storage}. A run saved "
+        "with --benchmark-save=NAME is stored as NNNN_NAME.json and the value is matched "
+        "against the start of that name: compare with --benchmark-compare='*_NAME' (or its "
+        "number, e.g. 0001); `pytest-benchmark list` shows the saved runs"
+    )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -121,6 +121,25 @@ def perf_cases(catalog: Catalog, selection: Selection) -> list[Case]:
     )
 
 
+# the metadata groups every quality result is broken down by (budgets may gate each value)
+GROUPS = ("cell_type", "severity")
+
+
+def gated_point_name(catalog: Catalog) -> str:
+    """The dev operating point the gates run at: the one chosen for the profile's recall."""
+    return f"dev_recall_{catalog.profile.target_recall:.2f}"
+
+
+def load_checked_budgets(path: Path, catalog: Catalog, gated_point: str | None = None
+                         ) -> list[Budget]:
+    """The budgets file, refused (ConfigError) where a budget names a variant, operating
+    point or group this zoo has none of. Needs names only: nothing is built."""
+    budgets = load_budgets(path)
+    check_budgets_apply(budgets, catalog.names, [gated_point or gated_point_name(catalog)],
+                        str(path), groups=GROUPS)
+    return budgets
+
+
 class Suite:
     """Session state: the catalog, val arrays, cached predictors and quality results."""
 
@@ -129,9 +148,8 @@ class Suite:
     ) -> None:
         self.catalog = catalog
         self.budgets_path = budgets_path
-        self.gated_point = gated_point or f"dev_recall_{catalog.profile.target_recall:.2f}"
-        self.budgets: list[Budget] = load_budgets(budgets_path)
-        check_budgets_apply(self.budgets, catalog.names, [self.gated_point], str(budgets_path))
+        self.gated_point = gated_point or gated_point_name(catalog)
+        self.budgets: list[Budget] = load_checked_budgets(budgets_path, catalog, self.gated_point)
         self.val = catalog.fixture.split("val")
         self._arrays: dict[Preprocess, np.ndarray] = {}
         self._predictors: dict[tuple[str, str, str], Any] = {}
@@ -213,10 +231,7 @@ class Suite:
         point = self.operating_point(case.variant)
         pred = point.predict(probs)
         labels = self.val.labels
-        groups = {
-            "cell_type": self.val.metadata["cell_type"],
-            "severity": self.val.metadata["severity"],
-        }
+        groups = {g: self.val.metadata[g] for g in GROUPS}
         report = binary_report(labels, probs, point.threshold, groups=groups)
         reference = self.reference()["pred"]
         comparison = compare_recall(self.val.ids, labels, reference, pred)

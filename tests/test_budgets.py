@@ -239,6 +239,28 @@ def test_budget_validates_when_built_in_code():
         Budget("", "fnr", "ceiling", 0.2, "point")
 
 
+
+@pytest.mark.parametrize("metric, kind, value", [("recall", "floor", 0.0),
+                                                 ("specificity", "floor", 0),
+                                                 ("fnr", "ceiling", 1.0),
+                                                 ("recall_drop", "max_drop", 1)])
+def test_a_budget_that_can_never_fail_is_refused(metric, kind, value):
+    with pytest.raises(ConfigError, match=rf"a {kind} of {value:g} on {metric} can never fail"):
+        Budget("b", metric, kind, value, "point")
+    # the nearest limits that can fail are accepted
+    Budget("b", metric, kind, 0.01 if kind == "floor" else 0.99, "point")
+
+
+@pytest.mark.parametrize("confidence", [0.5, 0.3])
+def test_a_confidence_at_or_below_one_half_is_refused(confidence):
+    # at 0.3 the one-sided Clopper-Pearson upper bound is clamped to the estimate: an
+    # upper-bound ceiling would silently become a point-estimate gate
+    assert clopper_pearson(30, 205, 0.3, "upper").upper == pytest.approx(30 / 205)
+    with pytest.raises(ConfigError, match=r"confidence must be above 0.5 .* no stricter"):
+        Budget("b", "fnr", "ceiling", 0.2, "upper_bound", confidence=confidence)
+    Budget("b", "fnr", "ceiling", 0.2, "upper_bound", confidence=0.51)
+
+
 # ---------------------------------------------------------------- verdicts
 
 DROP_POINT = Budget("recall-drop", "recall_drop", "max_drop", 0.03, "point")

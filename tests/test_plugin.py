@@ -223,7 +223,7 @@ confidence = 0.95
 name = "drop-per-cell-type"
 metric = "recall_drop"
 kind = "max_drop"
-value = 1.0
+value = 0.99
 judged_on = "point"
 group = "cell_type"
 """
@@ -441,6 +441,67 @@ def test_a_failed_zoo_build_stops_the_suite_with_the_way_to_resume(suite_dir, tm
         ["*ZooBuildError: building the 'smoke' zoo failed (exit status *"
          "`defectbench zoo build --profile smoke` resumes the rest*"]
     )
+    # said once for the session, not repeated under every case
+    assert result.stdout.str().count("zoo failed (exit status") == 1
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.mark.parametrize(
+    "budgets, message",
+    [
+        (None, "*budget file * not found; pass the reviewed budgets*"),
+        ('[[budget]]\nname = "g"\nmetric = "recall"\nkind = "floor"\nvalue = 0.5\n'
+         'judged_on = "point"\ngroup = "cell-type"\n',
+         "*budget 'g' has group = 'cell-type', for which the suite computes no results; "
+         "groups are 'cell_type', 'severity'; did you mean 'cell_type'?*"),
+    ],
+)
+def test_a_bad_budgets_file_is_refused_before_the_zoo_is_built(suite_dir, tmp_path, budgets,
+                                                               message):
+    path = tmp_path / "budgets.toml"
+    if budgets is not None:
+        path.write_text(budgets)
+    zoo = tmp_path / "zoo"
+    result = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(zoo), "--budgets", str(path),
+        "--variants", TEACHER, "-m", "quality", "--benchmark-disable", "-p", "no:cacheprovider",
+    )
+    assert result.ret != 0
+    result.stdout.fnmatch_lines([message])
+    assert not zoo.exists()  # refused at collection: nothing was built
+
+
+def test_a_bad_selection_or_profile_stops_the_session_before_collection(suite_dir):
+    for flag, value, message in (
+        ("--precisions", "int4", "ERROR: unknown precision 'int4'*"),
+        ("--batch-sizes", "1,x", "ERROR: --batch-sizes '1,x' must be comma-separated integers*"),
+        ("--zoo-profile", "quik", "ERROR: unknown profile 'quik'; choose one of smoke, quick, "
+         "full*"),
+    ):
+        bad = suite_dir.runpytest_subprocess("benchmarks", flag, value, "-p", "no:cacheprovider")
+        assert bad.ret == pytest.ExitCode.USAGE_ERROR, (flag, bad.stdout.str())
+        bad.stderr.fnmatch_lines([message])
+
+
+def test_a_benchmark_comparison_that_loads_nothing_is_refused_up_front(suite_dir):
+    suite_dir.makepyfile(test_timed="""
+        def test_sum(benchmark):
+            benchmark(sum, range(10))
+    """)
+    common = ("test_timed.py", "-p", "no:cacheprovider", "--benchmark-storage",
+              str(suite_dir.path / "store"))
+    suite_dir.runpytest_subprocess(*common, "--benchmark-save=baseline").assert_outcomes(passed=1)
+    assert [p.name for p in (suite_dir.path / "store").rglob("*.json")] == ["0001_baseline.json"]
+    # the natural spelling matches nothing (runs are NNNN_NAME.json, matched by prefix)
+    bad = suite_dir.runpytest_subprocess(*common, "--benchmark-compare=baseline",
+                                         "--benchmark-compare-fail=median:100%")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR and "passed" not in bad.stdout.str()
+    bad.stderr.fnmatch_lines(["ERROR: --benchmark-compare: 'baseline' matches no saved run *"
+                              "--benchmark-compare='*_NAME'*"])
+    # the README's spelling compares (and a 100x regression margin passes)
+    good = suite_dir.runpytest_subprocess(*common, "--benchmark-compare=*_baseline",
+                                          "--benchmark-compare-fail=median:10000%")
+    good.assert_outcomes(passed=1)
 
 
 def test_benchmark_json_is_written_atomically(tmp_path, monkeypatch):
