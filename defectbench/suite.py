@@ -386,8 +386,18 @@ class SpeedTarget:
     min_ratio: float
 
     def __post_init__(self) -> None:
-        if self.min_ratio <= 0:
-            raise ConfigError(f"speed target {self.name!r}: min_ratio must be > 0")
+        if (isinstance(self.min_ratio, bool) or not isinstance(self.min_ratio, (int, float))
+                or not self.min_ratio > 0):
+            raise ConfigError(
+                f"speed target {self.name!r}: min_ratio must be a number > 0, e.g. 1.5, got "
+                f"{self.min_ratio!r}"
+            )
+        # compared with the measured case's integer batch: "1" or 0 would never match one
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise ConfigError(
+                f"speed target {self.name!r}: batch must be a whole number >= 1 (write "
+                f"batch = 1, not \"1\"), got {self.batch!r}"
+            )
         # a case id is matched exactly: 'INT8' or 'gpu' would name a case no run benchmarks,
         # and the target would be skipped as "not measured" in every run, never judged
         if self.device not in DEVICES:

@@ -61,6 +61,12 @@ def test_an_empty_file_is_refused(tmp_path):
                               "'fp32', 'bf16', 'fp16', 'int8' (lower case)"]),
         ('device = "cpu"', 'device = "gpu"', ["device = 'gpu'",
                                               "'cpu', 'cuda' (a GPU is 'cuda')"]),
+        # the measured case's batch is an int: "1" would never match it, 0 names no case
+        ("batch = 1", 'batch = "1"', ["batch must be a whole number >= 1", "got '1'"]),
+        ("batch = 1", "batch = 0", ["batch must be a whole number >= 1", "got 0"]),
+        ("batch = 1", "batch = 1.0", ["batch must be a whole number >= 1", "got 1.0"]),
+        ("min_ratio = 1.5", 'min_ratio = "1.5"', ["min_ratio must be a number > 0",
+                                                  "got '1.5'"]),
     ],
 )
 def test_a_wrong_case_precision_or_unknown_device_is_refused_with_the_choices(
