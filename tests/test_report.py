@@ -481,6 +481,40 @@ def test_malformed_fields_are_refused_by_name(tmp_path, field, value, match):
         load_report([_dump(data, tmp_path / "bad.json")])
 
 
+@pytest.mark.parametrize("key, value, match", [
+    ("budgets", ["recall-drop"], r"'defectbench.budgets\[0\]' must be an object, got "
+                                 r"'recall-drop'"),
+    ("quality", [5], r"'defectbench.quality\[0\]' must be an object, got 5"),
+    ("quality", [{"variant": "v", "verdicts": 5}],
+     r"'defectbench.quality\[0\].verdicts' must be a list, got 5"),
+])
+def test_malformed_quality_and_budget_entries_are_refused_by_name(tmp_path, key, value, match):
+    data = _load(CPU)
+    data["defectbench"][key] = value
+    with pytest.raises(ReportError, match=match):
+        read_run(_dump(data, tmp_path / "bad.json"))
+
+
+def test_an_unreadable_input_or_an_out_path_that_is_a_file_is_a_report_error(
+    tmp_path, monkeypatch
+):
+    with pytest.raises(ReportError, match=r"cannot be read as a JSON text file"):
+        read_run(tmp_path)  # a directory
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    with monkeypatch.context() as patch:  # root reads every file, so the refusal is staged
+        patch.setattr(Path, "read_text", denied)
+        with pytest.raises(ReportError, match=r"cannot be read .*Permission denied"):
+            read_run(CPU)
+    taken = tmp_path / "afile"
+    taken.write_text("")
+    with pytest.raises(ReportError, match=r"--out .*afile is a file, not a directory"):
+        write_report([CPU], taken, plots=False)
+    assert taken.read_text() == ""
+
+
 def test_not_json_is_refused(tmp_path):
     path = tmp_path / "out.json"
     path.write_text("---------- benchmark: 3 tests ----------\n")

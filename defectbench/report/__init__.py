@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from defectbench.errors import ReportError
 from defectbench.report.load import BenchmarkRun, check_same_fixture, read_run, read_runs
 from defectbench.report.pareto import pareto_front
 from defectbench.report.rows import (
@@ -29,11 +30,15 @@ def write_report(
 ) -> tuple[Report, list[Path]]:
     """Merge ``paths`` and write table.md, table.csv, summary.json and the Pareto plots."""
     report = load_report(paths, operating_point)
-    written = write_tables(report, out_dir)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out} is a file, not a directory; name a directory (it is "
+                          "created if missing), e.g. --out report/")
+    written = write_tables(report, out)
     if plots:
         from defectbench.report.plots import write_plots  # matplotlib only when plotting
 
-        written += write_plots(report, out_dir)
+        written += write_plots(report, out)
     return report, written
 
 

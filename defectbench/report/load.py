@@ -105,7 +105,7 @@ def read_run(path: str | Path) -> BenchmarkRun:
             f"{path}: no such file; pass the JSON written by "
             "`pytest benchmarks --benchmark-json out.json`"
         ) from None
-    except (IsADirectoryError, UnicodeDecodeError) as err:
+    except (OSError, UnicodeDecodeError) as err:  # a directory, no permission, an I/O error
         raise ReportError(f"{path}: cannot be read as a JSON text file ({err}); "
                           f"{HOW_TO_PRODUCE}") from None
     try:
@@ -149,9 +149,17 @@ def read_run(path: str | Path) -> BenchmarkRun:
             f"{fixture!r}; {HOW_TO_PRODUCE}"
         )
     for key in ("quality", "budgets"):
-        if not isinstance(section.get(key) or [], list):
+        entries = section.get(key) or []
+        if not isinstance(entries, list):
             raise ReportError(f"{path}: 'defectbench.{key}' must be a list, got "
                               f"{type(section[key]).__name__}; {HOW_TO_PRODUCE}")
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise ReportError(f"{path}: 'defectbench.{key}[{i}]' must be an object, got "
+                                  f"{entry!r}; {HOW_TO_PRODUCE}")
+            if key == "quality" and not isinstance(entry.get("verdicts") or [], list):
+                raise ReportError(f"{path}: 'defectbench.quality[{i}].verdicts' must be a "
+                                  f"list, got {entry['verdicts']!r}; {HOW_TO_PRODUCE}")
 
     ours = []
     for entry in data["benchmarks"]:
