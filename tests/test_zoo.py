@@ -365,6 +365,20 @@ def test_zoo_list_tells_current_from_stale_variants(tmp_path, capsys):
     assert states[onnx] == "corrupt" and states[TEACHER] == "built"
 
 
+
+@pytest.mark.parametrize("partial", [{}, {"dev": {"operating_points": []}, "fit": None},
+                                     {"recipe": "x", "dev": {"at": {"p0.5": 1}}}])
+def test_zoo_list_json_lists_a_partial_manifest_with_nulls(tmp_path, capsys, partial):
+    from defectbench.zoo.catalog import Catalog
+
+    keys = Catalog(tmp_path, "smoke").keys
+    ZooStore(tmp_path, "smoke").commit({"name": TEACHER, "key": keys[TEACHER], **partial})
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path), "--json"]) == 0
+    row = {r["name"]: r for r in json.loads(capsys.readouterr().out)}[TEACHER]
+    assert row["built"] and row["kind"] is None and row["dev_operating_point"] == {}
+    assert row["dev_accuracy_at_0.5"] is None and row["best_epoch"] is None
+
+
 def test_zoo_list_calls_a_child_of_a_rebuilt_parent_stale_as_build_does(tmp_path, capsys):
     from defectbench.zoo.catalog import Catalog
 

@@ -96,21 +96,28 @@ def _summary(name: str, state: str, manifest: dict | None) -> dict:
     """What a results document cites about one variant: cost to build and dev quality."""
     if manifest is None:
         return {"name": name, "built": False, "stale": False, "corrupt": state == "corrupt"}
-    dev = manifest.get("dev", {})
-    point = dev.get("operating_points", [{}])[0]
+    def table(owner: dict, key: str) -> dict:
+        # a hand-edited or partial manifest lists with nulls where `zoo list` shows its state
+        value = owner.get(key) if isinstance(owner, dict) else None
+        return value if isinstance(value, dict) else {}
+
+    dev, fit = table(manifest, "dev"), table(manifest, "fit")
+    at = table(dev, "at")
+    points = dev.get("operating_points")
+    point = points[0] if isinstance(points, list) and points and isinstance(points[0], dict) else {}
     return {
         "name": name, "built": state == "built", "stale": state == "stale",
-        "kind": manifest["recipe"].get("kind"),
+        "kind": table(manifest, "recipe").get("kind"),
         "build_seconds": manifest.get("build_seconds"),
-        "train_seconds": manifest.get("fit", {}).get("train_seconds"),
-        "best_epoch": manifest.get("fit", {}).get("best_epoch"),
+        "train_seconds": fit.get("train_seconds"),
+        "best_epoch": fit.get("best_epoch"),
         "dev_auroc": dev.get("auroc"),
         "dev_operating_point": point,
-        "dev_at_operating_point": {k: dev.get("at", {}).get(point.get("name"), {}).get(k)
+        "dev_at_operating_point": {k: table(at, str(point.get("name"))).get(k)
                                    for k in ("recall", "specificity", "accuracy")},
-        "dev_accuracy_at_0.5": dev.get("at", {}).get("p0.5", {}).get("accuracy"),
+        "dev_accuracy_at_0.5": table(at, "p0.5").get("accuracy"),
         "params": manifest.get("params"), "macs": manifest.get("macs"),
-        "weights": manifest.get("weights", {}).get("source"),
+        "weights": table(manifest, "weights").get("source"),
         "created": manifest.get("created"),
         "built_on": manifest.get("built_on"),
     }
