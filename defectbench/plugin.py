@@ -111,9 +111,7 @@ def pytest_configure(config: pytest.Config) -> None:
         threads = _parse_threads(value) if value else None
         _selection(config)  # --variants, --precisions, --devices, --batch-sizes
         get_profile(option(config, "--zoo-profile"))
-    except ConfigError as exc:  # pytest's own "ERROR: ..." line, not an internal error
-        raise pytest.UsageError(str(exc)) from None
-    except UnknownNameError as exc:
+    except (ConfigError, UnknownNameError) as exc:  # pytest's own "ERROR: ..." line
         raise pytest.UsageError(str(exc)) from None
     if threads:
         import torch
