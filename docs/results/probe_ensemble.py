@@ -15,7 +15,8 @@ only if the ensemble of seeds 0, 1 and 2 reaches `dev` accuracy at 0.5 >= 357 of
 cells above the adopted teacher's 353) and `dev` AUROC >= 0.940 (the adopted teacher: 0.937).
 The script prints the verdict from `dev` before it reads `val`.
 
-Committed output: `full-teacher-ensemble3.txt`, seeds 0, 1 and 2 of the full recipe.
+Committed output: `full-teacher-ensemble3.txt`, seeds 0, 1 and 2 of the full recipe: the
+ensemble scored dev 350 of 394 and AUROC 0.9365, so the rule said stop (val, read after: 87.3%).
 """
 
 import sys

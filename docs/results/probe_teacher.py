@@ -35,6 +35,8 @@ Committed outputs:
   in the augmentation; not adopted.
 - `full-teacher-batch16.txt`: `full ZOO 260 10 0 none teacher_batch_size=16`, twice the
   optimiser steps in the same epochs; not adopted.
+- `full-teacher-ensemble3.txt` (with `probe_ensemble.py`): `full ZOO 260 10 SEED none` for
+  seeds 0, 1 and 2 on the slower development CPU, the members of an ensemble.
 """
 
 import dataclasses
