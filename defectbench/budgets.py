@@ -134,11 +134,12 @@ class Budget:
             self, "confidence", check_confidence(self.confidence, f"{where}: confidence")
         )
         if self.confidence <= 0.5:
-            # a one-sided bound at 50% or less lies on the estimate's side of it (Clopper-Pearson
-            # clamps it to the estimate), so a bound budget would silently gate the point
+            # a one-sided bound at 0.5 is about the median, with no margin for sampling error,
+            # and below it can collapse onto the estimate (Clopper-Pearson clamps it there), so
+            # a bound budget would silently gate the point estimate
             raise ConfigError(
                 f"{where}: confidence must be above 0.5 (e.g. 0.95), got {self.confidence:g}: "
-                "a one-sided bound at 50% or less is no stricter than the point estimate"
+                "a one-sided bound at 0.5 or less gives no margin over the point estimate"
             )
         if self.group is not None and (not isinstance(self.group, str) or not self.group):
             raise ConfigError(

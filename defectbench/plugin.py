@@ -1,7 +1,9 @@
 """pytest plugin: the options, parametrization, fixtures and JSON hooks of the benchmark suite.
 
-Loaded by the repository's root `conftest.py` (`pytest_plugins`). It only acts on tests that
-request the `quality_case` / `perf_case` parameters, so the unit tests are unaffected.
+Loaded by the repository's root `conftest.py` (`pytest_plugins`). It only parametrizes tests
+that request the `quality_case` / `perf_case` parameters; its options (and their DEFECTBENCH_*
+variables) are checked at every session start, the unit tests' included, so a stale
+variable is named at once rather than after a zoo build.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ _OPTIONS = (
 _SUITE = pytest.StashKey["suite_mod.Suite"]()
 _SELECTION = pytest.StashKey["suite_mod.Selection"]()
 _CATALOG = pytest.StashKey[object]()
-_BUDGETS_CHECKED = pytest.StashKey[bool]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -144,7 +145,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     catalog = _catalog(metafunc.config)  # names and capabilities only; nothing is built here
     selection = _selection(metafunc.config)
-    _check_budgets(metafunc.config, catalog)
     make = suite_mod.quality_cases if wanted[0] == "quality_case" else suite_mod.perf_cases
     params = [
         pytest.param(case, id=case.id, marks=_case_marks(catalog, case))
@@ -249,12 +249,20 @@ def _budgets_path(config: pytest.Config, catalog) -> Path:
     return Path(option(config, "--budgets") or profile_file("budgets", catalog.profile.name))
 
 
-def _check_budgets(config: pytest.Config, catalog) -> None:
-    """Load and check the budgets file at collection, before the zoo is built: a typo in its
-    path or a budget that matches nothing would otherwise surface only after the build."""
-    if _BUDGETS_CHECKED not in config.stash:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Load and check the budgets file once collection is done and before anything runs (the
+    zoo is built by the first case): a typo in its path or a budget that matches nothing
+    would otherwise surface only after the build, under every case."""
+    from defectbench.errors import ConfigError
+
+    suite_cases = ("quality_case", "perf_case")
+    if not any(n in getattr(item, "fixturenames", ()) for item in items for n in suite_cases):
+        return
+    catalog = _catalog(config)  # names only; nothing is built here
+    try:
         suite_mod.load_checked_budgets(_budgets_path(config, catalog), catalog)
-        config.stash[_BUDGETS_CHECKED] = True
+    except ConfigError as exc:  # pytest's own "ERROR: ..." line, once for the session
+        raise pytest.UsageError(str(exc)) from None
 
 
 def _build_missing(catalog, wanted: list[str]) -> None:
@@ -377,11 +385,21 @@ def _refuse_a_comparison_that_loads_nothing(config: pytest.Config) -> None:
     if bench.compare is True and not bench.compare_fail:
         return  # "the latest saved run", and none yet: pytest-benchmark's warning is enough
     asked = "the latest saved run" if bench.compare is True else repr(bench.compare)
+    machine = getattr(bench.storage, "default_machine_id", None) or "this machine"
+    save_first = ("save a baseline on this machine class first (--benchmark-save=NAME; on CI, "
+                  "keep the --benchmark-storage folder between runs), then compare with "
+                  "--benchmark-compare='*_NAME'")
+    if bench.compare is True:
+        why = f"no run is saved for {machine}: {save_first}"
+    elif bench.storage.query(f"*_{bench.compare}"):
+        why = ("a run saved with --benchmark-save=NAME is stored as NNNN_NAME.json and the "
+               "value is matched against the start of that name: compare with "
+               f"--benchmark-compare='*_{bench.compare}' (or its number, e.g. 0001)")
+    else:
+        why = f"nothing by that name is saved for {machine}: {save_first}"
     raise pytest.UsageError(
-        f"--benchmark-compare: {asked} matches no saved run in {bench.storage}. A run saved "
-        "with --benchmark-save=NAME is stored as NNNN_NAME.json and the value is matched "
-        "against the start of that name: compare with --benchmark-compare='*_NAME' (or its "
-        "number, e.g. 0001); `pytest-benchmark list` shows the saved runs"
+        f"--benchmark-compare: {asked} matches no saved run in {bench.storage}; {why}. "
+        "`pytest-benchmark list` shows the saved runs"
     )
 
 

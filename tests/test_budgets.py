@@ -256,7 +256,7 @@ def test_a_confidence_at_or_below_one_half_is_refused(confidence):
     # at 0.3 the one-sided Clopper-Pearson upper bound is clamped to the estimate: an
     # upper-bound ceiling would silently become a point-estimate gate
     assert clopper_pearson(30, 205, 0.3, "upper").upper == pytest.approx(30 / 205)
-    with pytest.raises(ConfigError, match=r"confidence must be above 0.5 .* no stricter"):
+    with pytest.raises(ConfigError, match=r"confidence must be above 0.5 .* no margin over"):
         Budget("b", "fnr", "ceiling", 0.2, "upper_bound", confidence=confidence)
     Budget("b", "fnr", "ceiling", 0.2, "upper_bound", confidence=0.51)
 

@@ -130,6 +130,7 @@ _VALID_POINT = {"name": "p0.5", "threshold": 0.5, "target_recall": None, "chosen
         ({}, "has no `preprocess` object"),
         ({"preprocess": {"size": 4}}, r"invalid `preprocess` \(input size 4 is outside"),
         ({"preprocess": {"size": 64, "colour": 1}}, r"invalid `preprocess` \(.*colour"),
+        ({"preprocess": {"size": 64, "mean": ["a", "b", "c"]}}, r"invalid `preprocess` \(.*'a'"),
         ({"preprocess": {"size": 64}}, "has no `dev.operating_points` list"),
         ({"preprocess": {"size": 64}, "dev": {"operating_points": []}},
          "has no `dev.operating_points` list"),

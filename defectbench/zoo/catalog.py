@@ -7,7 +7,7 @@ from typing import Any
 
 from defectbench.data.fixture import Fixture, load_fixture
 from defectbench.data.preprocess import Preprocess
-from defectbench.errors import ArtifactError, ConfigError, UnknownNameError
+from defectbench.errors import ArtifactError, UnknownNameError
 from defectbench.metrics.operating_point import OperatingPoint
 from defectbench.zoo.build import compute_keys, library_versions, load_trained_model
 from defectbench.zoo.profiles import Profile, get_profile
@@ -107,7 +107,7 @@ def _read_side_problem(manifest: dict[str, Any]) -> str | None:
         return "has no `preprocess` object"
     try:
         Preprocess(**preprocess)
-    except (TypeError, ConfigError) as exc:
+    except (TypeError, ValueError) as exc:  # ValueError covers ConfigError and float("a")
         return f"has an invalid `preprocess` ({exc})"
     dev = manifest.get("dev")
     points = dev.get("operating_points") if isinstance(dev, dict) else None
@@ -116,6 +116,6 @@ def _read_side_problem(manifest: dict[str, Any]) -> str | None:
     for point in points:
         try:
             OperatingPoint.from_dict(point)
-        except (TypeError, ConfigError) as exc:
+        except (TypeError, ValueError) as exc:
             return f"has an invalid dev operating point {point!r} ({exc})"
     return None
