@@ -384,6 +384,8 @@ def _refuse_a_comparison_that_loads_nothing(config: pytest.Config) -> None:
         return
     if bench.compare is True and not bench.compare_fail:
         return  # "the latest saved run", and none yet: pytest-benchmark's warning is enough
+    from pytest_benchmark.storage.file import FileStorage
+
     asked = "the latest saved run" if bench.compare is True else repr(bench.compare)
     machine = getattr(bench.storage, "default_machine_id", None) or "this machine"
     save_first = ("save a baseline on this machine class first (--benchmark-save=NAME; on CI, "
@@ -391,7 +393,8 @@ def _refuse_a_comparison_that_loads_nothing(config: pytest.Config) -> None:
                   "--benchmark-compare='*_NAME'")
     if bench.compare is True:
         why = f"no run is saved for {machine}: {save_first}"
-    elif bench.storage.query(f"*_{bench.compare}"):
+    elif isinstance(bench.storage, FileStorage) and bench.storage.query(f"*_{bench.compare}"):
+        # file storage only: Elasticsearch storage matches ids, and its query takes no glob
         why = ("a run saved with --benchmark-save=NAME is stored as NNNN_NAME.json and the "
                "value is matched against the start of that name: compare with "
                f"--benchmark-compare='*_{bench.compare}' (or its number, e.g. 0001)")
