@@ -10,7 +10,8 @@ defect probability is the mean of the members' (each through the suite's FP32 pr
 Why: distilling an ensemble of seeds into one Lite2 ("born-again" / ensemble distillation) is
 the one idea for the full teacher's 88.4% target that is not another draw of the same recipe.
 A distilled model can at best approach the ensemble it imitates, so the ensemble is measured
-first. Rule, fixed before any member was built (this commit): build the distilled candidate
+first. Rule, fixed in commit `2999407` before any member had finished building (the first build
+had started 14 s earlier; no result was visible): build the distilled candidate
 only if the ensemble of seeds 0, 1 and 2 reaches `dev` accuracy at 0.5 >= 357 of 394 (four
 cells above the adopted teacher's 353) and `dev` AUROC >= 0.940 (the adopted teacher: 0.937).
 The script prints the verdict from `dev` before it reads `val`.
