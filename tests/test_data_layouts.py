@@ -12,7 +12,7 @@ from PIL import Image
 
 from defectbench.data.dagm import load_dagm
 from defectbench.data.folder import binary_view, load_image_folder
-from defectbench.data.image_set import ImageSet
+from defectbench.data.image_set import ImageSet, in_memory
 from defectbench.data.mvtec import load_mvtec_ad, mvtec_categories
 from defectbench.data.neu import NEU_CLASSES, load_neu_cls
 from defectbench.errors import ConfigError, DataError
@@ -305,6 +305,26 @@ def test_neu_root_without_images_points_at_subfolders(tmp_path: Path) -> None:
         load_neu_cls(tmp_path)
 
 
+def test_neu_det_images_folder_loads_and_its_root_is_pointed_at(tmp_path: Path) -> None:
+    long_names = (
+        "crazing",
+        "inclusion",
+        "patches",
+        "pitted_surface",
+        "rolled-in_scale",
+        "scratches",
+    )
+    for code, name in zip(NEU_CLASSES, long_names, strict=True):
+        write_image(
+            tmp_path / "NEU-DET/IMAGES" / f"{name}_1.jpg", value=10 * NEU_CLASSES.index(code)
+        )
+    (tmp_path / "NEU-DET/ANNOTATIONS").mkdir()
+    images = load_neu_cls(tmp_path / "NEU-DET/IMAGES")
+    assert images.metadata["defect_class"].tolist() == list(NEU_CLASSES)
+    with pytest.raises(DataError, match=r"looks like NEU-DET: point root at its IMAGES/"):
+        load_neu_cls(tmp_path / "NEU-DET")
+
+
 # --- DAGM 2007 -----------------------------------------------------------------------------
 
 
@@ -496,8 +516,11 @@ def test_folder_needs_two_classes(tmp_path: Path) -> None:
 def test_folder_images_in_a_class_sub_folder_are_refused_not_dropped(tmp_path: Path) -> None:
     root = folder_tree(tmp_path, {"good": 1, "defect": 1})
     write_image(root / "defect" / "scratch" / "d.png")
-    with pytest.raises(DataError, match=r"class folder .*defect has sub-folder\(s\) holding "
-                                        r"images \(scratch\), which would not be read"):
+    with pytest.raises(
+        DataError,
+        match=r"class folder .*defect has sub-folder\(s\) holding "
+        r"images \(scratch\), which would not be read",
+    ):
         load_image_folder(root)
 
 
@@ -582,6 +605,85 @@ def test_loader_pickles_for_worker_processes(tmp_path: Path) -> None:
     np.testing.assert_array_equal(loader(1), images.load(1))
 
 
+def test_subsets_and_in_memory_sets_pickle_too(tmp_path: Path) -> None:
+    images = load_dagm(dagm_tree(tmp_path))  # the docstring's way to pick a split is subset()
+    test = images.subset(images.metadata["split"] == "test")
+    copy = pickle.loads(pickle.dumps(test))
+    assert copy.ids == test.ids and len(copy) == 6
+    for i in range(len(test)):
+        np.testing.assert_array_equal(copy.load(i), test.load(i))
+    pixels = np.arange(2 * SIZE * SIZE, dtype=np.uint8).reshape(2, SIZE, SIZE)
+    decoded = in_memory(["a", "b"], np.array([0, 1]), pixels).subset([1])
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(decoded)).load(0), pixels[1])
+
+
+# --- nothing is dropped without a word -----------------------------------------------------
+
+
+def test_mvtec_images_in_a_defect_type_sub_folder_are_refused(tmp_path: Path) -> None:
+    mvtec_tree(tmp_path)
+    write_image(tmp_path / "bottle/test/contamination/more/001.png", "RGB")
+    with pytest.raises(
+        DataError, match=r"contamination has sub-folder\(s\) holding images \(more\)"
+    ):
+        load_mvtec_ad(tmp_path, "bottle")
+
+
+def test_neu_images_in_a_class_sub_folder_are_refused(tmp_path: Path) -> None:
+    neu_folder_tree(tmp_path)
+    write_image(tmp_path / "Cr/more/Cr_3.bmp")
+    with pytest.raises(DataError, match=r"Cr .*sub-folder\(s\) holding images \(more\)"):
+        load_neu_cls(tmp_path)
+
+
+def test_neu_flat_set_with_a_sub_folder_of_images_is_refused(tmp_path: Path) -> None:
+    neu_flat_tree(tmp_path)
+    write_image(tmp_path / "extra/Cr_9.bmp")
+    (tmp_path / "__MACOSX").mkdir()
+    write_image(tmp_path / "__MACOSX/._Cr_1.bmp")  # resource forks are not images: ignored
+    with pytest.raises(DataError, match=r"directly and in sub-folder\(s\) \(extra\)"):
+        load_neu_cls(tmp_path)
+
+
+def test_neu_file_named_after_another_class_is_refused(tmp_path: Path) -> None:
+    neu_folder_tree(tmp_path)
+    write_image(tmp_path / "Cr/Sc_7.bmp")
+    with pytest.raises(
+        DataError, match=r"class Cr folder .* named after another class \(Sc_7.bmp\)"
+    ):
+        load_neu_cls(tmp_path)
+
+
+@pytest.mark.parametrize("extension", [".webp", ".GIF"])
+def test_images_in_a_format_not_read_are_refused_not_skipped(
+    tmp_path: Path, extension: str
+) -> None:
+    folder_tree(tmp_path, {"good": 2, "defect": 1})
+    Image.new("L", (SIZE, SIZE)).save(tmp_path / f"defect/002{extension}")
+    with pytest.raises(
+        DataError, match=rf"1 image\(s\) in a format .*002\{extension}.*convert them"
+    ):
+        load_image_folder(tmp_path)
+
+
+def test_two_spellings_of_one_folder_are_refused(tmp_path: Path) -> None:
+    dagm_tree(tmp_path, classes=(1,))
+    write_image(tmp_path / "Class1/Train/label/0001_label.PNG")
+    with pytest.raises(
+        DataError, match=r"2 folders named Label in different case \(Label/, label/\)"
+    ):
+        load_dagm(tmp_path)
+
+
+@pytest.mark.parametrize("with_table", [False, True], ids=["masks-only", "labels-txt"])
+def test_dagm_mask_without_its_image_is_refused(tmp_path: Path, with_table: bool) -> None:
+    dagm_split(tmp_path / "Class3/Train", ["0001", "0002"], {"0001"}, with_table=with_table)
+    dagm_split(tmp_path / "Class3/Test", ["0003"], set(), with_table=with_table)
+    write_image(tmp_path / "Class3/Train/Label/0009_label.PNG", value=255)
+    with pytest.raises(DataError, match=r"1 defect mask\(s\) whose image is missing .*0009_label"):
+        load_dagm(tmp_path)
+
+
 # --- errors every loader shares ------------------------------------------------------------
 
 LOADERS: dict[str, tuple[Callable[[Path], Path], Callable[..., ImageSet], str]] = {
@@ -643,7 +745,8 @@ def test_unknown_check_is_a_config_error(tmp_path: Path, name: str) -> None:
 def test_every_image_decodes(tmp_path: Path, name: str) -> None:
     build, load, _ = LOADERS[name]
     images = load(build(tmp_path), check="decode")
-    assert all(pixels.dtype == np.uint8 for pixels in images.load_all())
+    assert len(images) > 0
+    assert all(pixels.shape[:2] == (SIZE, SIZE) for pixels in images.load_all())
 
 
 @pytest.mark.parametrize("drop", [None, 12], ids=["half", "no-iend-chunk"])

@@ -78,8 +78,9 @@ def test_edited_split_file_is_detected(tmp_path, elpv_fixture):
     target = tmp_path / "elpv"
     shutil.copytree(elpv_fixture.directory, target)
     lines = (target / "split.csv").read_text().splitlines(keepends=True)
-    lines[1] = lines[1].replace(",train,", ",val,").replace(",val,", ",train,", 1)
-    lines[5] = lines[5].replace(",train,", ",dev,")
+    edited = lines[5].replace(",train,", ",dev,")
+    assert edited != lines[5], "the test needs a train row to move"
+    lines[5] = edited
     (target / "split.csv").write_text("".join(lines))
     with pytest.raises(FixtureMismatchError, match="was modified: sha256 .* restore it from git"):
         fixture.load_fixture(target)

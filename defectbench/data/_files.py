@@ -20,6 +20,23 @@ from defectbench.data.image_set import ImageSet
 from defectbench.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff")
+# Raster formats PIL also opens that the loaders do not read: a folder holding them is refused
+# rather than loaded without them (a dataset re-saved as WebP would lose those images).
+_UNREAD_IMAGE_EXTENSIONS = (
+    ".gif",
+    ".webp",
+    ".jp2",
+    ".j2k",
+    ".jfif",
+    ".pgm",
+    ".ppm",
+    ".pbm",
+    ".pnm",
+    ".tga",
+    ".ico",
+    ".heic",
+    ".avif",
+)
 CHECKS = ("verify", "decode")
 Check = Literal["verify", "decode"]
 BINARY_CLASS_NAMES = ("good", "defective")
@@ -74,9 +91,18 @@ def subdirs(folder: Path) -> list[Path]:
 
 
 def find_subdir(folder: Path, name: str) -> Path | None:
-    """The sub-folder called `name`, ignoring case (archives differ: Train/train, Label/label)."""
+    """The sub-folder called `name`, ignoring case (archives differ: Train/train, Label/label).
+
+    None when there is none; two spellings side by side (an archive extracted twice) are an
+    error, since either could hold the files meant."""
     matches = [p for p in subdirs(folder) if p.name.lower() == name.lower()]
-    return matches[0] if len(matches) == 1 else None
+    if len(matches) > 1:
+        raise DataError(
+            f"{folder} has {len(matches)} folders named {name} in different case "
+            f"({', '.join(p.name + '/' for p in matches)}); keep one "
+            "(merge them if both hold files)"
+        )
+    return matches[0] if matches else None
 
 
 def is_image_file(path: Path) -> bool:
@@ -84,8 +110,18 @@ def is_image_file(path: Path) -> bool:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Image files directly inside `folder` (extension case ignored), sorted by name."""
-    return sorted((p for p in folder.iterdir() if is_image_file(p)), key=lambda p: p.name)
+    """Image files directly inside `folder` (extension case ignored), sorted by name.
+
+    Images in a format the loaders do not read are refused, not skipped."""
+    entries = [p for p in folder.iterdir() if not _is_hidden(p)]
+    unread = [p for p in entries if p.suffix.lower() in _UNREAD_IMAGE_EXTENSIONS and p.is_file()]
+    if unread:
+        raise DataError(
+            f"{folder} holds {len(unread)} image(s) in a format defectbench does not read "
+            f"({listing(sorted(unread))}); it reads {' '.join(IMAGE_EXTENSIONS)} (any case); "
+            "convert them to PNG, or move them out of the dataset"
+        )
+    return sorted((p for p in entries if is_image_file(p)), key=lambda p: p.name)
 
 
 def nonempty_image_files(folder: Path, what: str) -> list[Path]:
@@ -104,15 +140,22 @@ def nonempty_image_files(folder: Path, what: str) -> list[Path]:
 def reject_nested_images(folder: Path, what: str) -> None:
     """Images in sub-folders of a folder whose own images are read would be silently dropped
     (a class folder with a `scratch/` inside), so refuse them."""
-    nested = [d for d in subdirs(folder)
-              if any(p.suffix.lower() in IMAGE_EXTENSIONS and not _is_hidden(p)
-                     for p in d.rglob("*"))]
+    nested = [d for d in subdirs(folder) if holds_images(d)]
     if nested:
         raise DataError(
             f"{what} {folder} has sub-folder(s) holding images ({listing(nested)}), which would "
             "not be read: images must sit directly in their class folder; move them up, or "
             "make each sub-folder a class folder of its own"
         )
+
+
+def holds_images(folder: Path) -> bool:
+    """Whether any image file lies in `folder` or below it."""
+    return any(
+        p.suffix.lower() in IMAGE_EXTENSIONS + _UNREAD_IMAGE_EXTENSIONS
+        and not any(_is_hidden(Path(part)) for part in p.relative_to(folder).parts)
+        for p in folder.rglob("*")
+    )
 
 
 def reject_loose_images(folder: Path, expected: str) -> None:

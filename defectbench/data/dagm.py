@@ -123,6 +123,16 @@ def _split_labels(split_dir: Path) -> tuple[list[Path], list[int]]:
     mask_stems = {Path(name).stem for name in mask_names}
     table_path = next((p for p in label_dir.iterdir() if p.name.lower() == "labels.txt"), None)
     table = _read_labels_txt(table_path) if table_path is not None else {}
+    # A mask no image claims is a defective image lost in extraction.
+    claimed = {f"{p.stem.lower()}_label" for p in files} | {
+        Path(mask).stem.lower() for _, mask, _ in table.values() if mask
+    }
+    orphans = sorted(mask_stems - claimed)
+    if orphans:
+        raise DataError(
+            f"{label_dir} has {len(orphans)} defect mask(s) whose image is missing from "
+            f"{split_dir}: {_files.listing(orphans)}; re-extract the class archive"
+        )
     listed_missing = sorted(set(table) - {p.name.lower() for p in files})
     if listed_missing:
         raise DataError(

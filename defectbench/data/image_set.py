@@ -57,18 +57,41 @@ class ImageSet:
         idx = np.asarray(indices)
         if idx.dtype == bool:
             if idx.shape != (len(self),):
-                raise DataError(f"a boolean mask must have one entry per image ({len(self)}), "
-                                f"got shape {idx.shape}")
+                raise DataError(
+                    f"a boolean mask must have one entry per image ({len(self)}), "
+                    f"got shape {idx.shape}"
+                )
             idx = np.flatnonzero(idx)
         idx = idx.astype(np.int64)
-        parent = self.loader
         return ImageSet(
             ids=tuple(self.ids[i] for i in idx),
             labels=self.labels[idx],
             class_names=self.class_names,
-            loader=lambda i: parent(int(idx[i])),
+            loader=_SubsetLoader(self.loader, tuple(int(i) for i in idx)),
             metadata={k: np.asarray(v)[idx] for k, v in self.metadata.items()},
         )
+
+
+@dataclass(frozen=True)
+class _SubsetLoader:
+    """Loader of a subset: maps the subset's index to the parent's (a class, not a closure, so a
+    subset pickles into worker processes like the set it came from)."""
+
+    parent: Callable[[int], np.ndarray]
+    indices: tuple[int, ...]
+
+    def __call__(self, index: int) -> np.ndarray:
+        return self.parent(self.indices[index])
+
+
+@dataclass(frozen=True)
+class _InMemoryLoader:
+    """Loader of already decoded images (a class, not a closure, so the set pickles)."""
+
+    images: np.ndarray | Sequence[np.ndarray] = field(repr=False)
+
+    def __call__(self, index: int) -> np.ndarray:
+        return self.images[index]
 
 
 def in_memory(
@@ -83,6 +106,6 @@ def in_memory(
         ids=tuple(ids),
         labels=np.asarray(labels),
         class_names=tuple(class_names),
-        loader=lambda i: images[i],
+        loader=_InMemoryLoader(images),
         metadata=dict(metadata or {}),
     )

@@ -70,6 +70,7 @@ def load_mvtec_ad(
     paths, labels, defect_types = [], [], []
     for type_dir in type_dirs:
         files = _files.nonempty_image_files(type_dir, "defect-type folder")
+        _files.reject_nested_images(type_dir, "defect-type folder")
         paths += files
         labels += [int(type_dir.name != GOOD)] * len(files)
         defect_types += [type_dir.name] * len(files)

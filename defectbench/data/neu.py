@@ -47,8 +47,10 @@ def load_neu_cls(root: str | os.PathLike[str], *, check: _files.Check = "verify"
         root/Cr_1.bmp, root/In_1.bmp, ..., root/Sc_300.bmp    (as published: one flat folder)
         root/Cr/*.bmp, root/In/*.bmp, ..., root/Sc/*.bmp       (one folder per class)
 
-    Class folders and file prefixes are matched ignoring case and may also use the long names
-    (``crazing``, ``pitted_surface``, ``rolled-in_scale``...). All six classes must be present.
+    NEU-DET's ``IMAGES/`` folder (``crazing_1.jpg`` ...) is the flat layout with long names; its
+    bounding boxes are not read. Class folders and file prefixes are matched ignoring case and
+    may also use the long names (``crazing``, ``pitted_surface``, ``rolled-in_scale``...). All
+    six classes must be present.
     Metadata ``defect_class`` holds the abbreviation. NEU has no defect-free class, so there is
     no binary view of it.
     """
@@ -67,11 +69,14 @@ def load_neu_cls(root: str | os.PathLike[str], *, check: _files.Check = "verify"
         paths, codes = _flat_layout(root, loose)
     else:
         others = [d.name for d in _files.subdirs(root)]
-        hint = (
-            f"; found folders {', '.join(others)}: point root at the one holding the images"
-            if others
-            else ""
-        )
+        if any(name.lower() == "images" for name in others):
+            hint = (
+                "; this looks like NEU-DET: point root at its IMAGES/ folder (boxes are not read)"
+            )
+        elif others:
+            hint = f"; found folders {', '.join(others)}: point root at the one holding the images"
+        else:
+            hint = ""
         raise DataError(f"no NEU-CLS images in {root}; expected {_LAYOUT}{hint}")
     _require_all_classes(root, codes)
     indices = [NEU_CLASSES.index(code) for code in codes]
@@ -95,7 +100,7 @@ def _folder_layout(root: Path, class_dirs: list[Path]) -> tuple[list[Path], list
                 f"{folder.name}/; merge them into one"
             )
         by_code[code] = folder
-    unknown = [d for d in _files.subdirs(root) if d not in class_dirs and _files.image_files(d)]
+    unknown = [d for d in _files.subdirs(root) if d not in class_dirs and _files.holds_images(d)]
     if unknown:
         raise DataError(
             f"{root} has image folders that are not NEU classes: "
@@ -106,13 +111,38 @@ def _folder_layout(root: Path, class_dirs: list[Path]) -> tuple[list[Path], list
     codes: list[str] = []
     for code in NEU_CLASSES:
         if code in by_code:
-            files = _files.nonempty_image_files(by_code[code], f"NEU class {code} folder")
+            folder = by_code[code]
+            files = _files.nonempty_image_files(folder, f"NEU class {code} folder")
+            _files.reject_nested_images(folder, f"NEU class {code} folder")
+            _reject_foreign_names(folder, code, files)
             paths += files
             codes += [code] * len(files)
     return paths, codes
 
 
+def _reject_foreign_names(folder: Path, code: str, files: list[Path]) -> None:
+    """A file named after another class (Sc_7.bmp in Cr/) would take the folder's class: in
+    the published sets name and folder always agree, so a disagreement is a bad merge."""
+    foreign = [
+        path
+        for path in files
+        if (match := _FLAT_NAME.match(path.stem))
+        and _ALIASES.get(match["prefix"].lower(), code) != code
+    ]
+    if foreign:
+        raise DataError(
+            f"NEU class {code} folder {folder} holds {len(foreign)} file(s) named after another "
+            f"class ({_files.listing(foreign)}); move each into its own class folder"
+        )
+
+
 def _flat_layout(root: Path, files: list[Path]) -> tuple[list[Path], list[str]]:
+    nested = [d for d in _files.subdirs(root) if _files.holds_images(d)]
+    if nested:
+        raise DataError(
+            f"{root} holds NEU images directly and in sub-folder(s) "
+            f"({_files.listing(nested)}), which would not be read; expected one layout: {_LAYOUT}"
+        )
     named: list[tuple[Path, str]] = []
     bad: list[Path] = []
     for path in files:
