@@ -10,7 +10,7 @@ import pytest
 from defectbench.cli import main
 from defectbench.data import elpv, fixture
 from defectbench.data.image_set import in_memory
-from defectbench.data.preprocess import Preprocess, preprocess_set
+from defectbench.data.preprocess import Preprocess, PreprocessedRows, preprocess_set
 from defectbench.errors import ConfigError, DataError, FixtureMismatchError, UnknownNameError
 
 
@@ -117,6 +117,22 @@ def test_preprocess_is_shared_and_normalises_with_the_model_stats(elpv_fixture):
     np.testing.assert_allclose(x, pre(val.load_all()), rtol=0, atol=1e-6)
     white = pre([np.full((300, 300), 255, np.uint8)])
     np.testing.assert_allclose(white, 1.0, atol=1e-5)
+
+
+def test_preprocessed_rows_match_the_whole_array_bit_for_bit(elpv_fixture):
+    # PT2E/QAT variants calibrate at load from rows decoded on demand; the build calibrated
+    # from the whole preprocessed array: the rows must be identical, not merely close
+    dev = elpv_fixture.split("dev").subset(range(70))
+    pre = Preprocess(size=96)
+    whole = preprocess_set(dev, pre)
+    rows = PreprocessedRows(dev, pre)
+    assert len(rows) == 70
+    picked = np.array([3, 17, 64, 69])
+    np.testing.assert_array_equal(rows[picked], whole[picked])
+    np.testing.assert_array_equal(rows[:2], whole[:2])
+    np.testing.assert_array_equal(rows[:], whole)
+    with pytest.raises(TypeError, match="slice or an index array"):
+        rows[3]
 
 
 def test_preprocess_rejects_bad_pixels():

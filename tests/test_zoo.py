@@ -545,7 +545,7 @@ def test_a_recipe_builds_the_same_weights_whatever_ran_before_it(tmp_path):
     catalog = Catalog(tmp_path / "second", smoke)
     point = next(p for p in manifest["dev"]["operating_points"] if p["name"] != "p0.5")
     dev_scores = catalog.predictor(TEACHER, "fp32", "cpu").predict_proba(
-        catalog.dev_arrays(TEACHER))
+        catalog.dev_rows(TEACHER)[:])
     from defectbench.zoo.build import profile_subset
 
     dev = profile_subset(catalog.fixture, smoke, "dev")
@@ -691,3 +691,16 @@ def test_a_pt2e_variant_records_how_many_calibration_images_it_used(tmp_path):
     manifest = build_zoo(smoke, tmp_path, [name], log=lambda _: None)[name]
     assert all_recipes(smoke)[name].num_calibration == 128
     assert manifest["calibration_images"] == manifest["dev_images"] == smoke.max_dev_images
+
+    # opened for the suite, it calibrates again from dev rows decoded on demand (the build
+    # used the whole preprocessed array): the same calibration, so the same dev verdicts
+    from defectbench.metrics.confusion import binary_report
+    from defectbench.zoo.build import profile_subset
+    from defectbench.zoo.catalog import Catalog
+
+    catalog = Catalog(tmp_path, smoke)
+    scores = catalog.predictor(name, "int8", "cpu").predict_proba(catalog.dev_rows(name)[:])
+    labels = profile_subset(catalog.fixture, smoke, "dev").labels
+    for point in manifest["dev"]["operating_points"]:
+        again = binary_report(labels, scores, point["threshold"])
+        assert again["counts"] == manifest["dev"]["at"][point["name"]]["counts"], point["name"]

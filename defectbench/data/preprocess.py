@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from defectbench.data.image_set import ImageSet
 from defectbench.errors import ConfigError, DataError
 
 
@@ -86,6 +87,25 @@ class Preprocess:
         if img.ndim == 3 and img.shape[2] == 1:
             return np.repeat(img.transpose(2, 0, 1), 3, axis=0)
         raise DataError(f"expected (H, W) grayscale or (H, W, 3) RGB, got shape {img.shape}")
+
+
+@dataclass(frozen=True)
+class PreprocessedRows:
+    """An image set preprocessed on demand: ``rows[index]`` is what
+    ``preprocess_set(images, preprocess)[index]`` would be for a slice or an index array, but
+    only the rows asked for are decoded and nothing is kept."""
+
+    images: ImageSet
+    preprocess: Preprocess
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: slice | Sequence[int] | np.ndarray) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            raise TypeError("index PreprocessedRows with a slice or an index array, not an int")
+        rows = np.arange(len(self.images))[index]
+        return preprocess_set(self.images.subset(rows), self.preprocess)
 
 
 def preprocess_set(images, preprocess: Preprocess, batch_size: int = 64) -> np.ndarray:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from defectbench.data.fixture import Fixture, load_fixture
-from defectbench.data.preprocess import Preprocess
+from defectbench.data.preprocess import Preprocess, PreprocessedRows
 from defectbench.errors import ArtifactError, UnknownNameError
 from defectbench.metrics.operating_point import OperatingPoint
 from defectbench.zoo.build import compute_keys, library_versions, load_trained_model
@@ -26,7 +26,6 @@ class Catalog:
         self.recipes = all_recipes(self.profile)
         self.keys = compute_keys(self.recipes, self.fixture, library_versions(),
                                  self.profile.target_recall)
-        self._dev: dict = {}
 
     @property
     def names(self) -> list[str]:
@@ -83,15 +82,17 @@ class Catalog:
 
         return open_derived_predictor(self, name, precision, device)
 
-    def dev_arrays(self, name: str):
-        """The profile's `dev` images preprocessed for `name` (what calibration used)."""
-        from defectbench.data.preprocess import preprocess_set
+    def dev_rows(self, name: str) -> PreprocessedRows:
+        """The profile's `dev` images, preprocessed for `name` row by row on demand.
+
+        Not cached: PT2E and QAT variants rebuild at load from a few `dev` rows, and their
+        load is what the memory benchmarks measure, so only those rows are ever decoded and
+        nothing outlives the load (holding all of `dev` added ~300 MiB at 260 px)."""
         from defectbench.zoo.build import profile_subset
 
-        key = self.preprocess(name)
-        if key not in self._dev:
-            self._dev[key] = preprocess_set(profile_subset(self.fixture, self.profile, "dev"), key)
-        return self._dev[key]
+        return PreprocessedRows(
+            profile_subset(self.fixture, self.profile, "dev"), self.preprocess(name)
+        )
 
     def size_mb(self, name: str) -> float:
         manifest = self.manifest(name)

@@ -25,10 +25,14 @@ from defectbench.compress.ort_quant import (
 )
 from defectbench.compress.prune import PruneConfig, load_pruned, prune_model, save_pruned
 from defectbench.compress.pt2e import Pt2eInt8Config
-from defectbench.data.preprocess import Preprocess
+from defectbench.data.preprocess import Preprocess, PreprocessedRows
 from defectbench.errors import ArtifactError, ConfigError
 from defectbench.train.config import DistillConfig, TrainConfig
 from defectbench.zoo.recipes import TrainedRecipe, recipe_asdict
+
+# The preprocessed `dev` set, or rows of it decoded on demand (`PreprocessedRows`): what
+# PT2E and QAT variants rebuild from, indexed by a slice or an index array.
+DevRows = np.ndarray | PreprocessedRows
 
 ONNX_FILE = "model.onnx"
 PRUNED_FILE = "pruned.pt"
@@ -201,11 +205,14 @@ def load_torch_model(store, recipes: dict[str, Any], keys: dict[str, str], name:
     raise ArtifactError(f"variant {name!r} is not a torch model (it is {type(recipe).__name__})")
 
 
-def calibration_subset(dev_x: np.ndarray, count: int, seed: int) -> np.ndarray:
-    if count > len(dev_x):
-        count = len(dev_x)
-    idx = np.sort(np.random.default_rng(seed).choice(len(dev_x), size=count, replace=False))
-    return dev_x[idx]
+def calibration_rows(dev_count: int, count: int, seed: int) -> np.ndarray:
+    """Which `dev` rows calibrate (sorted): the same rows at build and at every load."""
+    count = min(count, dev_count)
+    return np.sort(np.random.default_rng(seed).choice(dev_count, size=count, replace=False))
+
+
+def calibration_subset(dev_x: DevRows, count: int, seed: int) -> np.ndarray:
+    return dev_x[calibration_rows(len(dev_x), count, seed)]
 
 
 def tensorrt_engine_dir(store, name: str, manifest: dict[str, Any]) -> Path:
@@ -249,10 +256,10 @@ def open_derived_predictor(catalog, name: str, precision: str, device: str):
         return TorchPredictor(model, device=device, precision=precision, name=name)
     if isinstance(recipe, Pt2eRecipe):
         store.verify(name, keys[name])
-        return _pt2e_predictor(catalog.dev_arrays(name), store, recipes, keys, name)
+        return _pt2e_predictor(catalog.dev_rows(name), store, recipes, keys, name)
     if isinstance(recipe, QatRecipe):
         store.verify(name, keys[name])
-        return _qat_predictor(catalog.dev_arrays(name), store, recipes, keys, name)
+        return _qat_predictor(catalog.dev_rows(name), store, recipes, keys, name)
     raise ArtifactError(f"no predictor for variant {name!r} ({type(recipe).__name__})")
 
 
@@ -262,7 +269,7 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def _pt2e_predictor(dev_x: np.ndarray, store, recipes, keys, name: str):
+def _pt2e_predictor(dev_x: DevRows, store, recipes, keys, name: str):
     """Re-create the converted PT2E graph from the parent and the recorded calibration subset.
 
     A converted PT2E graph cannot be saved without pickling arbitrary objects, so the
@@ -287,7 +294,7 @@ def _pt2e_predictor(dev_x: np.ndarray, store, recipes, keys, name: str):
 QAT_FILE = "qat_state.pt"
 
 
-def _qat_prepared(dev_x: np.ndarray, store, recipes, keys, name: str):
+def _qat_prepared(dev_x: DevRows, store, recipes, keys, name: str):
     """The parent exported and fake-quantized for QAT (same graph every time: deterministic)."""
     from defectbench.compress.pt2e import prepare_qat_pt2e_int8
 
@@ -296,7 +303,7 @@ def _qat_prepared(dev_x: np.ndarray, store, recipes, keys, name: str):
     return prepare_qat_pt2e_int8(model, dev_x[:2], recipe.quant)
 
 
-def _qat_predictor(dev_x: np.ndarray, store, recipes, keys, name: str):
+def _qat_predictor(dev_x: DevRows, store, recipes, keys, name: str):
     """Rebuild the QAT graph, load its trained weights and observer state, convert, compile."""
     import torch
 
