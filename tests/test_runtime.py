@@ -188,6 +188,26 @@ def test_torch_predictor_compiled_keeps_inductor_settings_local(batch: np.ndarra
     assert inductor_config.freezing is False
 
 
+def test_torch_predictor_compiles_a_static_graph_per_batch_size() -> None:
+    # torch.compile's default turns the second batch size into a dynamic-shape graph that all
+    # later sizes reuse: the graph timed at batch 32 would depend on the sizes run before it.
+    # Nine sizes also pass dynamo's default recompile limit (8), past which it runs eager.
+    from torch._dynamo.utils import counters
+
+    model = tiny_net()
+    predictor = TorchPredictor(model, compile=True)
+    assert predictor.describe()["compiled_shapes"] == "static per batch size"
+    rng = np.random.default_rng(1)
+    counters.clear()
+    for size in range(1, 10):
+        x = rng.standard_normal((size, 3, 16, 16)).astype(np.float32)
+        np.testing.assert_allclose(
+            predictor.predict_logits(x), reference_logits(model, x), rtol=1e-4, atol=1e-4
+        )
+    assert counters["stats"]["unique_graphs"] == 9
+    assert "recompile_limit" not in str(dict(counters["recompiles"]))
+
+
 def test_fp16_on_cpu_says_to_use_bf16_or_a_gpu() -> None:
     with pytest.raises(ConfigError, match=r"fp16 runs on CUDA only; on CPU use bf16 .*tox -e gpu"):
         TorchPredictor(tiny_net(), precision="fp16")

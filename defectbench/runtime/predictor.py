@@ -122,13 +122,17 @@ def is_quantized_module(model: nn.Module) -> bool:
     )
 
 
+_MAX_STATIC_GRAPHS = 64
+
+
 class TorchPredictor(Predictor):
     """Runs an ``nn.Module`` in eval mode under ``torch.inference_mode``.
 
     ``precision``: fp32; bf16 (autocast, AMX on recent Xeons and CUDA); fp16 (autocast, CUDA
     only); int8 (the module must already be quantized, see ``defectbench.compress.pt2e``).
     The module is moved to ``device`` and, with ``channels_last``, to channels-last memory
-    format in place. ``compile`` wraps it in ``torch.compile`` (compiled on the first call);
+    format in place. ``compile`` wraps it in ``torch.compile`` (compiled on the first call
+    of each batch size, into a static-shape graph);
     ``inductor_config`` is applied with ``torch._inductor.config.patch`` around every call, so
     settings such as ``freezing`` stay local to this predictor instead of process-wide.
     """
@@ -178,7 +182,11 @@ class TorchPredictor(Predictor):
         if channels_last:
             model.to(memory_format=torch.channels_last)
         self.model = model
-        self._run = torch.compile(model, mode=compile_mode) if compile else model
+        # dynamic=False: one static graph per batch size. The default recompiles a second batch
+        # size as a dynamic-shape graph that every later size reuses, so what batch 32 timed
+        # would depend on which batch sizes ran before it.
+        self._run = torch.compile(model, mode=compile_mode, dynamic=False) if compile else model
+        self._compiled = compile
 
     def _predict_batch(self, x: np.ndarray) -> np.ndarray:
         # ascontiguousarray: torch refuses negative strides (a flipped view), ORT copes
@@ -191,6 +199,12 @@ class TorchPredictor(Predictor):
                 import torch._inductor.config as inductor_config
 
                 stack.enter_context(inductor_config.patch(self._inductor_config))
+            if self._compiled:
+                import torch._dynamo.config as dynamo_config
+
+                # a static graph per batch size: suite sizes plus the last partial batches of
+                # dev and val; past dynamo's default of 8 it would fall back to eager silently
+                stack.enter_context(dynamo_config.patch(recompile_limit=_MAX_STATIC_GRAPHS))
             if self._autocast_dtype is not None:
                 stack.enter_context(torch.autocast(self.device, dtype=self._autocast_dtype))
             logits = self._run(tensor)
@@ -201,7 +215,10 @@ class TorchPredictor(Predictor):
         return logits.cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "channels_last": self.channels_last}
+        described = {**super().describe(), "channels_last": self.channels_last}
+        if self._compiled:
+            described["compiled_shapes"] = "static per batch size"
+        return described
 
 
 def _check_max_batch(max_batch: int | None) -> int | None:
