@@ -208,6 +208,27 @@ def test_torch_predictor_compiles_a_static_graph_per_batch_size() -> None:
     assert "recompile_limit" not in str(dict(counters["recompiles"]))
 
 
+def test_cuda_fp32_turns_tf32_off_for_the_call_and_restores_it() -> None:
+    # fp32 must mean the same arithmetic for torch and ONNX Runtime (use_tf32: 0); the flags
+    # are plain process state, so the switch is checked here without a GPU
+    import torch
+
+    from defectbench.runtime.predictor import ieee_fp32_on_cuda
+
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    before = (cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.allow_tf32 = True  # torch's default for convolutions
+    try:
+        with ieee_fp32_on_cuda():
+            assert (cudnn.allow_tf32, matmul.allow_tf32) == (False, False)
+        assert cudnn.allow_tf32 is True
+        with pytest.raises(RuntimeError, match="boom"), ieee_fp32_on_cuda():
+            raise RuntimeError("boom")
+        assert cudnn.allow_tf32 is True
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = before
+
+
 def test_fp16_on_cpu_says_to_use_bf16_or_a_gpu() -> None:
     with pytest.raises(ConfigError, match=r"fp16 runs on CUDA only; on CPU use bf16 .*tox -e gpu"):
         TorchPredictor(tiny_net(), precision="fp16")
@@ -256,6 +277,26 @@ def test_torch_predictor_cuda_matches_cpu(batch: np.ndarray, precision: str) -> 
     assert predictor.device == "cuda" and logits.dtype == np.float32
     tolerance = 1e-3 if precision == "fp32" else 0.05 * np.abs(expected).max() + 1e-2
     np.testing.assert_allclose(logits, expected, atol=tolerance)
+
+
+@pytest.mark.gpu
+@requires_cuda
+def test_torch_predictor_cuda_fp32_runs_without_tf32(batch: np.ndarray) -> None:
+    import torch
+
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = tiny_net()
+
+        def forward(self, x):
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return self.net(x)
+
+    TorchPredictor(Spy(), device="cuda", precision="fp32").predict_logits(batch)
+    assert seen == [(False, False)]
 
 
 # --------------------------------------------------------------------------- ONNX Runtime
