@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from defectbench.measure.compute import count_macs
+from defectbench.measure.compute import count_macs, matmul_peak_gflops
 from defectbench.measure.latency import LatencyStats, alternating_blocks, rounds_for
 from defectbench.measure.machine import cpu_flags, cpu_identity
 from defectbench.measure.memory import (
@@ -241,3 +241,22 @@ def test_cost_is_core_hours_on_cpu_and_gpu_hours_on_cuda():
     # a CUDA case's host threads are not what it costs: one GPU for that hour
     assert inference_cost(3.6e-3, "cuda", 16) == pytest.approx(
         {"cost_core_hours_per_million": None, "cost_gpu_hours_per_million": 1.0})
+
+
+def test_cpu_matmul_peak_is_the_fastest_of_its_samples():
+    # a 256^2 float32 matmul: 33.5 MFLOP; even one slow core does it in well under a second
+    peak = matmul_peak_gflops("float32", "cpu", 256)
+    assert 0.03 < peak < 1e5
+    assert matmul_peak_gflops("float32", "cpu", 256) == peak  # measured once per process
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available; tox -e gpu")
+def test_cuda_matmul_peak_sees_tensor_cores():
+    # fp16 runs on tensor cores and fp32 (TF32 off) does not: on any tensor-core GPU the fp16
+    # peak is several times the fp32 one; timing dominated by launch overhead would make the
+    # two about equal
+    fp32 = matmul_peak_gflops("float32", "cuda")
+    fp16 = matmul_peak_gflops("float16", "cuda")
+    assert fp16 > 3 * fp32 > 0
+

@@ -213,7 +213,7 @@ def test_cuda_fp32_turns_tf32_off_for_the_call_and_restores_it() -> None:
     # are plain process state, so the switch is checked here without a GPU
     import torch
 
-    from defectbench.runtime.predictor import ieee_fp32_on_cuda
+    from defectbench.runtime.precision import ieee_fp32_on_cuda
 
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
     before = (cudnn.allow_tf32, matmul.allow_tf32)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
 from defectbench.errors import ConfigError, UnknownNameError
@@ -69,3 +72,22 @@ def torch_dtype(precision: str) -> torch.dtype:
             f"{', '.join(sorted(_FLOAT_DTYPES))} (int8 models are built by defectbench.compress)"
         )
     return _FLOAT_DTYPES[canonical]
+
+
+@contextlib.contextmanager
+def ieee_fp32_on_cuda() -> Iterator[None]:
+    """TF32 off for cuDNN convolutions and CUDA matmuls inside the block, restored after.
+
+    torch runs fp32 convolutions on CUDA in TF32 by default (10-bit mantissa), so "fp32" would
+    mean TF32 for torch but IEEE fp32 for ONNX Runtime (its provider runs with ``use_tf32: 0``
+    here), and the two runtimes' fp32 rows would not be the same arithmetic. The legacy flags
+    are used because torch refuses to read them once the newer per-operator API has set
+    different values for convolutions and RNNs.
+    """
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = (cudnn.allow_tf32, matmul.allow_tf32)
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from torch import nn
 from defectbench.errors import ArtifactError, ConfigError, DataError, UnknownNameError
 from defectbench.runtime.precision import (
     CUDA_HINT,
+    ieee_fp32_on_cuda,
     require_cuda,
     resolve_device,
     resolve_precision,
@@ -123,25 +124,6 @@ def is_quantized_module(model: nn.Module) -> bool:
 
 
 _MAX_STATIC_GRAPHS = 64
-
-
-@contextlib.contextmanager
-def ieee_fp32_on_cuda() -> Iterator[None]:
-    """TF32 off for cuDNN convolutions and CUDA matmuls inside the block, restored after.
-
-    torch runs fp32 convolutions on CUDA in TF32 by default (10-bit mantissa), so "fp32" would
-    mean TF32 for torch but IEEE fp32 for ONNX Runtime (its provider runs with ``use_tf32: 0``
-    here), and the two runtimes' fp32 rows would not be the same arithmetic. The legacy flags
-    are used because torch refuses to read them once the newer per-operator API has set
-    different values for convolutions and RNNs.
-    """
-    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    saved = (cudnn.allow_tf32, matmul.allow_tf32)
-    cudnn.allow_tf32 = matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
 class TorchPredictor(Predictor):
