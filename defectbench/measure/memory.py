@@ -16,8 +16,10 @@ class MemoryMeasurement:
     one call; on CUDA (`cuda_artifact_peak_allocated`, see `Suite.memory`) what the torch
     caching allocator holds for this artifact's weights plus the most one call allocates above
     that. `delta_mb` is what the call added to what was resident / allocated just before it.
-    A process-wide RSS includes everything the session has loaded, so on CPU compare
-    `delta_mb` (and the suite's `load_delta_mb`) across variants, not `peak_mb`. None: not
+    A process-wide RSS includes everything the session has loaded, and on CPU `delta_mb` is
+    only a lower bound (pages earlier cases freed stay in the process and are reused, so it
+    is often 0): compare artifacts by the isolated child's figures (`--memory-isolated`),
+    not by `peak_mb` or `delta_mb`. None: not
     measured (ONNX Runtime and TensorRT allocate CUDA memory outside torch's allocator)."""
 
     kind: str
