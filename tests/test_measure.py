@@ -260,3 +260,39 @@ def test_cuda_matmul_peak_sees_tensor_cores():
     fp16 = matmul_peak_gflops("float16", "cuda")
     assert fp16 > 3 * fp32 > 0
 
+
+def test_isolated_child_that_cannot_answer_never_returns_into_the_probe(monkeypatch):
+    # an answer that cannot be written (here: not JSON) must end the child, not send it back
+    # into the probe's request loop; the parent hears "no answer" and carries on
+    import os
+
+    from defectbench.measure import isolated
+
+    parent = os.getpid()
+    monkeypatch.setattr(isolated, "_measure_in_child", lambda catalog, request: {"x": object()})
+    answer = isolated._answer_forked(None, {})
+    assert os.getpid() == parent
+    assert answer == {"error": "measuring child died (wait status 0) without an answer"}
+    monkeypatch.setattr(isolated, "_measure_in_child", lambda catalog, request: 1 / 0)
+    assert isolated._answer_forked(None, {}) == {"error": "ZeroDivisionError: division by zero"}
+
+
+def test_a_dead_isolated_probe_is_reported_with_its_status_and_stderr():
+    import subprocess
+    import sys
+    import tempfile
+
+    from defectbench.measure.isolated import IsolatedMemoryError, IsolatedMemoryProbe
+
+    probe = IsolatedMemoryProbe.__new__(IsolatedMemoryProbe)  # a probe process that dies
+    probe._stderr = tempfile.TemporaryFile(mode="w+")
+    probe._process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stderr.write('catalog broke'); sys.exit(3)"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=probe._stderr, text=True,
+    )
+    probe._process.wait()
+    with pytest.raises(IsolatedMemoryError, match=r"probe exited \(status 3\): catalog broke"):
+        probe.measure("v", "fp32", "cpu", 1, 1)
+    probe.close()
+    assert probe._stderr.closed
+

@@ -21,6 +21,7 @@ The probe speaks JSON lines: ``python -m defectbench.measure.isolated ZOO PROFIL
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -76,14 +77,18 @@ def _answer_forked(catalog, request: dict[str, Any]) -> dict[str, Any]:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: measure, report through the pipe, leave without cleanup handlers
-        os.close(read_fd)
+        # os._exit in `finally`: whatever fails here (even writing the answer), the child must
+        # never return into serve() and read the probe's requests alongside its parent
         try:
-            result = _measure_in_child(catalog, request)
-        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
-            result = {"error": f"{type(exc).__name__}: {exc}"}
-        with os.fdopen(write_fd, "w") as out:
-            out.write(json.dumps(result))
-        os._exit(0)
+            os.close(read_fd)
+            try:
+                result = _measure_in_child(catalog, request)
+            except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+                result = {"error": f"{type(exc).__name__}: {exc}"}
+            with os.fdopen(write_fd, "w") as out:
+                out.write(json.dumps(result))
+        finally:
+            os._exit(0)
     os.close(write_fd)
     with os.fdopen(read_fd) as inp:
         text = inp.read()
@@ -130,13 +135,17 @@ class IsolatedMemoryProbe:
     def _read(self) -> dict[str, Any]:
         line = self._process.stdout.readline()
         if not line:
-            self._process.wait()
-            self._stderr.seek(0)
-            raise IsolatedMemoryError(
-                "the isolated-memory probe exited (status "
-                f"{self._process.returncode}): {self._stderr.read()[-2000:]}"
-            )
+            raise self._exited()
         return json.loads(line)
+
+    def _exited(self) -> IsolatedMemoryError:
+        """The probe is gone: its exit status and the end of what it wrote to stderr."""
+        self._process.wait()
+        self._stderr.seek(0)
+        return IsolatedMemoryError(
+            "the isolated-memory probe exited (status "
+            f"{self._process.returncode}): {self._stderr.read()[-2000:]}"
+        )
 
     def measure(self, variant: str, precision: str, device: str, batch: int,
                 threads: int) -> IsolatedMemory:
@@ -147,8 +156,11 @@ class IsolatedMemoryProbe:
             )
         request = {"variant": variant, "precision": precision, "device": device,
                    "batch": batch, "threads": threads}
-        self._process.stdin.write(json.dumps(request) + "\n")
-        self._process.stdin.flush()
+        try:
+            self._process.stdin.write(json.dumps(request) + "\n")
+            self._process.stdin.flush()
+        except BrokenPipeError:
+            raise self._exited() from None
         answer = self._read()
         if "error" in answer:
             raise IsolatedMemoryError(
@@ -157,10 +169,17 @@ class IsolatedMemoryProbe:
         return IsolatedMemory(**answer)
 
     def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.stdin.close()
-            self._process.wait(timeout=60)
-        self._stderr.close()
+        try:
+            if self._process.poll() is None:
+                with contextlib.suppress(BrokenPipeError):
+                    self._process.stdin.close()
+                try:
+                    self._process.wait(timeout=60)
+                except subprocess.TimeoutExpired:  # stuck in a child's measurement: stop it
+                    self._process.kill()
+                    self._process.wait()
+        finally:
+            self._stderr.close()
 
 
 if __name__ == "__main__":
