@@ -201,7 +201,9 @@ def measure_survey_latency(survey_case, benchmark, request, tmp_path_factory):
         rng = np.random.default_rng(0)
         batch = rng.standard_normal((case.batch, 3, case.img_size, case.img_size),
                                     dtype=np.float32)
-        predictor.predict_logits(batch)  # first call: compile, lazy init
+        # the first call (compile, lazy init, buffers) is the one whose memory counts, as in the
+        # suite's cases: measured after the timed rounds, it read 0 on CPU (pages reused)
+        memory = measure_peak(lambda: predictor.predict_logits(batch), case.device)
         start = time.perf_counter()
         predictor.predict_logits(batch)
         warm = time.perf_counter() - start
@@ -211,7 +213,6 @@ def measure_survey_latency(survey_case, benchmark, request, tmp_path_factory):
         if benchmark.stats is None:
             return {}
         latency = LatencyStats.from_seconds(list(benchmark.stats.stats.data))
-        memory = measure_peak(lambda: predictor.predict_logits(batch), case.device)
         info = {
             "defectbench": suite_mod.SCHEMA, "variant": f"survey.{case.arch}",
             "precision": case.precision, "device": case.device, "batch": case.batch,

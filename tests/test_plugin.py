@@ -330,6 +330,31 @@ def test_threads_apply_to_the_whole_session_and_bad_values_are_named(suite_dir):
         bad.stderr.fnmatch_lines([message])
 
 
+def test_survey_writes_latency_and_first_call_memory_without_a_zoo(pytester):
+    # the latency survey end to end, cut down to one small architecture: it needs no zoo,
+    # writes latency-only rows, and its memory is the first call's (compile, buffers)
+    shutil.copytree(REPO / "benchmarks", pytester.path / "benchmarks")
+    pytester.makeconftest(
+        'import defectbench.survey\n'
+        'defectbench.survey.SURVEY_ARCHS = (("resnet10t", 64),)\n'
+        'pytest_plugins = ["defectbench.plugin"]\n'
+    )
+    pytester.makeini("[pytest]\nmarkers =\n  gpu: cuda\n  quality: q\n  perf: p\n  slow: s\n")
+    out = pytester.path / "survey.json"
+    result = pytester.runpytest_subprocess(
+        "benchmarks/test_survey.py", "-m", "slow", "--precisions", "fp32", "--devices", "cpu",
+        "--batch-sizes", "1", "--latency-seconds", "0.2", "--zoo-dir",
+        str(pytester.path / "no-zoo-here"), "--benchmark-json", str(out), "-p", "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=1)
+    (row,) = json.loads(out.read_text())["benchmarks"]
+    info = row["extra_info"]
+    assert info["variant"] == "survey.resnet10t" and info["latency_only"] is True
+    assert info["quality"] is None and info["latency_ms"]["p50"] > 0
+    assert info["memory"]["kind"] == "cpu_rss_high_water" and info["memory"]["delta_mb"] >= 0
+    assert not (pytester.path / "no-zoo-here").exists()  # the survey never builds the zoo
+
+
 def test_survey_int8_runs_on_the_sessions_thread_count(monkeypatch, tmp_path):
     import torch
 
