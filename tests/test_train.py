@@ -352,6 +352,30 @@ def test_distillation_without_teacher_logits_is_refused():
         fit(_Tiny(), x, y, x, y, cfg, distill=DistillConfig(teacher="t"))
 
 
+def test_label_smoothing_is_refused_when_distilling_instead_of_ignored():
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8, label_smoothing=0.1)
+    logits = np.zeros((len(x), 2), np.float32)
+    with pytest.raises(ConfigError, match=r"label_smoothing=0.1 does nothing when distilling"):
+        fit(_Tiny(), x, y, x, y, cfg, distill=DistillConfig(teacher="t"), teacher_logits=logits)
+
+
+def test_soft_distillation_is_kl_from_the_teacher_to_the_student():
+    # the docstring's direction, checked against scipy: sum p_t log(p_t / p_s) at T, times T^2
+    from scipy.special import rel_entr, softmax
+
+    from defectbench.train.fit import distillation_loss
+
+    student = torch.tensor([[2.0, -1.0], [0.3, 0.9]])
+    teacher = torch.tensor([[0.5, 0.1], [-1.0, 2.5]])
+    config = DistillConfig(teacher="t", temperature=2.0, alpha=1.0)
+    loss = distillation_loss(student, torch.tensor([0, 1]), teacher, config, None)
+    p_s, p_t = softmax(student.numpy() / 2, axis=1), softmax(teacher.numpy() / 2, axis=1)
+    expected = 4 * rel_entr(p_t, p_s).sum(axis=1).mean()
+    assert loss.item() == pytest.approx(expected, rel=1e-5)
+    assert loss.item() != pytest.approx(4 * rel_entr(p_s, p_t).sum(axis=1).mean(), rel=1e-3)
+
+
 class _Linear(torch.nn.Module):
     def __init__(self):
         super().__init__()

@@ -32,8 +32,16 @@ class AugmentConfig:
 class DistillConfig:
     """Knowledge distillation from a frozen teacher whose logits are computed once and cached.
 
-    `soft`: alpha * T^2 * KL(student_T || teacher_T) + (1 - alpha) * CE(labels) (Hinton et al.).
-    `hard`: DeiT-style, 0.5 * CE(labels) + 0.5 * CE(teacher argmax).
+    `soft`: alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE(labels) (Hinton et al.;
+    `F.kl_div(log p_student, log p_teacher)`). `hard`: DeiT-style, 0.5 * CE(labels) + 0.5 *
+    CE(teacher argmax).
+
+    The teacher's logits are those of the un-augmented training images (offline
+    distillation: one teacher pass per build, not one per step), while the student sees each
+    image augmented (flips, small rotations, exposure), so the target describes the image, not
+    the view: for views that change what the teacher would say, the student is taught the
+    un-augmented answer. Class weights (`TrainConfig.class_balance`) apply to the
+    cross-entropy terms only; the KL term is unweighted.
     """
 
     teacher: str

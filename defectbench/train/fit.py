@@ -153,6 +153,13 @@ def fit(
             "distillation needs the teacher's logits on the training set (teacher_logits=); "
             "pass them, or fit without distill="
         )
+    if distill is not None and config.label_smoothing > 0:
+        # distillation_loss has no smoothing term: the setting would be ignored without a word
+        raise ConfigError(
+            f"label_smoothing={config.label_smoothing} does nothing when distilling (the "
+            "teacher's softened outputs already spread the targets); set it to 0 or fit "
+            "without distill="
+        )
     targets_t = _training_targets(train_y, train_probability, config.targets)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)

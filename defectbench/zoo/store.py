@@ -63,8 +63,9 @@ class ZooStore:
                 raise ValueError("an artifact without its sha256")
         except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
             raise ArtifactError(
-                f"manifest {path} is corrupt ({exc}); delete {path.parent} and run "
-                f"`defectbench zoo build --profile {self.profile}` to rebuild it"
+                f"manifest {path} is corrupt ({exc}); run `defectbench zoo build --profile "
+                f"{self.profile}`: it rebuilds the variant (resuming from its saved training "
+                "state, if any)"
             ) from exc
         return manifest
 
