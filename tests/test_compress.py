@@ -189,7 +189,12 @@ def test_static_int8_each_calibration_method(lite0, tmp_path, calibration: str) 
     quant = quantize_onnx_static(report.path, out, [images(3, seed=20), images(3, seed=21)], config)
     assert (quant.calibration, quant.num_calibration_samples) == (calibration, 4)
     assert quant.op_types is None and quant.op_selection.startswith("auto: no transformer ops")
-    assert quant.float_output_op_types == ()
+    # the classifier's output stays float: logits are not rounded to 8 bits before the
+    # threshold (its Gemm still computes in int8)
+    assert quant.float_output_op_types == ("Gemm",)
+    graph = onnx.load(str(out)).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    assert producers[graph.output[0].name] == "Gemm"
     assert "QuantizeLinear" in op_types(out) and quant.quantize_nodes > 10
     assert quant.int8_bytes < quant.fp32_bytes / 2
     x = images(3, seed=22)
@@ -200,6 +205,26 @@ def test_static_int8_each_calibration_method(lite0, tmp_path, calibration: str) 
     # random weights and 4 noise images for calibration: "close" is loose (entropy clips most)
     assert np.abs(int8 - fp32).max() <= 0.5 * np.abs(fp32).max()
     np.testing.assert_array_equal(int8.argmax(axis=1), fp32.argmax(axis=1))
+
+
+def test_static_int8_logits_are_not_on_an_8_bit_grid(lite0, tmp_path) -> None:
+    # with the output quantized, every logit difference is a multiple of one scale and at most
+    # 256 levels exist; the float output gives each image its own score
+    _, _, report = lite0
+    batches = [images(3, seed=40), images(3, seed=41)]
+    x = images(24, seed=42)
+    scores = {}
+    for float_output in (True, False):
+        out = tmp_path / f"int8_{float_output}.onnx"
+        config = OrtStaticInt8Config(num_calibration=6, float_model_output=float_output)
+        quantize_onnx_static(report.path, out, batches, config)
+        logits = OrtPredictor(out).predict_logits(x)
+        scores[float_output] = np.unique(np.round(logits[:, 1], 7))
+    graph_output = onnx.load(str(tmp_path / "int8_False.onnx")).graph
+    producers = {o: n.op_type for n in graph_output.node for o in n.output}
+    assert producers[graph_output.output[0].name] == "DequantizeLinear"  # the old form
+    assert len(scores[True]) == len(x)
+    assert len(scores[False]) < len(scores[True])
 
 
 def test_static_int8_vit_leaves_layernorm_and_softmax_in_float(vit, tmp_path) -> None:

@@ -227,6 +227,39 @@ def test_existing_keys_survive_options_added_later(monkeypatch):
     assert all(stricter[n] != keys[n] for n in keys)
 
 
+def test_float_model_output_rekeys_only_the_static_int8_artifacts(monkeypatch):
+    # ORT static INT8 graphs now keep the classifier's output in float (other artifacts), so
+    # their keys and their descendants' change; with the option off they are the keys the
+    # code before it computed (pinned from commit c4d2362), and nothing else moved
+    import dataclasses
+
+    import defectbench.zoo.build as build
+    from defectbench.compress.ort_quant import OrtStaticInt8Config
+    from defectbench.zoo.derived import OrtInt8Recipe
+
+    monkeypatch.setattr(build, "weights_identity", lambda arch: f"pkg:{arch}")
+    versions = {k: "1" for k in ("torch", "timm", "numpy", "onnx", "onnxruntime", "torchao",
+                                 "torch-pruning")}
+    recipes = all_recipes("full")
+    keys = compute_keys(recipes, _FakeFixture(), versions)
+    as_before = {
+        name: dataclasses.replace(r, quant=dataclasses.replace(r.quant, float_model_output=False))
+        if isinstance(r, OrtInt8Recipe) and isinstance(r.quant, OrtStaticInt8Config) else r
+        for name, r in recipes.items()
+    }
+    old = compute_keys(as_before, _FakeFixture(), versions)
+    assert old[TEACHER + ".int8_ort"] == (
+        "fa05f52aee0b231c88a18d8ee9033efd5dff80955bbc0065879b9234c8dd52f9"
+    )
+    assert old["tf_efficientnet_lite0.kd.pruned50.int8_ort"] == (
+        "b9a736a8636810659dec75cf7449e3a7fec95b58bb8775773f7a3a6164a67f10"
+    )
+    changed = {name for name in keys if keys[name] != old[name]}
+    static = {name for name, r in recipes.items()
+              if isinstance(r, OrtInt8Recipe) and isinstance(r.quant, OrtStaticInt8Config)}
+    assert changed == static and TEACHER + ".int8_ort_sym" in changed
+
+
 def test_qat_refuses_a_weight_average():
     import dataclasses
 

@@ -37,12 +37,19 @@ TRANSFORMER_MARKERS: tuple[str, ...] = (
 )
 TRANSFORMER_SAFE_STATIC: tuple[str, ...] = ("Conv", "Gemm", "MatMul")
 TRANSFORMER_FLOAT_OUTPUTS: tuple[str, ...] = ("Gemm", "MatMul")
-# Dynamic quantization has integer kernels for Conv and MatMul only (no Gemm); quant_pre_process
-# rewrites Gemm into MatMul + Add, so MatMul covers the linear layers.
+# Dynamic quantization has integer kernels for Conv and MatMul only (no Gemm); quantize_dynamic
+# itself rewrites Gemm into MatMul + Add (quant_pre_process keeps Gemm), so MatMul covers the
+# linear layers.
 TRANSFORMER_SAFE_DYNAMIC: tuple[str, ...] = ("Conv", "MatMul")
-# OrtStaticInt8Config fields added after zoos were built, with their defaults (see to_dict)
-_LATER_FIELDS = {"symmetric_activations": False, "quantize_bias": True}
-ENTROPY_QUANTIZED_BINS = 128  # int8 has 256 levels, 128 per sign: ORT's and TensorRT's choice
+# OrtStaticInt8Config fields added after zoos were built, each with the value that makes what
+# those zoos hold (see to_dict): left out of the key at that value, so those artifacts keep
+# their keys, and present at any other, so a changed artifact gets a new key
+_LATER_FIELDS = {
+    "symmetric_activations": False,
+    "quantize_bias": True,
+    "float_model_output": False,
+}
+ENTROPY_QUANTIZED_BINS = 128  # ORT's and TensorRT's default quantized-histogram size
 
 
 def _check_int8_type(field: str, value: str) -> None:
@@ -82,6 +89,12 @@ class OrtStaticInt8Config:
     percentile calibration keep every intermediate activation of every sample in memory: keep
     ``num_calibration`` modest (about 100 at 224 px).
 
+    ``float_model_output`` keeps the output of the op that produces the model's output (the
+    classifier's Gemm) in float: quantized, the logits land on a grid of at most 256 levels
+    set by the calibration range (saturating outside it), so scores tie and the threshold that
+    `dev` picks for a recall target moves in coarse steps, right where the recall gate works.
+    The classifier still computes in INT8 (QGemm with a float output).
+
     ``symmetric_activations`` with ``activation_type='int8'`` gives every activation a zero
     point of 0, and ``quantize_bias=False`` keeps biases in float instead of int32 behind a
     DequantizeLinear: both are what TensorRT needs to build an engine from the QDQ graph
@@ -100,6 +113,7 @@ class OrtStaticInt8Config:
     reduce_range: bool = False
     symmetric_activations: bool = False
     quantize_bias: bool = True
+    float_model_output: bool = True
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATION_METHODS:
@@ -253,6 +267,8 @@ def quantize_onnx_static(
     float_outputs = config.float_output_op_types
     if float_outputs is None:
         float_outputs = TRANSFORMER_FLOAT_OUTPUTS if markers else ()
+    if config.float_model_output:
+        float_outputs = tuple(sorted(set(float_outputs) | output_op_types(fp32_path)))
     extra: dict[str, Any] = {"OpTypesToExcludeOutputQuantization": list(float_outputs)}
     if config.calibration == "percentile":
         extra["CalibPercentile"] = config.percentile
@@ -409,6 +425,15 @@ def _existing(path: str | Path) -> Path:
             "defectbench.compress.export_onnx"
         )
     return path
+
+
+def output_op_types(onnx_path: str | Path) -> set[str]:
+    """Op types of the nodes that produce the graph's outputs (a classifier's Gemm)."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    outputs = {o.name for o in graph.output}
+    return {n.op_type for n in graph.node if outputs & set(n.output)}
 
 
 def _op_types(onnx_path: str | Path) -> set[str]:
