@@ -436,6 +436,34 @@ def test_pt2e_static_int8_runs_onednn_int8_kernels() -> None:
     assert inductor_config.pre_grad_custom_pass is pass_before
 
 
+def test_pt2e_convert_drops_the_float_weights_no_node_reads() -> None:
+    # convert_pt2e keeps the replaced float weights as attributes no node reads: the INT8
+    # graph then held (and its size counted) more than the fp32 model itself
+    import copy
+
+    from defectbench.compress.pt2e import (
+        calibrate_pt2e,
+        convert_pt2e_int8,
+        graph_state_bytes,
+        prepare_pt2e_int8,
+    )
+
+    model, x = make_model("tf_efficientnet_lite0"), images(3, seed=56, size=32)
+    fp32_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    prepared = prepare_pt2e_int8(model, x[:2])
+    calibrate_pt2e(prepared, [x])
+    kept = convert_pt2e_int8(copy.deepcopy(prepared), drop_unused_float_weights=False)
+    dropped = convert_pt2e_int8(prepared)
+    assert graph_state_bytes(kept) > fp32_bytes  # the form the committed runs measured
+    assert graph_state_bytes(dropped) < 0.35 * fp32_bytes  # int8 weights + float biases
+    read = {str(n.target) for n in dropped.graph.nodes if n.op == "get_attr"}
+    assert set(dropped.state_dict()) <= read
+    with torch.no_grad():
+        np.testing.assert_array_equal(
+            dropped(torch.from_numpy(x)).numpy(), kept(torch.from_numpy(x)).numpy()
+        )
+
+
 def test_pt2e_dynamic_int8_for_vit() -> None:
     from defectbench.compress.pt2e import (
         Pt2eDynamicInt8Config,

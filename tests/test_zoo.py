@@ -181,6 +181,27 @@ def test_keys_change_with_recipe_data_versions_and_parents():
     assert other_profile["tf_efficientnet_lite0.kd"] != keys["tf_efficientnet_lite0.kd"]
 
 
+def _as_built_before_the_artifact_changes(recipes):
+    """The recipes with the options that changed artifacts on 2026-11-30 turned off: ORT
+    static INT8 with a quantized classifier output, PT2E/QAT keeping unused float weights."""
+    import dataclasses
+
+    from defectbench.compress.ort_quant import OrtStaticInt8Config
+    from defectbench.compress.pt2e import Pt2eInt8Config
+
+    def before(recipe):
+        quant = getattr(recipe, "quant", None)
+        if isinstance(quant, OrtStaticInt8Config):
+            return dataclasses.replace(
+                recipe, quant=dataclasses.replace(quant, float_model_output=False))
+        if isinstance(quant, Pt2eInt8Config):
+            return dataclasses.replace(
+                recipe, quant=dataclasses.replace(quant, drop_unused_float_weights=False))
+        return recipe
+
+    return {name: before(recipe) for name, recipe in recipes.items()}
+
+
 def test_existing_keys_survive_options_added_later(monkeypatch):
     # Keys computed by the code before TrainConfig.ema_decay existed (commit 702bb73): adding
     # an option with a default must not invalidate every cached variant; setting it must.
@@ -191,7 +212,9 @@ def test_existing_keys_survive_options_added_later(monkeypatch):
     monkeypatch.setattr(build, "weights_identity", lambda arch: f"pkg:{arch}")
     versions = {k: "1" for k in ("torch", "timm", "numpy", "onnx", "onnxruntime", "torchao",
                                  "torch-pruning")}
-    keys = compute_keys(all_recipes("full"), _FakeFixture(), versions)
+    keys = compute_keys(
+        _as_built_before_the_artifact_changes(all_recipes("full")), _FakeFixture(), versions
+    )
     assert keys[TEACHER] == "35cbd95f3941e60ecec1e3c80c3af58cd97a569af5a5109d0e4a85e9857f3beb"
     assert keys["tf_efficientnet_lite0.kd.qat_pt2e"] == (
         "65d69e920b0fca5f2c0c12640ddba9d737debc64abea9e35cde4cdbca4f6d5bc"
@@ -227,27 +250,21 @@ def test_existing_keys_survive_options_added_later(monkeypatch):
     assert all(stricter[n] != keys[n] for n in keys)
 
 
-def test_float_model_output_rekeys_only_the_static_int8_artifacts(monkeypatch):
-    # ORT static INT8 graphs now keep the classifier's output in float (other artifacts), so
-    # their keys and their descendants' change; with the option off they are the keys the
-    # code before it computed (pinned from commit c4d2362), and nothing else moved
-    import dataclasses
-
+def test_the_2026_11_30_artifact_changes_rekey_exactly_what_they_change(monkeypatch):
+    # ORT static INT8 graphs keep the classifier's output in float, and PT2E/QAT graphs drop
+    # the float weights convert_pt2e leaves unused: those variants' keys change, nothing
+    # else's; with both options off the keys are what the code before them computed
+    # (pinned from commit c4d2362)
     import defectbench.zoo.build as build
     from defectbench.compress.ort_quant import OrtStaticInt8Config
-    from defectbench.zoo.derived import OrtInt8Recipe
+    from defectbench.compress.pt2e import Pt2eInt8Config
 
     monkeypatch.setattr(build, "weights_identity", lambda arch: f"pkg:{arch}")
     versions = {k: "1" for k in ("torch", "timm", "numpy", "onnx", "onnxruntime", "torchao",
                                  "torch-pruning")}
     recipes = all_recipes("full")
     keys = compute_keys(recipes, _FakeFixture(), versions)
-    as_before = {
-        name: dataclasses.replace(r, quant=dataclasses.replace(r.quant, float_model_output=False))
-        if isinstance(r, OrtInt8Recipe) and isinstance(r.quant, OrtStaticInt8Config) else r
-        for name, r in recipes.items()
-    }
-    old = compute_keys(as_before, _FakeFixture(), versions)
+    old = compute_keys(_as_built_before_the_artifact_changes(recipes), _FakeFixture(), versions)
     assert old[TEACHER + ".int8_ort"] == (
         "fa05f52aee0b231c88a18d8ee9033efd5dff80955bbc0065879b9234c8dd52f9"
     )
@@ -255,9 +272,11 @@ def test_float_model_output_rekeys_only_the_static_int8_artifacts(monkeypatch):
         "b9a736a8636810659dec75cf7449e3a7fec95b58bb8775773f7a3a6164a67f10"
     )
     changed = {name for name in keys if keys[name] != old[name]}
-    static = {name for name, r in recipes.items()
-              if isinstance(r, OrtInt8Recipe) and isinstance(r.quant, OrtStaticInt8Config)}
-    assert changed == static and TEACHER + ".int8_ort_sym" in changed
+    rebuilt = {name for name, r in recipes.items()
+               if isinstance(getattr(r, "quant", None), (OrtStaticInt8Config, Pt2eInt8Config))}
+    assert changed == rebuilt
+    assert {TEACHER + ".int8_ort_sym", TEACHER + ".int8_pt2e",
+            "tf_efficientnet_lite0.kd.qat_pt2e"} <= changed
 
 
 def test_qat_refuses_a_weight_average():

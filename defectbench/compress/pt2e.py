@@ -48,17 +48,25 @@ class Pt2eInt8Config:
     """Static INT8 (also the QAT target): uint8 activations, per-channel int8 weights.
 
     ``max_batch`` bounds the exported dynamic batch dimension; ``reduce_range`` uses 7-bit
-    activations for CPUs without VNNI.
+    activations for CPUs without VNNI. ``drop_unused_float_weights``: ``convert_pt2e`` leaves
+    the float weights it replaced with int8 copies as attributes no node reads; they are
+    deleted, so the converted model holds (and its size counts) only what its graph uses.
     """
 
     max_batch: int = 64
     reduce_range: bool = False
+    drop_unused_float_weights: bool = True
 
     def __post_init__(self) -> None:
         _check_max_batch(self.max_batch)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        # added after zoos were built: left out at the value that made those (False), so a
+        # variant built the new way gets a new key
+        if not data["drop_unused_float_weights"]:
+            del data["drop_unused_float_weights"]
+        return data
 
 
 @dataclass(frozen=True)
@@ -129,7 +137,9 @@ def calibrate_pt2e(
     return count
 
 
-def convert_pt2e_int8(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
+def convert_pt2e_int8(
+    prepared: torch.fx.GraphModule, *, drop_unused_float_weights: bool = True
+) -> torch.fx.GraphModule:
     """Turn a calibrated (or QAT-trained) model into a quantized graph in eval mode."""
     from torchao.quantization.pt2e import (
         allow_exported_model_train_eval,
@@ -139,10 +149,45 @@ def convert_pt2e_int8(prepared: torch.fx.GraphModule) -> torch.fx.GraphModule:
 
     max_batch = _max_batch(prepared)
     quantized = convert_pt2e(prepared)
+    if drop_unused_float_weights:
+        drop_unused_tensors(quantized)
     move_exported_model_to_eval(quantized)
     # lets .eval() / .train() work on the exported graph (TorchPredictor calls .eval())
     allow_exported_model_train_eval(quantized)
     return _tag(quantized, max_batch)
+
+
+def drop_unused_tensors(graph_module: torch.fx.GraphModule) -> int:
+    """Delete the parameters and buffers that no node of the graph reads; returns their bytes.
+
+    After ``convert_pt2e`` the float weights that were replaced by folded int8 copies stay
+    attached to the module (about the fp32 model's size again) though no ``get_attr`` reads
+    them: held in memory at serving time and counted by ``state_dict()``.
+    """
+    nodes = list(graph_module.graph.nodes)
+    read = {str(n.target) for n in nodes if n.op == "get_attr"}
+    called = {str(n.target) for n in nodes if n.op == "call_module"}
+
+    def used(name: str) -> bool:
+        return name in read or any(name.startswith(f"{prefix}.") for prefix in read | called)
+
+    freed = 0
+    for name, tensor in list(graph_module.state_dict(keep_vars=True).items()):
+        if used(name):
+            continue
+        owner, _, attr = name.rpartition(".")
+        delattr(graph_module.get_submodule(owner) if owner else graph_module, attr)
+        freed += tensor.numel() * tensor.element_size()
+    return freed
+
+
+def graph_state_bytes(graph_module: torch.fx.GraphModule) -> int:
+    """Bytes of the tensors the module holds, as ``torch.save(state_dict())`` writes them."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(graph_module.state_dict(), buffer)
+    return buffer.getbuffer().nbytes
 
 
 def quantize_pt2e_dynamic_int8(

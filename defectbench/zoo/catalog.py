@@ -96,7 +96,7 @@ class Catalog:
 
     def size_mb(self, name: str) -> float:
         manifest = self.manifest(name)
-        if "size_bytes" in manifest:  # rebuilt at load (PT2E): its weights' serialized size
+        if "size_bytes" in manifest:  # rebuilt at load (PT2E, QAT): its graph's tensors
             return manifest["size_bytes"] / 2**20
         return sum(a["bytes"] for a in manifest.get("artifacts", {}).values()) / 2**20
 

@@ -288,7 +288,10 @@ def _pt2e_predictor(dev_x: DevRows, store, recipes, keys, name: str):
     calib = calibration_subset(dev_x, recipe.num_calibration, recipe.calibration_seed)
     prepared = prepare_pt2e_int8(model, calib[:2], recipe.quant)
     calibrate_pt2e(prepared, [calib[i : i + 16] for i in range(0, len(calib), 16)])
-    return int8_predictor(convert_pt2e_int8(prepared), name=name)
+    quantized = convert_pt2e_int8(
+        prepared, drop_unused_float_weights=recipe.quant.drop_unused_float_weights
+    )
+    return int8_predictor(quantized, name=name)
 
 
 QAT_FILE = "qat_state.pt"
@@ -313,7 +316,10 @@ def _qat_predictor(dev_x: DevRows, store, recipes, keys, name: str):
     state = torch.load(store.variant_dir(name) / QAT_FILE, weights_only=True)
     prepared.load_state_dict(state, strict=True)
     set_qat_mode(prepared, train=False)
-    return int8_predictor(convert_pt2e_int8(prepared), name=name)
+    quantized = convert_pt2e_int8(
+        prepared, drop_unused_float_weights=recipes[name].quant.drop_unused_float_weights
+    )
+    return int8_predictor(quantized, name=name)
 
 
 # ----------------------------------------------------------------------------- builders
@@ -397,17 +403,11 @@ def build_ort_int8(ctx, name: str, recipe: OrtInt8Recipe, recipes) -> dict[str, 
 
 
 def build_pt2e(ctx, name: str, recipe: Pt2eRecipe, recipes) -> dict[str, Any]:
-    from defectbench.compress.pt2e import quantized_op_counts
+    from defectbench.compress.pt2e import graph_state_bytes, quantized_op_counts
 
     dev_x, pre = _dev_inputs(ctx, recipes, name)
     predictor = _pt2e_predictor(dev_x, ctx.store, recipes, ctx.keys, name)
-    import io
-
-    import torch
-
     parent = ctx.store.verify(recipe.parent, ctx.keys[recipe.parent])
-    buffer = io.BytesIO()
-    torch.save(predictor.model.state_dict(), buffer)
     return _finish(
         ctx,
         name,
@@ -419,7 +419,7 @@ def build_pt2e(ctx, name: str, recipe: Pt2eRecipe, recipes) -> dict[str, Any]:
             "calibration_images": len(
                 calibration_subset(dev_x, recipe.num_calibration, recipe.calibration_seed)
             ),
-            "size_bytes": buffer.getbuffer().nbytes,  # int8 weights as they sit in memory
+            "size_bytes": graph_state_bytes(predictor.model),  # what the graph holds
             # the artifact is the recipe + the parent's weights: see _pt2e_predictor
             "artifacts": {},
             "artifact_from": recipe.parent,
@@ -502,6 +502,8 @@ def build_qat(ctx, name: str, recipe: QatRecipe, recipes) -> dict[str, Any]:
     artifacts = {QAT_FILE: ctx.store.write_artifact(name, QAT_FILE, buffer.getvalue())}
     predictor = _qat_predictor(dev_x, ctx.store, recipes, ctx.keys, name)
     parent = ctx.store.verify(recipe.parent, ctx.keys[recipe.parent])
+    from defectbench.compress.pt2e import graph_state_bytes
+
     return _finish(
         ctx,
         name,
@@ -510,6 +512,8 @@ def build_qat(ctx, name: str, recipe: QatRecipe, recipes) -> dict[str, Any]:
         {
             "fit": result.to_dict(),
             "artifacts": artifacts,
+            # the converted INT8 graph's tensors, not the saved fake-quantized float state
+            "size_bytes": graph_state_bytes(predictor.model),
             "params": parent.get("params"),
             "macs": parent.get("macs"),
         },
