@@ -1,9 +1,11 @@
 """The zoo: registry names, recipe keys, the on-disk store and its integrity checks."""
 
 import json
+import warnings
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from defectbench.cli import main
 from defectbench.errors import ArtifactError, ConfigError, UnknownNameError
@@ -751,8 +753,31 @@ def test_a_pt2e_variant_records_how_many_calibration_images_it_used(tmp_path):
     from defectbench.zoo.catalog import Catalog
 
     catalog = Catalog(tmp_path, smoke)
-    scores = catalog.predictor(name, "int8", "cpu").predict_proba(catalog.dev_rows(name)[:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fingerprint mismatch would warn
+        scores = catalog.predictor(name, "int8", "cpu").predict_proba(catalog.dev_rows(name)[:])
     labels = profile_subset(catalog.fixture, smoke, "dev").labels
     for point in manifest["dev"]["operating_points"]:
         again = binary_report(labels, scores, point["threshold"])
         assert again["counts"] == manifest["dev"]["at"][point["name"]]["counts"], point["name"]
+
+    # at another thread count the load still calibrates at the build's, into the same graph
+    from defectbench.compress.pt2e import qparams_fingerprint
+
+    threads = torch.get_num_threads()
+    assert manifest["built_on"]["torch_threads"] == threads
+    torch.set_num_threads(1 if threads > 1 else 2)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            predictor = Catalog(tmp_path, smoke).predictor(name, "int8", "cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert qparams_fingerprint(predictor.model) == manifest["qparams_sha256"]
+
+    # a graph that comes out otherwise (another CPU model) is said, not passed over
+    path = catalog.store.manifest_path(name)
+    tampered = {**manifest, "qparams_sha256": "0" * 64}
+    path.write_text(json.dumps(tampered))
+    with pytest.warns(UserWarning, match=r"calibrating again at load gave other quantization"):
+        Catalog(tmp_path, smoke).predictor(name, "int8", "cpu")

@@ -181,6 +181,35 @@ def drop_unused_tensors(graph_module: torch.fx.GraphModule) -> int:
     return freed
 
 
+def qparams_fingerprint(graph_module: torch.fx.GraphModule) -> str:
+    """sha256 of what calibration decided: every quantize/dequantize node's arguments (float
+    scales written exactly, as hex) in graph order, and the tensors the graph reads (int8
+    weights, per-channel scales), by name. Two conversions with equal fingerprints compute
+    the same function."""
+    import hashlib
+
+    digest = hashlib.sha256()
+
+    def feed(value: Any) -> None:
+        if isinstance(value, float):
+            digest.update(value.hex().encode())
+        elif isinstance(value, (tuple, list)):
+            for item in value:
+                feed(item)
+        else:
+            digest.update(repr(value).encode())
+
+    for node in graph_module.graph.nodes:
+        if node.op == "call_function" and "quantize" in str(node.target):
+            digest.update(str(node.target).encode())
+            feed([a for a in node.args if not isinstance(a, torch.fx.Node)])
+    for name, tensor in sorted(graph_module.state_dict().items()):
+        digest.update(name.encode())
+        flat = tensor.detach().cpu().reshape(-1).contiguous()
+        digest.update(flat.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 def graph_state_bytes(graph_module: torch.fx.GraphModule) -> int:
     """Bytes of the tensors the module holds, as ``torch.save(state_dict())`` writes them."""
     import io

@@ -8,7 +8,10 @@ the transform's report in the manifest.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -255,8 +258,13 @@ def open_derived_predictor(catalog, name: str, precision: str, device: str):
         model = load_torch_model(store, recipes, keys, name)
         return TorchPredictor(model, device=device, precision=precision, name=name)
     if isinstance(recipe, Pt2eRecipe):
-        store.verify(name, keys[name])
-        return _pt2e_predictor(catalog.dev_rows(name), store, recipes, keys, name)
+        manifest = store.verify(name, keys[name])
+        threads = (manifest.get("built_on") or {}).get("torch_threads")
+        predictor = _pt2e_predictor(
+            catalog.dev_rows(name), store, recipes, keys, name, calibration_threads=threads
+        )
+        _check_same_calibration(name, manifest, predictor)
+        return predictor
     if isinstance(recipe, QatRecipe):
         store.verify(name, keys[name])
         return _qat_predictor(catalog.dev_rows(name), store, recipes, keys, name)
@@ -269,12 +277,17 @@ def _threads() -> int:
     return torch.get_num_threads()
 
 
-def _pt2e_predictor(dev_x: DevRows, store, recipes, keys, name: str):
+def _pt2e_predictor(
+    dev_x: DevRows, store, recipes, keys, name: str, calibration_threads: int | None = None
+):
     """Re-create the converted PT2E graph from the parent and the recorded calibration subset.
 
     A converted PT2E graph cannot be saved without pickling arbitrary objects, so the
     artifact is the recipe: parent weights (hash-checked) + the seeded calibration subset of
-    `dev`; preparation, calibration and conversion are deterministic.
+    `dev`. Calibration is deterministic for one CPU model and thread count, but the float
+    activations it observes can round differently at another thread count, so at load it runs at
+    the build's (`calibration_threads`); the build records the result's fingerprint
+    (`qparams_sha256`) and a load that arrives elsewhere says so.
     """
     from defectbench.compress.pt2e import (
         calibrate_pt2e,
@@ -287,11 +300,47 @@ def _pt2e_predictor(dev_x: DevRows, store, recipes, keys, name: str):
     model = load_torch_model(store, recipes, keys, recipe.parent)
     calib = calibration_subset(dev_x, recipe.num_calibration, recipe.calibration_seed)
     prepared = prepare_pt2e_int8(model, calib[:2], recipe.quant)
-    calibrate_pt2e(prepared, [calib[i : i + 16] for i in range(0, len(calib), 16)])
+    with _torch_threads(calibration_threads):
+        calibrate_pt2e(prepared, [calib[i : i + 16] for i in range(0, len(calib), 16)])
     quantized = convert_pt2e_int8(
         prepared, drop_unused_float_weights=recipe.quant.drop_unused_float_weights
     )
     return int8_predictor(quantized, name=name)
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `count` inside the block (None: unchanged)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if count:
+        torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_same_calibration(name: str, manifest: dict[str, Any], predictor) -> None:
+    from defectbench.compress.pt2e import qparams_fingerprint
+
+    recorded = manifest.get("qparams_sha256")  # absent in manifests built before it existed
+    if recorded is None:
+        return
+    here = qparams_fingerprint(predictor.model)
+    if here != recorded:
+        from defectbench.measure.machine import cpu_identity
+
+        warnings.warn(
+            f"{name}: calibrating again at load gave other quantization parameters than its "
+            f"build (fingerprint {here[:12]} vs {recorded[:12]}; built on "
+            f"{manifest.get('built_on')}, loaded on {cpu_identity()}): the gates judge the graph "
+            "made here, while its dev operating point was chosen on the build's; rebuild it on "
+            "this machine (`defectbench zoo build --variants NAME` after deleting its folder) "
+            "to make them one",
+            stacklevel=2,
+        )
 
 
 QAT_FILE = "qat_state.pt"
@@ -403,7 +452,11 @@ def build_ort_int8(ctx, name: str, recipe: OrtInt8Recipe, recipes) -> dict[str, 
 
 
 def build_pt2e(ctx, name: str, recipe: Pt2eRecipe, recipes) -> dict[str, Any]:
-    from defectbench.compress.pt2e import graph_state_bytes, quantized_op_counts
+    from defectbench.compress.pt2e import (
+        graph_state_bytes,
+        qparams_fingerprint,
+        quantized_op_counts,
+    )
 
     dev_x, pre = _dev_inputs(ctx, recipes, name)
     predictor = _pt2e_predictor(dev_x, ctx.store, recipes, ctx.keys, name)
@@ -420,6 +473,7 @@ def build_pt2e(ctx, name: str, recipe: Pt2eRecipe, recipes) -> dict[str, Any]:
                 calibration_subset(dev_x, recipe.num_calibration, recipe.calibration_seed)
             ),
             "size_bytes": graph_state_bytes(predictor.model),  # what the graph holds
+            "qparams_sha256": qparams_fingerprint(predictor.model),  # checked at every load
             # the artifact is the recipe + the parent's weights: see _pt2e_predictor
             "artifacts": {},
             "artifact_from": recipe.parent,
