@@ -513,6 +513,35 @@ def test_pt2e_qat_prepare_train_convert() -> None:
     np.testing.assert_allclose(logits, fake_quant, atol=0.05 * np.abs(fake_quant).max() + 1e-3)
 
 
+def test_qat_observers_are_frozen_while_evaluating() -> None:
+    # a fused moving-average observer updates its range on every call whatever the mode, so
+    # scoring dev between QAT epochs moved the ranges the INT8 model is made with
+    from defectbench.compress.pt2e import (
+        Pt2eInt8Config,
+        allow_qat_train_eval,
+        prepare_qat_pt2e_int8,
+    )
+
+    prepared = prepare_qat_pt2e_int8(tiny_cnn(), images(4, seed=61, size=16), Pt2eInt8Config())
+    allow_qat_train_eval(prepared)
+
+    def ranges():
+        return {k: v.clone() for k, v in prepared.state_dict().items()
+                if k.endswith(("min_val", "max_val"))}
+
+    prepared.train()
+    prepared(torch.from_numpy(images(4, seed=62, size=16)))
+    before = ranges()
+    assert before
+    prepared.eval()
+    with torch.no_grad():
+        prepared(torch.from_numpy(10 * images(4, seed=63, size=16)))  # far outside the range
+    assert all(torch.equal(before[k], v) for k, v in ranges().items())
+    prepared.train()
+    prepared(torch.from_numpy(10 * images(4, seed=63, size=16)))
+    assert any(not torch.equal(before[k], v) for k, v in ranges().items())
+
+
 @pytest.mark.slow
 def test_pt2e_static_int8_lite0_compiled() -> None:
     from defectbench.compress.pt2e import (

@@ -185,13 +185,17 @@ def test_keys_change_with_recipe_data_versions_and_parents():
 
 def _as_built_before_the_artifact_changes(recipes):
     """The recipes with the options that changed artifacts on 2026-11-30 turned off: ORT
-    static INT8 with a quantized classifier output, PT2E/QAT keeping unused float weights."""
+    static INT8 with a quantized classifier output, PT2E/QAT keeping unused float weights,
+    QAT observers updating while dev is scored."""
     import dataclasses
 
     from defectbench.compress.ort_quant import OrtStaticInt8Config
     from defectbench.compress.pt2e import Pt2eInt8Config
+    from defectbench.zoo.derived import QatRecipe
 
     def before(recipe):
+        if isinstance(recipe, QatRecipe):
+            recipe = dataclasses.replace(recipe, freeze_observers_in_eval=False)
         quant = getattr(recipe, "quant", None)
         if isinstance(quant, OrtStaticInt8Config):
             return dataclasses.replace(

@@ -28,6 +28,7 @@ dequantize nodes and leave float graphs alone.
 from __future__ import annotations
 
 import dataclasses
+import types
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -262,15 +263,42 @@ def prepare_qat_pt2e_int8(
     return prepared
 
 
-def set_qat_mode(prepared: torch.fx.GraphModule, train: bool) -> None:
+def set_qat_mode(
+    prepared: torch.fx.GraphModule, train: bool, *, observers_follow: bool = True
+) -> None:
     """Switch a QAT-prepared graph between training and evaluation behaviour.
 
     Exported graphs do not follow ``.train()`` / ``.eval()``: batch norm and dropout are
-    rewritten in the graph instead.
+    rewritten in the graph instead. The fake-quantize modules' observers know no mode at all
+    (a fused moving-average observer updates its range on every call), so with
+    ``observers_follow`` they are switched too: on in training, frozen in evaluation, so that
+    scoring ``dev`` between epochs does not move the ranges the INT8 model is made with.
     """
-    from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
+    from torchao.quantization.pt2e import (
+        disable_observer,
+        enable_observer,
+        move_exported_model_to_eval,
+        move_exported_model_to_train,
+    )
 
     (move_exported_model_to_train if train else move_exported_model_to_eval)(prepared)
+    if observers_follow:
+        prepared.apply(enable_observer if train else disable_observer)
+
+
+def allow_qat_train_eval(
+    prepared: torch.fx.GraphModule, *, observers_follow: bool = True
+) -> torch.fx.GraphModule:
+    """Make ``.train()`` / ``.eval()`` on a QAT graph do what ``set_qat_mode`` does, so a
+    training loop written for ordinary modules (``fit``) drives it correctly."""
+
+    def train(self, mode: bool = True):
+        set_qat_mode(self, mode, observers_follow=observers_follow)
+        return self
+
+    prepared.train = types.MethodType(train, prepared)
+    prepared.eval = types.MethodType(lambda self: self.train(False), prepared)
+    return prepared
 
 
 def quantized_op_counts(model: nn.Module) -> dict[str, int]:

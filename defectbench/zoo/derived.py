@@ -151,6 +151,9 @@ class QatRecipe:
     finetune: TrainConfig
     distill: DistillConfig | None = None
     quant: Pt2eInt8Config = Pt2eInt8Config()
+    # observers frozen while dev is scored between epochs (set_qat_mode); False is the form
+    # built before 2026-11-30, whose ranges also saw dev
+    freeze_observers_in_eval: bool = True
     runtime = "torch_compile"
     precisions = CPU_ONLY_INT8
 
@@ -174,6 +177,8 @@ class QatRecipe:
             "finetune": self.finetune.to_dict(),
             "distill": recipe_asdict(self.distill) if self.distill else None,
             "quant": self.quant.to_dict(),
+            # only when set, so the variants built before the option keep their keys
+            **({"freeze_observers_in_eval": True} if self.freeze_observers_in_eval else {}),
         }
 
 
@@ -529,14 +534,16 @@ def build_qat(ctx, name: str, recipe: QatRecipe, recipes) -> dict[str, Any]:
     import io
 
     import torch
-    from torchao.quantization.pt2e import allow_exported_model_train_eval
 
+    from defectbench.compress.pt2e import allow_qat_train_eval
     from defectbench.train.fit import fit
     from defectbench.zoo.build import TRAIN_STATE, lineage_key, teacher_logits
 
     dev_x, pre = _dev_inputs(ctx, recipes, name)
     prepared = _qat_prepared(dev_x, ctx.store, recipes, ctx.keys, name)
-    allow_exported_model_train_eval(prepared)  # .train()/.eval() now switch fake-quant and BN
+    # .train()/.eval() now switch batch norm, dropout and (unless the recipe predates it) the
+    # observers, as fit() calls them around each epoch's dev scoring
+    allow_qat_train_eval(prepared, observers_follow=recipe.freeze_observers_in_eval)
     soft = teacher_logits(ctx, recipe.distill.teacher, recipes) if recipe.distill else None
     result = fit(
         prepared,
