@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from defectbench.cli import main
-from defectbench.errors import ArtifactError, ConfigError, UnknownNameError
+from defectbench.errors import ArtifactError, ConfigError, DataError, UnknownNameError
 from defectbench.zoo.build import build_order, compute_keys, select_variants
 from defectbench.zoo.profiles import PROFILES, TEACHER, get_profile
 from defectbench.zoo.recipes import ModelSpec
@@ -283,6 +283,18 @@ def test_the_2026_11_30_artifact_changes_rekey_exactly_what_they_change(monkeypa
     assert changed == rebuilt
     assert {TEACHER + ".int8_ort_sym", TEACHER + ".int8_pt2e",
             "tf_efficientnet_lite0.kd.qat_pt2e"} <= changed
+
+
+def test_calibration_rows_are_seeded_sorted_and_refuse_an_empty_dev():
+    from defectbench.zoo.derived import calibration_rows
+
+    rows = calibration_rows(394, 128, seed=1)
+    assert len(rows) == len(set(rows)) == 128 and list(rows) == sorted(rows)
+    assert list(calibration_rows(394, 128, seed=1)) == list(rows)
+    assert list(calibration_rows(394, 128, seed=2)) != list(rows)
+    assert list(calibration_rows(64, 128, seed=1)) == list(range(64))  # smoke: all of dev
+    with pytest.raises(DataError, match="the dev split is empty"):
+        calibration_rows(0, 128, seed=0)
 
 
 def test_qat_refuses_a_weight_average():

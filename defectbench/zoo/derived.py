@@ -29,7 +29,7 @@ from defectbench.compress.ort_quant import (
 from defectbench.compress.prune import PruneConfig, load_pruned, prune_model, save_pruned
 from defectbench.compress.pt2e import Pt2eInt8Config
 from defectbench.data.preprocess import Preprocess, PreprocessedRows
-from defectbench.errors import ArtifactError, ConfigError
+from defectbench.errors import ArtifactError, ConfigError, DataError
 from defectbench.train.config import DistillConfig, TrainConfig
 from defectbench.zoo.recipes import TrainedRecipe, recipe_asdict
 
@@ -214,7 +214,15 @@ def load_torch_model(store, recipes: dict[str, Any], keys: dict[str, str], name:
 
 
 def calibration_rows(dev_count: int, count: int, seed: int) -> np.ndarray:
-    """Which `dev` rows calibrate (sorted): the same rows at build and at every load."""
+    """Which `dev` rows calibrate (sorted): the same rows at build and at every load.
+
+    A `dev` smaller than `count` (the smoke profile's subset) calibrates on all of it, so
+    calibration seeds then give one and the same subset."""
+    if dev_count == 0:
+        raise DataError(
+            "the dev split is empty, so there is nothing to calibrate INT8 ranges on; check "
+            "the fixture's split and the profile's max_dev_images"
+        )
     count = min(count, dev_count)
     return np.sort(np.random.default_rng(seed).choice(dev_count, size=count, replace=False))
 
