@@ -227,6 +227,23 @@ def test_static_int8_logits_are_not_on_an_8_bit_grid(lite0, tmp_path) -> None:
     assert len(scores[False]) < len(scores[True])
 
 
+def test_float_model_output_refuses_an_output_op_type_that_repeats(tmp_path) -> None:
+    # ORT keeps outputs float by op type: with two Gemms, keeping the classifier's float would
+    # keep the hidden layer's too, another model than the one asked for
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.ReLU(), nn.Linear(16, 2))
+    x = images(4, seed=45, size=8)
+    report = export_onnx(mlp, x, tmp_path / "mlp.onnx")
+    assert [n.op_type for n in onnx.load(str(report.path)).graph.node].count("Gemm") == 2
+    with pytest.raises(ConfigError, match=r"also occurs elsewhere: Gemm \(2 nodes\)"):
+        quantize_onnx_static(report.path, tmp_path / "q.onnx", [x], OrtStaticInt8Config(
+            num_calibration=4))
+    assert not (tmp_path / "q.onnx").exists()
+    quant = quantize_onnx_static(report.path, tmp_path / "q.onnx", [x], OrtStaticInt8Config(
+        num_calibration=4, float_model_output=False))
+    assert quant.float_output_op_types == ()
+
+
 def test_static_int8_vit_leaves_layernorm_and_softmax_in_float(vit, tmp_path) -> None:
     _, _, report = vit
     out = tmp_path / "vit_int8.onnx"

@@ -253,12 +253,12 @@ def test_cpu_matmul_peak_is_the_fastest_of_its_samples():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available; tox -e gpu")
 def test_cuda_matmul_peak_sees_tensor_cores():
-    # fp16 runs on tensor cores and fp32 (TF32 off) does not: on any tensor-core GPU the fp16
-    # peak is several times the fp32 one; timing dominated by launch overhead would make the
-    # two about equal
+    # fp16 runs on tensor cores and fp32 (TF32 off) does not: the fp16 peak is at least about
+    # twice the fp32 one on every tensor-core GPU (GeForce parts with fp32 accumulation ~2x,
+    # datacenter parts 10x and more); timing dominated by launch overhead would make them equal
     fp32 = matmul_peak_gflops("float32", "cuda")
     fp16 = matmul_peak_gflops("float16", "cuda")
-    assert fp16 > 3 * fp32 > 0
+    assert fp16 > 1.5 * fp32 > 0
 
 
 def test_isolated_child_that_cannot_answer_never_returns_into_the_probe(monkeypatch):
@@ -272,7 +272,8 @@ def test_isolated_child_that_cannot_answer_never_returns_into_the_probe(monkeypa
     monkeypatch.setattr(isolated, "_measure_in_child", lambda catalog, request: {"x": object()})
     answer = isolated._answer_forked(None, {})
     assert os.getpid() == parent
-    assert answer == {"error": "measuring child died (wait status 0) without an answer"}
+    assert answer == {"error": "measuring child ended (exit code 1) without an answer; its "
+                      "traceback, if any, is in the probe's stderr"}
     monkeypatch.setattr(isolated, "_measure_in_child", lambda catalog, request: 1 / 0)
     assert isolated._answer_forked(None, {}) == {"error": "ZeroDivisionError: division by zero"}
 
@@ -295,4 +296,29 @@ def test_a_dead_isolated_probe_is_reported_with_its_status_and_stderr():
         probe.measure("v", "fp32", "cpu", 1, 1)
     probe.close()
     assert probe._stderr.closed
+
+
+def test_an_isolated_measurement_error_carries_the_probes_stderr():
+    import subprocess
+    import sys
+    import tempfile
+
+    from defectbench.measure.isolated import IsolatedMemoryError, IsolatedMemoryProbe
+
+    probe = IsolatedMemoryProbe.__new__(IsolatedMemoryProbe)  # a live probe that fails
+    probe._stderr = tempfile.TemporaryFile(mode="w+")
+    answer_an_error = (
+        "import json, sys\n"
+        "sys.stderr.write('Traceback: the child broke here'); sys.stderr.flush()\n"
+        "for line in sys.stdin:\n"
+        "    print(json.dumps({'error': 'KeyError: x'}), flush=True)\n"
+    )
+    probe._process = subprocess.Popen(
+        [sys.executable, "-c", answer_an_error],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=probe._stderr, text=True,
+    )
+    with pytest.raises(IsolatedMemoryError,
+                       match=r"KeyError: x\nprobe stderr \(end\): Traceback: the child broke"):
+        probe.measure("v", "fp32", "cpu", 1, 1)
+    probe.close()
 

@@ -209,24 +209,25 @@ def test_torch_predictor_compiles_a_static_graph_per_batch_size() -> None:
 
 
 def test_cuda_fp32_turns_tf32_off_for_the_call_and_restores_it() -> None:
-    # fp32 must mean the same arithmetic for torch and ONNX Runtime (use_tf32: 0); the flags
-    # are plain process state, so the switch is checked here without a GPU
+    # fp32 must mean the same arithmetic for torch and ONNX Runtime (use_tf32: 0); the
+    # settings are plain process state, so the switch is checked here without a GPU
     import torch
 
     from defectbench.runtime.precision import ieee_fp32_on_cuda
 
-    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    before = (cudnn.allow_tf32, matmul.allow_tf32)
-    cudnn.allow_tf32 = True  # torch's default for convolutions
+    conv, matmul = torch.backends.cudnn.conv, torch.backends.cuda.matmul
+    before = (conv.fp32_precision, matmul.fp32_precision, torch.backends.cudnn.rnn.fp32_precision)
+    conv.fp32_precision = matmul.fp32_precision = "tf32"  # TF32 allowed for both
+    torch.backends.cudnn.rnn.fp32_precision = "ieee"  # a mix the legacy flags cannot read
     try:
         with ieee_fp32_on_cuda():
-            assert (cudnn.allow_tf32, matmul.allow_tf32) == (False, False)
-        assert cudnn.allow_tf32 is True
+            assert (conv.fp32_precision, matmul.fp32_precision) == ("ieee", "ieee")
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
         with pytest.raises(RuntimeError, match="boom"), ieee_fp32_on_cuda():
             raise RuntimeError("boom")
-        assert cudnn.allow_tf32 is True
+        assert (conv.fp32_precision, matmul.fp32_precision) == ("tf32", "tf32")
     finally:
-        cudnn.allow_tf32, matmul.allow_tf32 = before
+        conv.fp32_precision, matmul.fp32_precision, torch.backends.cudnn.rnn.fp32_precision = before
 
 
 def test_fp16_on_cpu_says_to_use_bf16_or_a_gpu() -> None:
@@ -292,11 +293,12 @@ def test_torch_predictor_cuda_fp32_runs_without_tf32(batch: np.ndarray) -> None:
             self.net = tiny_net()
 
         def forward(self, x):
-            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            seen.append((torch.backends.cudnn.conv.fp32_precision,
+                         torch.backends.cuda.matmul.fp32_precision))
             return self.net(x)
 
     TorchPredictor(Spy(), device="cuda", precision="fp32").predict_logits(batch)
-    assert seen == [(False, False)]
+    assert seen == [("ieee", "ieee")]
 
 
 # --------------------------------------------------------------------------- ONNX Runtime

@@ -358,6 +358,19 @@ def test_label_smoothing_is_refused_when_distilling_instead_of_ignored():
     logits = np.zeros((len(x), 2), np.float32)
     with pytest.raises(ConfigError, match=r"label_smoothing=0.1 does nothing when distilling"):
         fit(_Tiny(), x, y, x, y, cfg, distill=DistillConfig(teacher="t"), teacher_logits=logits)
+    # and a recipe says so when the profile is made, before any parent is built
+    import dataclasses
+
+    from defectbench.zoo.registry import all_recipes
+
+    recipes = all_recipes("smoke")
+    for name in ("tf_efficientnet_lite0.kd", "tf_efficientnet_lite0.kd.pruned30",
+                 "tf_efficientnet_lite0.kd.qat_pt2e"):
+        recipe = recipes[name]
+        field = "train" if hasattr(recipe, "train") else "finetune"
+        smoothed = dataclasses.replace(getattr(recipe, field), label_smoothing=0.1)
+        with pytest.raises(ConfigError, match="does nothing when distilling"):
+            dataclasses.replace(recipe, **{field: smoothed})
 
 
 def test_soft_distillation_is_kl_from_the_teacher_to_the_student():

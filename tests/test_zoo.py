@@ -751,7 +751,7 @@ def test_tensorrt_engines_are_cached_per_artifact_bytes_not_per_key(tmp_path):
     assert dirs[0] != dirs[1] and dirs[0].parent == dirs[1].parent == store.cache_dir() / "tensorrt"
 
 
-def test_a_pt2e_variant_records_how_many_calibration_images_it_used(tmp_path):
+def test_a_pt2e_variant_records_how_many_calibration_images_it_used(tmp_path, monkeypatch):
     # smoke's dev subset (64) is smaller than the recipe's num_calibration (128): the manifest
     # says what calibration actually saw instead of leaving the recipe's count to be believed
     from defectbench.zoo.build import build_zoo
@@ -777,19 +777,30 @@ def test_a_pt2e_variant_records_how_many_calibration_images_it_used(tmp_path):
         again = binary_report(labels, scores, point["threshold"])
         assert again["counts"] == manifest["dev"]["at"][point["name"]]["counts"], point["name"]
 
-    # at another thread count the load still calibrates at the build's, into the same graph
-    from defectbench.compress.pt2e import qparams_fingerprint
+    # at another thread count the load still calibrates at the build's, into the same graph,
+    # and leaves the session's thread count as it was
+    import defectbench.compress.pt2e as pt2e
 
     threads = torch.get_num_threads()
     assert manifest["built_on"]["torch_threads"] == threads
-    torch.set_num_threads(1 if threads > 1 else 2)
+    other = 1 if threads > 1 else 2
+    calibrated_at = []
+    calibrate = pt2e.calibrate_pt2e
+
+    def recording(*args, **kwargs):
+        calibrated_at.append(torch.get_num_threads())
+        return calibrate(*args, **kwargs)
+
+    monkeypatch.setattr(pt2e, "calibrate_pt2e", recording)
+    torch.set_num_threads(other)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             predictor = Catalog(tmp_path, smoke).predictor(name, "int8", "cpu")
+        assert calibrated_at == [threads] and torch.get_num_threads() == other
     finally:
         torch.set_num_threads(threads)
-    assert qparams_fingerprint(predictor.model) == manifest["qparams_sha256"]
+    assert pt2e.qparams_fingerprint(predictor.model) == manifest["qparams_sha256"]
 
     # a graph that comes out otherwise (another CPU model) is said, not passed over
     path = catalog.store.manifest_path(name)

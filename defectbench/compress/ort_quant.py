@@ -267,9 +267,7 @@ def quantize_onnx_static(
     float_outputs = config.float_output_op_types
     if float_outputs is None:
         float_outputs = TRANSFORMER_FLOAT_OUTPUTS if markers else ()
-    if config.float_model_output:
-        float_outputs = tuple(sorted(set(float_outputs) | output_op_types(fp32_path)))
-    extra: dict[str, Any] = {"OpTypesToExcludeOutputQuantization": list(float_outputs)}
+    extra: dict[str, Any] = {}
     if config.calibration == "percentile":
         extra["CalibPercentile"] = config.percentile
     if config.symmetric_activations:
@@ -278,6 +276,11 @@ def quantize_onnx_static(
         extra["QuantizeBias"] = False
     with tempfile.TemporaryDirectory() as tmpdir, atomic_path(out_path) as tmp:
         pre = _pre_process(fp32_path, Path(tmpdir))
+        if config.float_model_output:
+            float_outputs = tuple(
+                sorted(set(float_outputs) | _model_output_op_type(pre, set(float_outputs)))
+            )
+        extra["OpTypesToExcludeOutputQuantization"] = list(float_outputs)
         # one sample per call: the histogram calibrators (entropy, percentile) stack every
         # call's activations and need equal shapes, and a trimmed last batch would differ
         samples = [sample[None] for batch in batches for sample in batch]
@@ -304,6 +307,13 @@ def quantize_onnx_static(
             extra_options=extra,
         )
         quantize_nodes = _require_quantized(tmp, fp32_path, op_types)
+        if config.float_model_output and _output_producers(tmp) & {"DequantizeLinear"}:
+            raise ArtifactError(
+                f"quantizing {fp32_path} left its output behind a DequantizeLinear, so the "
+                "scores would be rounded to 8 bits although float_model_output is set; set "
+                "float_model_output=False to accept that, or end the model in a quantizable "
+                "op (Gemm, MatMul, Conv)"
+            )
     return _report(
         "ort_static_int8",
         fp32_path,
@@ -427,13 +437,36 @@ def _existing(path: str | Path) -> Path:
     return path
 
 
-def output_op_types(onnx_path: str | Path) -> set[str]:
+def _output_producers(onnx_path: str | Path) -> set[str]:
     """Op types of the nodes that produce the graph's outputs (a classifier's Gemm)."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     outputs = {o.name for o in graph.output}
     return {n.op_type for n in graph.node if outputs & set(n.output)}
+
+
+def _model_output_op_type(onnx_path: Path, already_float: set[str]) -> set[str]:
+    """The op type whose outputs ORT must leave unquantized so the model's output stays float.
+
+    ORT excludes output quantization by op type, not by node: if the output's op type also
+    occurs elsewhere, every node of it would keep a float output, which is another model than
+    the one asked for; refuse rather than make it.
+    """
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    types = _output_producers(onnx_path) - already_float
+    repeated = {t: n for t in types if (n := sum(node.op_type == t for node in graph.node)) > 1}
+    if repeated:
+        listed = ", ".join(f"{t} ({n} nodes)" for t, n in sorted(repeated.items()))
+        raise ConfigError(
+            f"float_model_output keeps outputs float by op type, and the op type producing "
+            f"{onnx_path.name}'s output also occurs elsewhere: {listed}; set "
+            "float_model_output=False, or name the op types to keep float in "
+            "float_output_op_types"
+        )
+    return types
 
 
 def _op_types(onnx_path: str | Path) -> set[str]:

@@ -92,8 +92,9 @@ class Preprocess:
 @dataclass(frozen=True)
 class PreprocessedRows:
     """An image set preprocessed on demand: ``rows[index]`` is what
-    ``preprocess_set(images, preprocess)[index]`` would be for a slice or an index array, but
-    only the rows asked for are decoded and nothing is kept."""
+    ``preprocess_set(images, preprocess)[index]`` would be for a slice, a boolean mask or an
+    array of distinct indices, but only the rows asked for are decoded and nothing is kept.
+    (Repeated indices are refused: a subset's ids must be unique.)"""
 
     images: ImageSet
     preprocess: Preprocess

@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -79,6 +80,7 @@ def _answer_forked(catalog, request: dict[str, Any]) -> dict[str, Any]:
     if pid == 0:  # child: measure, report through the pipe, leave without cleanup handlers
         # os._exit in `finally`: whatever fails here (even writing the answer), the child must
         # never return into serve() and read the probe's requests alongside its parent
+        code = 1
         try:
             os.close(read_fd)
             try:
@@ -87,14 +89,20 @@ def _answer_forked(catalog, request: dict[str, Any]) -> dict[str, Any]:
                 result = {"error": f"{type(exc).__name__}: {exc}"}
             with os.fdopen(write_fd, "w") as out:
                 out.write(json.dumps(result))
+            code = 0
+        except BaseException:  # noqa: BLE001 - no answer could be sent: leave the cause
+            traceback.print_exc()  # on the probe's stderr, which the parent reports
         finally:
-            os._exit(0)
+            os._exit(code)
     os.close(write_fd)
     with os.fdopen(read_fd) as inp:
         text = inp.read()
     _, status = os.waitpid(pid, 0)
     if not text:
-        return {"error": f"measuring child died (wait status {status}) without an answer"}
+        return {
+            "error": f"measuring child ended (exit code {os.waitstatus_to_exitcode(status)}) "
+            "without an answer; its traceback, if any, is in the probe's stderr"
+        }
     return json.loads(text)
 
 
@@ -163,8 +171,13 @@ class IsolatedMemoryProbe:
             raise self._exited() from None
         answer = self._read()
         if "error" in answer:
+            # pread: the probe shares this file's offset and is still writing to it
+            fd = self._stderr.fileno()
+            size = os.fstat(fd).st_size
+            stderr = os.pread(fd, 2000, max(0, size - 2000)).decode(errors="replace").strip()
             raise IsolatedMemoryError(
                 f"isolated memory of {variant} {precision} {device} b{batch}: {answer['error']}"
+                + (f"\nprobe stderr (end): {stderr}" if stderr else "")
             )
         return IsolatedMemory(**answer)
 

@@ -80,12 +80,20 @@ def ieee_fp32_on_cuda() -> Iterator[None]:
 
     torch runs fp32 convolutions on CUDA in TF32 by default (10-bit mantissa), so "fp32" would
     mean TF32 for torch but IEEE fp32 for ONNX Runtime (its provider runs with ``use_tf32: 0``
-    here), and the two runtimes' fp32 rows would not be the same arithmetic. The legacy flags
-    are used because torch refuses to read them once the newer per-operator API has set
-    different values for convolutions and RNNs.
+    here), and the two runtimes' fp32 rows would not be the same arithmetic. The per-operator
+    ``fp32_precision`` settings are used where torch has them: torch refuses to read the
+    legacy ``allow_tf32`` flags once those settings differ between convolutions and RNNs.
     """
     cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    saved = (cudnn.allow_tf32, matmul.allow_tf32)
+    if hasattr(cudnn, "conv") and hasattr(matmul, "fp32_precision"):
+        saved = (cudnn.conv.fp32_precision, matmul.fp32_precision)
+        cudnn.conv.fp32_precision = matmul.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            cudnn.conv.fp32_precision, matmul.fp32_precision = saved
+        return
+    saved = (cudnn.allow_tf32, matmul.allow_tf32)  # torch before the per-operator settings
     cudnn.allow_tf32 = matmul.allow_tf32 = False
     try:
         yield

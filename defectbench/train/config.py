@@ -133,3 +133,15 @@ class TrainConfig:
             if f.metadata.get("omit_when_default") and out[f.name] == f.default:
                 del out[f.name]
         return out
+
+
+def check_distillable(config: TrainConfig, distill: DistillConfig | None) -> None:
+    """Refuse settings that distillation would ignore without a word."""
+    if distill is not None and config.label_smoothing > 0:
+        # distillation_loss has no smoothing term
+        raise ConfigError(
+            f"label_smoothing={config.label_smoothing} does nothing when distilling (the "
+            "teacher's softened outputs already spread the targets); set it to 0 or train "
+            "without distillation"
+        )
+

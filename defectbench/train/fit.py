@@ -20,7 +20,7 @@ from defectbench.errors import ConfigError, TrainingDivergedError
 from defectbench.io import atomic_write_bytes
 from defectbench.metrics.ranking import roc_auc
 from defectbench.train.augment import augment_batch
-from defectbench.train.config import DistillConfig, TrainConfig
+from defectbench.train.config import DistillConfig, TrainConfig, check_distillable
 
 
 @dataclass(frozen=True)
@@ -153,13 +153,7 @@ def fit(
             "distillation needs the teacher's logits on the training set (teacher_logits=); "
             "pass them, or fit without distill="
         )
-    if distill is not None and config.label_smoothing > 0:
-        # distillation_loss has no smoothing term: the setting would be ignored without a word
-        raise ConfigError(
-            f"label_smoothing={config.label_smoothing} does nothing when distilling (the "
-            "teacher's softened outputs already spread the targets); set it to 0 or fit "
-            "without distill="
-        )
+    check_distillable(config, distill)
     targets_t = _training_targets(train_y, train_probability, config.targets)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)

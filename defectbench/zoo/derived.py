@@ -30,7 +30,7 @@ from defectbench.compress.prune import PruneConfig, load_pruned, prune_model, sa
 from defectbench.compress.pt2e import Pt2eInt8Config
 from defectbench.data.preprocess import Preprocess, PreprocessedRows
 from defectbench.errors import ArtifactError, ConfigError, DataError
-from defectbench.train.config import DistillConfig, TrainConfig
+from defectbench.train.config import DistillConfig, TrainConfig, check_distillable
 from defectbench.zoo.recipes import TrainedRecipe, recipe_asdict
 
 # The preprocessed `dev` set, or rows of it decoded on demand (`PreprocessedRows`): what
@@ -128,6 +128,9 @@ class PruneRecipe:
     runtime = "torch"
     precisions = TrainedRecipe.precisions
 
+    def __post_init__(self) -> None:
+        check_distillable(self.finetune, self.distill)
+
     @property
     def parents(self) -> tuple[str, ...]:
         return (self.parent,) + ((self.distill.teacher,) if self.distill else ())
@@ -158,6 +161,7 @@ class QatRecipe:
     precisions = CPU_ONLY_INT8
 
     def __post_init__(self) -> None:
+        check_distillable(self.finetune, self.distill)
         if self.finetune.ema_decay is not None:
             # the average would also blend the observers' quantization scales and zero points,
             # which convert_pt2e then bakes into the INT8 model as if one observer had seen them
@@ -276,7 +280,7 @@ def open_derived_predictor(catalog, name: str, precision: str, device: str):
         predictor = _pt2e_predictor(
             catalog.dev_rows(name), store, recipes, keys, name, calibration_threads=threads
         )
-        _check_same_calibration(name, manifest, predictor)
+        _check_same_calibration(store, name, manifest, predictor)
         return predictor
     if isinstance(recipe, QatRecipe):
         store.verify(name, keys[name])
@@ -335,7 +339,7 @@ def _torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _check_same_calibration(name: str, manifest: dict[str, Any], predictor) -> None:
+def _check_same_calibration(store, name: str, manifest: dict[str, Any], predictor) -> None:
     from defectbench.compress.pt2e import qparams_fingerprint
 
     recorded = manifest.get("qparams_sha256")  # absent in manifests built before it existed
@@ -349,9 +353,9 @@ def _check_same_calibration(name: str, manifest: dict[str, Any], predictor) -> N
             f"{name}: calibrating again at load gave other quantization parameters than its "
             f"build (fingerprint {here[:12]} vs {recorded[:12]}; built on "
             f"{manifest.get('built_on')}, loaded on {cpu_identity()}): the gates judge the graph "
-            "made here, while its dev operating point was chosen on the build's; rebuild it on "
-            "this machine (`defectbench zoo build --variants NAME` after deleting its folder) "
-            "to make them one",
+            "made here, while its dev operating point was chosen on the build's; to make them "
+            f"one, delete {store.variant_dir(name)} and run `defectbench zoo build --profile "
+            f"{store.profile} --zoo {store.root} --variants {name}` on this machine",
             stacklevel=2,
         )
 

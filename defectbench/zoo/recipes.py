@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from defectbench.errors import ConfigError
-from defectbench.train.config import DistillConfig, TrainConfig
+from defectbench.train.config import DistillConfig, TrainConfig, check_distillable
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class TrainedRecipe:
     distill: DistillConfig | None = None
 
     def __post_init__(self) -> None:
+        check_distillable(self.train, self.distill)  # at profile time, not after the parents
         if self.model.img_size != self.train.img_size:
             raise ConfigError(
                 f"{self.model.arch}: model img_size {self.model.img_size} != train img_size "

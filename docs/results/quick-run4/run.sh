@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # quick-run4: quick-run3's zoo with the 2026-11-30 artifact fixes. Only the variants whose
 # artifacts changed have new keys (ORT static INT8: float classifier output; PT2E and QAT:
-# unused float weights dropped); `zoo build` rebuilds exactly those, then the suite and the
+# unused float weights dropped; QAT: observers frozen while dev is scored); `zoo build`
+# rebuilds exactly those, then the suite and the
 # report run as in run_quick.sh (BUILD=0). Run from the repository root, machine otherwise idle.
-# (This run's build was started at commit 1417759 and stopped after 21 variants, when the QAT
-# fix of 6905ab8 re-keyed the QAT variant: quick-zoo-build-part1.txt, quick-zoo-before-part1.json;
-# this script was then run again at the later commit, which built the rest.)
+# (This run's build was started at commit 1417759 and stopped after 9 variants, a 10th
+# started, when the QAT fix of 6905ab8 re-keyed the QAT variant: quick-zoo-build-part1.txt,
+# quick-zoo-before-part1.json; this script was then run again at 04f9da4, which built the rest.)
 set -euo pipefail
 OUT=docs/results/quick-run4
 ZOO=${DEFECTBENCH_ZOO:-/root/zoo-run4}   # a copy of quick-run3's zoo (cp -a /root/zoo-run3 ...)
