@@ -172,14 +172,14 @@ def drop_unused_tensors(graph_module: torch.fx.GraphModule) -> int:
     def used(name: str) -> bool:
         return name in read or any(name.startswith(f"{prefix}.") for prefix in read | called)
 
-    freed = 0
+    freed: dict[int, int] = {}  # by storage: a tied alias is one tensor, counted once
     for name, tensor in list(graph_module.state_dict(keep_vars=True).items()):
         if used(name):
             continue
         owner, _, attr = name.rpartition(".")
         delattr(graph_module.get_submodule(owner) if owner else graph_module, attr)
-        freed += tensor.numel() * tensor.element_size()
-    return freed
+        freed[tensor.untyped_storage().data_ptr()] = tensor.numel() * tensor.element_size()
+    return sum(freed.values())
 
 
 def qparams_fingerprint(graph_module: torch.fx.GraphModule) -> str:
