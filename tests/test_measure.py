@@ -243,7 +243,7 @@ def test_cost_is_core_hours_on_cpu_and_gpu_hours_on_cuda():
         {"cost_core_hours_per_million": None, "cost_gpu_hours_per_million": 1.0})
 
 
-def test_cpu_matmul_peak_is_the_fastest_of_its_samples():
+def test_cpu_matmul_peak_is_plausible_and_measured_once_per_process():
     # a 256^2 float32 matmul: 33.5 MFLOP; even one slow core does it in well under a second
     peak = matmul_peak_gflops("float32", "cpu", 256)
     assert 0.03 < peak < 1e5
