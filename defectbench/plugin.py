@@ -146,6 +146,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     catalog = _catalog(metafunc.config)  # names and capabilities only; nothing is built here
     selection = _selection(metafunc.config)
     make = suite_mod.quality_cases if wanted[0] == "quality_case" else suite_mod.perf_cases
+    # (an empty list here is refused once, in pytest_collection_modifyitems)
     params = [
         pytest.param(case, id=case.id, marks=_case_marks(catalog, case))
         for case in make(catalog, selection)
@@ -250,20 +251,41 @@ def _budgets_path(config: pytest.Config, catalog) -> Path:
     return Path(option(config, "--budgets") or profile_file("budgets", catalog.profile.name))
 
 
+@pytest.hookimpl(trylast=True)  # after -m / -k deselection: judge what will run
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Load and check the budgets file once collection is done and before anything runs (the
     zoo is built by the first case): a typo in its path or a budget that matches nothing
     would otherwise surface only after the build, under every case."""
     from defectbench.errors import ConfigError
 
+    _refuse_benchmark_only_with_gates(config, items)
     suite_cases = ("quality_case", "perf_case")
     if not any(n in getattr(item, "fixturenames", ()) for item in items for n in suite_cases):
         return
     catalog = _catalog(config)  # names only; nothing is built here
     try:
+        # an empty selection would be an empty parameter set: skipped, exit 0, nothing judged
+        suite_mod.check_selection_has_cases(catalog, _selection(config))
         suite_mod.load_checked_budgets(_budgets_path(config, catalog), catalog)
     except ConfigError as exc:  # pytest's own "ERROR: ..." line, once for the session
         raise pytest.UsageError(str(exc)) from None
+
+
+def _refuse_benchmark_only_with_gates(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """pytest-benchmark's --benchmark-only skips every test without its `benchmark` fixture:
+    the recall gates and speed targets would be skipped and a failing variant would pass."""
+    if not config.getoption("benchmark_only", default=False):
+        return
+    gates = [item.nodeid for item in items
+             if {"quality_case", "speed_target"} & set(getattr(item, "fixturenames", ()))]
+    if gates:
+        raise pytest.UsageError(
+            f"--benchmark-only would skip the {len(gates)} recall gates and speed targets "
+            f"selected (e.g. {gates[0]}): pytest-benchmark skips every test that takes no "
+            "`benchmark` fixture, so a variant that breaks a budget would pass. Drop "
+            "--benchmark-only (the gates run beside the timings), or deselect the gates "
+            "explicitly to time without them: -m \"perf\" -k \"not test_speed_target\""
+        )
 
 
 def _build_missing(catalog, wanted: list[str]) -> None:

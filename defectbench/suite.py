@@ -14,7 +14,14 @@ from typing import Any
 
 import numpy as np
 
-from defectbench.budgets import Budget, Evidence, check_budgets_apply, judge_all, load_budgets
+from defectbench.budgets import (
+    DEFAULT_CONFIDENCE,
+    Budget,
+    Evidence,
+    check_budgets_apply,
+    judge_all,
+    load_budgets,
+)
 from defectbench.data.preprocess import Preprocess, preprocess_set
 from defectbench.errors import ConfigError
 from defectbench.measure.compute import matmul_peak_gflops
@@ -113,6 +120,31 @@ def quality_cases(catalog: Catalog, selection: Selection) -> list[Case]:
     return sorted(cases)
 
 
+def check_selection_has_cases(catalog: Catalog, selection: Selection) -> None:
+    """ConfigError if the selection names no build the zoo has: pytest would skip the gates as
+    an empty parameter set and the run would pass having judged nothing."""
+    if quality_cases(catalog, selection):
+        return
+    offers = []
+    for name in select_names(catalog.names, selection.variants):
+        runs = [f"{device} {'/'.join(catalog.precisions(name, device))}"
+                for device in DEVICES if catalog.precisions(name, device)]
+        offers.append(f"{name} ({', '.join(runs)})")
+    raise ConfigError(
+        f"--variants {','.join(selection.variants)} --precisions "
+        f"{','.join(selection.precisions)} --devices {','.join(selection.devices)} select no "
+        f"build of the {catalog.profile.name!r} zoo, so nothing would be gated or timed. The "
+        f"selected variants run as: {'; '.join(offers)}"
+    )
+
+
+def interval_confidence(budgets: list[Budget]) -> float:
+    """The level of the intervals and bounds a quality result reports: the budgets' own when
+    they share one (so a shown bound is the one its verdict judged), else 95%."""
+    levels = {b.confidence for b in budgets}
+    return levels.pop() if len(levels) == 1 else DEFAULT_CONFIDENCE
+
+
 def perf_cases(catalog: Catalog, selection: Selection) -> list[Case]:
     return sorted(
         Case(c.variant, c.precision, c.device, b)
@@ -150,6 +182,7 @@ class Suite:
         self.budgets_path = budgets_path
         self.gated_point = gated_point or gated_point_name(catalog)
         self.budgets: list[Budget] = load_checked_budgets(budgets_path, catalog, self.gated_point)
+        self.interval_confidence = interval_confidence(self.budgets)
         self.val = catalog.fixture.split("val")
         self._arrays: dict[Preprocess, np.ndarray] = {}
         self._predictors: dict[tuple[str, str, str], Any] = {}
@@ -189,7 +222,17 @@ class Suite:
         points = self.catalog.manifest(variant)["dev"]["operating_points"]
         for point in points:
             if point["name"] == self.gated_point:
-                return OperatingPoint.from_dict(point)
+                chosen = OperatingPoint.from_dict(point)
+                if chosen.chosen_on != "dev":
+                    # a threshold tuned on the split the gates judge would grade its own
+                    # answers: zoo builds choose on dev, so this manifest was made elsewhere
+                    raise ConfigError(
+                        f"variant {variant!r}: operating point {self.gated_point!r} was chosen "
+                        f"on {chosen.chosen_on!r}, not 'dev'; the gates judge on 'val' and "
+                        "need a threshold chosen without it. Rebuild the variant with "
+                        "`defectbench zoo build`"
+                    )
+                return chosen
         raise ConfigError(
             f"variant {variant!r} has no operating point {self.gated_point!r}; it has "
             f"{', '.join(p['name'] for p in points)}"
@@ -232,9 +275,11 @@ class Suite:
         pred = point.predict(probs)
         labels = self.val.labels
         groups = {g: self.val.metadata[g] for g in GROUPS}
-        report = binary_report(labels, probs, point.threshold, groups=groups)
+        confidence = self.interval_confidence
+        report = binary_report(labels, probs, point.threshold, groups=groups,
+                               confidence=confidence)
         reference = self.reference()["pred"]
-        comparison = compare_recall(self.val.ids, labels, reference, pred)
+        comparison = compare_recall(self.val.ids, labels, reference, pred, confidence)
         by_group = compare_recall_by_group(self.val.ids, labels, reference, pred, groups)
         verdicts = judge_all(
             self.budgets,
@@ -257,6 +302,9 @@ class Suite:
             ],
             "fnr": report["fnr"],
             "fnr_upper": report["fnr_upper_bound"]["upper"],
+            # of recall_interval (two-sided), fnr_upper and recall_drop_upper (one-sided);
+            # each verdict carries the bound its own budget was judged on
+            "interval_confidence": confidence,
             "counts": report["counts"],
             "precision_score": report["precision"],
             "specificity": report["specificity"],

@@ -217,7 +217,7 @@ def test_gates_fail_when_a_variant_breaks_its_budget(suite_dir, smoke_zoo):
 
 GROUP_AND_TYPO_BUDGETS = """
 [defaults]
-confidence = 0.95
+confidence = 0.99
 
 [[budget]]
 name = "drop-per-cell-type"
@@ -237,10 +237,22 @@ def test_suite_judges_a_per_group_drop_budget_and_refuses_a_pattern_matching_not
     out = suite_dir.path / "out.json"
     result = _run(suite_dir, smoke_zoo, "--budgets", str(budgets), "--benchmark-json", str(out))
     result.assert_outcomes(passed=4, skipped=5)  # as in the test above
-    verdicts = [v for q in json.loads(out.read_text())["defectbench"]["quality"]
-                for v in q["verdicts"]]
+    qualities = json.loads(out.read_text())["defectbench"]["quality"]
+    verdicts = [v for q in qualities for v in q["verdicts"]]
     assert {v["group"].split("=")[0] for v in verdicts} == {"cell_type"}
     assert all("cell_type values pass" in v["message"] for v in verdicts)
+    # the bounds shown beside the verdicts are at the budgets' confidence, not a fixed 95%
+    from defectbench.metrics.intervals import clopper_pearson
+    from defectbench.metrics.paired import drop_interval
+
+    for q in qualities:
+        assert q["interval_confidence"] == 0.99
+        drop_upper = drop_interval(q["new_misses"], q["new_catches"], q["n_defective"], 0.99,
+                                   "upper")[1]
+        assert q["recall_drop_upper"] == pytest.approx(drop_upper)
+        misses = q["counts"]["fn"]
+        fnr_upper = clopper_pearson(misses, q["n_defective"], 0.99, "upper").upper
+        assert q["fnr_upper"] == pytest.approx(fnr_upper)
     # a misspelt operating point would silently drop its budget; the session refuses it
     budgets.write_text(GROUP_AND_TYPO_BUDGETS + 'operating_point = "dev_recall_0.9"\n')
     result = _run(suite_dir, smoke_zoo, "--budgets", str(budgets), "-m", "quality",
@@ -369,6 +381,18 @@ def test_survey_int8_runs_on_the_sessions_thread_count(monkeypatch, tmp_path):
     finally:
         torch.set_num_threads(before)
     assert predictor.intra_op_threads == 1
+
+
+def test_shown_intervals_take_the_budgets_shared_confidence():
+    from defectbench.budgets import Budget
+
+    def budget(confidence):
+        return Budget(name=f"b{confidence}", metric="fnr", kind="ceiling", value=0.2,
+                      judged_on="upper_bound", confidence=confidence)
+
+    assert suite_mod.interval_confidence([budget(0.99), budget(0.99)]) == 0.99
+    assert suite_mod.interval_confidence([budget(0.9), budget(0.99)]) == 0.95  # no one level
+    assert suite_mod.interval_confidence([]) == 0.95
 
 
 def test_a_device_named_twice_through_an_alias_is_selected_once():
@@ -508,6 +532,36 @@ def test_a_bad_selection_or_profile_stops_the_session_before_collection(suite_di
         bad = suite_dir.runpytest_subprocess("benchmarks", flag, value, "-p", "no:cacheprovider")
         assert bad.ret == pytest.ExitCode.USAGE_ERROR, (flag, bad.stdout.str())
         bad.stderr.fnmatch_lines([message])
+
+
+def test_a_selection_with_no_build_is_refused_not_skipped(suite_dir, tmp_path):
+    # pytest would parametrize with an empty set, skip, and exit 0 having judged nothing
+    zoo = tmp_path / "zoo"
+    result = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(zoo), "--variants", TEACHER,
+        "--precisions", "int8", "--devices", "cpu", "-m", "quality", "--benchmark-disable",
+        "-p", "no:cacheprovider",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        f"ERROR: --variants {TEACHER} --precisions int8 --devices cpu select no build of the "
+        f"'smoke' zoo*{TEACHER} (cpu fp32/bf16, cuda fp32/bf16/fp16)"])
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert not zoo.exists()
+
+
+def test_benchmark_only_is_refused_while_it_would_skip_the_gates(suite_dir, tmp_path):
+    common = ("benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
+              "--variants", TEACHER, "-p", "no:cacheprovider", "--benchmark-only")
+    bad = suite_dir.runpytest_subprocess(*common)
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["ERROR: --benchmark-only would skip the * recall gates and speed "
+                              "targets selected (e.g. *test_recall_budgets*"])
+    # with the gates deselected on purpose, only timings remain: accepted
+    timings_only = suite_dir.runpytest_subprocess(*common, "-m", "perf", "-k",
+                                                  "not test_speed_target", "--collect-only")
+    assert timings_only.ret == pytest.ExitCode.OK, timings_only.stderr.str()
+    timings_only.stdout.fnmatch_lines(["*test_latency*"])
 
 
 def test_a_benchmark_comparison_that_loads_nothing_is_refused_up_front(suite_dir):

@@ -141,14 +141,14 @@ def test_table_rows_carry_the_numbers_and_verdicts(written):
     assert int8_b1[6:] == [
         "0.897 [0.848, 0.934]", "+0.015 (<= +0.039)", "0.103 (<= 0.139)", "0.900",
         # memory: the CPU process's session-wide high-water mark (812 MB) is not the artifact's
-        "8.7 / 9.2", "114.9", "-", "3.4", "4.79x", "PASS",
+        "8.7 / 9.22", "115", "-", "3.4", "4.79x", "PASS",
     ]
     pruned = by_key[("cpu", "1", PRUNED)]
     assert pruned[6] == "0.838 [0.780, 0.885]"
     assert pruned[-1] == "FAIL: recall-drop, recall-drop-upper-bound, fnr-ceiling"
     survey = by_key[("cpu", "1", SURVEY)]
     assert survey[6:10] == ["latency only"] * 4 and survey[-1] == "latency only"
-    assert survey[10] == "123.0 / 130.4"
+    assert survey[10] == "123 / 130"
     gpu = by_key[("cuda", "8", INT8)]
     assert gpu[1] == H100 and gpu[10] == "1.7 / 1.8"
 
@@ -458,6 +458,7 @@ def test_two_runs_on_one_machine_get_their_own_panels_and_reference(tmp_path):
     for quality in qualities:
         if quality.get("recall") is not None:
             quality["recall"] = round(quality["recall"] - 0.05, 4)
+    other["datetime"] = "2026-11-23T09:00:00.000000+00:00"
     second = _dump(other, tmp_path / "second.json")
     report = load_report([CPU, second])
     machines = {r.machine for r in report.rows}
@@ -468,6 +469,74 @@ def test_two_runs_on_one_machine_get_their_own_panels_and_reference(tmp_path):
     second_ref = report.reference_recall[("cpu", f"{XEON} [second.json]")]
     assert first_ref == pytest.approx(second_ref + 0.05)
     assert {r.machine for r in load_report([CPU, GPU]).rows} == {XEON, H100}  # no clash, no tag
+
+
+def test_the_header_says_at_what_confidence_the_shown_intervals_are(tmp_path):
+    def header(data):
+        return write_report([_dump(data, tmp_path / "in.json")], tmp_path / "out",
+                            plots=False)[0], (tmp_path / "out" / "table.md").read_text()
+
+    report, text = header(_load(CPU))  # written before the field: computed at 95%
+    assert "- intervals in the table: recall two-sided 95%, the recall-drop and FNR upper " \
+        "bounds one-sided 95%" in text
+    data = _load(CPU)
+    for q in data["defectbench"]["quality"] + [b["extra_info"].get("quality") or {}
+                                               for b in data["benchmarks"]]:
+        if q:
+            q["interval_confidence"] = 0.99
+    report, text = header(data)
+    assert "recall two-sided 99%, the recall-drop and FNR upper bounds one-sided 99%" in text
+    assert {r.interval_confidence for r in report.rows if r.has_quality} == {0.99}
+
+
+def test_one_file_given_twice_is_refused(tmp_path, monkeypatch):
+    # every row would be doubled, and identical points never knock each other off a front
+    with pytest.raises(ReportError, match=r"cpu.json is given twice .*pass each .*JSON once"):
+        load_report([CPU, CPU])
+    monkeypatch.chdir(DATA)
+    with pytest.raises(ReportError, match="given twice"):
+        load_report(["cpu.json", CPU.resolve()])
+
+
+def test_a_copy_of_one_run_is_refused(tmp_path):
+    copy_of_cpu = _dump(_load(CPU), tmp_path / "copy.json")
+    with pytest.raises(ReportError, match=r"copy.json and .*cpu.json hold the same run"):
+        load_report([CPU, copy_of_cpu])
+
+
+def test_two_runs_in_files_of_one_name_stay_apart(tmp_path):
+    # `--benchmark-json out.json` in two run folders: the file name alone does not tell the
+    # runs apart, so panels, fronts and models (the size plot's points) would merge
+    paths = []
+    for k, stamp in enumerate(("2026-11-23T09:00:00+00:00", "2026-11-24T09:00:00+00:00")):
+        data = _load(CPU)
+        data["datetime"] = stamp
+        (tmp_path / f"run{k}").mkdir()
+        paths.append(_dump(data, tmp_path / f"run{k}" / "out.json"))
+    report = load_report(paths)
+    assert {r.machine for r in report.rows} == {f"{XEON} [run0/out.json]",
+                                                f"{XEON} [run1/out.json]"}
+    assert {r.source for r in report.rows} == {"run0/out.json", "run1/out.json"}
+    alone = load_report([CPU])
+    assert len(report.latency_frontier()) == 2 * len(alone.latency_frontier())
+    assert len(report.size_frontier()) == 2 * len(alone.size_frontier())
+
+
+def test_a_panel_without_its_own_reference_gets_no_reference_line(tmp_path):
+    # drop the GPU file's drops and its teacher: its panel must not borrow the CPU's teacher
+    data = _load(GPU)
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["variant"] != TEACHER]
+    for bench in data["benchmarks"]:
+        quality = bench["extra_info"].get("quality") or {}
+        for key in ("recall_drop", "recall_drop_interval"):
+            quality.pop(key, None)
+    data["defectbench"]["quality"] = [
+        {k: v for k, v in q.items() if k not in ("recall_drop", "recall_drop_interval")}
+        for q in data["defectbench"]["quality"] if q.get("variant") != TEACHER]
+    gpu = _dump(data, tmp_path / "gpu.json")
+    report = load_report([CPU, gpu])
+    assert ("cpu", XEON) in report.reference_recall
+    assert not any(device == "cuda" for device, _ in report.reference_recall)
 
 
 @pytest.mark.parametrize("field, value, match", [
@@ -513,6 +582,37 @@ def test_an_unreadable_input_or_an_out_path_that_is_a_file_is_a_report_error(
     with pytest.raises(ReportError, match=r"--out .*afile is a file, not a directory"):
         write_report([CPU], taken, plots=False)
     assert taken.read_text() == ""
+
+
+def test_an_out_folder_that_cannot_be_written_is_a_report_error(tmp_path):
+    parent_is_a_file = tmp_path / "afile" / "report"
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ReportError, match=r"cannot write .*afile/report/table.md: .*--out"):
+        write_report([CPU], parent_is_a_file, plots=False)
+
+
+def test_a_failed_plot_leaves_the_previous_report_whole(tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    write_report([CPU], out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def broken(report):
+        raise RuntimeError("matplotlib failed")
+
+    monkeypatch.setattr("defectbench.report.plots.plot_files", broken)
+    with pytest.raises(RuntimeError, match="matplotlib failed"):
+        write_report([CPU, GPU], out)  # another report: new tables would not match old plots
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("value, text", [
+    (1.183, "1.18"), (1.206, "1.21"), (0.0423, "0.0423"), (12.34, "12.3"), (845.3, "845"),
+    (1197.4, "1,197"), (None, "-"),
+])
+def test_speeds_and_sizes_print_three_significant_figures(value, text):
+    from defectbench.report.table import _g
+
+    assert _g(value) == text
 
 
 def test_not_json_is_refused(tmp_path):
@@ -698,7 +798,7 @@ def test_memory_column_shows_only_memory_that_belongs_to_the_artifact(tmp_path):
     assert cell(INT8, "cpu", 8) == "88.4"
     assert cell(INT8, "cpu", 1) == "-"  # the session-wide RSS high-water mark is not shown
     cuda = next(r for r in report.rows if r.device == "cuda" and r.variant == INT8)
-    assert cell(INT8, "cuda", 8) == f"{cuda.peak_memory_mb:.1f}"
+    assert cell(INT8, "cuda", 8) == f"{cuda.peak_memory_mb:,.0f}"
     frame = pd.read_csv(tmp_path / "out" / "table.csv")
     row = frame[(frame["variant"] == INT8) & (frame["batch"] == 8) & (frame["device"] == "cpu")]
     assert row["isolated_memory_mb"].item() == 88.4 and row["isolated_load_mb"].item() == 45.2

@@ -21,7 +21,8 @@ class OperatingPoint:
     """A named threshold and how it was chosen.
 
     ``target_recall`` is the recall it was tuned for (``None`` for a fixed threshold such as
-    0.5); ``chosen_on`` names the split it was tuned on (e.g. ``"val"``), never the test split.
+    0.5); ``chosen_on`` names the split it was tuned on (e.g. ``"dev"``), never the split it
+    is judged on.
     """
 
     name: str
@@ -44,7 +45,7 @@ class OperatingPoint:
         if not isinstance(self.chosen_on, str) or not self.chosen_on:
             raise ConfigError(
                 f"OperatingPoint {self.name!r}: chosen_on must name the split the threshold was "
-                f"chosen on (e.g. 'val'), got {self.chosen_on!r}"
+                f"chosen on (e.g. 'dev'), got {self.chosen_on!r}"
             )
 
     def predict(self, scores: Any) -> np.ndarray:

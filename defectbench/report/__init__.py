@@ -19,7 +19,14 @@ from defectbench.report.rows import (
     load_report,
     merge_runs,
 )
-from defectbench.report.table import summary_dict, table_csv, table_markdown, write_tables
+from defectbench.report.table import (
+    summary_dict,
+    table_csv,
+    table_files,
+    table_markdown,
+    write_files,
+    write_tables,
+)
 
 
 def write_report(
@@ -34,12 +41,14 @@ def write_report(
     if out.exists() and not out.is_dir():
         raise ReportError(f"--out {out} is a file, not a directory; name a directory (it is "
                           "created if missing), e.g. --out report/")
-    written = write_tables(report, out)
+    files = table_files(report)
     if plots:
-        from defectbench.report.plots import write_plots  # matplotlib only when plotting
+        from defectbench.report.plots import plot_files  # matplotlib only when plotting
 
-        written += write_plots(report, out)
-    return report, written
+        files.update(plot_files(report))
+    # everything is rendered before anything is written: a failed plot leaves the folder
+    # as it was, not new tables beside an older run's plots
+    return report, write_files(files, out)
 
 
 __all__ = [

@@ -195,10 +195,49 @@ def check_same_fixture(runs: Sequence[BenchmarkRun]) -> None:
                 )
 
 
+def check_distinct_runs(runs: Sequence[BenchmarkRun]) -> None:
+    """ReportError if one file is passed twice, or two files are copies of one run: every
+    row would be counted twice, and duplicate points never dominate each other."""
+    by_path: dict[Path, Path] = {}
+    by_identity: dict[tuple, Path] = {}
+    for run in runs:
+        resolved = run.path.resolve()
+        if resolved in by_path:
+            raise ReportError(f"{run.path} is given twice (also as {by_path[resolved]}); pass "
+                              "each benchmark JSON once")
+        by_path[resolved] = run.path
+        if run.datetime is None:
+            continue
+        names = tuple(sorted(str(b.get("fullname") or b.get("name")) for b in run.benchmarks))
+        identity = (run.datetime, run.host, names)
+        if identity in by_identity:
+            raise ReportError(
+                f"{run.path} and {by_identity[identity]} hold the same run (started "
+                f"{run.datetime} on {run.host}, the same benchmarks); a copy would count every "
+                "row twice, so pass one of them"
+            )
+        by_identity[identity] = run.path
+
+
+def run_labels(runs: Sequence[BenchmarkRun]) -> dict[Path, str]:
+    """Each run's shortest trailing path that no other input shares: ``out.json`` alone, but
+    ``run1/out.json`` and ``run2/out.json`` when two runs wrote files of one name."""
+    parts = {run.path: run.path.resolve().parts for run in runs}
+    labels: dict[Path, str] = {}
+    for path, mine in parts.items():
+        for k in range(1, len(mine) + 1):
+            tail = mine[-k:]
+            if all(other[-k:] != tail for p, other in parts.items() if p != path):
+                break
+        labels[path] = "/".join(tail)
+    return labels
+
+
 def read_runs(paths: Sequence[str | Path]) -> list[BenchmarkRun]:
-    """Read every file and check they share one validation fixture."""
+    """Read every file, refuse duplicates, and check they share one validation fixture."""
     if not paths:
         raise ReportError(f"no input files; {HOW_TO_PRODUCE} and pass out.json")
     runs = [read_run(p) for p in paths]
+    check_distinct_runs(runs)
     check_same_fixture(runs)
     return runs

@@ -28,8 +28,8 @@ from matplotlib.text import Annotation
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from matplotlib.transforms import Bbox
 
-from defectbench.io import atomic_write_bytes
 from defectbench.report.rows import Report, ReportRow, model_key
+from defectbench.report.table import write_files
 
 FORMATS = ("png", "svg")
 # Fixed SVG ids and no dates, so regenerating an unchanged report gives an unchanged file.
@@ -519,23 +519,25 @@ def point_labels(fig: Figure) -> list[list[str]]:
             for ax in fig.axes if ax.get_visible()]
 
 
-def _save(fig: Figure, path_stem: Path) -> list[Path]:
-    written = []
+def _rendered(fig: Figure, stem: str) -> dict[str, bytes]:
+    files = {}
     for fmt in FORMATS:
         buffer = io.BytesIO()
         metadata = {"Date": None} if fmt == "svg" else None
         fig.savefig(buffer, format=fmt, metadata=metadata)
-        path = path_stem.with_suffix(f".{fmt}")
-        atomic_write_bytes(path, buffer.getvalue())
-        written.append(path)
-    return written
+        files[f"{stem}.{fmt}"] = buffer.getvalue()
+    return files
+
+
+def plot_files(report: Report) -> dict[str, bytes]:
+    """The contents of pareto_latency.{png,svg} and pareto_size.{png,svg}, by file name."""
+    files: dict[str, bytes] = {}
+    with rc_context(RC):
+        for stem, make in (("pareto_latency", latency_figure), ("pareto_size", size_figure)):
+            files.update(_rendered(make(report), stem))
+    return files
 
 
 def write_plots(report: Report, out_dir: str | Path) -> list[Path]:
     """Write pareto_latency.{png,svg} and pareto_size.{png,svg}; returns their paths."""
-    out = Path(out_dir)
-    written: list[Path] = []
-    with rc_context(RC):
-        for stem, make in (("pareto_latency", latency_figure), ("pareto_size", size_figure)):
-            written += _save(make(report), out / stem)
-    return written
+    return write_files(plot_files(report), out_dir)

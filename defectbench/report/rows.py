@@ -16,8 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from defectbench.errors import ReportError
-from defectbench.report.load import BenchmarkRun, read_runs
+from defectbench.report.load import BenchmarkRun, read_runs, run_labels
 from defectbench.report.pareto import pareto_front
+
+# runs written before quality results recorded `interval_confidence` computed every interval
+# they show at 95%
+UNRECORDED_CONFIDENCE = 0.95
 
 # verdict column values besides "PASS" / "FAIL"
 LATENCY_ONLY = "latency only"
@@ -55,6 +59,7 @@ class ReportRow:
     recall_drop_upper: float | None
     fnr: float | None
     fnr_upper: float | None
+    interval_confidence: float | None  # of recall_low/high and the two upper bounds
     precision_score: float | None
     specificity: float | None
     accuracy: float | None
@@ -336,7 +341,7 @@ def machine_label(run: BenchmarkRun, device: str, runs: Sequence[BenchmarkRun]) 
     hardware = run.hardware(device)
     shared = any(other.path != run.path and other.hardware(device) == hardware
                  for other in runs)
-    return f"{hardware} [{run.path.name}]" if shared else hardware
+    return f"{hardware} [{run_labels(runs)[run.path]}]" if shared else hardware
 
 
 def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any] | None,
@@ -370,7 +375,7 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
     drop_low, drop_high = _interval(q.get("recall_drop_interval"), f"{qw}.recall_drop_interval")
     passed, failed, verdict = _verdict(quality, latency_only)
     return ReportRow(
-        source=run.path.name,
+        source=run_labels(runs)[run.path],
         host=run.host,
         machine=machine_label(run, device, runs),
         benchmark=str(name),
@@ -392,6 +397,8 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
         recall_drop_upper=_number(q.get("recall_drop_upper"), f"{qw}.recall_drop_upper"),
         fnr=_number(q.get("fnr"), f"{qw}.fnr"),
         fnr_upper=_number(q.get("fnr_upper"), f"{qw}.fnr_upper"),
+        interval_confidence=(_number(q.get("interval_confidence", UNRECORDED_CONFIDENCE),
+                                     f"{qw}.interval_confidence") if quality else None),
         precision_score=_number(q.get("precision_score"), f"{qw}.precision_score"),
         specificity=_number(q.get("specificity"), f"{qw}.specificity"),
         accuracy=_number(q.get("accuracy"), f"{qw}.accuracy"),
@@ -452,7 +459,8 @@ def _reference_recall(runs: Sequence[BenchmarkRun], rows: Sequence[ReportRow],
 
     ``recall + recall_drop`` of any row is exactly that (the drop is reference minus variant
     on the same defective cells), wherever the reference itself ran; the reference's own FP32
-    recall is the fallback for rows without a drop.
+    recall on the panel's device and machine is the fallback for rows without a drop. A panel
+    with neither gets no reference line: another machine's or file's teacher is not its own.
     """
     found: dict[tuple[str, str], float] = {}
     for row in rows:
@@ -469,8 +477,8 @@ def _reference_recall(runs: Sequence[BenchmarkRun], rows: Sequence[ReportRow],
                            _number(q["recall"], f"{where}.recall"))
     for row in rows:
         panel = (row.device, row.machine)
-        if panel not in found and own:
-            found[panel] = own.get(panel, next(iter(own.values())))
+        if panel not in found and panel in own:
+            found[panel] = own[panel]
     return found
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from defectbench.io import atomic_write_text
+from defectbench.errors import ReportError
+from defectbench.io import atomic_write_bytes
 from defectbench.report.rows import INT_FIELDS, LATENCY_ONLY, NO_QUALITY, Report, ReportRow
 
 SUMMARY_SCHEMA = 1
@@ -35,7 +36,9 @@ def _g(value: float | None) -> str:
     """Speeds and sizes: three significant figures are more than their run-to-run noise."""
     if value is None:
         return DASH
-    return f"{value:.1f}" if abs(value) < 1000 else f"{value:,.0f}"
+    if abs(value) < 100:  # ".1f" would print 1.18 and 1.21 ms alike, and 0.1 for GPU latencies
+        return f"{value:.3g}"
+    return f"{value:,.0f}"
 
 
 def _quality_cells(row: ReportRow) -> list[str]:
@@ -127,6 +130,13 @@ def header_markdown(report: Report) -> str:
         also = f" (also in the inputs: {', '.join(others)}; pick with --operating-point)" \
             if others else ""
         lines.append(f"- operating point: `{report.operating_point}`{also}")
+    levels = sorted({r.interval_confidence for r in report.rows
+                     if r.interval_confidence is not None})
+    if levels:
+        shown = " or ".join(f"{c * 100:g}%" for c in levels)
+        lines.append(f"- intervals in the table: recall two-sided {shown}, the recall-drop and "
+                     f"FNR upper bounds one-sided {shown}; each verdict is judged on the bound "
+                     "at its own budget's confidence")
     budgets = report.budgets_at_operating_point()
     lines.append("- budgets:" if budgets else "- budgets: none recorded")
     lines += [_budget_line(b) for b in budgets]
@@ -225,14 +235,33 @@ def summary_dict(report: Report) -> dict[str, Any]:
     })
 
 
+def table_files(report: Report) -> dict[str, bytes]:
+    """The contents of table.md, table.csv and summary.json, by file name."""
+    return {
+        "table.md": table_markdown(report).encode(),
+        "table.csv": table_csv(report).encode(),
+        "summary.json": (json.dumps(summary_dict(report), indent=2, allow_nan=False)
+                         + "\n").encode(),
+    }
+
+
 def write_tables(report: Report, out_dir: str | Path) -> list[Path]:
     """Write table.md, table.csv and summary.json into ``out_dir``; returns their paths."""
+    return write_files(table_files(report), out_dir)
+
+
+def write_files(files: Mapping[str, bytes], out_dir: str | Path) -> list[Path]:
+    """Write each file atomically into ``out_dir``; an OS error becomes a ReportError that
+    names the file. Render everything first: a failure part-way must not leave new tables
+    beside an older run's plots."""
     out = Path(out_dir)
-    files = {
-        out / "table.md": table_markdown(report),
-        out / "table.csv": table_csv(report),
-        out / "summary.json": json.dumps(summary_dict(report), indent=2, allow_nan=False) + "\n",
-    }
-    for path, text in files.items():
-        atomic_write_text(path, text)
-    return list(files)
+    written = []
+    for name, data in files.items():
+        path = out / name
+        try:
+            atomic_write_bytes(path, data)
+        except OSError as exc:
+            raise ReportError(f"cannot write {path}: {exc.strerror or exc}; choose a writable "
+                              "--out directory") from exc
+        written.append(path)
+    return written
