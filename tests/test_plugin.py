@@ -623,3 +623,22 @@ def test_benchmark_json_is_written_atomically(tmp_path, monkeypatch):
     monkeypatch.undo()
     bench.save_json({"benchmarks": [], "machine_info": {}})
     assert json.loads(out.read_text()) == {"benchmarks": [], "machine_info": {}}
+
+
+def test_a_gated_threshold_not_chosen_on_dev_is_refused():
+    # the gates judge on val: a threshold tuned there would grade its own answers
+    suite = object.__new__(suite_mod.Suite)
+    suite.gated_point = "dev_recall_0.90"
+    points = [{"name": "dev_recall_0.90", "threshold": 0.3, "target_recall": 0.9,
+               "chosen_on": "dev"}]
+
+    class OnePointCatalog:
+        def manifest(self, variant):
+            return {"dev": {"operating_points": points}}
+
+    suite.catalog = OnePointCatalog()
+    assert suite.operating_point("v").threshold == 0.3
+    points[0]["chosen_on"] = "val"
+    with pytest.raises(ConfigError, match=r"'v': operating point 'dev_recall_0.90' was chosen on "
+                       r"'val', not 'dev'.*`defectbench zoo build`"):
+        suite.operating_point("v")
