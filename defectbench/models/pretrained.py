@@ -524,9 +524,10 @@ def weights_identity(name: str) -> str:
     # the same test create_model makes: an installed package whose file is gone is not
     # where the weights come from
     if packaged is not None and _package_file(packaged)[0] is not None:
-        version = _distribution_version(packaged.distribution)
-        if version is not None:
-            return f"{packaged.distribution}=={version}"
+        # the package is what create_model loads, with or without distribution metadata
+        # (a copied-in module has none): the key must not name the hub then
+        version = _distribution_version(packaged.distribution) or "unknown-version"
+        return f"{packaged.distribution}=={version}"
     return f"hub:{name}"
 
 

@@ -21,7 +21,7 @@ from defectbench.data.fixture import Fixture, load_fixture
 from defectbench.data.image_set import ImageSet
 from defectbench.data.preprocess import Preprocess, preprocess_set
 from defectbench.errors import ConfigError, UnknownNameError
-from defectbench.io import atomic_write_bytes
+from defectbench.io import atomic_write_bytes, atomic_write_text
 from defectbench.measure.compute import count_macs
 from defectbench.measure.machine import cpu_identity
 from defectbench.metrics.confusion import binary_report
@@ -49,7 +49,8 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for dist in ("torch", "timm", "torchao", "torch-pruning", "onnx", "onnxruntime", "numpy"):
+    for dist in ("torch", "timm", "torchao", "torch-pruning", "onnx", "onnxscript", "onnxruntime",
+                 "numpy"):
         out[dist] = "not installed"
         # the GPU build of ONNX Runtime is the same library under another distribution name
         for name in (dist, "onnxruntime-gpu") if dist == "onnxruntime" else (dist,):
@@ -64,7 +65,8 @@ def library_versions() -> dict[str, str]:
 # the libraries that can change what a variant of each kind is, beyond its parents
 _KEY_LIBRARIES = {
     "trained": ("torch", "timm", "numpy"),
-    "onnx": ("torch", "timm", "numpy", "onnx"),
+    # torch's dynamo exporter translates and optimises the graph through onnxscript
+    "onnx": ("torch", "timm", "numpy", "onnx", "onnxscript"),
     "ort_int8": ("numpy", "onnx", "onnxruntime"),
     "pt2e_int8": ("torch", "timm", "numpy", "torchao"),
     "qat_pt2e": ("torch", "timm", "numpy", "torchao"),
@@ -155,9 +157,9 @@ def load_trained_model(
     store: ZooStore, name: str, recipe: TrainedRecipe, key: str | None = None
 ) -> torch.nn.Module:
     """The fine-tuned model of a built variant, after its artifact hash was checked."""
-    store.verify(name, key)
+    path = store.artifact_path(name, store.verify(name, key), MODEL_FILE)
     model, _ = _build_model(recipe, pretrained=False)  # weights come from the zoo file below
-    state = torch.load(store.variant_dir(name) / MODEL_FILE, weights_only=True)
+    state = torch.load(path, weights_only=True)
     model.load_state_dict(state, strict=True)
     return model.eval()
 
@@ -192,9 +194,17 @@ def teacher_logits(ctx: BuildContext, teacher: str, recipes: dict[str, Any]) -> 
     # have other weights, and its students must distil from those
     weights = ctx.store.verify(teacher, key)["artifacts"][MODEL_FILE]["sha256"]
     path = ctx.store.cache_dir() / f"teacher_logits-{weights[:16]}-{n}.npy"
+    # its sha256 beside it, written after it: a flipped byte in plausible logits would pass
+    # any shape or finiteness check and be distilled from
+    checksum = path.with_name(path.name + ".sha256")
     if path.is_file():
         try:
-            cached = np.load(path, allow_pickle=False)
+            data = path.read_bytes()
+            recorded = checksum.read_text().strip() if checksum.is_file() else None
+            if recorded != hashlib.sha256(data).hexdigest():
+                raise ValueError("its bytes do not match the sha256 recorded beside it"
+                                 if recorded else f"no {checksum.name} beside it")
+            cached = np.load(io.BytesIO(data), allow_pickle=False)
             if cached.shape == (n, 2) and np.isfinite(cached).all():
                 return cached
             problem = f"shape {cached.shape}, expected ({n}, 2), or non-finite values"
@@ -209,6 +219,7 @@ def teacher_logits(ctx: BuildContext, teacher: str, recipes: dict[str, Any]) -> 
     buffer = io.BytesIO()
     np.save(buffer, logits, allow_pickle=False)
     atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_text(checksum, hashlib.sha256(buffer.getvalue()).hexdigest() + "\n")
     return logits
 
 
@@ -348,7 +359,14 @@ def variants_to_build(
     keys = compute_keys(recipes, fixture, library_versions(), profile.target_recall)
     store = ZooStore(root, profile.name)
     wanted = select_variants(recipes, patterns)
-    return [n for n in build_order(recipes, wanted) if not store.is_current(n, keys[n])]
+    rebuilt: list[str] = []
+    for name in build_order(recipes, wanted):
+        # a rebuilt parent can come out with other bytes (another CPU, another thread count),
+        # and then its children are stale: name them too, so a build of this list leaves
+        # none of them behind (`build_zoo` skips those still current when it gets to them)
+        if not store.is_current(name, keys[name]) or set(recipes[name].parents) & set(rebuilt):
+            rebuilt.append(name)
+    return rebuilt
 
 
 def build_zoo(
@@ -369,7 +387,7 @@ def build_zoo(
     wanted = select_variants(recipes, patterns)
     manifests = {}
     # steps reuse freed activation memory instead of faulting fresh pages in each time
-    with retain_freed_memory():
+    with ctx.store.build_lock(log), retain_freed_memory():
         for name in build_order(recipes, wanted):
             key = ctx.keys[name]
             if ctx.store.is_current(name, key):

@@ -76,10 +76,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _state(store, name: str, manifest: dict | None, key: str) -> str:
-    """`built`, `stale` or `-`, as `zoo build` would judge it, short of hashing artifacts
-    (that is done when a variant is loaded). Stale: built from another recipe, data fixture
-    or library version, or from an earlier build of a parent; the next `zoo build` replaces
-    it."""
+    """`built`, `stale`, `corrupt` or `-`, as `zoo build` would judge it. Stale: built from
+    another recipe, data fixture or library version, or from an earlier build of a parent.
+    Corrupt: an artifact is missing or its sha256 is not the manifest's (every artifact is
+    hashed, as at load). The next `zoo build` replaces both."""
     from defectbench.errors import ArtifactError
 
     if manifest is None:
@@ -87,9 +87,15 @@ def _state(store, name: str, manifest: dict | None, key: str) -> str:
     if manifest["key"] != key:
         return "stale"
     try:
-        return "stale" if store.lineage_problem(name, manifest) else "built"
+        if store.lineage_problem(name, manifest):
+            return "stale"
     except ArtifactError:  # a parent's manifest is corrupt: the build remakes parent and child
         return "stale"
+    try:
+        store.verify(name, key)
+    except ArtifactError:
+        return "corrupt"
+    return "built"
 
 
 def _summary(name: str, state: str, manifest: dict | None) -> dict:
@@ -107,6 +113,7 @@ def _summary(name: str, state: str, manifest: dict | None) -> dict:
     point = points[0] if isinstance(points, list) and points and isinstance(points[0], dict) else {}
     return {
         "name": name, "built": state == "built", "stale": state == "stale",
+        "corrupt": state == "corrupt",
         "kind": table(manifest, "recipe").get("kind"),
         "build_seconds": manifest.get("build_seconds"),
         "train_seconds": fit.get("train_seconds"),

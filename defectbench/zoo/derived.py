@@ -211,9 +211,9 @@ def load_torch_model(store, recipes: dict[str, Any], keys: dict[str, str], name:
     if isinstance(recipe, TrainedRecipe):
         return load_trained_model(store, name, recipe, keys[name])
     if isinstance(recipe, PruneRecipe):
-        store.verify(name, keys[name])
+        path = store.artifact_path(name, store.verify(name, keys[name]), PRUNED_FILE)
         base, _ = _build_model(recipes[torch_root(recipes, name)], pretrained=False)
-        return load_pruned(store.variant_dir(name) / PRUNED_FILE, base).eval()
+        return load_pruned(path, base).eval()
     raise ArtifactError(f"variant {name!r} is not a torch model (it is {type(recipe).__name__})")
 
 
@@ -252,12 +252,14 @@ def open_derived_predictor(catalog, name: str, precision: str, device: str):
     recipe = catalog.recipe(name)
     store, recipes, keys = catalog.store, catalog.recipes, catalog.keys
     if isinstance(recipe, (OnnxRecipe, OrtInt8Recipe)):
-        engines = tensorrt_engine_dir(store, name, store.verify(name, keys[name]))
+        manifest = store.verify(name, keys[name])
+        path = store.artifact_path(name, manifest, ONNX_FILE)
+        engines = tensorrt_engine_dir(store, name, manifest)
         if device == "cuda":
             engines.mkdir(parents=True, exist_ok=True)
         execution = ort_execution(precision, device, engines)
         predictor = OrtPredictor(
-            store.variant_dir(name) / ONNX_FILE,
+            path,
             providers=execution.providers,
             provider_options=execution.provider_options,
             intra_op_threads=_threads() if device == "cpu" else None,
@@ -283,7 +285,7 @@ def open_derived_predictor(catalog, name: str, precision: str, device: str):
         _check_same_calibration(store, name, manifest, predictor)
         return predictor
     if isinstance(recipe, QatRecipe):
-        store.verify(name, keys[name])
+        store.artifact_path(name, store.verify(name, keys[name]), QAT_FILE)  # checked, then read
         return _qat_predictor(catalog.dev_rows(name), store, recipes, keys, name)
     raise ArtifactError(f"no predictor for variant {name!r} ({type(recipe).__name__})")
 

@@ -8,10 +8,12 @@ none (plus a resumable training state).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,31 @@ class ZooStore:
 
     def variant_dir(self, name: str) -> Path:
         return self.directory / name
+
+    @contextlib.contextmanager
+    def build_lock(self, log: Callable[[str], None] = print) -> Iterator[None]:
+        """Hold the profile's build lock: two builds of one zoo would record each other's
+        parents as their own (a child commits the parent hashes it finds on disk) and
+        overwrite each other's files. A second build waits for the first, then finds what
+        it built current."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / ".build.lock"
+        with open(path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "another process"
+                log(f"waiting for the build of {self.directory} held by {holder} to finish")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def cache_dir(self) -> Path:
         return self.directory / "_cache"
@@ -95,6 +122,19 @@ class ZooStore:
                 )
         return manifest
 
+    def artifact_path(self, name: str, manifest: dict[str, Any], filename: str) -> Path:
+        """The path of `filename`, which `verify` checked only if the manifest lists it: a
+        manifest without it (hand-edited, or another version's) is an error, not a file read
+        unchecked."""
+        if filename not in manifest.get("artifacts", {}):
+            raise ArtifactError(
+                f"the manifest of variant {name!r} lists no {filename} (it lists "
+                f"{', '.join(sorted(manifest.get('artifacts', {}))) or 'nothing'}), so the file "
+                f"cannot be checked before it is loaded; run `defectbench zoo build --profile "
+                f"{self.profile}` after deleting {self.variant_dir(name)}"
+            )
+        return self.variant_dir(name) / filename
+
     def parent_artifacts(self, parents: Iterable[str]) -> dict[str, dict[str, str]]:
         """The sha256 of every artifact of each parent, as its manifest records it now."""
         out = {}
@@ -118,6 +158,13 @@ class ZooStore:
             if now[parent] != artifacts:
                 return (f"variant {name!r} was made from an earlier build of {parent!r}, whose "
                         "artifacts have changed since")
+        # and so on up the line: an INT8 graph quantized from an ONNX export of a teacher
+        # rebuilt since is stale, although the export it was made from has not changed yet
+        for parent in recorded:
+            parent_manifest = self.read_manifest(parent)
+            if parent_manifest is not None and (
+                    problem := self.lineage_problem(parent, parent_manifest)):
+                return f"variant {name!r} was made from {parent!r}, which is stale: {problem}"
         return None
 
     def is_current(self, name: str, key: str) -> bool:
