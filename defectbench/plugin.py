@@ -31,7 +31,16 @@ _OPTIONS = (
     ("--memory-isolated", "DEFECTBENCH_MEMORY_ISOLATED", "0",
      "1: also measure each CPU artifact's RAM on its own (a forked child loads it and runs "
      "the largest selected batch); adds seconds per artifact, more for PT2E"),
+    ("--teacher", "DEFECTBENCH_TEACHER", None,
+     "the teacher's timm architecture (default tf_efficientnet_lite2)"),
+    ("--teacher-weights", "DEFECTBENCH_TEACHER_WEIGHTS", None,
+     "a local weights file for the teacher (.safetensors or torch checkpoint)"),
+    ("--teacher-size", "DEFECTBENCH_TEACHER_SIZE", None,
+     "pixels the teacher is fine-tuned at (default: the profile's, or a custom teacher's own)"),
 )
+# options every process must see alike (the zoo build and the memory probe are processes of
+# their own, and read the teacher through get_profile): set into the environment they inherit
+_EXPORTED = ("--teacher", "--teacher-weights", "--teacher-size")
 _SUITE = pytest.StashKey["suite_mod.Suite"]()
 _SELECTION = pytest.StashKey["suite_mod.Selection"]()
 _CATALOG = pytest.StashKey[object]()
@@ -103,6 +112,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from defectbench.errors import ConfigError, UnknownNameError
     from defectbench.zoo.profiles import get_profile
 
+    for name in _EXPORTED:
+        value = config.getoption(name.lstrip("-").replace("-", "_"))
+        if value is not None:
+            os.environ[next(env for opt, env, *_ in _OPTIONS if opt == name)] = value
     try:
         # options are checked once, here: a bad value found by each perf case would fail
         # every case with the same error (or, for 0 seconds, surface as a speed target's)
@@ -235,7 +248,7 @@ def defectbench_suite(request: pytest.FixtureRequest) -> suite_mod.Suite:
     if _SUITE not in config.stash:
         catalog = _catalog(config)
         wanted = (suite_mod.select_names(catalog.names, _selection(config).variants)
-                  + [suite_mod.TEACHER])
+                  + [catalog.profile.teacher])
         capture = config.pluginmanager.getplugin("capturemanager")
         try:
             with capture.global_and_fixture_disabled():  # show build progress live
@@ -328,10 +341,11 @@ def profile_file(stem: str, profile: str) -> Path:
 def _parametrize_speed_targets(metafunc: pytest.Metafunc) -> None:
     profile = option(metafunc.config, "--zoo-profile")
     path = profile_file("speed_targets", profile)
-    targets = suite_mod.load_speed_targets(path)
+    catalog = _catalog(metafunc.config)  # names and capabilities only; nothing is built here
+    targets = suite_mod.load_speed_targets(path, catalog.profile.teacher)
     # refused before anything runs: a misspelt variant would otherwise be skipped as
-    # "not measured" in every run (names and capabilities only; nothing is built here)
-    suite_mod.check_speed_targets_apply(targets, _catalog(metafunc.config), str(path))
+    # "not measured" in every run
+    suite_mod.check_speed_targets_apply(targets, catalog, str(path))
     metafunc.parametrize("speed_target", [pytest.param(t, id=t.name) for t in targets])
 
 
@@ -505,4 +519,5 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json:
         output_json["defectbench"] = suite_mod.json_section(suite)
     elif any(b.get("extra_info", {}).get("latency_only") for b in output_json["benchmarks"]):
         output_json["defectbench"] = suite_mod.survey_section()
-    suite_mod.add_speedups(output_json["benchmarks"])
+    suite_mod.add_speedups(output_json["benchmarks"],
+                           suite.catalog.profile.teacher if suite else suite_mod.TEACHER)

@@ -258,9 +258,10 @@ class Suite:
     def reference(self) -> dict[str, Any]:
         """The FP32 teacher on CPU at its own operating point: what every drop is against."""
         if self._reference is None:
-            case = Case(TEACHER, "fp32", "cpu")
+            teacher = self.catalog.profile.teacher
+            case = Case(teacher, "fp32", "cpu")
             probs, _ = self.predict_val(case)
-            point = self.operating_point(TEACHER)
+            point = self.operating_point(teacher)
             self._reference = {"case": case, "pred": point.predict(probs)}
         return self._reference
 
@@ -469,7 +470,9 @@ class SpeedTarget:
         )
 
 
-def load_speed_targets(path: Path) -> list[SpeedTarget]:
+def load_speed_targets(path: Path, teacher: str = TEACHER) -> list[SpeedTarget]:
+    """The [[target]] entries of a TOML file; ``{teacher}`` in a variant name stands for the
+    profile's teacher (`Profile.teacher`), so one file serves any teacher."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -494,6 +497,9 @@ def load_speed_targets(path: Path) -> list[SpeedTarget]:
         )
     targets = []
     for index, entry in enumerate(entries, start=1):
+        if isinstance(entry, dict):
+            entry = {k: v.replace("{teacher}", teacher) if k in ("faster", "slower")
+                     and isinstance(v, str) else v for k, v in entry.items()}
         try:
             targets.append(SpeedTarget(**entry))
         except ConfigError as exc:
@@ -597,7 +603,7 @@ def json_section(suite: Suite) -> dict[str, Any]:
             "val_defective": int(suite.val.labels.sum()),
             "defect_threshold": fixture.defect_threshold,
         },
-        "reference": TEACHER,
+        "reference": suite.catalog.profile.teacher,
         "gated_operating_point": suite.gated_point,
         "budgets_file": str(suite.budgets_path),
         "budgets": [b.to_dict() for b in suite.budgets],
@@ -623,12 +629,12 @@ def survey_section() -> dict[str, Any]:
     }
 
 
-def add_speedups(benchmarks: list[dict[str, Any]]) -> None:
+def add_speedups(benchmarks: list[dict[str, Any]], teacher: str = TEACHER) -> None:
     """Speedup of each case over the FP32 teacher at the same device and batch, same run."""
     reference = {}
     for bench in benchmarks:
         info = bench.get("extra_info", {})
-        if info.get("variant") == TEACHER and info.get("precision") == "fp32":
+        if info.get("variant") == teacher and info.get("precision") == "fp32":
             reference[(info["device"], info["batch"])] = info["latency_ms"]["p50"]
     for bench in benchmarks:
         info = bench.get("extra_info", {})

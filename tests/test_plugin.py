@@ -564,6 +564,30 @@ def test_benchmark_only_is_refused_while_it_would_skip_the_gates(suite_dir, tmp_
     timings_only.stdout.fnmatch_lines(["*test_latency*"])
 
 
+def test_the_suite_takes_another_teacher_and_gates_against_it(suite_dir, tmp_path):
+    # cases, the reference and the speed targets follow the teacher the options name
+    import timm
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "vit.safetensors"
+    save_file(timm.create_model("test_vit", num_classes=1000).state_dict(), str(weights))
+    result = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
+        "--teacher", "test_vit", "--teacher-weights", str(weights), "--devices", "cpu",
+        "-p", "no:cacheprovider", "--collect-only", "-q",
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    ids = result.stdout.str()
+    assert "test_recall_budgets[test_vit.teacher-fp32-cpu]" in ids
+    assert "test_inference[test_vit.teacher.int8_ort-int8-cpu-b1]" in ids
+    assert "test_speed_target[smoke-teacher-ort-int8-not-slower]" in ids
+    assert TEACHER not in ids
+    bad = suite_dir.runpytest_subprocess("benchmarks", "--zoo-profile", "smoke", "--teacher",
+                                         "vit_base_patch16_2244", "-p", "no:cacheprovider")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["ERROR: teacher 'vit_base_patch16_2244' is not a timm arch*"])
+
+
 def test_a_benchmark_comparison_that_loads_nothing_is_refused_up_front(suite_dir):
     suite_dir.makepyfile(test_timed="""
         def test_sum(benchmark):

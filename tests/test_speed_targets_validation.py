@@ -40,8 +40,19 @@ def _write(tmp_path, text):
 def test_the_shipped_targets_load_and_name_cases_of_the_zoo(name, catalog):
     path = REPO / "fixtures" / name
     targets = load_speed_targets(path)
-    assert targets
+    assert targets and targets[0].faster == f"{TEACHER}.int8_ort"
     check_speed_targets_apply(targets, catalog, str(path))
+
+
+def test_teacher_in_a_target_stands_for_the_profiles_teacher(tmp_path):
+    from defectbench.zoo.profiles import get_profile, with_teacher
+
+    profile = with_teacher(get_profile("smoke"), "convnext_base")
+    path = REPO / "fixtures" / "speed_targets.toml"
+    [target] = load_speed_targets(path, profile.teacher)
+    assert (target.faster, target.slower) == ("convnext_base.teacher.int8_ort",
+                                              "convnext_base.teacher.onnx")
+    check_speed_targets_apply([target], Catalog(tmp_path, profile), str(path))
 
 
 def test_an_empty_file_is_refused(tmp_path):

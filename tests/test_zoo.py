@@ -1,6 +1,7 @@
 """The zoo: registry names, recipe keys, the on-disk store and its integrity checks."""
 
 import json
+import os
 import re
 import warnings
 from types import SimpleNamespace
@@ -961,3 +962,107 @@ def test_a_pt2e_variant_records_how_many_calibration_images_it_used(tmp_path, mo
     path.write_text(json.dumps(tampered))
     with pytest.warns(UserWarning, match=r"calibrating again at load gave other quantization"):
         Catalog(tmp_path, smoke).predictor(name, "int8", "cpu")
+
+
+# --- another teacher: a timm architecture with the user's weights ----------------------------
+
+
+def _tiny_vit_checkpoint(path, seed=0):
+    import timm
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    save_file(timm.create_model("test_vit", num_classes=1000).state_dict(), str(path))
+    return path
+
+
+@pytest.fixture
+def no_teacher_env(monkeypatch):
+    from defectbench.zoo.profiles import TEACHER_ENV
+
+    for env in TEACHER_ENV.values():
+        # recorded as it was (set or not) and restored after the test, also when the code
+        # under test sets it (the CLI exports its options for the processes it starts)
+        monkeypatch.setenv(env, "")
+        monkeypatch.delenv(env)
+    return monkeypatch
+
+
+def test_the_default_teacher_is_untouched_without_teacher_options(no_teacher_env):
+    assert get_profile("quick") == PROFILES["quick"]
+    assert get_profile("quick").teacher == TEACHER
+    assert "weights" not in all_recipes("quick")[TEACHER].to_dict()["model"]  # keys as before
+
+
+def test_a_teacher_from_a_local_file_is_built_from_it_and_keyed_by_its_bytes(tmp_path,
+                                                                            no_teacher_env):
+    import shutil
+
+    from defectbench.io import sha256_file
+    from defectbench.zoo.build import build_zoo
+    from defectbench.zoo.catalog import Catalog
+
+    weights = _tiny_vit_checkpoint(tmp_path / "vit.safetensors")
+    no_teacher_env.setenv("DEFECTBENCH_TEACHER", "test_vit")
+    no_teacher_env.setenv("DEFECTBENCH_TEACHER_WEIGHTS", str(weights))
+    profile = get_profile("smoke")
+    assert (profile.teacher, profile.teacher_size) == ("test_vit.teacher", 160)  # its own size
+    recipes = all_recipes(profile)
+    assert TEACHER not in recipes and f"{profile.teacher}.int8_ort" in recipes
+    assert recipes["tf_efficientnet_lite0.kd"].distill.teacher == profile.teacher
+    keys = Catalog(tmp_path / "zoo", profile).keys
+
+    manifest = build_zoo(profile, tmp_path / "zoo", [profile.teacher],
+                         log=lambda _: None)[profile.teacher]
+    assert manifest["weights"]["source"] == "local_file"
+    assert manifest["weights"]["sha256"] == sha256_file(weights)
+    assert manifest["weights"]["checkpoint_num_classes"] == 1000  # the head was replaced
+
+    # the same bytes elsewhere are the same teacher; other bytes are another
+    moved = shutil.copy(weights, tmp_path / "moved.safetensors")
+    no_teacher_env.setenv("DEFECTBENCH_TEACHER_WEIGHTS", str(moved))
+    assert Catalog(tmp_path / "zoo", get_profile("smoke")).keys == keys
+    no_teacher_env.setenv("DEFECTBENCH_TEACHER_WEIGHTS",
+                          str(_tiny_vit_checkpoint(tmp_path / "other.safetensors", seed=1)))
+    other = Catalog(tmp_path / "zoo", get_profile("smoke")).keys
+    assert other[profile.teacher] != keys[profile.teacher]
+    assert other["tf_efficientnet_lite0.kd"] != keys["tf_efficientnet_lite0.kd"]
+    assert other["tf_efficientnet_lite0.base"] == keys["tf_efficientnet_lite0.base"]
+
+
+def test_a_teacher_without_weights_anywhere_is_refused_not_started_at_random(
+        tmp_path, no_teacher_env):
+    from defectbench.errors import WeightsError
+    from defectbench.models import pretrained
+    from defectbench.zoo.build import build_zoo
+
+    no_teacher_env.setattr(pretrained, "_try_hub", lambda name, kw: (None, "not reachable"))
+    no_teacher_env.setenv("DEFECTBENCH_TEACHER", "test_vit")
+    profile = get_profile("smoke")
+    with pytest.raises(WeightsError, match=r"(?s)test_vit.*local file.*weights="):
+        build_zoo(profile, tmp_path / "zoo", [profile.teacher], log=lambda _: None)
+    assert not ZooStore(tmp_path / "zoo", "smoke").built_names()
+
+
+@pytest.mark.parametrize("env, value, error, match", [
+    ("DEFECTBENCH_TEACHER", "vit_base_patch16_2244", UnknownNameError,
+     r"'vit_base_patch16_2244' is not a timm architecture; close matches: vit_base_patch16_224"),
+    ("DEFECTBENCH_TEACHER_WEIGHTS", "/nonexistent/vit.pth", ConfigError,
+     r"teacher weights file /nonexistent/vit.pth does not exist"),
+    ("DEFECTBENCH_TEACHER_SIZE", "224px", ConfigError, r"must be a whole number of pixels"),
+    ("DEFECTBENCH_TEACHER_SIZE", "8", ConfigError, r"teacher size 8 is outside 16..1024"),
+])
+def test_a_bad_teacher_option_is_named(no_teacher_env, env, value, error, match):
+    no_teacher_env.setenv(env, value)
+    with pytest.raises(error, match=match):
+        get_profile("smoke")
+
+
+def test_the_zoo_cli_takes_the_teacher_options(tmp_path, no_teacher_env, capsys):
+    weights = _tiny_vit_checkpoint(tmp_path / "vit.safetensors")
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path), "--teacher",
+                 "test_vit", "--teacher-weights", str(weights)]) == 0
+    listed = capsys.readouterr().out
+    assert "test_vit.teacher " in listed and TEACHER not in listed
+    assert os.environ["DEFECTBENCH_TEACHER"] == "test_vit"  # for the processes it starts
+

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -21,7 +22,7 @@ from defectbench.data.fixture import Fixture, load_fixture
 from defectbench.data.image_set import ImageSet
 from defectbench.data.preprocess import Preprocess, preprocess_set
 from defectbench.errors import ConfigError, UnknownNameError
-from defectbench.io import atomic_write_bytes, atomic_write_text
+from defectbench.io import atomic_write_bytes, atomic_write_text, sha256_file
 from defectbench.measure.compute import count_macs
 from defectbench.measure.machine import cpu_identity
 from defectbench.metrics.confusion import binary_report
@@ -137,18 +138,41 @@ def variant_key(
         # the manifest's dev operating point (what the gates run at) is chosen for it; named
         # only when not the default, so keys made before it was part of them still hold
         payload["target_recall"] = target_recall
-    if isinstance(recipe, TrainedRecipe) and recipe.model.pretrained:
+    if isinstance(recipe, TrainedRecipe) and recipe.model.weights is not None:
+        # the file's bytes, not where it lies: moved, it is the same model; changed, another
+        payload["recipe"]["model"]["weights"] = f"sha256:{_file_sha256(recipe.model.weights)}"
+        payload["weights"] = "local_file"
+    elif isinstance(recipe, TrainedRecipe) and recipe.model.pretrained:
         # another weights package version, or the hub instead of the package, is another model
         payload["weights"] = weights_identity(recipe.model.arch)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def _file_sha256(path: str) -> str:
+    try:
+        stat = Path(path).stat()
+    except OSError as exc:
+        raise ConfigError(
+            f"teacher weights file {path} cannot be read ({exc.strerror or exc}); the zoo's "
+            "keys name its bytes, so it is needed to build the zoo and to use it"
+        ) from None
+    return _cached_sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    # every Catalog computes the keys; a ViT-B checkpoint is hundreds of MB
+    return sha256_file(path)
+
+
 def _build_model(recipe: TrainedRecipe, pretrained: bool | None = None):
     spec = recipe.model
+    pretrained = spec.pretrained if pretrained is None else pretrained
     return create_model(
         spec.arch,
         2,
-        pretrained=spec.pretrained if pretrained is None else pretrained,
+        pretrained=pretrained,
+        weights=spec.weights if pretrained else None,
         **dict(spec.timm_kwargs),
     )
 

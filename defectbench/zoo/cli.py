@@ -16,6 +16,27 @@ def _profile_arg(p: argparse.ArgumentParser) -> None:
                    choices=sorted(PROFILES), help="default: $DEFECTBENCH_PROFILE or quick")
     p.add_argument("--zoo", type=Path, default=None,
                    help="zoo directory (default: $DEFECTBENCH_ZOO or ~/.cache/defectbench/zoo)")
+    p.add_argument("--teacher", default=None, metavar="ARCH",
+                   help="the teacher's timm architecture (default: $DEFECTBENCH_TEACHER or "
+                   "tf_efficientnet_lite2), e.g. vit_base_patch16_224 or convnext_base")
+    p.add_argument("--teacher-weights", default=None, metavar="FILE",
+                   help="its weights (.safetensors or torch state_dict; default: "
+                   "$DEFECTBENCH_TEACHER_WEIGHTS, else an installed package, else the hub)")
+    p.add_argument("--teacher-size", default=None, metavar="PIXELS",
+                   help="size it is fine-tuned at (default: $DEFECTBENCH_TEACHER_SIZE, else the "
+                   "profile's for the default teacher, else the architecture's own)")
+
+
+def _export_teacher(args: argparse.Namespace) -> None:
+    """Put the teacher options where every get_profile, here and in processes started from
+    here, reads them."""
+    from defectbench.zoo.profiles import TEACHER_ENV
+
+    for option, env in (("teacher", "arch"), ("teacher_weights", "weights"),
+                        ("teacher_size", "size")):
+        value = getattr(args, option, None)
+        if value is not None:
+            os.environ[TEACHER_ENV[env]] = value
 
 
 def _positive_int(text: str) -> int:
@@ -32,6 +53,7 @@ def _positive_int(text: str) -> int:
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    _export_teacher(args)
     import torch
 
     from defectbench.zoo.build import build_zoo
@@ -53,6 +75,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    _export_teacher(args)
     from defectbench.errors import ArtifactError
     from defectbench.zoo.catalog import Catalog
 
@@ -131,6 +154,7 @@ def _summary(name: str, state: str, manifest: dict | None) -> dict:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    _export_teacher(args)
     from defectbench.errors import ArtifactError
     from defectbench.zoo.catalog import Catalog
     from defectbench.zoo.registry import get_recipe

@@ -8,13 +8,23 @@ The variant names are the same in every profile, so results compare by name.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from defectbench.errors import UnknownNameError
+from defectbench.errors import ConfigError, UnknownNameError
 from defectbench.train.config import AugmentConfig, DistillConfig, TrainConfig
 from defectbench.zoo.recipes import ModelSpec, TrainedRecipe
 
-TEACHER = "tf_efficientnet_lite2.teacher"
+# the embedded default: the largest ImageNet model whose weights install offline (FACTS.md)
+DEFAULT_TEACHER_ARCH = "tf_efficientnet_lite2"
+TEACHER = f"{DEFAULT_TEACHER_ARCH}.teacher"
+# another teacher (say ViT-B/16 or ConvNeXt-Base from a local file): read by every
+# `get_profile`, so the zoo CLI, the suite and the processes they start agree on it
+TEACHER_ENV = {"arch": "DEFECTBENCH_TEACHER", "weights": "DEFECTBENCH_TEACHER_WEIGHTS",
+               "size": "DEFECTBENCH_TEACHER_SIZE"}
 CNN_STUDENT = "tf_efficientnet_lite0"
 VIT_STUDENT = "vit_tiny_patch16_224"
 # the recall every manifest's dev operating point is chosen for (and the gates run at)
@@ -54,6 +64,15 @@ class Profile:
     max_train_images: int | None = None
     max_dev_images: int | None = None
     seed: int = 0
+    # the teacher's timm architecture and, optionally, a local weights file for it (else an
+    # installed package, else the hub; never random weights): see `with_teacher`
+    teacher_arch: str = DEFAULT_TEACHER_ARCH
+    teacher_weights: str | None = None
+
+    @property
+    def teacher(self) -> str:
+        """The teacher variant's name: what students distil from and every drop is against."""
+        return f"{self.teacher_arch}.teacher"
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -66,7 +85,8 @@ class Profile:
         drop_path = self.teacher_drop_path
         teacher_kwargs = (("drop_path_rate", drop_path),) if drop_path else ()
         teacher = TrainedRecipe(
-            ModelSpec("tf_efficientnet_lite2", self.teacher_size, timm_kwargs=teacher_kwargs),
+            ModelSpec(self.teacher_arch, self.teacher_size, timm_kwargs=teacher_kwargs,
+                      weights=self.teacher_weights),
             TrainConfig(epochs=self.teacher_epochs, img_size=self.teacher_size, lr=self.teacher_lr,
                         batch_size=self.teacher_batch_size,
                         targets=self.teacher_targets, class_balance=self.teacher_class_balance,
@@ -85,9 +105,9 @@ class Profile:
             TrainConfig(epochs=self.vit_epochs, img_size=self.vit_size, lr=5e-4,
                         weight_decay=0.05, **common),
         )
-        kd = DistillConfig(teacher=TEACHER, mode="soft", temperature=4.0, alpha=0.7)
+        kd = DistillConfig(teacher=self.teacher, mode="soft", temperature=4.0, alpha=0.7)
         return {
-            TEACHER: teacher,
+            self.teacher: teacher,
             f"{CNN_STUDENT}.base": cnn,
             f"{CNN_STUDENT}.kd": TrainedRecipe(cnn.model, cnn.train, kd),
             f"{VIT_STUDENT}.base": vit,
@@ -125,7 +145,7 @@ def derived_recipes(profile: Profile, trained: dict[str, TrainedRecipe]) -> dict
     minmax = OrtStaticInt8Config(calibration="minmax", num_calibration=profile.num_calibration)
     pct = OrtStaticInt8Config(calibration="percentile", num_calibration=profile.num_calibration)
     symmetric = dataclasses.replace(TENSORRT_INT8, num_calibration=profile.num_calibration)
-    kd = DistillConfig(teacher=TEACHER, mode="soft", temperature=4.0, alpha=0.7)
+    kd = DistillConfig(teacher=profile.teacher, mode="soft", temperature=4.0, alpha=0.7)
 
     def int8_family(parent: str, dynamic: bool) -> None:
         onnx = f"{parent}.onnx"
@@ -139,10 +159,10 @@ def derived_recipes(profile: Profile, trained: dict[str, TrainedRecipe]) -> dict
             out[f"{parent}.int8_ort_dyn"] = OrtInt8Recipe(onnx, OrtDynamicInt8Config())
         out[f"{parent}.int8_pt2e"] = Pt2eRecipe(parent, num_calibration=profile.num_calibration)
 
-    int8_family(TEACHER, dynamic=False)
+    int8_family(profile.teacher, dynamic=False)
     int8_family(f"{CNN_STUDENT}.kd", dynamic=False)
     int8_family(f"{VIT_STUDENT}.kd", dynamic=True)
-    for parent in (TEACHER, f"{CNN_STUDENT}.kd"):
+    for parent in (profile.teacher, f"{CNN_STUDENT}.kd"):
         base = trained[parent].train
         for ratio in (0.3, 0.5):
             finetune = TrainConfig(epochs=profile.prune_epochs, img_size=base.img_size,
@@ -200,10 +220,61 @@ PROFILES = {
 
 
 def get_profile(name: str) -> Profile:
+    """The named profile, with the teacher the DEFECTBENCH_TEACHER* variables choose."""
     try:
-        return PROFILES[name]
+        profile = PROFILES[name]
     except KeyError:
         raise UnknownNameError(
             f"unknown profile {name!r}; choose one of {', '.join(PROFILES)} "
             "(DEFECTBENCH_PROFILE, `zoo build --profile` or pytest's --zoo-profile)"
         ) from None
+    size = os.environ.get(TEACHER_ENV["size"]) or None
+    if size is not None and not size.isdigit():
+        raise ConfigError(f"{TEACHER_ENV['size']} must be a whole number of pixels (e.g. 224), "
+                          f"got {size!r}")
+    return with_teacher(profile, os.environ.get(TEACHER_ENV["arch"]) or None,
+                        os.environ.get(TEACHER_ENV["weights"]) or None,
+                        int(size) if size else None)
+
+
+def with_teacher(profile: Profile, arch: str | None = None, weights: str | None = None,
+                 size: int | None = None) -> Profile:
+    """`profile` with another teacher: a timm architecture, a local weights file for it (a
+    state_dict as .safetensors or a torch checkpoint, read weights-only), and the size it is
+    fine-tuned at (default: the profile's for the default teacher, else the architecture's
+    pretrained input size, which a ViT needs). Students, compressed teacher variants and the
+    suite's reference follow it by name (`<arch>.teacher`)."""
+    if arch is None and weights is None and size is None:
+        return profile
+    import timm
+
+    arch = arch or profile.teacher_arch
+    if not timm.is_model(arch):
+        close = difflib.get_close_matches(arch, timm.list_models(), n=3)
+        raise UnknownNameError(
+            f"teacher {arch!r} is not a timm architecture"
+            + (f"; close matches: {', '.join(close)}" if close else "")
+            + f" ({TEACHER_ENV['arch']} or --teacher)")
+    if weights is not None:
+        path = Path(weights).expanduser().resolve()
+        if not path.is_file():
+            raise ConfigError(f"teacher weights file {weights} does not exist "
+                              f"({TEACHER_ENV['weights']} or --teacher-weights): name a "
+                              f".safetensors or torch checkpoint of the {arch} state_dict")
+        weights = str(path)
+    if size is None:
+        size = profile.teacher_size if arch == profile.teacher_arch else _native_size(arch)
+    if not 16 <= size <= 1024:
+        raise ConfigError(f"teacher size {size} is outside 16..1024 pixels")
+    return dataclasses.replace(profile, teacher_arch=arch, teacher_weights=weights,
+                               teacher_size=size)
+
+
+def _native_size(arch: str) -> int:
+    import timm
+
+    cfg = timm.get_pretrained_cfg(arch)
+    if cfg is None or not getattr(cfg, "input_size", None):
+        raise ConfigError(f"timm has no input size for {arch!r}; give the teacher's size "
+                          f"({TEACHER_ENV['size']} or --teacher-size)")
+    return int(cfg.input_size[-1])

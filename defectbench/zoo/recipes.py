@@ -18,12 +18,18 @@ class ModelSpec:
     img_size: int
     pretrained: bool = True
     timm_kwargs: tuple[tuple[str, Any], ...] = ()
+    # a local weights file to start from (else an installed package, else the hub); keyed by
+    # its bytes, not its path
+    weights: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.timm_kwargs, dict):
             object.__setattr__(self, "timm_kwargs", tuple(sorted(self.timm_kwargs.items())))
         if not 16 <= self.img_size <= 1024:
             raise ConfigError(f"{self.arch}: img_size {self.img_size} outside 16..1024")
+        if self.weights is not None and not self.pretrained:
+            raise ConfigError(f"{self.arch}: a weights file was given for a model trained from "
+                              "scratch (pretrained=False); drop one of them")
 
 
 @dataclass(frozen=True)
@@ -62,6 +68,10 @@ def recipe_asdict(recipe: Any) -> dict:
     def convert(value):
         if isinstance(value, TrainConfig):  # it knows which of its fields to leave out
             return value.to_dict()
+        if isinstance(value, ModelSpec) and value.weights is None:
+            # named only when given, so the keys of models without one stay what they were
+            return {f.name: convert(getattr(value, f.name))
+                    for f in dataclasses.fields(value) if f.name != "weights"}
         if dataclasses.is_dataclass(value):
             return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
         if isinstance(value, tuple):
