@@ -44,6 +44,7 @@ _EXPORTED = ("--teacher", "--teacher-weights", "--teacher-size")
 _SUITE = pytest.StashKey["suite_mod.Suite"]()
 _SELECTION = pytest.StashKey["suite_mod.Selection"]()
 _CATALOG = pytest.StashKey[object]()
+_EXPORTED_BEFORE = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -112,10 +113,15 @@ def pytest_configure(config: pytest.Config) -> None:
     from defectbench.errors import ConfigError, UnknownNameError
     from defectbench.zoo.profiles import get_profile
 
+    exported = {}
     for name in _EXPORTED:
         value = config.getoption(name.lstrip("-").replace("-", "_"))
         if value is not None:
-            os.environ[next(env for opt, env, *_ in _OPTIONS if opt == name)] = value
+            env = next(env for opt, env, *_ in _OPTIONS if opt == name)
+            exported[env] = os.environ.get(env)
+            # the processes started later resolve a relative path against their own cwd
+            os.environ[env] = os.path.abspath(value) if name == "--teacher-weights" else value
+    config.stash[_EXPORTED_BEFORE] = exported  # restored at unconfigure
     try:
         # options are checked once, here: a bad value found by each perf case would fail
         # every case with the same error (or, for 0 seconds, surface as a speed target's)
@@ -505,6 +511,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     suite = config.stash.get(_SUITE, None)
     if suite is not None:
         suite.close()
+    for env, before in config.stash.get(_EXPORTED_BEFORE, {}).items():
+        if before is None:
+            os.environ.pop(env, None)
+        else:
+            os.environ[env] = before
 
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:

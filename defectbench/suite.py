@@ -621,7 +621,7 @@ def survey_section() -> dict[str, Any]:
         "schema": SCHEMA,
         "profile": None,
         "fixture": None,
-        "reference": TEACHER,
+        "reference": None,  # untrained models, no zoo: nothing is measured against a teacher
         "gated_operating_point": None,
         "budgets": [],
         "quality": [],

@@ -713,6 +713,24 @@ def test_a_manifest_that_does_not_list_the_file_a_loader_reads_is_refused(tmp_pa
         load_trained_model(store, TEACHER, all_recipes("smoke")[TEACHER], "k" * 64)
 
 
+def test_a_lineage_cycle_in_a_hand_edited_manifest_is_reported_not_a_crash(tmp_path):
+    store = ZooStore(tmp_path, "smoke")
+    store.commit({"name": TEACHER, "key": "k" * 64, "artifacts": {}})
+    store.commit({"name": TEACHER, "key": "k" * 64, "artifacts": {},
+                  "parent_artifacts": {TEACHER: {}}})
+    with pytest.raises(ArtifactError, match="recorded as its own ancestor"):
+        store.verify(TEACHER, "k" * 64)
+
+
+def test_a_zoo_that_cannot_be_locked_is_used_without_the_lock(tmp_path):
+    (tmp_path / "afile").write_text("")
+    store = ZooStore(tmp_path / "afile", "smoke")  # its folder cannot be made: not writable
+    messages = []
+    with store.build_lock(messages.append):
+        pass
+    assert len(messages) == 1 and messages[0].startswith(f"not locking {store.directory}")
+
+
 def test_a_second_build_of_one_zoo_waits_for_the_first(tmp_path):
     import threading
 
@@ -1014,6 +1032,8 @@ def test_a_teacher_from_a_local_file_is_built_from_it_and_keyed_by_its_bytes(tmp
 
     manifest = build_zoo(profile, tmp_path / "zoo", [profile.teacher],
                          log=lambda _: None)[profile.teacher]
+    # apart from the default teacher's zoo, whose students keep their names but not their keys
+    assert [p.name for p in (tmp_path / "zoo").iterdir()] == ["smoke@test_vit-160px"]
     assert manifest["weights"]["source"] == "local_file"
     assert manifest["weights"]["sha256"] == sha256_file(weights)
     assert manifest["weights"]["checkpoint_num_classes"] == 1000  # the head was replaced
@@ -1042,6 +1062,18 @@ def test_a_teacher_without_weights_anywhere_is_refused_not_started_at_random(
     with pytest.raises(WeightsError, match=r"(?s)test_vit.*local file.*weights="):
         build_zoo(profile, tmp_path / "zoo", [profile.teacher], log=lambda _: None)
     assert not ZooStore(tmp_path / "zoo", "smoke").built_names()
+
+
+def test_a_vit_teacher_is_refused_at_a_size_its_position_embeddings_do_not_fit():
+    from defectbench.zoo.profiles import with_teacher
+
+    smoke = PROFILES["smoke"]
+    assert with_teacher(smoke, "vit_base_patch16_224").teacher_size == 224
+    with pytest.raises(ConfigError, match=r"vit_base_patch16_224 takes 224 px inputs only"):
+        with_teacher(smoke, "vit_base_patch16_224", size=160)
+    assert with_teacher(smoke, "convnext_base", size=160).teacher_size == 160  # convolutional
+    assert with_teacher(smoke, size=96).zoo_folder == "smoke@tf_efficientnet_lite2-96px"
+    assert with_teacher(smoke, weights=None, size=smoke.teacher_size).zoo_folder == "smoke"
 
 
 @pytest.mark.parametrize("env, value, error, match", [

@@ -531,12 +531,13 @@ def merge_runs(runs: Sequence[BenchmarkRun], operating_point: str | None = None)
     if len(profiles) > 1:
         notes.append(f"inputs come from different profiles ({', '.join(profiles)}): a variant "
                      "name may stand for differently trained models")
-    references = sorted({str(r.reference) for r in runs})
+    # a latency-only survey names no reference: it measured nothing against a teacher
+    references = sorted({str(r.reference) for r in runs if r.reference is not None})
     if len(references) > 1:
         notes.append(f"inputs measure recall drops against different references "
                      f"({', '.join(references)})")
     budgets = _merged_budgets(runs, notes)
-    reference = runs[0].reference
+    reference = next((r.reference for r in runs if r.reference is not None), None)
     return Report(
         runs=tuple(runs),
         rows=tuple(rows),

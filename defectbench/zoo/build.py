@@ -381,7 +381,7 @@ def variants_to_build(
     fixture = load_fixture()
     recipes = all_recipes(profile)
     keys = compute_keys(recipes, fixture, library_versions(), profile.target_recall)
-    store = ZooStore(root, profile.name)
+    store = ZooStore(root, profile.name, profile.zoo_folder)
     wanted = select_variants(recipes, patterns)
     rebuilt: list[str] = []
     for name in build_order(recipes, wanted):
@@ -406,7 +406,8 @@ def build_zoo(
     fixture = load_fixture()
     versions = library_versions()
     recipes = all_recipes(profile)
-    ctx = BuildContext(ZooStore(root, profile.name), profile, fixture, versions)
+    ctx = BuildContext(ZooStore(root, profile.name, profile.zoo_folder), profile, fixture,
+                      versions)
     ctx.keys = compute_keys(recipes, fixture, versions, profile.target_recall)
     wanted = select_variants(recipes, patterns)
     manifests = {}

@@ -21,7 +21,7 @@ class Catalog:
 
     def __init__(self, root: Path, profile: Profile | str, fixture: Fixture | None = None) -> None:
         self.profile = get_profile(profile) if isinstance(profile, str) else profile
-        self.store = ZooStore(root, self.profile.name)
+        self.store = ZooStore(root, self.profile.name, self.profile.zoo_folder)
         self.fixture = fixture or load_fixture()
         self.recipes = all_recipes(self.profile)
         self.keys = compute_keys(self.recipes, self.fixture, library_versions(),

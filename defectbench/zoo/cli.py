@@ -36,7 +36,9 @@ def _export_teacher(args: argparse.Namespace) -> None:
                         ("teacher_size", "size")):
         value = getattr(args, option, None)
         if value is not None:
-            os.environ[TEACHER_ENV[env]] = value
+            # a build's processes resolve a relative path against their own working directory
+            os.environ[TEACHER_ENV[env]] = (os.path.abspath(value) if option == "teacher_weights"
+                                            else value)
 
 
 def _positive_int(text: str) -> int:

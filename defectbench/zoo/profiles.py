@@ -74,6 +74,17 @@ class Profile:
         """The teacher variant's name: what students distil from and every drop is against."""
         return f"{self.teacher_arch}.teacher"
 
+    @property
+    def zoo_folder(self) -> str:
+        """Its folder in a zoo: the students and compressed variants keep their names under
+        another teacher but not their keys, so they live apart from the default teacher's
+        (switching back and forth would otherwise rebuild them each time)."""
+        default = PROFILES.get(self.name)
+        if default is None or (self.teacher_arch, self.teacher_size) == (
+                default.teacher_arch, default.teacher_size):
+            return self.name  # another weights file for the same architecture rebuilds here
+        return f"{self.name}@{self.teacher_arch}-{self.teacher_size}px"
+
     def to_dict(self) -> dict:
         from dataclasses import asdict
 
@@ -266,8 +277,27 @@ def with_teacher(profile: Profile, arch: str | None = None, weights: str | None 
         size = profile.teacher_size if arch == profile.teacher_arch else _native_size(arch)
     if not 16 <= size <= 1024:
         raise ConfigError(f"teacher size {size} is outside 16..1024 pixels")
+    if arch != DEFAULT_TEACHER_ARCH and _fixed_input_size(arch) not in (None, size):
+        raise ConfigError(
+            f"teacher {arch} takes {_fixed_input_size(arch)} px inputs only (its position "
+            f"embeddings are sized for them, and a checkpoint loads only at that size); drop "
+            f"the teacher size ({TEACHER_ENV['size']} or --teacher-size) or give "
+            f"{_fixed_input_size(arch)}")
     return dataclasses.replace(profile, teacher_arch=arch, teacher_weights=weights,
                                teacher_size=size)
+
+
+def _fixed_input_size(arch: str) -> int | None:
+    """The only input size a patch-embedding model (ViT, DeiT...) accepts, else None."""
+    import timm
+    import torch
+
+    with torch.device("meta"):  # the structure only: no weights are allocated
+        model = timm.create_model(arch)
+    patch_embed = getattr(model, "patch_embed", None)
+    if getattr(patch_embed, "strict_img_size", False) and patch_embed.img_size:
+        return int(patch_embed.img_size[-1])
+    return None
 
 
 def _native_size(arch: str) -> int:

@@ -33,10 +33,10 @@ def default_zoo_root() -> Path:
 class ZooStore:
     """Variants of one profile under `root/<profile>/<variant name>/`."""
 
-    def __init__(self, root: Path | str, profile: str) -> None:
+    def __init__(self, root: Path | str, profile: str, folder: str | None = None) -> None:
         self.root = Path(root)
         self.profile = profile
-        self.directory = self.root / profile
+        self.directory = self.root / (folder or profile)  # another teacher: `zoo_folder`
 
     def variant_dir(self, name: str) -> Path:
         return self.directory / name
@@ -47,9 +47,18 @@ class ZooStore:
         parents as their own (a child commits the parent hashes it finds on disk) and
         overwrite each other's files. A second build waits for the first, then finds what
         it built current."""
-        self.directory.mkdir(parents=True, exist_ok=True)
         path = self.directory / ".build.lock"
-        with open(path, "a+") as handle:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            handle = open(path, "a+")  # noqa: SIM115 (closed below)
+        except OSError as exc:
+            # a read-only zoo (shared, or mounted for a CI job) can still be checked and
+            # used: nothing will be written to it, and a build that must write fails there
+            log(f"not locking {self.directory} ({exc.strerror or exc}); building nothing "
+                "else into it is safe")
+            yield
+            return
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -143,7 +152,8 @@ class ZooStore:
             out[parent] = {f: r["sha256"] for f, r in manifest.get("artifacts", {}).items()}
         return out
 
-    def lineage_problem(self, name: str, manifest: dict[str, Any]) -> str | None:
+    def lineage_problem(self, name: str, manifest: dict[str, Any],
+                        _seen: frozenset[str] = frozenset()) -> str | None:
         """Why `name` was made from another build of a parent than the one on disk now, or
         None. Raises ArtifactError when a parent's manifest is corrupt."""
         # A key names the parent's recipe, not its bytes: a parent rebuilt under the same key
@@ -160,10 +170,12 @@ class ZooStore:
                         "artifacts have changed since")
         # and so on up the line: an INT8 graph quantized from an ONNX export of a teacher
         # rebuilt since is stale, although the export it was made from has not changed yet
+        if name in _seen:  # only a hand-edited manifest can make a cycle
+            return f"variant {name!r} is recorded as its own ancestor"
         for parent in recorded:
             parent_manifest = self.read_manifest(parent)
-            if parent_manifest is not None and (
-                    problem := self.lineage_problem(parent, parent_manifest)):
+            if parent_manifest is not None and (problem := self.lineage_problem(
+                    parent, parent_manifest, _seen | {name})):
                 return f"variant {name!r} was made from {parent!r}, which is stale: {problem}"
         return None
 
