@@ -1033,7 +1033,7 @@ def test_a_teacher_from_a_local_file_is_built_from_it_and_keyed_by_its_bytes(tmp
     manifest = build_zoo(profile, tmp_path / "zoo", [profile.teacher],
                          log=lambda _: None)[profile.teacher]
     # apart from the default teacher's zoo, whose students keep their names but not their keys
-    assert [p.name for p in (tmp_path / "zoo").iterdir()] == ["smoke@test_vit-160px"]
+    assert [p.name for p in (tmp_path / "zoo").iterdir()] == ["smoke@test_vit-160px-vit"]
     assert manifest["weights"]["source"] == "local_file"
     assert manifest["weights"]["sha256"] == sha256_file(weights)
     assert manifest["weights"]["checkpoint_num_classes"] == 1000  # the head was replaced
@@ -1074,6 +1074,16 @@ def test_a_vit_teacher_is_refused_at_a_size_its_position_embeddings_do_not_fit()
     assert with_teacher(smoke, "convnext_base", size=160).teacher_size == 160  # convolutional
     assert with_teacher(smoke, size=96).zoo_folder == "smoke@tf_efficientnet_lite2-96px"
     assert with_teacher(smoke, weights=None, size=smoke.teacher_size).zoo_folder == "smoke"
+
+
+def test_other_weights_for_the_default_architecture_live_apart_from_its_zoo(tmp_path):
+    # the default teacher's students would otherwise be rebuilt in place, and again on return
+    from defectbench.zoo.profiles import with_teacher
+
+    weights = _tiny_vit_checkpoint(tmp_path / "lite2-own.safetensors")  # any file: not loaded
+    own = with_teacher(PROFILES["smoke"], weights=str(weights))
+    assert own.teacher == TEACHER
+    assert own.zoo_folder == "smoke@tf_efficientnet_lite2-64px-lite2-own"
 
 
 @pytest.mark.parametrize("env, value, error, match", [

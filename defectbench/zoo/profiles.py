@@ -80,10 +80,14 @@ class Profile:
         another teacher but not their keys, so they live apart from the default teacher's
         (switching back and forth would otherwise rebuild them each time)."""
         default = PROFILES.get(self.name)
-        if default is None or (self.teacher_arch, self.teacher_size) == (
-                default.teacher_arch, default.teacher_size):
-            return self.name  # another weights file for the same architecture rebuilds here
-        return f"{self.name}@{self.teacher_arch}-{self.teacher_size}px"
+        teacher = (self.teacher_arch, self.teacher_size, self.teacher_weights)
+        if default is None or teacher == (default.teacher_arch, default.teacher_size,
+                                          default.teacher_weights):
+            return self.name
+        # two weights files of one name share a folder: their keys differ, so one rebuilds
+        # over the other there, never over the default teacher's zoo
+        weights = f"-{Path(self.teacher_weights).stem}" if self.teacher_weights else ""
+        return f"{self.name}@{self.teacher_arch}-{self.teacher_size}px{weights}"
 
     def to_dict(self) -> dict:
         from dataclasses import asdict
@@ -277,12 +281,12 @@ def with_teacher(profile: Profile, arch: str | None = None, weights: str | None 
         size = profile.teacher_size if arch == profile.teacher_arch else _native_size(arch)
     if not 16 <= size <= 1024:
         raise ConfigError(f"teacher size {size} is outside 16..1024 pixels")
-    if arch != DEFAULT_TEACHER_ARCH and _fixed_input_size(arch) not in (None, size):
+    fixed = None if arch == DEFAULT_TEACHER_ARCH else _fixed_input_size(arch)
+    if fixed not in (None, size):
         raise ConfigError(
-            f"teacher {arch} takes {_fixed_input_size(arch)} px inputs only (its position "
-            f"embeddings are sized for them, and a checkpoint loads only at that size); drop "
-            f"the teacher size ({TEACHER_ENV['size']} or --teacher-size) or give "
-            f"{_fixed_input_size(arch)}")
+            f"teacher {arch} takes {fixed} px inputs only (its position embeddings are sized "
+            f"for them, and a checkpoint loads only at that size); drop the teacher size "
+            f"({TEACHER_ENV['size']} or --teacher-size) or give {fixed}")
     return dataclasses.replace(profile, teacher_arch=arch, teacher_weights=weights,
                                teacher_size=size)
 
