@@ -39,14 +39,41 @@ def _cmd_data_summary(args: argparse.Namespace) -> int:
 
 def _cmd_data_make_fixture(args: argparse.Namespace) -> int:
     from defectbench.data.fixture import default_fixture_dir, write_elpv_fixture
+    from defectbench.errors import ConfigError
 
+    if args.json or args.defect_threshold != 0.5:
+        raise ConfigError(
+            "--json and --defect-threshold apply to `defectbench data summary`, not to "
+            "make-fixture (the split is stratified by severity, so it holds for any threshold)"
+        )
     directory = Path(args.fixture_dir) if args.fixture_dir else default_fixture_dir()
+    existing = [p for p in (directory / "split.csv", directory / "fixture.json") if p.exists()]
+    if existing and not args.force:
+        raise ConfigError(
+            f"{existing[0]} exists; regenerating it invalidates every result made on the old "
+            "split. Pass --force to overwrite it, or --fixture-dir NEW_FOLDER to write elsewhere"
+        )
     meta = write_elpv_fixture(directory, seed=args.seed)
     print(
         f"wrote {directory}/split.csv and fixture.json (content sha256 {meta['content_sha256']}); "
         "review the diff before committing: every result made on the old split is invalidated"
     )
     return 0
+
+
+def _add_data_options(parser: argparse.ArgumentParser, *, after_action: bool) -> None:
+    """The `data` options, accepted before and after the action word. After it they default to
+    SUPPRESS, so an option given before the action (`data --json summary`) is not reset."""
+
+    def default(value):
+        return argparse.SUPPRESS if after_action else value
+
+    parser.add_argument("--fixture-dir", type=Path, default=default(None),
+                        help="default: fixtures/elpv")
+    parser.add_argument("--defect-threshold", type=float, default=default(0.5),
+                        help="defective when annotated probability >= this (default 0.5)")
+    parser.add_argument("--json", action="store_true", default=default(False),
+                        help="print the summary as JSON")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,23 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = sub.add_parser("data", help="the fixed ELPV validation fixture")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION")
-    data.set_defaults(func=_cmd_data_summary, fixture_dir=None, defect_threshold=0.5, json=False)
+    data.set_defaults(func=_cmd_data_summary)
+    _add_data_options(data, after_action=False)
     summary = data_sub.add_parser(
         "summary", help="counts per split x label x cell type, and hashes"
     )
     summary.set_defaults(func=_cmd_data_summary)
-    for p in (data, summary):
-        p.add_argument("--fixture-dir", type=Path, default=None, help="default: fixtures/elpv")
-        p.add_argument(
-            "--defect-threshold",
-            type=float,
-            default=0.5,
-            help="defective when annotated probability >= this (default 0.5)",
-        )
-        p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_data_options(summary, after_action=True)
     make = data_sub.add_parser("make-fixture", help="regenerate the split (invalidates results)")
-    make.add_argument("--fixture-dir", type=Path, default=None)
+    _add_data_options(make, after_action=True)
     make.add_argument("--seed", type=int, default=20190101)
+    make.add_argument(
+        "--force", action="store_true", help="overwrite an existing split.csv / fixture.json"
+    )
     make.set_defaults(func=_cmd_data_make_fixture)
 
     add_zoo_commands(sub)

@@ -580,23 +580,39 @@ def test_folder_extensions_any_case_and_junk_ignored(tmp_path: Path) -> None:
 def test_pixel_modes_become_uint8_gray_or_rgb(tmp_path: Path) -> None:
     write_image(tmp_path / "good/gray.png")
     (tmp_path / "defect").mkdir()
-    Image.new("RGBA", (SIZE, SIZE), (10, 20, 30, 40)).save(tmp_path / "good/rgba.png")
+    Image.new("RGBA", (SIZE, SIZE), (10, 20, 30, 255)).save(tmp_path / "good/rgba.png")
     Image.new("P", (SIZE, SIZE)).save(tmp_path / "good/palette.png")
     Image.new("1", (SIZE, SIZE), 1).save(tmp_path / "defect/bilevel.png")
-    Image.new("I;16", (SIZE, SIZE), 1000).save(tmp_path / "defect/wide.png")
-    images = load_image_folder(tmp_path)
-    assert images.ids == (
-        "defect/bilevel.png",
-        "defect/wide.png",
-        "good/gray.png",
-        "good/palette.png",
-        "good/rgba.png",
-    )
+    images = load_image_folder(tmp_path, check="decode")
+    assert images.ids == ("defect/bilevel.png", "good/gray.png", "good/palette.png",
+                          "good/rgba.png")
     assert images.load(0).shape == (SIZE, SIZE) and images.load(0).max() == 255
-    assert images.load(3).shape == (SIZE, SIZE, 3)
-    assert images.load(4)[0, 0].tolist() == [10, 20, 30]
-    with pytest.raises(DataError, match=r"wide.png has PIL mode 'I;16'.*convert the file to 8-bit"):
-        images.load(1)
+    assert images.load(2).shape == (SIZE, SIZE, 3)
+    assert images.load(3)[0, 0].tolist() == [10, 20, 30]
+
+
+@pytest.mark.parametrize("check", ["verify", "decode"])
+def test_wide_pixels_are_refused_while_indexing(tmp_path: Path, check: str) -> None:
+    write_image(tmp_path / "good/gray.png")
+    (tmp_path / "defect").mkdir()
+    Image.new("I;16", (SIZE, SIZE), 1000).save(tmp_path / "defect/wide.png")
+    with pytest.raises(DataError, match=r"wide.png \(PIL mode 'I;16'.*convert the file to 8-bit"):
+        load_image_folder(tmp_path, check=check)
+
+
+@pytest.mark.parametrize("mode, colour", [("RGBA", (255, 0, 0, 0)), ("LA", (200, 10))])
+def test_transparent_pixels_are_refused_not_read_as_opaque(
+    tmp_path: Path, mode: str, colour: tuple
+) -> None:
+    # a transparent pixel's hidden colour (here red) would otherwise be read as the image
+    write_image(tmp_path / "good/gray.png")
+    (tmp_path / "defect").mkdir()
+    Image.new(mode, (SIZE, SIZE), colour).save(tmp_path / "defect/alpha.png")
+    with pytest.raises(DataError, match="alpha.png .*transparent pixels.*flatten"):
+        load_image_folder(tmp_path, check="decode")
+    images = load_image_folder(tmp_path)  # 'verify' does not decode: refused at load instead
+    with pytest.raises(DataError, match="alpha.png has transparent pixels"):
+        images.load(0)
 
 
 def test_loader_pickles_for_worker_processes(tmp_path: Path) -> None:
@@ -788,3 +804,45 @@ def test_many_corrupt_files_are_listed_together(tmp_path: Path) -> None:
         path.write_bytes(b"")
     with pytest.raises(DataError, match=r"7 of 12 image files cannot be read: .*; and 2 more; "):
         load_neu_cls(root)
+
+
+def test_good_folders_in_two_cases_are_refused_not_read_as_two_classes(tmp_path: Path) -> None:
+    # `Good/` beside `good/` was a class of its own, and its images counted as defective
+    folder_tree(tmp_path / "folder", {"good": 1, "Good": 1, "defect": 1})
+    with pytest.raises(DataError, match=r"class folders whose names differ only in case"):
+        load_image_folder(tmp_path / "folder")
+    mvtec_tree(tmp_path / "mvtec")
+    write_image(tmp_path / "mvtec/bottle/test/Good/009.png")
+    with pytest.raises(DataError, match=r"defect-type folders .*\(Good/ and good/\)"):
+        load_mvtec_ad(tmp_path / "mvtec", "bottle")
+
+
+def test_mvtec_good_folder_in_capitals_is_good(tmp_path: Path) -> None:
+    mvtec_tree(tmp_path)
+    (tmp_path / "bottle/test/good").rename(tmp_path / "bottle/test/GOOD")
+    images = load_mvtec_ad(tmp_path, "bottle")
+    good = images.metadata["defect_type"] == "GOOD"
+    assert good.any() and not images.labels[good].any() and images.labels[~good].all()
+
+
+def test_broken_image_links_are_refused_not_dropped(tmp_path: Path) -> None:
+    # a git-annex or DVC checkout whose content was never fetched
+    folder_tree(tmp_path, {"good": 1, "defect": 1})
+    (tmp_path / "defect/unfetched.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(DataError, match=r"1 broken symbolic link.*unfetched.png.*git annex get"):
+        load_image_folder(tmp_path)
+
+
+def test_dagm_images_outside_train_test_and_label_are_refused(tmp_path: Path) -> None:
+    dagm_tree(tmp_path / "sub", classes=(1,))
+    write_image(tmp_path / "sub/Class1/Train/extra/0009.PNG")
+    with pytest.raises(DataError, match=r"DAGM split folder .*Train has sub-folder.*extra"):
+        load_dagm(tmp_path / "sub")
+    dagm_tree(tmp_path / "loose", classes=(1,))
+    write_image(tmp_path / "loose/Class1/0009.PNG")
+    with pytest.raises(DataError, match=r"Class1 has 1 image\(s\) directly inside it"):
+        load_dagm(tmp_path / "loose")
+    dagm_tree(tmp_path / "other", classes=(1,))
+    write_image(tmp_path / "other/Class1/Val/0009.PNG")
+    with pytest.raises(DataError, match=r"DAGM class folder .*Class1 has sub-folder.*Val"):
+        load_dagm(tmp_path / "other")

@@ -107,6 +107,70 @@ def test_missing_or_corrupt_fixture_files_are_reported(tmp_path, elpv_fixture):
         fixture.load_fixture(tmp_path / "elpv")
 
 
+def test_fixture_files_that_are_not_utf8_are_reported_as_corrupt(tmp_path, elpv_fixture):
+    shutil.copytree(elpv_fixture.directory, tmp_path / "elpv")
+    (tmp_path / "elpv" / "fixture.json").write_bytes(b"\xff\xfe{")
+    with pytest.raises(DataError, match="fixture.json is corrupt .*restore it from git"):
+        fixture.load_fixture(tmp_path / "elpv")
+
+
+def _rewrite_split(target, edit):
+    """Edit split.csv and record its new hash in fixture.json, as a hand-edit or merge would."""
+    import hashlib
+
+    csv_path, meta_path = target / "split.csv", target / "fixture.json"
+    raw = edit(csv_path.read_bytes())
+    csv_path.write_bytes(raw)
+    meta = json.loads(meta_path.read_text())
+    meta["split_sha256"] = hashlib.sha256(raw).hexdigest()
+    meta_path.write_text(json.dumps(meta))
+
+
+def test_rows_in_an_unknown_split_are_refused_not_dropped(tmp_path, elpv_fixture):
+    target = tmp_path / "elpv"
+    shutil.copytree(elpv_fixture.directory, target)
+    _rewrite_split(target, lambda raw: raw.replace(b",val,", b",Val,", 1))
+    with pytest.raises(FixtureMismatchError, match=r"unknown split\(s\) \['Val'\]"):
+        fixture.load_fixture(target)
+    shutil.rmtree(target)
+    shutil.copytree(elpv_fixture.directory, target)
+    _rewrite_split(target, lambda raw: raw.replace(b"id,split", b"id,part", 1))
+    with pytest.raises(FixtureMismatchError, match=r"unknown split\(s\) \['None'\]"):
+        fixture.load_fixture(target)
+
+
+def test_fixture_of_another_version_is_refused(tmp_path, elpv_fixture):
+    target = tmp_path / "elpv"
+    shutil.copytree(elpv_fixture.directory, target)
+    meta = json.loads((target / "fixture.json").read_text())
+    meta["fixture_version"] = 2
+    (target / "fixture.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match="fixture_version 2; this defectbench reads version 1"):
+        fixture.load_fixture(target)
+
+
+def test_make_fixture_writes_where_told_and_never_over_a_fixture_unasked(
+    tmp_path, capsys, monkeypatch, elpv_fixture
+):
+    written = []
+    monkeypatch.setattr(
+        fixture, "write_elpv_fixture",
+        lambda directory, seed: written.append((directory, seed)) or {"content_sha256": "x"},
+    )
+    # an option before the action word was reset by the action's own default
+    assert main(["data", "--fixture-dir", str(tmp_path / "new"), "make-fixture"]) == 0
+    assert main(["data", "make-fixture", "--fixture-dir", str(tmp_path / "b"), "--seed", "3"]) == 0
+    assert written == [(tmp_path / "new", fixture.DEFAULT_SEED), (tmp_path / "b", 3)]
+    assert main(["data", "make-fixture"]) == 2  # the committed fixture, without --force
+    assert "split.csv exists; regenerating it invalidates" in capsys.readouterr().err
+    assert main(["data", "--json", "make-fixture", "--fixture-dir", str(tmp_path / "c")]) == 2
+    assert "apply to `defectbench data summary`" in capsys.readouterr().err
+    assert len(written) == 2
+    assert main(["data", "make-fixture", "--force", "--fixture-dir",
+                 str(elpv_fixture.directory)]) == 0
+    assert written[-1] == (elpv_fixture.directory, fixture.DEFAULT_SEED)
+
+
 def test_preprocess_is_shared_and_normalises_with_the_model_stats(elpv_fixture):
     val = elpv_fixture.split("val").subset(range(5))
     pre = Preprocess(size=64, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -153,6 +217,10 @@ def test_data_command_prints_counts_and_hash(capsys, elpv_fixture):
     assert main(["data", "summary", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["images"] == {s: len(elpv_fixture.split(s)) for s in fixture.SPLITS}
+    # options before the action word count too (the action's defaults reset them)
+    assert main(["data", "--json", "--defect-threshold", "0.3", "summary"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["defect_threshold"] == 0.3
 
 
 def test_subset_takes_indices_or_a_boolean_mask():

@@ -42,7 +42,8 @@ Check = Literal["verify", "decode"]
 BINARY_CLASS_NAMES = ("good", "defective")
 
 _MAX_LISTED = 5
-# PIL modes that decode to uint8 without losing information, and the uint8 mode they become.
+# PIL modes that decode to uint8, and the uint8 mode they become. Alpha is dropped, which loses
+# nothing only when every pixel is opaque (checked on decode: `_transparency_problem`).
 _UINT8_MODES = {
     "L": "L",
     "1": "L",
@@ -90,6 +91,21 @@ def subdirs(folder: Path) -> list[Path]:
     )
 
 
+def reject_case_twins(folders: Sequence[Path], what: str) -> None:
+    """Folders whose names differ only in case (`good/` and `Good/`) would be read as two
+    classes, one of them wrongly labelled, so refuse them."""
+    by_name: dict[str, list[Path]] = {}
+    for folder in folders:
+        by_name.setdefault(folder.name.lower(), []).append(folder)
+    twins = [group for group in by_name.values() if len(group) > 1]
+    if twins:
+        names = "; ".join(" and ".join(p.name + "/" for p in group) for group in twins)
+        raise DataError(
+            f"{twins[0][0].parent} has {what} whose names differ only in case ({names}); keep "
+            "one spelling (merge them if both hold files)"
+        )
+
+
 def find_subdir(folder: Path, name: str) -> Path | None:
     """The sub-folder called `name`, ignoring case (archives differ: Train/train, Label/label).
 
@@ -114,6 +130,18 @@ def image_files(folder: Path) -> list[Path]:
 
     Images in a format the loaders do not read are refused, not skipped."""
     entries = [p for p in folder.iterdir() if not _is_hidden(p)]
+    dangling = [
+        p for p in entries
+        if p.suffix.lower() in IMAGE_EXTENSIONS + _UNREAD_IMAGE_EXTENSIONS
+        and p.is_symlink() and not p.exists()
+    ]
+    if dangling:
+        # an image whose content was never fetched (git-annex, DVC) must not vanish silently
+        raise DataError(
+            f"{folder} holds {len(dangling)} broken symbolic link(s) named as images "
+            f"({listing(sorted(dangling))}); fetch their content (`git annex get`, `dvc pull`) "
+            "or delete the links"
+        )
     unread = [p for p in entries if p.suffix.lower() in _UNREAD_IMAGE_EXTENSIONS and p.is_file()]
     if unread:
         raise DataError(
@@ -137,10 +165,11 @@ def nonempty_image_files(folder: Path, what: str) -> list[Path]:
     return files
 
 
-def reject_nested_images(folder: Path, what: str) -> None:
+def reject_nested_images(folder: Path, what: str, allowed: Sequence[Path] = ()) -> None:
     """Images in sub-folders of a folder whose own images are read would be silently dropped
-    (a class folder with a `scratch/` inside), so refuse them."""
-    nested = [d for d in subdirs(folder) if holds_images(d)]
+    (a class folder with a `scratch/` inside), so refuse them; `allowed` sub-folders are read
+    by the caller (DAGM's Label/)."""
+    nested = [d for d in subdirs(folder) if d not in allowed and holds_images(d)]
     if nested:
         raise DataError(
             f"{what} {folder} has sub-folder(s) holding images ({listing(nested)}), which would "
@@ -173,18 +202,43 @@ def listing(items: Sequence[object]) -> str:
     return shown + (f" and {len(items) - _MAX_LISTED} more" if len(items) > _MAX_LISTED else "")
 
 
+def _mode_problem(image: Image.Image) -> str | None:
+    if image.mode not in _UINT8_MODES:
+        return (
+            f"PIL mode {image.mode!r} (16-bit, 32-bit or float pixels), which does not fit uint8 "
+            "without rescaling; defectbench reads 8-bit grayscale or colour only; convert the "
+            "file to 8-bit first"
+        )
+    return None
+
+
 def _problem(path: Path, check: str) -> str | None:
     try:
         with Image.open(path) as image:
+            # the mode is in the header: a 16-bit image is refused while indexing, not later
+            mode_problem = _mode_problem(image)
             if check == "decode":
                 image.load()
+                mode_problem = mode_problem or _transparency_problem(image)
             else:
                 image.verify()
     # verify() is documented to raise "suitable exceptions" of many types (SyntaxError,
     # struct.error, EOFError, OSError...), so any exception here means a broken file.
     except Exception as exc:  # noqa: BLE001
         return f"{path} ({type(exc).__name__}: {exc})"
-    return None
+    return f"{path} ({mode_problem})" if mode_problem else None
+
+
+def _transparency_problem(image: Image.Image) -> str | None:
+    """Dropping an alpha channel loses information only where a pixel is not fully opaque."""
+    if image.mode not in ("LA", "RGBA", "PA") and "transparency" not in image.info:
+        return None
+    if image.convert("RGBA").getchannel("A").getextrema()[0] == 255:
+        return None
+    return (
+        "transparent pixels, whose hidden colour would be read as if opaque; flatten the image "
+        "onto the background your camera would show, or save it without an alpha channel"
+    )
 
 
 def check_images(paths: Sequence[Path], check: str) -> None:
@@ -208,13 +262,10 @@ def read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             image.load()
-            target = _UINT8_MODES.get(image.mode)
-            if target is None:
-                raise DataError(
-                    f"{path} has PIL mode {image.mode!r} (16-bit, 32-bit or float pixels), which "
-                    "does not fit uint8 without rescaling; defectbench reads 8-bit grayscale or "
-                    "RGB only; convert the file to 8-bit first"
-                )
+            problem = _mode_problem(image) or _transparency_problem(image)
+            if problem:
+                raise DataError(f"{path} has {problem}")
+            target = _UINT8_MODES[image.mode]
             return np.array(image if image.mode == target else image.convert(target), np.uint8)
     # DecompressionBombError is not an OSError; it means the file is too large to decode safely.
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:

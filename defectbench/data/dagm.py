@@ -88,6 +88,8 @@ def load_dagm(
     class_of: list[int] = []
     split_of: list[str] = []
     for index, folder in classes.items():
+        _files.reject_loose_images(folder, "only Train/ and Test/ in a DAGM class folder")
+        split_dirs = []
         for split, name in SPLIT_FOLDERS.items():
             split_dir = _files.find_subdir(folder, name)
             if split_dir is None:
@@ -100,6 +102,8 @@ def load_dagm(
             labels += defective
             class_of += [index] * len(files)
             split_of += [split] * len(files)
+            split_dirs.append(split_dir)
+        _files.reject_nested_images(folder, "DAGM class folder", allowed=split_dirs)
     return _files.build_image_set(
         root,
         paths,
@@ -113,6 +117,9 @@ def load_dagm(
 def _split_labels(split_dir: Path) -> tuple[list[Path], list[int]]:
     files = _files.nonempty_image_files(split_dir, "DAGM split folder")
     label_dir = _files.find_subdir(split_dir, "Label")
+    _files.reject_nested_images(
+        split_dir, "DAGM split folder", allowed=[label_dir] if label_dir else []
+    )
     if label_dir is None:
         # Without the masks every image would look defect-free: refuse rather than guess.
         raise DataError(

@@ -183,21 +183,37 @@ def load_fixture(
                 "install from a clone with `pip install -e .`, or pass load_fixture(directory=...)"
             )
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_bytes().decode("utf-8"))
         expected_content, expected_split = meta["content_sha256"], meta["split_sha256"]
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise DataError(
             f"fixture file {meta_path} is corrupt ({exc}); restore it from git"
         ) from exc
-    text = csv_path.read_text()
-    actual_split = hashlib.sha256(text.encode()).hexdigest()
+    if meta.get("fixture_version") != FIXTURE_VERSION:
+        raise DataError(
+            f"fixture file {meta_path} has fixture_version {meta.get('fixture_version')!r}; this "
+            f"defectbench reads version {FIXTURE_VERSION}. Restore the fixture from git, or use "
+            "the defectbench release it was made with"
+        )
+    raw = csv_path.read_bytes()
+    actual_split = hashlib.sha256(raw).hexdigest()
     if actual_split != expected_split:
         raise FixtureMismatchError(
             f"{csv_path} was modified: sha256 {actual_split} but fixture.json records "
             f"{expected_split}; restore it from git, or regenerate both files deliberately with "
             "`defectbench data make-fixture` and review the diff"
         )
-    rows = list(csv.DictReader(io.StringIO(text)))
+    try:
+        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
+    except UnicodeDecodeError as exc:
+        raise DataError(f"fixture file {csv_path} is corrupt ({exc}); restore it from git") from exc
+    unknown = sorted({str(row.get("split")) for row in rows} - set(SPLITS))
+    if unknown:
+        # a row in an unknown split would be in no split at all: its image silently unscored
+        raise FixtureMismatchError(
+            f"{csv_path} assigns images to unknown split(s) {unknown}; every row's split must "
+            f"be one of {', '.join(SPLITS)}. Restore the fixture from git"
+        )
     data = load_elpv(defect_threshold)
     actual_content = content_hash(data)
     if actual_content != expected_content:

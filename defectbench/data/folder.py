@@ -36,6 +36,7 @@ def load_image_folder(root: str | os.PathLike[str], *, check: _files.Check = "ve
     root = _files.dataset_root(root, f"a folder holding {_LAYOUT}")
     _files.reject_loose_images(root, _LAYOUT)
     folders = _files.subdirs(root)
+    _files.reject_case_twins(folders, "class folders")
     names = [folder.name for folder in folders]
     if len(folders) < 2:
         found = f"only {names[0]}/" if names else "no class folders"

@@ -61,8 +61,9 @@ def load_mvtec_ad(
     )
     _files.reject_loose_images(split_dir, "one folder per defect type (good/, <defect_type>/)")
     type_dirs = _files.subdirs(split_dir)
+    _files.reject_case_twins(type_dirs, "defect-type folders")
     type_names = [d.name for d in type_dirs]
-    if GOOD not in type_names:
+    if GOOD not in (name.lower() for name in type_names):
         raise DataError(
             f"{split_dir} has no good/ folder (found: {', '.join(type_names) or 'none'}); MVTec AD "
             f"keeps the defect-free {split} images in {split}/good/; re-extract the category"
@@ -72,7 +73,7 @@ def load_mvtec_ad(
         files = _files.nonempty_image_files(type_dir, "defect-type folder")
         _files.reject_nested_images(type_dir, "defect-type folder")
         paths += files
-        labels += [int(type_dir.name != GOOD)] * len(files)
+        labels += [int(type_dir.name.lower() != GOOD)] * len(files)
         defect_types += [type_dir.name] * len(files)
     return _files.build_image_set(
         root, paths, labels, _files.BINARY_CLASS_NAMES, {"defect_type": defect_types}, check
