@@ -130,6 +130,14 @@ class Budget:
                 f"{where}: a {self.kind} judged on the {self.judged_on} passes whenever the "
                 f"evidence is too thin to show a failure; use judged_on = 'point' or {bound!r}"
             )
+        # a confidence bound never reaches 1 from below or 0 from above on finite evidence
+        if self.judged_on != "point" and self.value == (1.0 if self.kind == "floor" else 0.0):
+            raise ConfigError(
+                f"{where}: a {self.kind} of {self.value:g} judged on the {self.judged_on} can "
+                "never pass (no finite evidence puts the bound there, not even a perfect "
+                "model's); judge it on 'point' to demand perfection, or give a limit the "
+                "bound can reach"
+            )
         object.__setattr__(
             self, "confidence", check_confidence(self.confidence, f"{where}: confidence")
         )
@@ -197,6 +205,11 @@ def load_budgets(path: str | Path) -> list[Budget]:
         raise ConfigError(
             f"budget file {str(path)!r} not found; pass the reviewed budgets, e.g. "
             "fixtures/budgets.toml"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(
+            f"budget file {str(path)!r} cannot be read as UTF-8 text ({err}); pass the "
+            "reviewed budgets TOML file, e.g. fixtures/budgets.toml"
         ) from None
     try:
         data = tomllib.loads(text)
@@ -423,14 +436,24 @@ def _verdict(
         verb = "is within" if passed else "exceeds"
     pct = _percent(budget.confidence)
     on = "point estimate" if budget.judged_on == "point" else f"{pct} {budget.bound_side} bound"
+    d = _digits(judged, budget.value)
     message = (
-        f"{variant}: {label} {value:.3f} ({pct} {budget.bound_side} bound {bound:.3f}) "
-        f"{verb} budget {budget.kind} {budget.value:.3f} "
+        f"{variant}: {label} {value:.{d}f} ({pct} {budget.bound_side} bound {bound:.{d}f}) "
+        f"{verb} budget {budget.kind} {budget.value:.{d}f} "
         f"[budget {budget.name!r}, judged on the {on}, {n_items} {population}]"
     )
     return Verdict(
         **common, value=value, bound=bound, passed=passed, n_defective=n_def, message=message
     )
+
+
+def _digits(judged: float, limit: float) -> int:
+    """Decimals that show a judged value apart from its limit (3 unless they would print the
+    same: 'bound 0.200 exceeds ceiling 0.200' for 0.2004 reads as a contradiction)."""
+    digits = 3
+    while digits < 8 and judged != limit and f"{judged:.{digits}f}" == f"{limit:.{digits}f}":
+        digits += 1
+    return digits
 
 
 def _missing(budget: Budget, variant: str, what: str, fix: str) -> ConfigError:
@@ -462,7 +485,7 @@ def judge_each(budget: Budget, variant: str, evidence: EvidenceLike) -> list[Ver
 
     table = ev.group_comparisons if drop else ev.group_counts
     per_value = table.get(budget.group)
-    if not per_value:
+    if per_value is None:
         raise _missing(
             budget,
             variant,
@@ -470,9 +493,22 @@ def judge_each(budget: Budget, variant: str, evidence: EvidenceLike) -> list[Ver
             f"pass groups={{{budget.group!r}: ...}} to "
             + ("compare_recall_by_group" if drop else "binary_report"),
         )
+    sources: dict[str, BinaryCounts | RecallComparison] = dict(per_value)
+    if drop:
+        # compare_recall_by_group leaves out values without defective items (no recall to
+        # compare); judge them as recall budgets do, "cannot be judged", not by omission
+        for key, counts in (ev.group_counts.get(budget.group) or {}).items():
+            if key not in sources and counts.n_defective == 0:
+                sources[key] = counts
+    if not sources:
+        raise ConfigError(
+            f"{variant}: budget {budget.name!r} ({budget.metric}) has per-{budget.group} "
+            f"results, but no {budget.group} value with defective items to judge; evaluate on "
+            "a set with defective items in each value"
+        )
     return [
-        _verdict(budget, variant, per_value[key], f"{budget.group}={key}")
-        for key in sorted(per_value)
+        _verdict(budget, variant, sources[key], f"{budget.group}={key}")
+        for key in sorted(sources)
     ]
 
 

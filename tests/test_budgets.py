@@ -104,7 +104,7 @@ name = "strict"
 metric = "recall"
 kind = "floor"
 value = 1
-judged_on = "lower_bound"
+judged_on = "point"
 confidence = 0.99
 """
     a, b = load_budgets(write(tmp_path, text))
@@ -430,6 +430,64 @@ def test_group_drop_budget_uses_group_comparisons():
 def test_missing_evidence_raises_instead_of_passing(budget, evidence, match):
     with pytest.raises(ConfigError, match=match):
         judge(budget, VARIANT, evidence)
+
+
+@pytest.mark.parametrize(
+    "metric, kind, value, judged_on",
+    [("recall", "floor", 1, "lower_bound"), ("fnr", "ceiling", 0, "upper_bound"),
+     ("recall_drop", "max_drop", 0, "upper_bound")],
+)
+def test_a_budget_no_bound_can_meet_is_refused(metric, kind, value, judged_on):
+    # a Clopper-Pearson lower bound is below 1 (and Tango's upper bound above 0) on any
+    # finite evidence: even a perfect model would fail such a gate in every run
+    with pytest.raises(ConfigError, match=rf"a {kind} of {value} judged on the {judged_on} "
+                                          r"can never pass.*judge it on 'point'"):
+        Budget("never", metric, kind, value, judged_on)
+    assert Budget("perfect", metric, kind, value, "point").value == value
+
+
+def test_a_failure_message_shows_the_bound_apart_from_its_limit():
+    # fn=22 of 152: the FNR bound is a hair above 0.2 and printed "0.200 exceeds 0.200"
+    counts = BinaryCounts(tp=130, fn=22, fp=10, tn=400)
+    v = judge(Budget("fnr", "fnr", "ceiling", 0.2, "upper_bound"), VARIANT, counts)
+    assert not v.passed and 0.2 < v.bound < 0.2005
+    shown = v.message.split("bound ")[1].split(")")[0]
+    assert shown != "0.200" and float(shown) > 0.2
+    assert "budget ceiling 0.2000" in v.message
+    # a bound well apart from its limit keeps three decimals
+    far = judge(Budget("fnr", "fnr", "ceiling", 0.3, "upper_bound"), VARIANT, counts)
+    assert "budget ceiling 0.300 " in far.message
+
+
+def test_a_group_value_without_defective_items_is_not_judged_by_omission():
+    # a recall floor says "cannot be judged" for such a value; the drop budget now does too
+    ids = [f"c{i}" for i in range(8)]
+    y = [1, 1, 1, 1, 0, 0, 0, 0]
+    ref, var = [1, 1, 1, 1, 0, 0, 0, 0], [1, 1, 1, 1, 0, 0, 0, 0]
+    groups = {"cell_type": ["mono"] * 4 + ["poly"] * 4}
+    evidence = Evidence(
+        group_counts={"cell_type": {"mono": BinaryCounts(tp=4, fn=0, fp=0, tn=0),
+                                    "poly": BinaryCounts(tp=0, fn=0, fp=0, tn=4)}},
+        group_comparisons=compare_recall_by_group(ids, y, ref, var, groups),
+    )
+    assert set(evidence.group_comparisons["cell_type"]) == {"mono"}
+    budget = Budget("drop-per-type", "recall_drop", "max_drop", 0.1, "point", group="cell_type")
+    verdicts = judge_each(budget, VARIANT, evidence)
+    assert [(v.group, v.passed) for v in verdicts] == [
+        ("cell_type=mono", True), ("cell_type=poly", False)]
+    assert "cannot be judged: no defective items" in verdicts[1].message
+    only_good = Evidence(group_comparisons={"cell_type": {}})
+    with pytest.raises(ConfigError, match="no cell_type value with defective items to judge"):
+        judge_each(budget, VARIANT, only_good)
+
+
+def test_an_unreadable_budget_file_names_itself(tmp_path):
+    with pytest.raises(ConfigError, match=rf"budget file '{tmp_path}' cannot be read"):
+        load_budgets(tmp_path)
+    bad = tmp_path / "b.toml"
+    bad.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="b.toml' cannot be read as UTF-8 text"):
+        load_budgets(bad)
 
 
 def test_judge_all_applies_only_matching_budgets():

@@ -308,3 +308,19 @@ def test_multilabel_input_errors():
         per_class_recall([[1, 0]], [[1, 0]], ["a"])
     with pytest.raises(DataError, match=r"worst-class recall needs positives"):
         _ = per_class_recall([[0, 0]], [[1, 0]], ["a", "b"]).worst
+
+
+def test_a_nan_threshold_is_refused_not_read_as_flag_nothing():
+    # NaN compares false with every score: recall 0, and NaN written into the JSON
+    from defectbench.metrics.confusion import predict
+
+    with pytest.raises(DataError, match="threshold must be a number, got nan"):
+        binary_report([1, 1, 0], [0.9, 0.8, 0.1], float("nan"))
+    assert predict([0.1, 0.9], np.float32(0.5)).tolist() == [False, True]
+
+
+def test_a_numpy_confidence_is_a_number():
+    from defectbench.metrics.intervals import check_confidence
+
+    assert check_confidence(np.float64(0.95)) == 0.95
+    assert abs(check_confidence(np.float32(0.95)) - 0.95) < 1e-7

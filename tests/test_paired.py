@@ -154,6 +154,13 @@ def test_upper_bound_covers_the_true_drop_at_the_suites_sample_size(p_miss, p_ca
         assert conditional == pytest.approx(expected, abs=5e-4)
 
 
+def test_upper_bound_covers_less_in_a_small_group_as_the_docstring_says():
+    # the module docstring: about 93% at 20 defective cells and a true drop of 0.2
+    coverage = _exact_coverage(lambda b, c, n: drop_interval(b, c, n, 0.95, "upper")[1],
+                               20, 0.2, 0.0)
+    assert 0.925 <= coverage < 0.94
+
+
 def test_no_discordant_pair_still_leaves_a_bound():
     # n agreeing items exclude drops above about z**2 / (n + z**2), not every drop
     z = norm.ppf(0.95)

@@ -10,6 +10,8 @@ different: they raise or are reported as ``None`` rather than invent a value.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -179,6 +181,10 @@ def binary_counts(y_true: Any, y_pred: Any) -> BinaryCounts:
 
 def predict(scores: Any, threshold: float) -> np.ndarray:
     """The decision rule used everywhere: defective when ``score >= threshold``."""
+    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) \
+            or math.isnan(threshold):
+        # NaN compares false with everything: nothing flagged, recall 0, and NaN in the JSON
+        raise DataError(f"threshold must be a number, got {threshold!r}")
     return as_scores(scores) >= threshold
 
 

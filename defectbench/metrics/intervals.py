@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -40,7 +41,7 @@ class Proportion:
 
 def check_confidence(confidence: float, what: str = "confidence") -> float:
     """``confidence`` as a float strictly between 0 and 1, or ConfigError."""
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
         raise ConfigError(f"{what} must be a number in (0, 1) such as 0.95, got {confidence!r}")
     if not 0.0 < float(confidence) < 1.0:
         raise ConfigError(
