@@ -352,7 +352,13 @@ def _parametrize_speed_targets(metafunc: pytest.Metafunc) -> None:
     # refused before anything runs: a misspelt variant would otherwise be skipped as
     # "not measured" in every run
     suite_mod.check_speed_targets_apply(targets, catalog, str(path))
-    metafunc.parametrize("speed_target", [pytest.param(t, id=t.name) for t in targets])
+    # a CUDA target carries the gpu marks of its cases: `tox -e gpu` (-m gpu) selects it, and
+    # a host without CUDA skips it saying so, not as "not measured"
+    metafunc.parametrize(
+        "speed_target",
+        [pytest.param(t, id=t.name, marks=_gpu_marks() if t.device == "cuda" else [])
+         for t in targets],
+    )
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ unit-tested and reused.
 from __future__ import annotations
 
 import difflib
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -436,10 +437,10 @@ class SpeedTarget:
 
     def __post_init__(self) -> None:
         if (isinstance(self.min_ratio, bool) or not isinstance(self.min_ratio, (int, float))
-                or not self.min_ratio > 0):
+                or not 0 < self.min_ratio < math.inf):
             raise ConfigError(
-                f"speed target {self.name!r}: min_ratio must be a number > 0, e.g. 1.5, got "
-                f"{self.min_ratio!r}"
+                f"speed target {self.name!r}: min_ratio must be a finite number > 0, e.g. 1.5, "
+                f"got {self.min_ratio!r}"
             )
         # compared with the measured case's integer batch: "1" or 0 would never match one
         if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
@@ -461,6 +462,13 @@ class SpeedTarget:
                     f"speed target {self.name!r}: {key} = {value!r} is not one of the suite's "
                     f"precisions; write one of {', '.join(map(repr, PRECISIONS))} (lower case)"
                 )
+
+        if (self.faster, self.faster_precision) == (self.slower, self.slower_precision):
+            raise ConfigError(
+                f"speed target {self.name!r}: faster and slower are the same case "
+                f"({self.faster} {self.faster_precision}), whose ratio is 1 by construction; "
+                "name two different variants or precisions"
+            )
 
     @property
     def cases(self) -> tuple[Case, Case]:
@@ -509,6 +517,14 @@ def load_speed_targets(path: Path, teacher: str = TEACHER) -> list[SpeedTarget]:
                 f"speed targets file {path} is unreadable or malformed: [[target]] #{index}: "
                 f"{exc}"
             ) from exc
+    names = [t.name for t in targets]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        # pytest would give the cases the same id and the JSON two results of one name
+        raise ConfigError(
+            f"speed targets file {path}: name {repeated[0]!r} is used by more than one "
+            "[[target]]; give each its own name"
+        )
     return targets
 
 

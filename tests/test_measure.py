@@ -45,6 +45,18 @@ def test_cpu_peak_sees_a_large_temporary_allocation():
     assert m.delta_mb >= 60 and m.peak_mb >= m.delta_mb
 
 
+def test_cpu_peak_without_a_resettable_mark_says_so_and_still_runs(tmp_path, monkeypatch):
+    # a sandbox without a writable clear_refs: every CPU perf case used to error here
+    import defectbench.measure.memory as memory
+
+    monkeypatch.setattr(memory, "_CLEAR_REFS", tmp_path / "no" / "clear_refs")
+    calls = []
+    m = measure_cpu_peak(lambda: calls.append(1))
+    assert calls == [1]
+    assert (m.kind, m.delta_mb) == ("cpu_rss_high_water_not_reset", None)
+    assert m.peak_mb >= current_rss_mb() * 0.5
+
+
 def test_macs_of_a_conv_match_the_formula():
     conv = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
     assert count_macs(conv, 16) == 8 * 3 * 9 * 16 * 16

@@ -19,6 +19,7 @@ from defectbench.runtime import (
     PRECISIONS,
     OrtPredictor,
     TorchPredictor,
+    cast_autocast_weights,
     cuda_available,
     defect_probability,
     resolve_device,
@@ -175,6 +176,40 @@ def test_torch_predictor_bf16_on_cpu_is_close_to_fp32(batch: np.ndarray) -> None
     logits = predictor.predict_logits(batch)
     assert logits.dtype == np.float32
     np.testing.assert_allclose(logits, expected, atol=0.05 * np.abs(expected).max() + 1e-2)
+
+
+@pytest.mark.parametrize("arch", ["tf_efficientnet_lite0", "test_vit"])
+def test_bf16_weights_are_cast_once_with_autocasts_exact_outputs(arch: str) -> None:
+    # entering autocast per call re-cast every weight on every call, which the latency
+    # benchmarks then timed; casting the weights once must not change a single output bit
+    import copy
+
+    import timm
+
+    torch.manual_seed(0)
+    size = 64 if arch.startswith("tf_") else 160
+    model = timm.create_model(arch, num_classes=2, img_size=size) if "vit" in arch else \
+        timm.create_model(arch, num_classes=2)
+    model.eval()
+    x = np.random.default_rng(1).standard_normal((3, 3, size, size)).astype(np.float32)
+    reference = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        tensor = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+        expected = reference(tensor).float().numpy()
+    predictor = TorchPredictor(model, precision="bf16")
+    cast = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert cast and all(m.weight.dtype == torch.bfloat16 for m in cast)
+    assert all(p.dtype == torch.float32 for m in model.modules()
+               if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)) for p in m.parameters())
+    np.testing.assert_array_equal(predictor.predict_logits(x), expected)
+
+
+def test_weight_cast_leaves_subclasses_that_reuse_their_weight_alone() -> None:
+    from timm.layers import StdConv2d
+
+    model = nn.Sequential(StdConv2d(3, 4, 3), nn.Conv2d(4, 4, 1))
+    assert cast_autocast_weights(model, torch.bfloat16) == 1
+    assert model[0].weight.dtype == torch.float32 and model[1].weight.dtype == torch.bfloat16
 
 
 def test_torch_predictor_compiled_keeps_inductor_settings_local(batch: np.ndarray) -> None:
@@ -427,8 +462,51 @@ def test_ort_execution_routes_fp16_and_int8_on_cuda_to_tensorrt(
         trt, cuda = execution.provider_options
         assert (trt["trt_fp16_enable"], trt["trt_int8_enable"]) == (
             engine == "fp16", engine == "int8")
-        assert cuda == {}
+        assert cuda == {"use_tf32": 0}  # what TensorRT hands back runs in fp32 too
         assert trt["trt_engine_cache_enable"] and trt["trt_engine_cache_path"] == str(tmp_path)
+
+
+def test_tensorrt_profile_is_explicit_batch_1_to_max_tuned_for_max(tmp_path, weight) -> None:
+    # without it ONNX Runtime grows the profile from the shapes seen so far and tunes for the
+    # largest: a batch-1 case was timed on whichever engine earlier cases had left behind
+    from defectbench.runtime.predictor import (
+        ort_execution,
+        tensorrt_environment,
+        tensorrt_profile_shapes,
+    )
+
+    shapes = tensorrt_profile_shapes(write_onnx(tmp_path / "m.onnx", weight), max_batch=32)
+    assert shapes == {
+        "trt_profile_min_shapes": "x:1x3x4x4",
+        "trt_profile_opt_shapes": "x:32x3x4x4",
+        "trt_profile_max_shapes": "x:32x3x4x4",
+    }
+    trt, _ = ort_execution("fp16", "cuda", tmp_path, shapes).provider_options
+    assert trt["trt_profile_opt_shapes"] == "x:32x3x4x4" and trt["trt_fp16_enable"]
+    # engines are only valid for the ONNX Runtime, TensorRT and GPU that built them
+    import onnxruntime as ort
+
+    tag = tensorrt_environment()
+    assert tag.startswith(f"ort{ort.__version__}-trt") and "/" not in tag and " " not in tag
+
+
+def test_tensorrt_profile_refuses_dynamic_image_sizes(tmp_path, weight) -> None:
+    from defectbench.runtime.predictor import tensorrt_profile_shapes
+
+    path = write_onnx(tmp_path / "m.onnx", weight)
+    model = onnx.load(str(path))
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
+    onnx.save(model, str(path))
+    with pytest.raises(ConfigError, match="dynamic dimensions besides the batch"):
+        tensorrt_profile_shapes(path)
+
+
+def test_ort_predictor_max_batch_chunks_a_dynamic_batch(tmp_path, weight, small_batch) -> None:
+    path = write_onnx(tmp_path / "m.onnx", weight)
+    predictor = OrtPredictor(path, max_batch=2)
+    assert predictor.max_batch == 2
+    np.testing.assert_allclose(predictor.predict_logits(small_batch),
+                               OrtPredictor(path).predict_logits(small_batch), rtol=1e-6)
 
 
 @pytest.mark.parametrize(

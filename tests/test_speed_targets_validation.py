@@ -76,8 +76,15 @@ def test_an_empty_file_is_refused(tmp_path):
         ("batch = 1", 'batch = "1"', ["batch must be a whole number >= 1", "got '1'"]),
         ("batch = 1", "batch = 0", ["batch must be a whole number >= 1", "got 0"]),
         ("batch = 1", "batch = 1.0", ["batch must be a whole number >= 1", "got 1.0"]),
-        ("min_ratio = 1.5", 'min_ratio = "1.5"', ["min_ratio must be a number > 0",
+        ("min_ratio = 1.5", 'min_ratio = "1.5"', ["min_ratio must be a finite number > 0",
                                                   "got '1.5'"]),
+        # a ratio no measurement reaches: the target could never pass
+        ("min_ratio = 1.5", "min_ratio = inf", ["min_ratio must be a finite number > 0",
+                                                "got inf"]),
+        # one case against itself: a ratio of 1 by construction, judging nothing
+        (f'slower = "{TEACHER}.onnx"\nslower_precision = "fp32"',
+         f'slower = "{TEACHER}.int8_ort"\nslower_precision = "int8"',
+         ["faster and slower are the same case", "ratio is 1 by construction"]),
     ],
 )
 def test_a_wrong_case_precision_or_unknown_device_is_refused_with_the_choices(
@@ -136,3 +143,33 @@ def test_a_valid_cuda_target_on_a_cpu_host_is_still_skipped_not_refused(tmp_path
         "measured": False,
         "missing": [f"{TEACHER}.onnx-fp16-cuda-b1", f"{TEACHER}.onnx-fp32-cuda-b1"],
     }
+
+
+def test_two_targets_of_one_name_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="name 'teacher-ort-int8-vs-fp32-b1' is used by more "
+                                          "than one"):
+        load_speed_targets(_write(tmp_path, TARGET + TARGET.replace("batch = 1", "batch = 8")))
+
+
+def test_a_cuda_target_carries_the_gpu_marks_of_its_cases(tmp_path, catalog, monkeypatch):
+    # without them `tox -e gpu` (-m gpu) deselected every CUDA target, and a CPU host skipped
+    # it as "not measured ... run test_latency.py"
+    import defectbench.plugin as plugin
+
+    cuda = (TARGET.replace('device = "cpu"', 'device = "cuda"').replace("-b1", "-cuda")
+            .replace(".int8_ort\"", ".onnx\"").replace('"int8"', '"fp16"'))
+    path = _write(tmp_path, TARGET + cuda)
+    monkeypatch.setattr(plugin, "profile_file", lambda stem, profile: path)
+    monkeypatch.setattr(plugin, "_catalog", lambda config: catalog)
+    monkeypatch.setattr(plugin, "option", lambda config, name: "smoke")
+    seen = {}
+
+    class Metafunc:
+        config = None
+
+        def parametrize(self, name, params):
+            seen.update({p.id: {m.name for m in p.marks} for p in params})
+
+    plugin._parametrize_speed_targets(Metafunc())
+    assert seen["teacher-ort-int8-vs-fp32-b1"] == set()
+    assert seen["teacher-ort-int8-vs-fp32-cuda"] == {"gpu", "skipif"}

@@ -835,6 +835,55 @@ def test_an_int8_variant_whose_graph_computes_in_float_is_refused(tmp_path):
         open_derived_predictor(catalog, name, "int8", "cpu")
 
 
+def test_tensorrt_cases_get_a_fixed_profile_and_an_engine_cache_per_environment(
+    tmp_path, monkeypatch
+):
+    # opened as on a GPU host (the provider session itself needs one, so it is captured)
+    from onnx import TensorProto, helper
+
+    import defectbench.runtime.predictor as predictor_mod
+    from defectbench.zoo.derived import (
+        ONNX_FILE,
+        OnnxRecipe,
+        open_derived_predictor,
+        tensorrt_engine_dir,
+    )
+
+    graph = helper.make_graph(
+        [helper.make_node("GlobalAveragePool", ["x"], ["p"]),
+         helper.make_node("Flatten", ["p"], ["logits"])],
+        "float", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 2, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 2])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    store = ZooStore(tmp_path, "smoke")
+    name = "m.onnx"
+    record = store.write_artifact(name, ONNX_FILE, model.SerializeToString())
+    store.commit({"name": name, "key": "k", "artifacts": {ONNX_FILE: record}})
+    recipe = OnnxRecipe("m")
+    catalog = SimpleNamespace(recipe=lambda n: recipe, store=store, recipes={name: recipe},
+                              keys={name: "k"})
+    opened = []
+
+    class Captured:
+        precision = "fp16"
+
+        def __init__(self, path, **kwargs):
+            opened.append(kwargs)
+
+    monkeypatch.setattr(predictor_mod, "OrtPredictor", Captured)
+    monkeypatch.setattr(predictor_mod, "tensorrt_environment", lambda: "ort9-trt9-GPU-sm90")
+    open_derived_predictor(catalog, name, "fp16", "cuda")
+    (kwargs,) = opened
+    trt, cuda = kwargs["provider_options"]
+    engines = tensorrt_engine_dir(store, name, store.verify(name, "k")) / "ort9-trt9-GPU-sm90"
+    assert trt["trt_engine_cache_path"] == str(engines) and engines.is_dir()
+    assert (trt["trt_profile_min_shapes"], trt["trt_profile_opt_shapes"]) == (
+        "x:1x2x8x8", "x:32x2x8x8")
+    assert kwargs["max_batch"] == 32 and cuda == {"use_tf32": 0}
+    assert kwargs["intra_op_threads"] == torch.get_num_threads()
+
+
 def test_a_profile_subset_keeps_both_classes_even_when_one_is_tiny():
     import dataclasses
 

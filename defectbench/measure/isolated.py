@@ -63,7 +63,14 @@ def _measure_in_child(catalog, request: dict[str, Any]) -> dict[str, Any]:
     batch = np.random.default_rng(0).standard_normal(
         (int(request["batch"]), 3, size, size), dtype=np.float32
     )
-    _CLEAR_REFS.write_text("5")  # high-water mark := current RSS
+    try:
+        _CLEAR_REFS.write_text("5")  # high-water mark := current RSS
+    except OSError as exc:
+        raise IsolatedMemoryError(
+            f"cannot reset the RSS high-water mark ({exc}): --memory-isolated needs a writable "
+            "/proc/self/clear_refs (Linux 4.0 or later, not a sandbox such as gVisor); run "
+            "without --memory-isolated on this host"
+        ) from exc
     before = _status_kb("VmRSS")
     predictor = catalog.predictor(request["variant"], request["precision"], request["device"])
     loaded = _status_kb("VmRSS")

@@ -126,13 +126,41 @@ def is_quantized_module(model: nn.Module) -> bool:
 _MAX_STATIC_GRAPHS = 64
 
 
+def _autocast_weight_types() -> tuple[type, ...]:
+    from timm.layers import Conv2dSame
+    from timm.layers import Linear as TimmLinear
+
+    return (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear, Conv2dSame, TimmLinear)
+
+
+def cast_autocast_weights(model: nn.Module, dtype: torch.dtype) -> int:
+    """Store in ``dtype`` the weights that autocast would cast to it on every call; returns how
+    many modules were cast.
+
+    Autocast caches the casts of a model's weights only until its context exits, so a
+    predictor that enters it per call paid for converting every convolution and linear
+    weight on every call (on CUDA, one extra kernel per tensor): that timed the conversion,
+    not the model. Convolutions and linear layers are on autocast's lower-precision list on
+    CPU and CUDA, so their outputs are bit for bit what autocast computes from fp32 weights.
+    Only these exact classes are cast: a subclass may use its weight elsewhere first (timm's
+    StdConv2d normalises it), and stays fp32 for autocast to cast per call.
+    """
+    types = _autocast_weight_types()
+    modules = [m for m in model.modules() if type(m) in types]
+    for module in modules:
+        module.to(dtype)
+    return len(modules)
+
+
 class TorchPredictor(Predictor):
     """Runs an ``nn.Module`` in eval mode under ``torch.inference_mode``.
 
     ``precision``: fp32; bf16 (autocast, AMX on recent Xeons and CUDA); fp16 (autocast, CUDA
     only); int8 (the module must already be quantized, see ``defectbench.compress.pt2e``).
     The module is moved to ``device`` and, with ``channels_last``, to channels-last memory
-    format in place. ``compile`` wraps it in ``torch.compile`` (compiled on the first call
+    format in place; at bf16/fp16 its convolution and linear weights are cast in place once
+    (``cast_autocast_weights``: the same outputs as autocast from fp32 weights, without a
+    conversion on every call). ``compile`` wraps it in ``torch.compile`` (compiled on the first call
     of each batch size, into a static-shape graph);
     ``inductor_config`` is applied with ``torch._inductor.config.patch`` around every call, so
     settings such as ``freezing`` stay local to this predictor instead of process-wide.
@@ -182,6 +210,8 @@ class TorchPredictor(Predictor):
         model.to(self.device)
         if channels_last:
             model.to(memory_format=torch.channels_last)
+        if self._autocast_dtype is not None:
+            cast_autocast_weights(model, self._autocast_dtype)
         self.model = model
         # dynamic=False: one static graph per batch size. The default recompiles a second batch
         # size as a dynamic-shape graph that every later size reuses, so what batch 32 timed
@@ -339,6 +369,57 @@ def execution_unavailable_reason(providers: Sequence[str]) -> str | None:
     return reason
 
 
+# TensorRT engines get one explicit optimization profile: batch 1 to this, tuned for it (the
+# quality pass's batch and the suite's largest default). Without one, ONNX Runtime grows the
+# profile from the shapes it has seen and tunes for the largest so far, so which engine a
+# batch-1 case was timed on depended on the cases run before it and on the engine cache.
+TENSORRT_MAX_BATCH = 32
+
+
+def tensorrt_profile_shapes(onnx_path: str | Path, max_batch: int = TENSORRT_MAX_BATCH) -> dict:
+    """ONNX Runtime's ``trt_profile_{min,opt,max}_shapes`` for a graph whose only dynamic
+    dimension is the batch: min 1, opt and max ``max_batch``."""
+    import onnx
+
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    initializers = {t.name for t in proto.graph.initializer}
+    shapes: dict[str, list[str]] = {"min": [], "opt": [], "max": []}
+    for graph_input in proto.graph.input:
+        if graph_input.name in initializers:
+            continue
+        dims = graph_input.type.tensor_type.shape.dim
+        rest = [d.dim_value if d.HasField("dim_value") else None for d in dims[1:]]
+        if not dims or None in rest:
+            raise ConfigError(
+                f"{onnx_path}: input {graph_input.name!r} has dynamic dimensions besides the "
+                "batch; TensorRT engines here are built for fixed image sizes; re-export the "
+                "model with a fixed input size"
+            )
+        tail = "".join(f"x{d}" for d in rest)
+        for key, batch in (("min", 1), ("opt", max_batch), ("max", max_batch)):
+            shapes[key].append(f"{graph_input.name}:{batch}{tail}")
+    return {f"trt_profile_{key}_shapes": ",".join(value) for key, value in shapes.items()}
+
+
+def tensorrt_environment() -> str:
+    """What a cached TensorRT engine is only valid for: ONNX Runtime's and TensorRT's versions
+    and the GPU (ONNX Runtime's docs: clear the cache when any of them changes)."""
+    import onnxruntime as ort
+
+    try:
+        import tensorrt
+
+        trt_version = tensorrt.__version__
+    except ImportError:
+        trt_version = "none"
+    gpu = "nogpu"
+    if torch.cuda.is_available():
+        major, minor = torch.cuda.get_device_capability()
+        gpu = f"{torch.cuda.get_device_name()}-sm{major}{minor}"
+    tag = f"ort{ort.__version__}-trt{trt_version}-{gpu}"
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in tag)
+
+
 @dataclass(frozen=True)
 class OrtExecution:
     """Which ONNX Runtime providers run an ONNX artifact at a precision on a device, and how."""
@@ -347,7 +428,12 @@ class OrtExecution:
     provider_options: tuple[dict[str, Any], ...] | None = None
 
 
-def ort_execution(precision: str, device: str, engine_cache: Path | None = None) -> OrtExecution:
+def ort_execution(
+    precision: str,
+    device: str,
+    engine_cache: Path | None = None,
+    profile_shapes: Mapping[str, str] | None = None,
+) -> OrtExecution:
     """The providers for an ONNX artifact at ``precision`` on ``device``.
 
     CPU: the CPU provider runs the graph as it is (fp32, or int8 QDQ). CUDA: fp32 on the CUDA
@@ -356,7 +442,8 @@ def ort_execution(precision: str, device: str, engine_cache: Path | None = None)
     a QDQ graph with zero points of 0 (explicit quantization), and hands what it cannot take
     to the CUDA provider. TensorRT engines take tens of seconds to build and are cached in
     ``engine_cache`` when given. ONNX Runtime names cached engines by graph topology and
-    names, not weights: give every artifact its own ``engine_cache``.
+    names, not weights: give every artifact its own ``engine_cache``. ``profile_shapes``
+    (``tensorrt_profile_shapes``) fixes the engines' optimization profile.
     """
     if device == "cpu":
         if precision not in ("fp32", "int8"):
@@ -384,8 +471,10 @@ def ort_execution(precision: str, device: str, engine_cache: Path | None = None)
             trt_timing_cache_enable=True,
             trt_timing_cache_path=str(engine_cache),
         )
+    trt.update(profile_shapes or {})
+    # nodes TensorRT hands back run on the CUDA provider: fp32 there too, not TF32
     return OrtExecution(
-        (PROVIDER_ALIASES["tensorrt"], PROVIDER_ALIASES["cuda"]), (trt, {})
+        (PROVIDER_ALIASES["tensorrt"], PROVIDER_ALIASES["cuda"]), (trt, {"use_tf32": 0})
     )
 
 
@@ -418,11 +507,13 @@ class OrtPredictor(Predictor):
         *,
         intra_op_threads: int | None = None,
         provider_options: Sequence[Mapping[str, Any]] | None = None,
+        max_batch: int | None = None,
         name: str | None = None,
     ) -> None:
         import onnxruntime as ort
 
         path = Path(onnx_path)
+        max_batch = _check_max_batch(max_batch)
         if not path.is_file():
             raise ArtifactError(
                 f"ONNX file {path} not found; build it with defectbench.compress.export_onnx"
@@ -459,6 +550,12 @@ class OrtPredictor(Predictor):
             )
         self.path = path
         self.intra_op_threads = intra_op_threads
+        trt_options = dict((provider_options or [{}])[0]) if self.providers[0] == \
+            _GPU_PROVIDERS[1] else {}
+        self._tensorrt_profile = {
+            k.removeprefix("trt_profile_").removesuffix("_shapes"): v
+            for k, v in trt_options.items() if k.startswith("trt_profile_")
+        }
         self.device = "cuda" if self.providers[0] in _GPU_PROVIDERS else "cpu"
         self.precision = onnx_precision(path)
         trt_fp16 = any(
@@ -472,9 +569,10 @@ class OrtPredictor(Predictor):
         graph_input = self.session.get_inputs()[0]
         self.input_name = graph_input.name
         batch_dim = graph_input.shape[0] if graph_input.shape else None
-        # a graph exported with a fixed batch takes exactly that batch
-        self.max_batch = batch_dim if isinstance(batch_dim, int) else None
-        self._fixed_batch = self.max_batch
+        # a graph exported with a fixed batch takes exactly that batch; a dynamic one takes
+        # `max_batch` at most (a TensorRT engine's profile ends there)
+        self._fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+        self.max_batch = self._fixed_batch or max_batch
         self._input_dtype = np.float16 if "float16" in graph_input.type else np.float32
 
     def _predict_batch(self, x: np.ndarray) -> np.ndarray:
@@ -491,5 +589,6 @@ class OrtPredictor(Predictor):
             **super().describe(),
             "providers": list(self.providers),
             "intra_op_threads": self.intra_op_threads,
+            **({"tensorrt_profile": self._tensorrt_profile} if self._tensorrt_profile else {}),
             "path": str(self.path),
         }

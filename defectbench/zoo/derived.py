@@ -247,22 +247,32 @@ def tensorrt_engine_dir(store, name: str, manifest: dict[str, Any]) -> Path:
 
 
 def open_derived_predictor(catalog, name: str, precision: str, device: str):
-    from defectbench.runtime.predictor import OrtPredictor, TorchPredictor, ort_execution
+    from defectbench.runtime.predictor import (
+        TENSORRT_MAX_BATCH,
+        OrtPredictor,
+        TorchPredictor,
+        ort_execution,
+        tensorrt_environment,
+        tensorrt_profile_shapes,
+    )
 
     recipe = catalog.recipe(name)
     store, recipes, keys = catalog.store, catalog.recipes, catalog.keys
     if isinstance(recipe, (OnnxRecipe, OrtInt8Recipe)):
         manifest = store.verify(name, keys[name])
         path = store.artifact_path(name, manifest, ONNX_FILE)
-        engines = tensorrt_engine_dir(store, name, manifest)
-        if device == "cuda":
+        engines, shapes, max_batch = None, None, None
+        if device == "cuda" and precision in ("fp16", "int8"):  # TensorRT
+            engines = tensorrt_engine_dir(store, name, manifest) / tensorrt_environment()
             engines.mkdir(parents=True, exist_ok=True)
-        execution = ort_execution(precision, device, engines)
+            shapes, max_batch = tensorrt_profile_shapes(path), TENSORRT_MAX_BATCH
+        execution = ort_execution(precision, device, engines, shapes)
         predictor = OrtPredictor(
             path,
             providers=execution.providers,
             provider_options=execution.provider_options,
-            intra_op_threads=_threads() if device == "cpu" else None,
+            intra_op_threads=_threads(),
+            max_batch=max_batch,
             name=name,
         )
         if predictor.precision != precision:  # e.g. an "int8" graph without quantize ops
