@@ -615,6 +615,21 @@ def test_prune_halves_cost_runs_and_round_trips(arch: str, tmp_path) -> None:
     np.testing.assert_array_equal(torch_logits(rebuilt, x), pruned_logits)
 
 
+def test_random_pruning_is_the_same_whatever_ran_before_and_restores_the_rng() -> None:
+    # RandomImportance draws from torch's global generator, which nothing else seeds
+    x = images(1, seed=81, size=16)
+    pruned = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = tiny_cnn()
+        torch.manual_seed(seed)
+        after_seed = torch.random.get_rng_state()
+        prune_model(model, x, PruneConfig(ratio=0.5, importance="random", global_pruning=True))
+        assert torch.equal(torch.random.get_rng_state(), after_seed)
+        pruned.append({k: tuple(v.shape) for k, v in model.state_dict().items()})
+    assert pruned[0] == pruned[1]
+
+
 def test_load_pruned_into_another_architecture_fails(tmp_path) -> None:
     model = tiny_cnn()
     prune_model(model, images(1, seed=81, size=16), PruneConfig(ratio=0.5))

@@ -334,6 +334,35 @@ def test_an_unreadable_training_state_is_reported_and_not_used(tmp_path, content
     assert torch.load(ckpt, weights_only=True)["key"] == "k"  # replaced by a good state
 
 
+class _Wider(_Tiny):
+    """_Tiny with 8 channels: what a state saved before pruning would be loaded into."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.head = (torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8),
+                                         torch.nn.Linear(8, 2))
+
+
+def test_a_training_state_that_does_not_fit_the_model_is_reported_not_loaded(tmp_path):
+    # same key, other shapes (a model pruned to other channels): it used to crash mid-build,
+    # after load_state_dict had already copied the tensors that fit
+    ckpt = tmp_path / "state.pt"
+    x, y, cfg = _interrupted_fit(_Wider, ckpt, "k")
+    model = _Tiny()
+    with pytest.warns(UserWarning, match=r"does not fit this model \(conv.weight has shape "
+                                         r"\(8, 3, 3, 3\), not \(4, 3, 3, 3\)\)"):
+        result = fit(model, x, y, x, y, cfg, checkpoint_path=ckpt, checkpoint_key="k")
+    assert result.resumed_from_epoch == 0
+
+
+def test_teacher_logits_for_another_number_of_images_are_refused():
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8, lr=0.05)
+    kd = DistillConfig(teacher="t", mode="soft", temperature=4.0, alpha=0.7)
+    with pytest.raises(ConfigError, match=r"teacher_logits has 25 rows for 24 training images"):
+        fit(_Tiny(), x, y, x, y, cfg, distill=kd, teacher_logits=np.zeros((25, 2), np.float32))
+
+
 def test_training_that_never_scores_raises_a_clear_error():
     x, y = _data()
     cfg = TrainConfig(epochs=2, img_size=16, batch_size=8, lr=0.05)

@@ -925,14 +925,14 @@ def test_annotated_targets_on_a_dataset_without_probabilities_name_the_fix():
 
     from defectbench.data.image_set import ImageSet
     from defectbench.train.config import TrainConfig
-    from defectbench.zoo.build import _annotated_probability
+    from defectbench.zoo.build import annotated_probability
 
     images = ImageSet(("a", "b"), np.array([0, 1], np.int8), ("ok", "defect"),
                       loader=lambda i: np.zeros((4, 4), np.uint8))
     cfg = TrainConfig(epochs=1, img_size=4, targets="annotator_probability")
     with pytest.raises(ConfigError, match="has none .*use targets='labels'"):
-        _annotated_probability(images, cfg, "teacher")
-    assert _annotated_probability(images, TrainConfig(epochs=1, img_size=4), "teacher") is None
+        annotated_probability(images, cfg, "teacher")
+    assert annotated_probability(images, TrainConfig(epochs=1, img_size=4), "teacher") is None
 
 
 def test_the_dev_operating_point_is_chosen_on_the_predictors_probabilities():

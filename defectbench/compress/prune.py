@@ -126,7 +126,10 @@ def prune_model(
             "batches to accumulate loss gradients on; or use importance='magnitude'"
         )
     attention = _timm_attention_modules(model)
-    with eval_mode(model):
+    # random importance draws from torch's global generator: seeded here (and the caller's
+    # state restored after), so one config prunes the same channels whatever ran before it
+    with eval_mode(model), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
         macs_before, params_before = tp.utils.count_ops_and_params(model, example_t)
         pruner = tp.pruner.BasePruner(
             model,
@@ -208,7 +211,9 @@ def _fix_attention(attn: nn.Module, num_heads: int) -> None:
     attn.num_heads = int(num_heads)
     attn.head_dim = attn.qkv.out_features // (3 * attn.num_heads)
     attn.attn_dim = attn.num_heads * attn.head_dim
-    # fused SDPA scales by 1/sqrt(head_dim) of the tensors it sees; keep the unfused path equal
+    # fused SDPA scales by 1/sqrt(head_dim) of the tensors it sees; keep the unfused path equal.
+    # Narrower heads so sharpen every attention map by sqrt(old / new head_dim) until the
+    # fine-tune that follows pruning re-learns the temperature.
     attn.scale = attn.head_dim**-0.5
 
 

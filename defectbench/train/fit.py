@@ -154,6 +154,14 @@ def fit(
             "pass them, or fit without distill="
         )
     check_distillable(config, distill)
+    if teacher_logits is not None and np.shape(teacher_logits)[:1] != (len(train_x),):
+        # rows are paired with images by position: a longer or shorter array would distil
+        # each image towards another image's teacher output
+        raise ConfigError(
+            f"teacher_logits has {np.shape(teacher_logits)[0] if np.ndim(teacher_logits) else 0} "
+            f"rows for {len(train_x)} training images; compute them on the same training set, "
+            "in the same order"
+        )
     targets_t = _training_targets(train_y, train_probability, config.targets)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -170,6 +178,16 @@ def fit(
     start_epoch, history, best = 0, [], {"epoch": -1, "auroc": -math.inf, "state": None}
     elapsed_before = 0.0
     state = _resumable_state(checkpoint_path, checkpoint_key, with_ema=ema is not None)
+    mismatch = state is not None and _shape_mismatch(model, state["model"])
+    if mismatch:
+        # checked before loading: load_state_dict copies what fits before it raises, which
+        # would leave the model half overwritten
+        warnings.warn(
+            f"ignoring training state {checkpoint_path}: it does not fit this model "
+            f"({mismatch}); training starts from the first epoch",
+            stacklevel=2,
+        )
+        state = None
     if state is not None:
         model.load_state_dict(state["model"])
         if ema is not None:
@@ -315,6 +333,23 @@ _STATE_FIELDS = frozenset(
     ("model", "optimizer", "scheduler", "generator", "torch_rng", "key", "epoch", "history",
      "best_epoch", "best_auroc", "best_state", "elapsed")
 )
+
+
+def _shape_mismatch(model: torch.nn.Module, saved: object) -> str:
+    """What keeps `saved` (a state_dict) from loading into `model`; '' if nothing."""
+    if not isinstance(saved, dict):
+        return "its model state is not a state_dict"
+    own = model.state_dict()
+    if set(own) != set(saved):
+        extra, missing = set(saved) - set(own), set(own) - set(saved)
+        return f"tensors differ: {len(missing)} missing, {len(extra)} unexpected"
+    # parameters only: quantization observers resize their buffers (empty until calibrated)
+    # as they load, and a model pruned to other shapes differs in its parameters anyway
+    for name, tensor in model.named_parameters():
+        shape = getattr(saved.get(name), "shape", None)
+        if shape != tensor.shape:
+            return f"{name} has shape {tuple(shape or ())}, not {tuple(tensor.shape)}"
+    return ""
 
 
 def _resumable_state(path: Path | None, key: str | None, with_ema: bool = False) -> dict | None:

@@ -258,7 +258,7 @@ def lineage_key(ctx: BuildContext, name: str, recipe: Any) -> str:
     return hashlib.sha256(lineage.encode()).hexdigest()
 
 
-def _annotated_probability(train: ImageSet, config: TrainConfig, name: str) -> np.ndarray | None:
+def annotated_probability(train: ImageSet, config: TrainConfig, name: str) -> np.ndarray | None:
     if config.targets != "annotator_probability":
         return None
     if "probability" not in train.metadata:
@@ -290,7 +290,7 @@ def build_trained(
         teacher_logits=soft_targets,
         checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE,
         checkpoint_key=lineage_key(ctx, name, recipe),
-        train_probability=_annotated_probability(train, recipe.train, name),
+        train_probability=annotated_probability(train, recipe.train, name),
         description=name,
     )
     # the probability every later scoring uses (the suite's predictors): the operating point's

@@ -516,7 +516,12 @@ def build_pruned(ctx, name: str, recipe: PruneRecipe, recipes) -> dict[str, Any]
     from defectbench.measure.compute import count_macs
     from defectbench.runtime.predictor import TorchPredictor
     from defectbench.train.fit import fit
-    from defectbench.zoo.build import TRAIN_STATE, lineage_key, teacher_logits
+    from defectbench.zoo.build import (
+        TRAIN_STATE,
+        annotated_probability,
+        lineage_key,
+        teacher_logits,
+    )
 
     model = copy.deepcopy(load_torch_model(ctx.store, recipes, ctx.keys, recipe.parent))
     dev_x, pre = _dev_inputs(ctx, recipes, name)
@@ -532,6 +537,7 @@ def build_pruned(ctx, name: str, recipe: PruneRecipe, recipes) -> dict[str, Any]
         recipe.finetune,
         distill=recipe.distill,
         teacher_logits=soft,
+        train_probability=annotated_probability(ctx.subset("train"), recipe.finetune, name),
         # pruning is deterministic, so a resumed run re-prunes to the same shapes
         checkpoint_path=ctx.store.variant_dir(name) / TRAIN_STATE,
         checkpoint_key=lineage_key(ctx, name, recipe),

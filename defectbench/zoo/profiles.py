@@ -180,9 +180,13 @@ def derived_recipes(profile: Profile, trained: dict[str, TrainedRecipe]) -> dict
     for parent in (profile.teacher, f"{CNN_STUDENT}.kd"):
         base = trained[parent].train
         for ratio in (0.3, 0.5):
+            # fine-tuned on what its parent was trained on (the full teacher: the annotators'
+            # probabilities, unweighted), not the defaults
             finetune = TrainConfig(epochs=profile.prune_epochs, img_size=base.img_size,
                                    lr=base.lr / 2, max_train_images=base.max_train_images,
-                                   max_dev_images=base.max_dev_images, seed=base.seed)
+                                   max_dev_images=base.max_dev_images, seed=base.seed,
+                                   targets=base.targets, class_balance=base.class_balance,
+                                   augment=base.augment)
             out[f"{parent}.pruned{int(ratio * 100)}"] = PruneRecipe(
                 parent, PruneConfig(ratio=ratio, round_to=8), finetune, kd
             )
