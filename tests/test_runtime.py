@@ -329,11 +329,22 @@ def test_torch_predictor_cuda_fp32_runs_without_tf32(batch: np.ndarray) -> None:
 
         def forward(self, x):
             seen.append((torch.backends.cudnn.conv.fp32_precision,
-                         torch.backends.cuda.matmul.fp32_precision))
+                         torch.backends.cuda.matmul.fp32_precision,
+                         torch.backends.cudnn.benchmark))
             return self.net(x)
 
     TorchPredictor(Spy(), device="cuda", precision="fp32").predict_logits(batch)
-    assert seen == [("ieee", "ieee")]
+    # cuDNN's algorithm search on, as ONNX Runtime's CUDA provider has it by default
+    assert seen == [("ieee", "ieee", True)]
+
+
+def test_cudnn_autotuning_is_on_inside_the_block_only() -> None:
+    from defectbench.runtime.precision import cudnn_autotuned
+
+    before = torch.backends.cudnn.benchmark
+    with cudnn_autotuned():
+        assert torch.backends.cudnn.benchmark is True
+    assert torch.backends.cudnn.benchmark == before
 
 
 # --------------------------------------------------------------------------- ONNX Runtime

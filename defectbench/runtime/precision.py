@@ -75,6 +75,24 @@ def torch_dtype(precision: str) -> torch.dtype:
 
 
 @contextlib.contextmanager
+def cudnn_autotuned() -> Iterator[None]:
+    """cuDNN's convolution algorithm search on inside the block, restored after.
+
+    ONNX Runtime's CUDA provider searches for the fastest convolution algorithm per shape by
+    default (``cudnn_conv_algo_search`` EXHAUSTIVE); torch does only with
+    ``cudnn.benchmark``. Without it the torch-vs-ORT ratios on CUDA would compare tuned against
+    untuned convolutions. The search runs on the first call at each shape, which the suite
+    never times.
+    """
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+@contextlib.contextmanager
 def ieee_fp32_on_cuda() -> Iterator[None]:
     """TF32 off for cuDNN convolutions and CUDA matmuls inside the block, restored after.
 

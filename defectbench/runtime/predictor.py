@@ -20,6 +20,7 @@ from torch import nn
 from defectbench.errors import ArtifactError, ConfigError, DataError, UnknownNameError
 from defectbench.runtime.precision import (
     CUDA_HINT,
+    cudnn_autotuned,
     ieee_fp32_on_cuda,
     require_cuda,
     resolve_device,
@@ -236,6 +237,8 @@ class TorchPredictor(Predictor):
                 # a static graph per batch size: suite sizes plus the last partial batches of
                 # dev and val; past dynamo's default of 8 it would fall back to eager silently
                 stack.enter_context(dynamo_config.patch(recompile_limit=_MAX_STATIC_GRAPHS))
+            if self.device == "cuda":
+                stack.enter_context(cudnn_autotuned())
             if self._autocast_dtype is not None:
                 stack.enter_context(torch.autocast(self.device, dtype=self._autocast_dtype))
             elif self.device == "cuda" and self.precision == "fp32":

@@ -37,12 +37,17 @@ def step_seconds(model, optimizer, x, y, bf16: bool) -> float:
     return time.perf_counter() - started
 
 
+def quick_zoo_models() -> list[tuple[str, int, dict]]:
+    """(architecture, input size, timm kwargs) of the zoo's trained models, quick profile."""
+    quick = get_profile("quick")
+    return [("tf_efficientnet_lite2", quick.teacher_size, {}),
+            ("tf_efficientnet_lite0", quick.cnn_size, {}),
+            ("vit_tiny_patch16_224", quick.vit_size, {"img_size": quick.vit_size})]
+
+
 def main() -> None:
     torch.manual_seed(0)
-    quick = get_profile("quick")
-    models = [("tf_efficientnet_lite2", quick.teacher_size, {}),
-              ("tf_efficientnet_lite0", quick.cnn_size, {}),
-              ("vit_tiny_patch16_224", quick.vit_size, {"img_size": quick.vit_size})]
+    models = quick_zoo_models()
     print(f"cpu: {cpu_identity()}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"native bf16 (oneDNN): {cpu_has_native_bf16()}")
     print(f"batch {BATCH}; median of {BLOCKS} alternating blocks of {STEPS_PER_BLOCK} steps each")
