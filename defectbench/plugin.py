@@ -131,6 +131,7 @@ def pytest_configure(config: pytest.Config) -> None:
         threads = _parse_threads(value) if value else None
         _selection(config)  # --variants, --precisions, --devices, --batch-sizes
         get_profile(option(config, "--zoo-profile"))
+        _refuse_xdist_with_json(config)
     except (ConfigError, UnknownNameError) as exc:  # pytest's own "ERROR: ..." line
         raise pytest.UsageError(str(exc)) from None
     if threads:
@@ -139,6 +140,21 @@ def pytest_configure(config: pytest.Config) -> None:
         # set once for the session, before any case runs: the survey times models without
         # ever building the suite, and every result records this count as its "threads"
         torch.set_num_threads(threads)
+
+
+def _refuse_xdist_with_json(config: pytest.Config) -> None:
+    """pytest-xdist workers run with pytest-benchmark disabled and each hold their own
+    verdicts: every worker wrote the JSON over the others', and the file kept one worker's
+    quality results and no timings."""
+    from defectbench.errors import ConfigError
+
+    workers = config.getoption("numprocesses", default=None)
+    if workers and workers != "0" and config.getoption("benchmark_json", default=None):
+        raise ConfigError(
+            f"-n {workers} (pytest-xdist) with --benchmark-json: xdist disables the timings in "
+            "its workers and each worker holds only its own verdicts, so the JSON would miss "
+            "most of the run; run the suite without -n"
+        )
 
 
 def _catalog(config: pytest.Config):
@@ -392,6 +408,9 @@ def measure_latency(defectbench_suite, perf_case, benchmark, request):
                 and perf_case.batch == max(_selection(config).batches)):
             isolated = defectbench_suite.isolated_memory(perf_case, _threads(config))
         rounds = rounds_for(warm, latency_seconds(config))
+        # scored before timing: pytest-benchmark records a case as soon as it is timed, so a
+        # failure or Ctrl-C in the `val` pass after it left a timing without its extra_info
+        defectbench_suite.evaluate(perf_case)
         benchmark.pedantic(predictor.predict_logits, args=(batch,), rounds=rounds,
                            warmup_rounds=2, iterations=1)
         if benchmark.stats is None:  # --benchmark-disable: nothing was timed
@@ -465,9 +484,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     `--benchmark-disable` is given, warns "Not saving anything", which `-W error` would turn
     into an error before a later hook could write). `--benchmark-save` stores nothing then.
     """
-    _save_benchmark_json_atomically(session.config)
-    _write_quality_only_json(session.config)
+    if exitstatus == pytest.ExitCode.INTERRUPTED:
+        _keep_previous_json(session.config)
+    else:
+        _save_benchmark_json_atomically(session.config)
+        _write_quality_only_json(session.config)
     return (yield)
+
+
+def _keep_previous_json(config: pytest.Config) -> None:
+    """An interrupted run writes no `--benchmark-json`: the partial document would read as a
+    complete run (a case timed but not scored, targets missing), and replace the last good
+    file that a CI gate compares against."""
+    bench = getattr(config, "_benchmarksession", None)
+    if bench is None or not bench.json:
+        return
+    bench.logger.info(f"Interrupted: not writing {bench.json} (a partial run would read as a "
+                      "complete one); the file from the last finished run, if any, is kept",
+                      red=True)
+    bench.json = None
 
 
 def _save_benchmark_json_atomically(config: pytest.Config) -> None:
@@ -494,6 +529,8 @@ def _save_benchmark_json_atomically(config: pytest.Config) -> None:
 def _write_quality_only_json(config: pytest.Config) -> None:
     bench = getattr(config, "_benchmarksession", None)
     suite = config.stash.get(_SUITE, None)
+    if hasattr(config, "workerinput"):  # an xdist worker: its verdicts are not the run's
+        return
     if bench is None or not bench.json or bench.benchmarks or suite is None or not suite.quality:
         return
     from pytest_benchmark.utils import safe_dumps
@@ -511,6 +548,9 @@ def _write_quality_only_json(config: pytest.Config) -> None:
     atomic_write_text(bench.json, safe_dumps(output_json, ensure_ascii=True, indent=4))
     bench.logger.info(f"Wrote the quality results in: {bench.json} (nothing was timed, so "
                       "pytest-benchmark itself saves nothing)", purple=True)
+    # written: pytest-benchmark would otherwise warn "Not saving anything" about this file,
+    # which -W error turns into a failed run
+    bench.json = None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -666,3 +666,57 @@ def test_a_gated_threshold_not_chosen_on_dev_is_refused():
     with pytest.raises(ConfigError, match=r"'v': operating point 'dev_recall_0.90' was chosen on "
                        r"'val', not 'dev'.*`defectbench zoo build`"):
         suite.operating_point("v")
+
+
+def test_a_quality_only_gate_writes_its_json_without_a_warning_that_w_error_fails(
+    suite_dir, smoke_zoo
+):
+    # pytest-benchmark warned "Not saving anything" after the verdicts were written, and
+    # -W error turned that into a crashed run
+    out = suite_dir.path / "q.json"
+    result = _run(suite_dir, smoke_zoo, "--variants", TEACHER, "-m", "quality", "-W", "error",
+                  "--budgets", str(REPO / "fixtures" / "budgets-smoke.toml"),
+                  "--benchmark-json", str(out))
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
+    assert "Not saving anything" not in result.stdout.str() + result.stderr.str()
+    assert json.loads(out.read_text())["defectbench"]["quality"]
+
+
+INTERRUPT_AFTER_FIRST_CASE = '''
+pytest_plugins = ["defectbench.plugin"]
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call":
+        raise KeyboardInterrupt
+'''
+
+
+def test_an_interrupted_run_keeps_the_last_json_instead_of_writing_a_partial_one(
+    suite_dir, smoke_zoo
+):
+    suite_dir.makeconftest(INTERRUPT_AFTER_FIRST_CASE)
+    out = suite_dir.path / "out.json"
+    out.write_text('{"last": "good run"}')
+    result = _run(suite_dir, smoke_zoo, "--variants", TEACHER, "--benchmark-json", str(out))
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    said = result.stdout.str() + result.stderr.str()
+    assert re.search(r"Interrupted: not writing \S*out.json .*is kept", said)
+    assert json.loads(out.read_text()) == {"last": "good run"}
+
+
+def test_xdist_with_a_benchmark_json_is_refused():
+    # its workers time nothing and each wrote its own verdicts over the others'
+    from types import SimpleNamespace
+
+    from defectbench.errors import ConfigError
+    from defectbench.plugin import _refuse_xdist_with_json
+
+    def config(**options):
+        return SimpleNamespace(getoption=lambda name, default=None: options.get(name, default))
+
+    with pytest.raises(ConfigError, match=r"-n 2 \(pytest-xdist\) with --benchmark-json.*"
+                                          "without -n"):
+        _refuse_xdist_with_json(config(numprocesses=2, benchmark_json="out.json"))
+    _refuse_xdist_with_json(config(numprocesses=2))  # gates alone still fail their tests
+    _refuse_xdist_with_json(config(benchmark_json="out.json"))

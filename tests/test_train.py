@@ -16,7 +16,7 @@ from defectbench.errors import ConfigError, DataError, DefectbenchError, Trainin
 from defectbench.metrics.ranking import roc_auc
 from defectbench.train.augment import augment_batch
 from defectbench.train.config import AugmentConfig, DistillConfig, TrainConfig
-from defectbench.train.fit import distillation_loss, fit
+from defectbench.train.fit import distillation_loss, fit, read_training_state
 
 
 @settings(max_examples=50, deadline=None)
@@ -317,13 +317,22 @@ def test_a_training_state_saved_under_another_key_is_reported_not_resumed(tmp_pa
 
 @pytest.mark.parametrize(
     "content, match",
-    [(b"not a torch file", r"ignoring unreadable training state .*state\.pt \(UnpicklingError"),
+    [(b"not a torch file", r"ignoring unreadable training state .*state\.pt \(ValueError: not "
+                           r"a defectbench training state"),
      (None, r"it lacks .*torch_rng.*older or foreign file")],
 )
 def test_an_unreadable_training_state_is_reported_and_not_used(tmp_path, content, match):
     ckpt = tmp_path / "state.pt"
     if content is None:  # a state from before the key and RNG were saved
-        torch.save({"model": {}, "epoch": 0}, ckpt)
+        import hashlib
+        import io
+
+        from defectbench.train.fit import _STATE_MAGIC
+
+        buffer = io.BytesIO()
+        torch.save({"model": {}, "epoch": 0}, buffer)
+        payload = buffer.getvalue()
+        ckpt.write_bytes(_STATE_MAGIC + hashlib.sha256(payload).digest() + payload)
     else:
         ckpt.write_bytes(content)
     x, y = _data()
@@ -331,7 +340,20 @@ def test_an_unreadable_training_state_is_reported_and_not_used(tmp_path, content
     with pytest.warns(UserWarning, match=match):
         result = fit(_Tiny(), x, y, x, y, cfg, checkpoint_path=ckpt, checkpoint_key="k")
     assert result.resumed_from_epoch == 0
-    assert torch.load(ckpt, weights_only=True)["key"] == "k"  # replaced by a good state
+    assert read_training_state(ckpt)["key"] == "k"  # replaced by a good state
+
+
+def test_a_damaged_training_state_is_reported_not_resumed(tmp_path):
+    # torch.load does not check its bytes: a flipped bit in a weight loaded without a word,
+    # was trained on and ended up in the built model
+    ckpt = tmp_path / "state.pt"
+    x, y, cfg = _interrupted_fit(_Tiny, ckpt, "k")
+    data = bytearray(ckpt.read_bytes())
+    data[-200] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match=r"do not match the sha256 recorded in it: damaged"):
+        result = fit(_Tiny(), x, y, x, y, cfg, checkpoint_path=ckpt, checkpoint_key="k")
+    assert result.resumed_from_epoch == 0
 
 
 class _Wider(_Tiny):

@@ -1157,3 +1157,70 @@ def test_the_zoo_cli_takes_the_teacher_options(tmp_path, no_teacher_env, capsys)
     assert "test_vit.teacher " in listed and TEACHER not in listed
     assert os.environ["DEFECTBENCH_TEACHER"] == "test_vit"  # for the processes it starts
 
+
+
+def _committed(catalog, name, files=None, **extra):
+    """A manifest under the catalog's key for `name`, with these artifact bytes."""
+    store = catalog.store
+    artifacts = {f: store.write_artifact(name, f, data) for f, data in (files or {}).items()}
+    store.commit({"name": name, "key": catalog.keys[name], "artifacts": artifacts, **extra})
+
+
+def test_zoo_list_calls_a_variant_corrupt_when_its_load_would_fail(tmp_path):
+    # it called them `built`: a PT2E graph rebuilt at load from a damaged parent, and an
+    # export whose manifest lists no model.onnx
+    from defectbench.zoo.catalog import Catalog
+    from defectbench.zoo.cli import _state
+
+    catalog = Catalog(tmp_path, "smoke")
+    pt2e, onnx = f"{TEACHER}.int8_pt2e", f"{TEACHER}.onnx"
+    _committed(catalog, TEACHER, {"model.pt": b"teacher weights"})
+    _committed(catalog, pt2e)
+    _committed(catalog, onnx)  # lists nothing
+    store = catalog.store
+    assert _state(catalog, pt2e, store.read_manifest(pt2e)) == "built"
+    assert _state(catalog, onnx, store.read_manifest(onnx)) == "corrupt"
+    (store.variant_dir(TEACHER) / "model.pt").write_bytes(b"damaged")
+    assert _state(catalog, TEACHER, store.read_manifest(TEACHER)) == "corrupt"
+    assert _state(catalog, pt2e, store.read_manifest(pt2e)) == "corrupt"
+    with pytest.raises(ArtifactError, match=rf"'{re.escape(pt2e)}' is rebuilt at load from "
+                                            rf"'{re.escape(TEACHER)}', which cannot be loaded"):
+        catalog.verify_loadable(pt2e)
+
+
+@pytest.mark.parametrize(
+    "edit, problem",
+    [({"artifacts": {"model.pt": {"sha256": 5}}}, "an artifact without a sha256 of 64 hex digits"),
+     ({"parent_artifacts": ["x"]}, r"parent_artifacts is not \{parent: \{file: sha256\}\}")],
+)
+def test_a_hand_edited_manifest_of_the_wrong_types_is_corrupt_not_a_traceback(
+    tmp_path, edit, problem
+):
+    store = ZooStore(tmp_path, "smoke")
+    store.commit({"name": TEACHER, "key": "k" * 64, **edit})
+    with pytest.raises(ArtifactError, match=rf"is corrupt \({problem}\).*--zoo {tmp_path}"):
+        store.read_manifest(TEACHER)
+
+
+def test_a_build_into_a_zoo_it_cannot_write_is_refused_before_training(tmp_path):
+    from defectbench.zoo.build import build_zoo
+
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ArtifactError, match=rf"cannot build {re.escape(TEACHER)} into .*: it is "
+                                            r"not writable .*pass a writable folder with --zoo"):
+        build_zoo(get_profile("smoke"), tmp_path / "afile", [TEACHER], log=lambda _: None)
+
+
+def test_a_build_holding_the_lock_sweeps_every_leftover_whatever_its_age(tmp_path):
+    # only variants being rebuilt were swept, and only of files over an hour old
+    from defectbench.zoo.build import build_zoo
+    from defectbench.zoo.catalog import Catalog
+
+    catalog = Catalog(tmp_path, "smoke")
+    _committed(catalog, TEACHER, {"model.pt": b"teacher weights"})
+    leftover = catalog.store.variant_dir(TEACHER) / ".model.onnx.tmp-4242"
+    leftover.write_bytes(b"half an export")
+    said = []
+    build_zoo(get_profile("smoke"), tmp_path, [TEACHER], log=said.append)
+    assert not leftover.exists()
+    assert f"{TEACHER}: removed .model.onnx.tmp-4242, left by an interrupted build" in said

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import io
 import math
 import time
 import warnings
@@ -352,13 +354,31 @@ def _shape_mismatch(model: torch.nn.Module, saved: object) -> str:
     return ""
 
 
+# A training state is this header, the sha256 of the torch.save payload, then the payload:
+# torch.load does not check its own bytes, so a flipped bit in a weight would be resumed from
+# and end up in the built model; one file keeps state and checksum in step (a sidecar written
+# beside it could be from the epoch before when a build is killed between the two writes).
+_STATE_MAGIC = b"defectbench-train-state/1\n"
+
+
+def read_training_state(path: Path) -> dict:
+    """The dict `fit` saved at `path`; ValueError if it is damaged or not such a file."""
+    data = Path(path).read_bytes()
+    head, digest = len(_STATE_MAGIC), len(_STATE_MAGIC) + 32
+    if not data.startswith(_STATE_MAGIC):
+        raise ValueError("not a defectbench training state (an older format or a foreign file)")
+    if hashlib.sha256(data[digest:]).digest() != data[head:digest]:
+        raise ValueError("its bytes do not match the sha256 recorded in it: damaged")
+    return torch.load(io.BytesIO(data[digest:]), weights_only=True)
+
+
 def _resumable_state(path: Path | None, key: str | None, with_ema: bool = False) -> dict | None:
     """The saved training state at `path` if it was made under `key`; None (reported) if not."""
     if path is None or not path.is_file():
         return None
     try:
-        state = torch.load(path, weights_only=True)
-    except Exception as err:  # truncated, or not a torch file
+        state = read_training_state(path)
+    except Exception as err:  # damaged, truncated, or not a torch file
         problem = f"{type(err).__name__}: {err}"
     else:
         required = _STATE_FIELDS | {"ema"} if with_ema else _STATE_FIELDS
@@ -385,8 +405,6 @@ def _resumable_state(path: Path | None, key: str | None, with_ema: bool = False)
 def _save_checkpoint(
     path, model, ema, optimizer, scheduler, generator, epoch, history, best, elapsed, key
 ):
-    import io
-
     buffer = io.BytesIO()
     extra = {} if ema is None else {"ema": ema.module.state_dict()}
     torch.save(
@@ -407,4 +425,5 @@ def _save_checkpoint(
         },
         buffer,
     )
-    atomic_write_bytes(path, buffer.getvalue())
+    payload = buffer.getvalue()
+    atomic_write_bytes(path, _STATE_MAGIC + hashlib.sha256(payload).digest() + payload)

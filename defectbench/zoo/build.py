@@ -21,7 +21,7 @@ import torch
 from defectbench.data.fixture import Fixture, load_fixture
 from defectbench.data.image_set import ImageSet
 from defectbench.data.preprocess import Preprocess, preprocess_set
-from defectbench.errors import ConfigError, UnknownNameError
+from defectbench.errors import ArtifactError, ConfigError, UnknownNameError
 from defectbench.io import atomic_write_bytes, atomic_write_text, sha256_file
 from defectbench.measure.compute import count_macs
 from defectbench.measure.machine import cpu_identity
@@ -412,14 +412,30 @@ def build_zoo(
     wanted = select_variants(recipes, patterns)
     manifests = {}
     # steps reuse freed activation memory instead of faulting fresh pages in each time
-    with ctx.store.build_lock(log), retain_freed_memory():
-        for name in build_order(recipes, wanted):
+    order = build_order(recipes, wanted)
+    with ctx.store.build_lock(log) as unlocked, retain_freed_memory():
+        if unlocked:
+            missing = [n for n in order if not ctx.store.is_current(n, ctx.keys[n])]
+            if missing:
+                # refused before training, not after an epoch when the first write fails
+                raise ArtifactError(
+                    f"cannot build {', '.join(missing[:3])}"
+                    f"{f' and {len(missing) - 3} more' if len(missing) > 3 else ''} into "
+                    f"{ctx.store.directory}: it is not writable ({unlocked}); pass a writable "
+                    "folder with --zoo (or DEFECTBENCH_ZOO), or build there with write access"
+                )
+        else:
+            # no other build can be writing now: every temporary file is a killed build's
+            for name in order:
+                for leftover in ctx.store.remove_leftovers(name, older_than_s=0):
+                    log(f"{name}: removed {leftover}, left by an interrupted build")
+        for name in order:
             key = ctx.keys[name]
             if ctx.store.is_current(name, key):
                 manifests[name] = ctx.store.verify(name, key)
                 # a build killed between committing the manifest and deleting its resumable
                 # state leaves hundreds of MB that nothing would ever read
-                if (ctx.store.variant_dir(name) / TRAIN_STATE).exists():
+                if not unlocked and (ctx.store.variant_dir(name) / TRAIN_STATE).exists():
                     (ctx.store.variant_dir(name) / TRAIN_STATE).unlink()
                     log(f"{name}: removed {TRAIN_STATE}, left by a build interrupted after "
                         "its manifest was written")
@@ -427,8 +443,6 @@ def build_zoo(
             if ctx.store.manifest_path(name).is_file():
                 log(f"{name}: stale or damaged, rebuilding")
             log(f"building {name} ({profile.name})")
-            for leftover in ctx.store.remove_leftovers(name):
-                log(f"{name}: removed {leftover}, left by an interrupted build")
             recipe = recipes[name]
             started = time.perf_counter()
             body = builders()[type(recipe)](ctx, name, recipe, recipes)

@@ -49,6 +49,27 @@ class Catalog:
             )
         return manifest
 
+    def verify_loadable(self, name: str) -> dict[str, Any]:
+        """`store.verify`, and what loading the variant reads besides: every file its loader
+        opens is listed (so hash-checked), and a variant rebuilt at load from its parent's
+        weights (PT2E, QAT) has that parent intact too. `zoo list` called such a variant
+        `built` while its load would fail."""
+        from defectbench.zoo.derived import load_requirements
+
+        manifest = self.store.verify(name, self.keys[name])
+        files, parent = load_requirements(self.recipe(name))
+        for filename in files:
+            self.store.artifact_path(name, manifest, filename)
+        if parent is not None:
+            try:
+                self.verify_loadable(parent)
+            except ArtifactError as exc:
+                raise ArtifactError(
+                    f"variant {name!r} is rebuilt at load from {parent!r}, which cannot be "
+                    f"loaded: {exc}"
+                ) from exc
+        return manifest
+
     def preprocess(self, name: str) -> Preprocess:
         return Preprocess(**self.manifest(name)["preprocess"])
 

@@ -90,7 +90,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
         except ArtifactError:  # one unreadable manifest must not hide the rest of the zoo
             states[name] = ("corrupt", None)
             continue
-        states[name] = (_state(catalog.store, name, manifest, catalog.keys[name]), manifest)
+        states[name] = (_state(catalog, name, manifest), manifest)
     if args.json:
         print(json.dumps([_summary(name, state, manifest)
                           for name, (state, manifest) in states.items()], indent=2))
@@ -100,13 +100,16 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _state(store, name: str, manifest: dict | None, key: str) -> str:
+def _state(catalog, name: str, manifest: dict | None) -> str:
     """`built`, `stale`, `corrupt` or `-`, as `zoo build` would judge it. Stale: built from
     another recipe, data fixture or library version, or from an earlier build of a parent.
     Corrupt: an artifact is missing or its sha256 is not the manifest's (every artifact is
-    hashed, as at load). The next `zoo build` replaces both."""
+    hashed, as at load), the manifest lists not the file its loader reads, or the parent a
+    PT2E or QAT variant is rebuilt from at load is itself corrupt. The next `zoo build`
+    replaces all of them."""
     from defectbench.errors import ArtifactError
 
+    store, key = catalog.store, catalog.keys[name]
     if manifest is None:
         return "-"
     if manifest["key"] != key:
@@ -117,7 +120,7 @@ def _state(store, name: str, manifest: dict | None, key: str) -> str:
     except ArtifactError:  # a parent's manifest is corrupt: the build remakes parent and child
         return "stale"
     try:
-        store.verify(name, key)
+        catalog.verify_loadable(name)
     except ArtifactError:
         return "corrupt"
     return "built"
@@ -168,7 +171,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         manifest = {"name": args.name, "built": False, "recipe": recipe.to_dict()}
     else:  # say whether this manifest is the variant the current recipe would build
         try:
-            catalog.store.verify(args.name, catalog.keys[args.name])
+            catalog.verify_loadable(args.name)
             manifest = {**manifest, "current": True}
         except ArtifactError as err:
             manifest = {**manifest, "current": False, "why_not_current": str(err)}

@@ -203,6 +203,25 @@ def img_size(recipes: dict[str, Any], name: str) -> int:
     return recipes[torch_root(recipes, name)].model.img_size
 
 
+def load_requirements(recipe: Any) -> tuple[tuple[str, ...], str | None]:
+    """The files a variant's loader opens in its own folder, and the parent whose weights it is
+    rebuilt from at every load (PT2E and QAT graphs cannot be saved without pickling), or
+    None: what a variant needs intact besides its manifest's key."""
+    from defectbench.zoo.build import MODEL_FILE
+
+    if isinstance(recipe, TrainedRecipe):
+        return (MODEL_FILE,), None
+    if isinstance(recipe, PruneRecipe):
+        return (PRUNED_FILE,), None
+    if isinstance(recipe, (OnnxRecipe, OrtInt8Recipe)):
+        return (ONNX_FILE,), None
+    if isinstance(recipe, QatRecipe):
+        return (QAT_FILE,), recipe.parent
+    if isinstance(recipe, Pt2eRecipe):
+        return (), recipe.parent
+    raise ArtifactError(f"unknown recipe type {type(recipe).__name__}")
+
+
 def load_torch_model(store, recipes: dict[str, Any], keys: dict[str, str], name: str):
     """The torch module of a trained or pruned variant (artifacts hash-checked first)."""
     from defectbench.zoo.build import _build_model, load_trained_model

@@ -30,6 +30,11 @@ def default_zoo_root() -> Path:
     return Path(cache) / "defectbench" / "zoo"
 
 
+def _is_sha256(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(
+        c in "0123456789abcdef" for c in value)
+
+
 class ZooStore:
     """Variants of one profile under `root/<profile>/<variant name>/`."""
 
@@ -42,21 +47,22 @@ class ZooStore:
         return self.directory / name
 
     @contextlib.contextmanager
-    def build_lock(self, log: Callable[[str], None] = print) -> Iterator[None]:
+    def build_lock(self, log: Callable[[str], None] = print) -> Iterator[str | None]:
         """Hold the profile's build lock: two builds of one zoo would record each other's
         parents as their own (a child commits the parent hashes it finds on disk) and
         overwrite each other's files. A second build waits for the first, then finds what
-        it built current."""
+        it built current. Yields None when held, else why the zoo cannot be locked (it is
+        not writable): the caller may check and use it, but must not write to it."""
         path = self.directory / ".build.lock"
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             handle = open(path, "a+")  # noqa: SIM115 (closed below)
         except OSError as exc:
             # a read-only zoo (shared, or mounted for a CI job) can still be checked and
-            # used: nothing will be written to it, and a build that must write fails there
-            log(f"not locking {self.directory} ({exc.strerror or exc}); building nothing "
-                "else into it is safe")
-            yield
+            # used: nothing will be written to it
+            why = str(exc.strerror or exc)
+            log(f"not locking {self.directory} ({why}); building nothing else into it is safe")
+            yield why
             return
         with handle:
             try:
@@ -71,7 +77,7 @@ class ZooStore:
             handle.write(f"pid {os.getpid()}\n")
             handle.flush()
             try:
-                yield
+                yield None
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
@@ -94,14 +100,20 @@ class ZooStore:
                 raise ValueError("name or key field missing or wrong")
             artifacts = manifest.get("artifacts", {})
             if not isinstance(artifacts, dict) or not all(
-                isinstance(r, dict) and "sha256" in r for r in artifacts.values()
+                isinstance(r, dict) and _is_sha256(r.get("sha256")) for r in artifacts.values()
             ):
-                raise ValueError("an artifact without its sha256")
+                raise ValueError("an artifact without a sha256 of 64 hex digits")
+            parents = manifest.get("parent_artifacts") or {}
+            if not isinstance(parents, dict) or not all(
+                isinstance(files, dict) and all(_is_sha256(h) for h in files.values())
+                for files in parents.values()
+            ):
+                raise ValueError("parent_artifacts is not {parent: {file: sha256}}")
         except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
             raise ArtifactError(
                 f"manifest {path} is corrupt ({exc}); run `defectbench zoo build --profile "
-                f"{self.profile}`: it rebuilds the variant (resuming from its saved training "
-                "state, if any)"
+                f"{self.profile} --zoo {self.root}`: it rebuilds the variant (resuming from its "
+                "saved training state, if any)"
             ) from exc
         return manifest
 
@@ -140,7 +152,7 @@ class ZooStore:
                 f"the manifest of variant {name!r} lists no {filename} (it lists "
                 f"{', '.join(sorted(manifest.get('artifacts', {}))) or 'nothing'}), so the file "
                 f"cannot be checked before it is loaded; run `defectbench zoo build --profile "
-                f"{self.profile}` after deleting {self.variant_dir(name)}"
+                f"{self.profile} --zoo {self.root}` after deleting {self.variant_dir(name)}"
             )
         return self.variant_dir(name) / filename
 
@@ -190,14 +202,14 @@ class ZooStore:
         """Delete temporary files a killed build left in the variant's folder (atomic writes
         name them `.FILE.*.tmp` or `.FILE.tmp-PID`; a training state copy can be hundreds of
         MB). Only files untouched for `older_than_s`, so a build running beside this one keeps
-        the file it is writing."""
+        the file it is writing; 0 while holding the build lock, when no other build can be."""
         folder = self.variant_dir(name)
         if not folder.is_dir():
             return []
         cutoff = time.time() - older_than_s
         removed = []
         for path in folder.glob(".*.tmp*"):
-            if path.is_file() and path.stat().st_mtime < cutoff:
+            if path.is_file() and path.stat().st_mtime <= cutoff:
                 path.unlink(missing_ok=True)
                 removed.append(path.name)
         return removed
