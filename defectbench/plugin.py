@@ -45,6 +45,8 @@ _SUITE = pytest.StashKey["suite_mod.Suite"]()
 _SELECTION = pytest.StashKey["suite_mod.Selection"]()
 _CATALOG = pytest.StashKey[object]()
 _EXPORTED_BEFORE = pytest.StashKey[dict]()
+# test function node id -> why its cases could not be generated (see pytest_generate_tests)
+_GENERATE_ERRORS = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -159,16 +161,43 @@ def _refuse_xdist_with_json(config: pytest.Config) -> None:
 
 def _catalog(config: pytest.Config):
     if _CATALOG not in config.stash:
+        from defectbench.errors import DefectbenchError
         from defectbench.zoo.catalog import Catalog
         from defectbench.zoo.store import default_zoo_root
 
         root = option(config, "--zoo-dir")
-        config.stash[_CATALOG] = Catalog(Path(root) if root else default_zoo_root(),
-                                         option(config, "--zoo-profile"))
+        try:
+            config.stash[_CATALOG] = Catalog(Path(root) if root else default_zoo_root(),
+                                             option(config, "--zoo-profile"))
+        except DefectbenchError as exc:  # a broken fixture: checked once, not per module
+            config.stash[_CATALOG] = exc
+    if isinstance(config.stash[_CATALOG], Exception):
+        raise config.stash[_CATALOG]
     return config.stash[_CATALOG]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrize the suite's tests. A project error here (a broken fixture, a --variants
+    glob matching nothing) would be a collection error of every module, each with its
+    traceback; it is kept and said once by pytest_collection_modifyitems instead, before
+    anything runs, if a test it concerns is still selected."""
+    from defectbench.errors import DefectbenchError
+
+    try:
+        _generate_tests(metafunc)
+    except DefectbenchError as exc:
+        errors = metafunc.config.stash.setdefault(_GENERATE_ERRORS, {})
+        errors[metafunc.definition.nodeid] = str(exc)
+
+
+def _refuse_generate_errors(config: pytest.Config, items: list[pytest.Item]) -> None:
+    errors = config.stash.get(_GENERATE_ERRORS, {})
+    hit = [errors[item.nodeid] for item in items if item.nodeid in errors]
+    if hit:
+        raise pytest.UsageError(hit[0])
+
+
+def _generate_tests(metafunc: pytest.Metafunc) -> None:
     if "survey_case" in metafunc.fixturenames:
         _parametrize_survey(metafunc)
         return
@@ -293,6 +322,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     would otherwise surface only after the build, under every case."""
     from defectbench.errors import ConfigError
 
+    _refuse_generate_errors(config, items)
     _refuse_benchmark_only_with_gates(config, items)
     suite_cases = ("quality_case", "perf_case")
     if not any(n in getattr(item, "fixturenames", ()) for item in items for n in suite_cases):
@@ -319,7 +349,8 @@ def _refuse_benchmark_only_with_gates(config: pytest.Config, items: list[pytest.
             f"selected (e.g. {gates[0]}): pytest-benchmark skips every test that takes no "
             "`benchmark` fixture, so a variant that breaks a budget would pass. Drop "
             "--benchmark-only (the gates run beside the timings), or deselect the gates "
-            "explicitly to time without them: -m \"perf\" -k \"not test_speed_target\""
+            "explicitly to time without them: -m \"perf and not slow\" -k \"not "
+            "test_speed_target\" (a -m replaces the default, which keeps out the slow survey)"
         )
 
 

@@ -558,10 +558,11 @@ def test_benchmark_only_is_refused_while_it_would_skip_the_gates(suite_dir, tmp_
     bad.stderr.fnmatch_lines(["ERROR: --benchmark-only would skip the * recall gates and speed "
                               "targets selected (e.g. *test_recall_budgets*"])
     # with the gates deselected on purpose, only timings remain: accepted
-    timings_only = suite_dir.runpytest_subprocess(*common, "-m", "perf", "-k",
+    timings_only = suite_dir.runpytest_subprocess(*common, "-m", "perf and not slow", "-k",
                                                   "not test_speed_target", "--collect-only")
     assert timings_only.ret == pytest.ExitCode.OK, timings_only.stderr.str()
     timings_only.stdout.fnmatch_lines(["*test_latency*"])
+    assert "test_survey" not in timings_only.stdout.str()  # the advice keeps the survey out
 
 
 def test_the_suite_takes_another_teacher_and_gates_against_it(suite_dir, tmp_path):
@@ -720,3 +721,45 @@ def test_xdist_with_a_benchmark_json_is_refused():
         _refuse_xdist_with_json(config(numprocesses=2, benchmark_json="out.json"))
     _refuse_xdist_with_json(config(numprocesses=2))  # gates alone still fail their tests
     _refuse_xdist_with_json(config(benchmark_json="out.json"))
+
+
+def test_a_variants_glob_matching_nothing_is_one_error_not_a_traceback_per_module(suite_dir):
+    result = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--variants", "nomatch*", "-p",
+        "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --variants 'nomatch*' matches no variant; choose from*"])
+    said = result.stdout.str() + result.stderr.str()
+    assert "Traceback" not in said and "errors during collection" not in said
+    assert said.count("matches no variant") == 1
+    # the survey does not use the zoo: selecting it alone is not refused
+    survey = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--variants", "nomatch*", "-m", "slow",
+        "--collect-only", "-q", "-p", "no:cacheprovider")
+    assert survey.ret == pytest.ExitCode.OK, survey.stderr.str()
+
+
+BROKEN_FIXTURE_CONFTEST = '''
+import defectbench.zoo.catalog as catalog
+from defectbench.errors import DataError
+
+pytest_plugins = ["defectbench.plugin"]
+
+
+def _broken(*args, **kwargs):
+    raise DataError("fixture file fixtures/elpv/fixture.json is corrupt; restore it from git")
+
+
+catalog.load_fixture = _broken
+'''
+
+
+def test_a_broken_fixture_is_said_once_before_anything_runs(suite_dir):
+    # it was a collection error with a traceback under each of the three suite modules
+    suite_dir.makeconftest(BROKEN_FIXTURE_CONFTEST)
+    result = suite_dir.runpytest_subprocess("benchmarks", "--zoo-profile", "smoke",
+                                            "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    said = result.stdout.str() + result.stderr.str()
+    assert said.count("fixture.json is corrupt; restore it from git") == 1
+    assert "Traceback" not in said

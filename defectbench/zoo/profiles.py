@@ -1,6 +1,6 @@
 """Profiles: one recipe per variant, sized for a purpose.
 
-`smoke` exercises every code path in a couple of minutes (tests, CI); `quick` is the embedded
+`smoke` exercises every code path in several minutes (tests, CI); `quick` is the embedded
 default, sized so the whole zoo builds on 2 CPU cores within the time the issues set; `full` is
 for the written analysis (native resolutions, longer schedules; a long CPU run or a GPU).
 The variant names are the same in every profile, so results compare by name.
