@@ -62,6 +62,55 @@ def test_macs_of_a_conv_match_the_formula():
     assert count_macs(conv, 16) == 8 * 3 * 9 * 16 * 16
 
 
+def test_macs_of_a_vit_include_its_fused_attention():
+    # FlopCounterMode has no formula for the fused CPU attention kernel: the attention
+    # matmuls counted as nothing; timm's unfused path computes them as plain matmuls
+    import timm
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = timm.create_model("vit_tiny_patch16_224", num_classes=2, img_size=64).eval()
+    fused = count_macs(model, 64)
+    for block in model.blocks:
+        block.attn.fused_attn = False
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        model(torch.zeros(1, 3, 64, 64))
+    unfused = counter.get_total_flops() // 2
+    tokens, width, blocks = 17, 192, 12
+    assert fused == unfused
+    assert fused - count_macs_without_attention(model) == blocks * 2 * tokens**2 * width
+
+
+def count_macs_without_attention(model):
+    """Convolutions and linear layers only, counted from their shapes."""
+    total = []
+
+    def hook(module, inputs, output):
+        if isinstance(module, torch.nn.Linear):
+            total.append(output.numel() * module.in_features)
+        else:
+            k = module.weight[0].numel()
+            total.append(output.numel() * k)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    with torch.inference_mode():
+        model(torch.zeros(1, 3, 64, 64))
+    for h in handles:
+        h.remove()
+    return sum(total)
+
+
+def test_the_fp32_peak_is_the_faster_of_torch_and_onnx_runtime(monkeypatch):
+    # torch's BLAS can run a narrower code path than ONNX Runtime's kernels, whose rows then
+    # read above 100% of a torch-only peak
+    import defectbench.measure.compute as compute
+
+    monkeypatch.setattr(compute, "_ort_matmul_peak_gflops", lambda n, threads: 1e9)
+    assert compute.matmul_peak_gflops("float32", "cpu", 64) == 1e9
+    assert compute.matmul_peak_gflops("bfloat16", "cpu", 64) < 1e9  # torch's own, for bf16
+
+
 def test_cpu_flags_report_the_isa_extensions_asked_for():
     flags = cpu_flags()
     assert {"avx512f", "avx512_vnni", "amx_int8", "amx_bf16"} <= set(flags)

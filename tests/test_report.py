@@ -487,6 +487,10 @@ def test_the_header_says_at_what_confidence_the_shown_intervals_are(tmp_path):
     report, text = header(data)
     assert "recall two-sided 99%, the recall-drop and FNR upper bounds one-sided 99%" in text
     assert {r.interval_confidence for r in report.rows if r.has_quality} == {0.99}
+    # the plots' error bars are those intervals, and their axis says so (it said 95%)
+    for figure in (latency_figure(report), size_figure(report)):
+        labels = {ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()}
+        assert labels == {"defect recall (99% interval)"}
 
 
 def test_one_file_given_twice_is_refused(tmp_path, monkeypatch):

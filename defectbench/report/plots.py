@@ -265,6 +265,12 @@ def _set_log_x(ax: Axes, xs: Sequence[float]) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def _interval_label(rows: Sequence[ReportRow]) -> str:
+    """The confidence of the error bars: the rows' own (the budgets' shared one), not 95%."""
+    levels = sorted({r.interval_confidence for r in rows if r.interval_confidence is not None})
+    return " or ".join(f"{c * 100:g}%" for c in levels) or "95%"
+
+
 def _draw_panel(ax: Axes, report: Report, rows: Sequence[ReportRow], front: Sequence[ReportRow],
                 cost: Callable[[ReportRow], float | None], xlabel: str, log_x: bool,
                 legend: _Legend) -> list[_PointLabel]:
@@ -305,7 +311,7 @@ def _draw_panel(ax: Axes, report: Report, rows: Sequence[ReportRow], front: Sequ
     elif xs:
         ax.set_xlim(0.0, max(xs) * 1.08 or 1.0)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("defect recall (95% interval)")
+    ax.set_ylabel(f"defect recall ({_interval_label(quality)} interval)")
     ax.grid(True, which="major", lw=0.4, alpha=0.5)
     ax.grid(True, which="minor", axis="x", lw=0.3, alpha=0.15)
     if not (quality or survey):
