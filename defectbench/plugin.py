@@ -190,11 +190,24 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         errors[metafunc.definition.nodeid] = str(exc)
 
 
+_SUITE_PARAMETERS = {"quality_case", "perf_case", "speed_target"}
+
+
 def _refuse_generate_errors(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse the run with the first generation error if anything it concerns could be
+    selected: an item of a failed function, any other suite test (say a speed target when a
+    glob matched nothing), or nothing at all (a -k naming cases that were never generated,
+    which would otherwise end as "no tests ran"). Only a selection without suite tests (the
+    survey, `-m slow`) runs on."""
     errors = config.stash.get(_GENERATE_ERRORS, {})
-    hit = [errors[item.nodeid] for item in items if item.nodeid in errors]
-    if hit:
-        raise pytest.UsageError(hit[0])
+    if not errors:
+        return
+    hit = [errors[key] for item in items
+           if (key := f"{item.parent.nodeid}::{getattr(item, 'originalname', item.name)}")
+           in errors]
+    suite_items = [i for i in items if _SUITE_PARAMETERS & set(getattr(i, "fixturenames", ()))]
+    if hit or suite_items or not items:
+        raise pytest.UsageError(hit[0] if hit else next(iter(errors.values())))
 
 
 def _generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -320,19 +333,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Load and check the budgets file once collection is done and before anything runs (the
     zoo is built by the first case): a typo in its path or a budget that matches nothing
     would otherwise surface only after the build, under every case."""
-    from defectbench.errors import ConfigError
+    from defectbench.errors import DefectbenchError
 
     _refuse_generate_errors(config, items)
     _refuse_benchmark_only_with_gates(config, items)
     suite_cases = ("quality_case", "perf_case")
     if not any(n in getattr(item, "fixturenames", ()) for item in items for n in suite_cases):
         return
-    catalog = _catalog(config)  # names only; nothing is built here
     try:
+        catalog = _catalog(config)  # names only; nothing is built here
         # an empty selection would be an empty parameter set: skipped, exit 0, nothing judged
         suite_mod.check_selection_has_cases(catalog, _selection(config))
         suite_mod.load_checked_budgets(_budgets_path(config, catalog), catalog)
-    except ConfigError as exc:  # pytest's own "ERROR: ..." line, once for the session
+    except DefectbenchError as exc:  # pytest's own "ERROR: ..." line, once for the session
         raise pytest.UsageError(str(exc)) from None
 
 

@@ -732,6 +732,12 @@ def test_a_variants_glob_matching_nothing_is_one_error_not_a_traceback_per_modul
     said = result.stdout.str() + result.stderr.str()
     assert "Traceback" not in said and "errors during collection" not in said
     assert said.count("matches no variant") == 1
+    # a -k naming cases that were never generated must not end as "no tests ran"
+    by_case = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--variants", "nomatch*", "-k", "lite0 and fp32",
+        "-p", "no:cacheprovider")
+    assert by_case.ret == pytest.ExitCode.USAGE_ERROR
+    by_case.stderr.fnmatch_lines(["ERROR: --variants 'nomatch*' matches no variant*"])
     # the survey does not use the zoo: selecting it alone is not refused
     survey = suite_dir.runpytest_subprocess(
         "benchmarks", "--zoo-profile", "smoke", "--variants", "nomatch*", "-m", "slow",

@@ -806,3 +806,13 @@ def test_memory_column_shows_only_memory_that_belongs_to_the_artifact(tmp_path):
     frame = pd.read_csv(tmp_path / "out" / "table.csv")
     row = frame[(frame["variant"] == INT8) & (frame["batch"] == 8) & (frame["device"] == "cpu")]
     assert row["isolated_memory_mb"].item() == 88.4 and row["isolated_load_mb"].item() == 45.2
+
+
+def test_a_peak_that_could_not_be_reset_is_not_reported_as_the_cases(tmp_path):
+    # the session's peak so far: it only grows from row to row
+    data = _load(CPU)
+    for b in data["benchmarks"]:
+        b["extra_info"]["memory"] = {"kind": "cpu_rss_high_water_not_reset", "peak_mb": 900.0,
+                                     "delta_mb": None}
+    report = load_report([_dump(data, tmp_path / "a.json")])
+    assert {r.peak_memory_mb for r in report.rows if r.device == "cpu"} == {None}

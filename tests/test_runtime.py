@@ -501,6 +501,13 @@ def test_tensorrt_profile_is_explicit_batch_1_to_max_tuned_for_max(tmp_path, wei
     assert tag.startswith(f"ort{ort.__version__}-trt") and "/" not in tag and " " not in tag
 
 
+def test_tensorrt_profile_of_a_fixed_batch_graph_is_that_batch(tmp_path, weight) -> None:
+    from defectbench.runtime.predictor import tensorrt_profile_shapes
+
+    shapes = tensorrt_profile_shapes(write_onnx(tmp_path / "b4.onnx", weight, batch_dim=4))
+    assert set(shapes.values()) == {"x:4x3x4x4"}
+
+
 def test_tensorrt_profile_refuses_dynamic_image_sizes(tmp_path, weight) -> None:
     from defectbench.runtime.predictor import tensorrt_profile_shapes
 

@@ -1207,7 +1207,7 @@ def test_a_build_into_a_zoo_it_cannot_write_is_refused_before_training(tmp_path)
 
     (tmp_path / "afile").write_text("")
     with pytest.raises(ArtifactError, match=rf"cannot build {re.escape(TEACHER)} into .*: it is "
-                                            r"not writable .*pass a writable folder with --zoo"):
+                                            r"not writable .*set DEFECTBENCH_ZOO to a writable folder"):
         build_zoo(get_profile("smoke"), tmp_path / "afile", [TEACHER], log=lambda _: None)
 
 
@@ -1224,3 +1224,14 @@ def test_a_build_holding_the_lock_sweeps_every_leftover_whatever_its_age(tmp_pat
     build_zoo(get_profile("smoke"), tmp_path, [TEACHER], log=said.append)
     assert not leftover.exists()
     assert f"{TEACHER}: removed .model.onnx.tmp-4242, left by an interrupted build" in said
+
+
+def test_the_rebuild_advice_of_another_teachers_folder_names_its_options(tmp_path):
+    # `zoo build --profile quick --zoo ROOT` alone would rebuild the default teacher's folder
+    default = ZooStore(tmp_path, "quick")
+    other = ZooStore(tmp_path, "quick", "quick@convnext_base-224px")
+    assert default.rebuild_command() == f"`defectbench zoo build --profile quick --zoo {tmp_path}`"
+    assert other.rebuild_command().endswith(
+        "with the --teacher options this folder (quick@convnext_base-224px) was built with")
+    with pytest.raises(ArtifactError, match=r"not built in .*convnext_base.*--teacher options"):
+        other.verify(TEACHER)

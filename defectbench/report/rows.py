@@ -417,7 +417,10 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
         latency_mean_ms=_number(lat.get("mean"), f"{where}.latency_ms.mean"),
         rounds=_number(lat.get("rounds"), f"{where}.latency_ms.rounds", integer=True),
         throughput_ips=_number(extra.get("throughput_ips"), f"{where}.throughput_ips"),
-        peak_memory_mb=_number(mem.get("peak_mb"), f"{where}.memory.peak_mb"),
+        # without a resettable high-water mark the figure is the session's peak so far: not
+        # this case's, and it only grows from row to row
+        peak_memory_mb=None if mem.get("kind") == "cpu_rss_high_water_not_reset"
+        else _number(mem.get("peak_mb"), f"{where}.memory.peak_mb"),
         memory_kind=mem.get("kind"),
         isolated_memory_mb=_number(isolated.get("peak_delta_mb"),
                                    f"{where}.memory.isolated.peak_delta_mb"),

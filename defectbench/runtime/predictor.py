@@ -161,7 +161,8 @@ class TorchPredictor(Predictor):
     The module is moved to ``device`` and, with ``channels_last``, to channels-last memory
     format in place; at bf16/fp16 its convolution and linear weights are cast in place once
     (``cast_autocast_weights``: the same outputs as autocast from fp32 weights, without a
-    conversion on every call). ``compile`` wraps it in ``torch.compile`` (compiled on the first call
+    conversion on every call), so pass a copy to keep using the model in fp32 (the zoo's
+    catalog loads a fresh module for every predictor). ``compile`` wraps it in ``torch.compile`` (compiled on the first call
     of each batch size, into a static-shape graph);
     ``inductor_config`` is applied with ``torch._inductor.config.patch`` around every call, so
     settings such as ``freezing`` stay local to this predictor instead of process-wide.
@@ -399,7 +400,10 @@ def tensorrt_profile_shapes(onnx_path: str | Path, max_batch: int = TENSORRT_MAX
                 "model with a fixed input size"
             )
         tail = "".join(f"x{d}" for d in rest)
-        for key, batch in (("min", 1), ("opt", max_batch), ("max", max_batch)):
+        fixed = dims[0].dim_value if dims[0].HasField("dim_value") else None
+        # a graph exported with a fixed batch takes only that batch
+        for key, batch in (("min", fixed or 1), ("opt", fixed or max_batch),
+                           ("max", fixed or max_batch)):
             shapes[key].append(f"{graph_input.name}:{batch}{tail}")
     return {f"trt_profile_{key}_shapes": ",".join(value) for key, value in shapes.items()}
 

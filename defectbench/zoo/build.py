@@ -421,8 +421,9 @@ def build_zoo(
                 raise ArtifactError(
                     f"cannot build {', '.join(missing[:3])}"
                     f"{f' and {len(missing) - 3} more' if len(missing) > 3 else ''} into "
-                    f"{ctx.store.directory}: it is not writable ({unlocked}); pass a writable "
-                    "folder with --zoo (or DEFECTBENCH_ZOO), or build there with write access"
+                    f"{ctx.store.directory}: it is not writable ({unlocked}); set "
+                    "DEFECTBENCH_ZOO to a writable folder (or pass --zoo to `defectbench zoo`, "
+                    "--zoo-dir to the suite), or build there with write access"
                 )
         else:
             # no other build can be writing now: every temporary file is a killed build's

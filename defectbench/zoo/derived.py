@@ -283,7 +283,13 @@ def open_derived_predictor(catalog, name: str, precision: str, device: str):
         engines, shapes, max_batch = None, None, None
         if device == "cuda" and precision in ("fp16", "int8"):  # TensorRT
             engines = tensorrt_engine_dir(store, name, manifest) / tensorrt_environment()
-            engines.mkdir(parents=True, exist_ok=True)
+            try:
+                engines.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ArtifactError(
+                    f"TensorRT engines of {name!r} are cached in {engines}, which cannot be "
+                    f"made ({exc.strerror or exc}); run from a writable copy of the zoo"
+                ) from exc
             shapes, max_batch = tensorrt_profile_shapes(path), TENSORRT_MAX_BATCH
         execution = ort_execution(precision, device, engines, shapes)
         predictor = OrtPredictor(

@@ -81,6 +81,14 @@ class ZooStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
+    def rebuild_command(self) -> str:
+        """The command that rebuilds this zoo folder, for error messages."""
+        command = f"`defectbench zoo build --profile {self.profile} --zoo {self.root}`"
+        if self.directory.name != self.profile:  # another teacher's folder: `zoo_folder`
+            command += (f" with the --teacher options this folder ({self.directory.name}) was "
+                        "built with")
+        return command
+
     def cache_dir(self) -> Path:
         return self.directory / "_cache"
 
@@ -111,16 +119,15 @@ class ZooStore:
                 raise ValueError("parent_artifacts is not {parent: {file: sha256}}")
         except (json.JSONDecodeError, ValueError, UnicodeDecodeError) as exc:
             raise ArtifactError(
-                f"manifest {path} is corrupt ({exc}); run `defectbench zoo build --profile "
-                f"{self.profile} --zoo {self.root}`: it rebuilds the variant (resuming from its "
-                "saved training state, if any)"
+                f"manifest {path} is corrupt ({exc}); run {self.rebuild_command()}: it "
+                "rebuilds the variant (resuming from its saved training state, if any)"
             ) from exc
         return manifest
 
     def verify(self, name: str, expected_key: str | None = None) -> dict[str, Any]:
         """The manifest of a finished, intact variant, or ArtifactError saying how to fix it."""
         manifest = self.read_manifest(name)
-        fix = f"run `defectbench zoo build --profile {self.profile}` (zoo: {self.root})"
+        fix = f"run {self.rebuild_command()}"
         if manifest is None:
             raise ArtifactError(f"variant {name!r} is not built in {self.directory}; {fix}")
         if expected_key is not None and manifest["key"] != expected_key:
@@ -151,8 +158,8 @@ class ZooStore:
             raise ArtifactError(
                 f"the manifest of variant {name!r} lists no {filename} (it lists "
                 f"{', '.join(sorted(manifest.get('artifacts', {}))) or 'nothing'}), so the file "
-                f"cannot be checked before it is loaded; run `defectbench zoo build --profile "
-                f"{self.profile} --zoo {self.root}` after deleting {self.variant_dir(name)}"
+                f"cannot be checked before it is loaded; run {self.rebuild_command()} after "
+                f"deleting {self.variant_dir(name)}"
             )
         return self.variant_dir(name) / filename
 
