@@ -1206,8 +1206,9 @@ def test_a_build_into_a_zoo_it_cannot_write_is_refused_before_training(tmp_path)
     from defectbench.zoo.build import build_zoo
 
     (tmp_path / "afile").write_text("")
-    with pytest.raises(ArtifactError, match=rf"cannot build {re.escape(TEACHER)} into .*: it is "
-                                            r"not writable .*set DEFECTBENCH_ZOO to a writable folder"):
+    with pytest.raises(ArtifactError, match=rf"cannot build {re.escape(TEACHER)} into .*: it "
+                                            r"is not writable .*set DEFECTBENCH_ZOO to a "
+                                            r"writable folder"):
         build_zoo(get_profile("smoke"), tmp_path / "afile", [TEACHER], log=lambda _: None)
 
 

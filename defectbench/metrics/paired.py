@@ -25,10 +25,11 @@ itself, and at 204 defective cells it covers a true drop of 2 or 5 points with n
 catches 39% and 44% of the time instead of 95% (exact trinomial coverage,
 ``tests/test_paired.py``). Tango's is asymptotic, not exact; its one-sided coverage in those
 scenarios and with churn stays at or above 94% at 204 defective cells (the same test), but
-falls with fewer: about 93% at 20 cells and a true drop of 0.2 (exact trinomial coverage, a
-review on 2026-11-30), so a per-group drop bound over a small group covers somewhat less than
-its nominal level. The exact alternative that guarantees it (a Bonferroni pair of Clopper-Pearson bounds on ``b / n`` and ``c / n``) is
-up to half again as wide (0.115 against 0.081 for 23 new misses and 17 new catches of 205).
+falls with fewer: about 93% at 20 cells and a true drop of 0.2 (exact trinomial coverage),
+so a per-group drop bound over a small group covers somewhat less than its nominal level
+(``tests/test_paired.py``). The exact alternative that guarantees it (a
+Bonferroni pair of Clopper-Pearson bounds on ``b / n`` and ``c / n``) is up to half again as
+wide (0.115 against 0.081 for 23 new misses and 17 new catches of 205).
 With no discordant pair the interval is not ``[0, 0]``: it is about ``+- z**2 / n``, what
 ``n`` agreeing items can exclude.
 """

@@ -162,8 +162,9 @@ class TorchPredictor(Predictor):
     format in place; at bf16/fp16 its convolution and linear weights are cast in place once
     (``cast_autocast_weights``: the same outputs as autocast from fp32 weights, without a
     conversion on every call), so pass a copy to keep using the model in fp32 (the zoo's
-    catalog loads a fresh module for every predictor). ``compile`` wraps it in ``torch.compile`` (compiled on the first call
-    of each batch size, into a static-shape graph);
+    catalog loads a fresh module for every predictor). ``compile`` wraps it in
+    ``torch.compile`` (compiled on the first call of each batch size, into a static-shape
+    graph);
     ``inductor_config`` is applied with ``torch._inductor.config.patch`` around every call, so
     settings such as ``freezing`` stay local to this predictor instead of process-wide.
     """

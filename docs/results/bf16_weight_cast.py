@@ -55,7 +55,8 @@ def main() -> None:
             x = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
             same = np.array_equal(old(x), new.predict_logits(x))
             before, after = alternating_blocks(
-                lambda: old(x), lambda: new.predict_logits(x), BLOCKS, BLOCK_SECONDS
+                lambda old=old, x=x: old(x), lambda new=new, x=x: new.predict_logits(x),
+                BLOCKS, BLOCK_SECONDS,
             )
             print(f"{arch:24} {size:>4} {batch:>5} {before.p50:>14.2f} {after.p50:>10.2f} "
                   f"{before.p50 / after.p50:>6.2f} {str(same):>11}", flush=True)
