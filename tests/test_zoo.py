@@ -456,8 +456,10 @@ def test_zoo_list_tells_current_from_stale_variants(tmp_path, capsys):
     keys = Catalog(tmp_path, "smoke").keys
     store = ZooStore(tmp_path, "smoke")
     onnx = f"{TEACHER}.onnx"
-    for name, key in ((TEACHER, keys[TEACHER]), (onnx, "an older recipe's key")):
-        store.commit({"name": name, "key": key, "recipe": {"kind": "x"}})
+    for name, key, file in ((TEACHER, keys[TEACHER], "model.pt"),
+                            (onnx, "an older recipe's key", "model.onnx")):
+        store.commit({"name": name, "key": key, "recipe": {"kind": "x"},
+                      "artifacts": {file: store.write_artifact(name, file, b"bytes")}})
     assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
     states = dict(line.split() for line in capsys.readouterr().out.splitlines())
     assert states[TEACHER] == "built" and states[onnx] == "stale"
@@ -484,7 +486,9 @@ def test_zoo_list_json_lists_a_partial_manifest_with_nulls(tmp_path, capsys, par
     from defectbench.zoo.catalog import Catalog
 
     keys = Catalog(tmp_path, "smoke").keys
-    ZooStore(tmp_path, "smoke").commit({"name": TEACHER, "key": keys[TEACHER], **partial})
+    store = ZooStore(tmp_path, "smoke")
+    store.commit({"name": TEACHER, "key": keys[TEACHER], **partial,
+                  "artifacts": {"model.pt": store.write_artifact(TEACHER, "model.pt", b"w")}})
     assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path), "--json"]) == 0
     row = {r["name"]: r for r in json.loads(capsys.readouterr().out)}[TEACHER]
     assert row["built"] and row["kind"] is None and row["dev_operating_point"] == {}
@@ -508,7 +512,8 @@ def test_zoo_list_calls_a_child_of_a_rebuilt_parent_stale_as_build_does(tmp_path
 
     commit_teacher(b"first build")
     store.commit({"name": onnx, "key": keys[onnx], "parent_artifacts":
-                  store.parent_artifacts([TEACHER])})
+                  store.parent_artifacts([TEACHER]),
+                  "artifacts": {"model.onnx": store.write_artifact(onnx, "model.onnx", b"g")}})
     assert listed()[onnx] == "built"
     commit_teacher(b"second build, same key, other bytes")
     states = listed()
@@ -1159,7 +1164,7 @@ def test_the_zoo_cli_takes_the_teacher_options(tmp_path, no_teacher_env, capsys)
 
 
 
-def _committed(catalog, name, files=None, **extra):
+def _commit_under_catalog_key(catalog, name, files=None, **extra):
     """A manifest under the catalog's key for `name`, with these artifact bytes."""
     store = catalog.store
     artifacts = {f: store.write_artifact(name, f, data) for f, data in (files or {}).items()}
@@ -1174,9 +1179,9 @@ def test_zoo_list_calls_a_variant_corrupt_when_its_load_would_fail(tmp_path):
 
     catalog = Catalog(tmp_path, "smoke")
     pt2e, onnx = f"{TEACHER}.int8_pt2e", f"{TEACHER}.onnx"
-    _committed(catalog, TEACHER, {"model.pt": b"teacher weights"})
-    _committed(catalog, pt2e)
-    _committed(catalog, onnx)  # lists nothing
+    _commit_under_catalog_key(catalog, TEACHER, {"model.pt": b"teacher weights"})
+    _commit_under_catalog_key(catalog, pt2e)
+    _commit_under_catalog_key(catalog, onnx)  # lists nothing
     store = catalog.store
     assert _state(catalog, pt2e, store.read_manifest(pt2e)) == "built"
     assert _state(catalog, onnx, store.read_manifest(onnx)) == "corrupt"
@@ -1218,7 +1223,7 @@ def test_a_build_holding_the_lock_sweeps_every_leftover_whatever_its_age(tmp_pat
     from defectbench.zoo.catalog import Catalog
 
     catalog = Catalog(tmp_path, "smoke")
-    _committed(catalog, TEACHER, {"model.pt": b"teacher weights"})
+    _commit_under_catalog_key(catalog, TEACHER, {"model.pt": b"teacher weights"})
     leftover = catalog.store.variant_dir(TEACHER) / ".model.onnx.tmp-4242"
     leftover.write_bytes(b"half an export")
     said = []
