@@ -657,5 +657,10 @@ def add_speedups(benchmarks: list[dict[str, Any]], teacher: str = TEACHER) -> No
         info = bench.get("extra_info", {})
         if "latency_ms" not in info:
             continue
+        if info.get("latency_only"):
+            # an untrained survey model at its own input size: a ratio to the trained teacher
+            # would read as a trade-off it is not
+            info["speedup_vs_reference"] = None
+            continue
         ref = reference.get((info["device"], info["batch"]))
         info["speedup_vs_reference"] = ref / info["latency_ms"]["p50"] if ref else None

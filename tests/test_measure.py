@@ -383,3 +383,14 @@ def test_an_isolated_measurement_error_carries_the_probes_stderr():
         probe.measure("v", "fp32", "cpu", 1, 1)
     probe.close()
 
+
+
+def test_an_untrained_survey_row_gets_no_speedup_against_the_trained_teacher():
+    teacher = {"extra_info": {"variant": "t.teacher", "precision": "fp32", "device": "cpu",
+                              "batch": 1, "latency_ms": {"p50": 10.0}}}
+    survey = {"extra_info": {"variant": "survey.vit_base_patch16_224", "precision": "int8",
+                             "device": "cpu", "batch": 1, "latency_ms": {"p50": 5.0},
+                             "latency_only": True}}
+    add_speedups([teacher, survey], "t.teacher")
+    assert teacher["extra_info"]["speedup_vs_reference"] == 1.0
+    assert survey["extra_info"]["speedup_vs_reference"] is None

@@ -70,7 +70,7 @@ def hub_calls(monkeypatch) -> list[dict]:
 
 def _network_up(monkeypatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [("simulated",)])
-    for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy"):
+    for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -79,7 +79,7 @@ def _network_down(monkeypatch) -> None:
         raise socket.gaierror(-2, "Name or service not known (simulated)")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
-    for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy"):
+    for var in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -161,6 +161,34 @@ def test_remap_by_position_checks_tensor_kind_not_only_shape():
         remap_by_position(source, target, origin="test file")
     good = remap_by_position(dict(reversed(source.items())), target, origin="test file")
     assert list(good) == ["bn.weight", "bn.bias"] and torch.equal(good["bn.weight"], torch.ones(4))
+
+
+def test_two_blocks_of_one_shape_in_the_wrong_order_are_refused(tmp_path):
+    # same count, shapes and tensor kinds: only the block numbers tell the swap apart
+    source = torch.load(packaged_weights_available()[LITE0], map_location="cpu",
+                        weights_only=True)
+    six = [k for k in source if k.startswith("_blocks.6.")]
+    seven = [k for k in source if k.startswith("_blocks.7.")]
+    assert [source[k].shape for k in six] == [source[k].shape for k in seven]
+    keys = list(source)
+    start = keys.index(six[0])
+    keys[start:start + len(six) + len(seven)] = seven + six
+    swapped = tmp_path / "swapped.pth"
+    torch.save({k: source[k] for k in keys}, swapped)
+    with pytest.raises(WeightsError, match=r"tensor #\d+ is '_blocks\.7\..*'blocks\.3\.1\."):
+        create_model(LITE0, num_classes=1000, weights=swapped)
+
+
+@pytest.mark.parametrize("value", ["0", "false"])
+def test_hf_hub_offline_set_to_false_keeps_the_fast_offline_check(monkeypatch, value):
+    # any non-empty value skipped the check, and the hub then retried for about 45 s
+    from defectbench.models.pretrained import _hub_unreachable_reason
+
+    _network_down(monkeypatch)
+    monkeypatch.setenv("HF_HUB_OFFLINE", value)
+    assert _hub_unreachable_reason("hf-hub:timm/x") is not None
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert _hub_unreachable_reason("hf-hub:timm/x") is None
 
 
 def test_missing_package_says_how_to_install(monkeypatch, hub_calls):

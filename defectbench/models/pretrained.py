@@ -21,6 +21,7 @@ import hashlib
 import importlib
 import importlib.metadata
 import os
+import re
 import socket
 import urllib.parse
 from collections.abc import Mapping
@@ -213,10 +214,19 @@ def remap_by_position(
             f"mapping needs the same count ({_POSITION_HINT})"
         )
     mapped = {}
+    # EfficientNet-PyTorch numbers its blocks `_blocks.N`, timm `blocks.STAGE.I`: the N-th
+    # block must land on timm's N-th, or two blocks of one shape swapped in the file's order
+    # would pass every shape check
+    target_blocks: dict[tuple[str, str], int] = {}
     for index, ((s_key, s_val), (t_key, t_val)) in enumerate(
         zip(source.items(), target.items(), strict=True)
     ):
-        if s_val.shape != t_val.shape or s_key.rsplit(".", 1)[-1] != t_key.rsplit(".", 1)[-1]:
+        s_block = re.match(r"_blocks\.(\d+)\.", s_key)
+        t_block = re.match(r"blocks\.(\d+)\.(\d+)\.", t_key)
+        wrong_block = bool(s_block and t_block) and int(s_block[1]) != target_blocks.setdefault(
+            (t_block[1], t_block[2]), len(target_blocks))
+        if (s_val.shape != t_val.shape or wrong_block
+                or s_key.rsplit(".", 1)[-1] != t_key.rsplit(".", 1)[-1]):
             raise WeightsError(
                 f"{origin} does not match the model by position: tensor #{index} is "
                 f"{s_key!r} {tuple(s_val.shape)} in the file but {t_key!r} {tuple(t_val.shape)} "
@@ -579,7 +589,9 @@ def _hub_unreachable_reason(hub_id: str) -> str | None:
     """
     if hub_id.startswith("file:"):
         return None
-    if any(os.environ.get(v) for v in ("HF_HUB_OFFLINE", "HTTPS_PROXY", "https_proxy")):
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    if offline or any(os.environ.get(v) for v in (
+            "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
         return None
     if hub_id.startswith("hf-hub:"):
         from huggingface_hub import constants
