@@ -887,6 +887,14 @@ def test_tensorrt_cases_get_a_fixed_profile_and_an_engine_cache_per_environment(
         "x:1x2x8x8", "x:32x2x8x8")
     assert kwargs["max_batch"] == 32 and cuda == {"use_tf32": 0}
     assert kwargs["intra_op_threads"] == torch.get_num_threads()
+    # an engine cache that cannot be made is said with the fix, not a raw OSError
+    import shutil
+
+    shutil.rmtree(store.cache_dir() / "tensorrt")
+    (store.cache_dir() / "tensorrt").write_text("a file where the cache folder goes")
+    with pytest.raises(ArtifactError, match=r"TensorRT engines of 'm.onnx' are cached in .*"
+                                            r"cannot be made .*writable copy of the zoo"):
+        open_derived_predictor(catalog, name, "fp16", "cuda")
 
 
 def test_a_profile_subset_keeps_both_classes_even_when_one_is_tiny():
