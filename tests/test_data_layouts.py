@@ -682,6 +682,32 @@ def test_images_in_a_format_not_read_are_refused_not_skipped(
         load_image_folder(tmp_path)
 
 
+def test_every_extension_pillow_reads_as_a_read_format_is_read_or_refused() -> None:
+    """A dataset saved with another name of a read format (`.jpe`, `.dib`, `.apng`) must not
+    be skipped as if it were not an image; Pillow's registry says which names those are."""
+    from PIL import Image as PILImage
+
+    from defectbench.data._files import _UNREAD_IMAGE_EXTENSIONS, IMAGE_EXTENSIONS
+
+    read_formats = {"JPEG", "MPO", "PNG", "BMP", "DIB", "TIFF"}
+    aliases = {
+        ext for ext, fmt in PILImage.registered_extensions().items() if fmt in read_formats
+    }
+    assert {".jpe", ".dib", ".apng"} <= aliases  # the registry is the one this test expects
+    assert aliases <= set(IMAGE_EXTENSIONS) | set(_UNREAD_IMAGE_EXTENSIONS)
+
+
+@pytest.mark.parametrize("extension", [".jpe", ".DIB"])
+def test_other_names_of_read_formats_are_refused_not_skipped(
+    tmp_path: Path, extension: str
+) -> None:
+    folder_tree(tmp_path, {"good": 2, "defect": 1})
+    fmt = "JPEG" if extension == ".jpe" else "BMP"
+    Image.new("L", (SIZE, SIZE)).save(tmp_path / f"defect/002{extension}", format=fmt)
+    with pytest.raises(DataError, match=rf"1 image\(s\) in a format .*002\{extension}"):
+        load_image_folder(tmp_path)
+
+
 def test_two_spellings_of_one_folder_are_refused(tmp_path: Path) -> None:
     dagm_tree(tmp_path, classes=(1,))
     write_image(tmp_path / "Class1/Train/label/0001_label.PNG")

@@ -23,15 +23,29 @@ IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff")
 # Raster formats PIL also opens that the loaders do not read: a folder holding them is refused
 # rather than loaded without them (a dataset re-saved as WebP would lose those images).
 _UNREAD_IMAGE_EXTENSIONS = (
+    # other names of the formats read above (a camera's `.jpe`, a Windows `.dib`)
+    ".jpe",
+    ".jfif",
+    ".mpo",
+    ".apng",
+    ".dib",
     ".gif",
     ".webp",
     ".jp2",
     ".j2k",
-    ".jfif",
+    ".j2c",
+    ".jpc",
+    ".jpf",
+    ".jpx",
     ".pgm",
     ".ppm",
     ".pbm",
     ".pnm",
+    ".pfm",
+    ".qoi",
+    ".psd",
+    ".pcx",
+    ".sgi",
     ".tga",
     ".ico",
     ".heic",
@@ -147,7 +161,8 @@ def image_files(folder: Path) -> list[Path]:
         raise DataError(
             f"{folder} holds {len(unread)} image(s) in a format defectbench does not read "
             f"({listing(sorted(unread))}); it reads {' '.join(IMAGE_EXTENSIONS)} (any case); "
-            "convert them to PNG, or move them out of the dataset"
+            "convert them to PNG (a `.jpe` or `.dib` only needs renaming to `.jpg` or `.bmp`), "
+            "or move them out of the dataset"
         )
     return sorted((p for p in entries if is_image_file(p)), key=lambda p: p.name)
 
