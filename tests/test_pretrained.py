@@ -140,6 +140,16 @@ def test_efficientnet_pytorch_file_given_as_weights_maps_by_position():
         assert torch.equal(actual, expected), key
 
 
+def test_efficientnet_pytorch_names_in_safetensors_are_refused_with_the_cause(tmp_path):
+    from safetensors.torch import save_file
+
+    source = torch.load(packaged_weights_available()[LITE0], map_location="cpu", weights_only=True)
+    path = tmp_path / "lite0.safetensors"
+    save_file({k: v.contiguous() for k, v in source.items()}, str(path))
+    with pytest.raises(WeightsError, match=r"safetensors does not keep tensor order.*\.pth"):
+        create_model(LITE0, num_classes=2, weights=path)
+
+
 def test_package_file_for_another_size_is_refused():
     lite0_file = packaged_weights_available()[LITE0]
     with pytest.raises(WeightsError, match=r"has 296 tensors but the model has 386"):

@@ -263,6 +263,15 @@ def _from_local_file(
         name, num_classes, state_dict, timm_kwargs, classifier
     )
     origin = f"weights file {str(path)!r}"
+    if positional and path.suffix == ".safetensors":
+        # safetensors stores tensors sorted by name (`_blocks.10` before `_blocks.2`), so the
+        # order a position mapping pairs by is gone; a shape error at some tensor would hide that
+        raise WeightsError(
+            f"{origin} uses EfficientNet-PyTorch's names ({packaged.classifier}.weight), which "
+            "load into timm by their order, and safetensors does not keep tensor order; "
+            "pass the original .pth file, or save the state dict with timm's names "
+            "(load it into the timm model, then save `model.state_dict()`)"
+        )
     if positional:
         state_dict = remap_by_position(state_dict, model.state_dict(), origin=origin)
     _load_strict(model, state_dict, origin)
