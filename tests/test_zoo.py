@@ -1171,6 +1171,24 @@ def test_the_zoo_cli_takes_the_teacher_options(tmp_path, no_teacher_env, capsys)
     assert os.environ["DEFECTBENCH_TEACHER"] == "test_vit"  # for the processes it starts
 
 
+def test_zoo_build_names_the_folder_another_teachers_zoo_is_in(
+    tmp_path, no_teacher_env, capsys, monkeypatch
+):
+    weights = _tiny_vit_checkpoint(tmp_path / "vit.safetensors")
+    built = {}
+    # the message is under test, not the build (which test_vit's zoo tests run elsewhere)
+    def build_zoo(profile, root, patterns):
+        built["folder"] = profile.zoo_folder
+        return []
+
+    monkeypatch.setattr("defectbench.zoo.build.build_zoo", build_zoo)
+    assert main(["zoo", "build", "--profile", "smoke", "--zoo", str(tmp_path / "zoo"),
+                 "--teacher", "test_vit", "--teacher-weights", str(weights)]) == 0
+    assert built["folder"] == "smoke@test_vit-160px-vit"
+    out = capsys.readouterr().out
+    assert f"ready in {tmp_path / 'zoo' / 'smoke@test_vit-160px-vit'}" in out
+
+
 
 def _commit_under_catalog_key(catalog, name, files=None, **extra):
     """A manifest under the catalog's key for `name`, with these artifact bytes."""

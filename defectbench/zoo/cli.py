@@ -15,7 +15,8 @@ def _profile_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--profile", default=os.environ.get("DEFECTBENCH_PROFILE", "quick"),
                    choices=sorted(PROFILES), help="default: $DEFECTBENCH_PROFILE or quick")
     p.add_argument("--zoo", type=Path, default=None,
-                   help="zoo directory (default: $DEFECTBENCH_ZOO or ~/.cache/defectbench/zoo)")
+                   help="zoo directory (default: $DEFECTBENCH_ZOO, else "
+                   "$XDG_CACHE_HOME/defectbench/zoo, else ~/.cache/defectbench/zoo)")
     p.add_argument("--teacher", default=None, metavar="ARCH",
                    help="the teacher's timm architecture (default: $DEFECTBENCH_TEACHER or "
                    "tf_efficientnet_lite2), e.g. vit_base_patch16_224 or convnext_base")
@@ -71,8 +72,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
             raise ConfigError("--variants names no pattern; give globs such as "
                               "'tf_efficientnet_lite0.*', or leave the option out to build all")
-    manifests = build_zoo(get_profile(args.profile), args.zoo or default_zoo_root(), patterns)
-    print(f"{len(manifests)} variants ready in {(args.zoo or default_zoo_root()) / args.profile}")
+    profile = get_profile(args.profile)
+    root = args.zoo or default_zoo_root()
+    manifests = build_zoo(profile, root, patterns)
+    # another teacher's zoo is a folder of its own (`quick@vit_base_patch16_224-224px-...`)
+    print(f"{len(manifests)} variants ready in {Path(root) / profile.zoo_folder}")
     return 0
 
 
@@ -186,7 +190,8 @@ def add_zoo_commands(sub) -> None:
     _profile_arg(build)
     build.add_argument("--variants", nargs="*",
                        help="glob patterns, space- or comma-separated (default: all)")
-    build.add_argument("--threads", type=_positive_int, default=None, help="torch/ORT threads")
+    build.add_argument("--threads", type=_positive_int, default=None,
+                       help="torch/ORT threads (default: torch's; trained weights depend on it)")
     build.set_defaults(func=_cmd_build)
     lst = zsub.add_parser("list", help="all variant names of a profile, sorted")
     _profile_arg(lst)
