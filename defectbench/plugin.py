@@ -19,15 +19,18 @@ from defectbench.errors import ZooBuildError
 _OPTIONS = (
     # (option, env var, default, help)
     ("--zoo-profile", "DEFECTBENCH_PROFILE", "quick", "zoo profile: smoke, quick or full"),
-    ("--zoo-dir", "DEFECTBENCH_ZOO", None, "zoo directory (default ~/.cache/defectbench/zoo)"),
+    ("--zoo-dir", "DEFECTBENCH_ZOO", None,
+     "zoo directory (default $XDG_CACHE_HOME/defectbench/zoo, else ~/.cache/defectbench/zoo)"),
     ("--variants", "DEFECTBENCH_VARIANTS", "*", "comma-separated globs of variant names"),
     ("--precisions", "DEFECTBENCH_PRECISIONS", "fp32,bf16,fp16,int8", "comma-separated"),
     ("--devices", "DEFECTBENCH_DEVICES", "cpu,cuda", "comma-separated: cpu, cuda"),
     ("--batch-sizes", "DEFECTBENCH_BATCH_SIZES", "1,8,32", "comma-separated integers"),
-    ("--threads", "DEFECTBENCH_THREADS", None, "intra-op threads for torch and ONNX Runtime"),
+    ("--threads", "DEFECTBENCH_THREADS", None,
+     "intra-op threads for torch and ONNX Runtime, and for a zoo build the suite starts "
+     "(default torch's)"),
     ("--budgets", "DEFECTBENCH_BUDGETS", None, "budgets TOML (default fixtures/budgets.toml)"),
     ("--latency-seconds", "DEFECTBENCH_LATENCY_SECONDS", "3",
-     "time budget per latency case; rounds = budget / call time, 5..200"),
+     "time budget per latency case; rounds = budget / call time, 5..200 (survey 3..200)"),
     ("--memory-isolated", "DEFECTBENCH_MEMORY_ISOLATED", "0",
      "1: also measure each CPU artifact's RAM on its own (a forked child loads it and runs "
      "the largest selected batch); adds seconds per artifact, more for PT2E"),
@@ -52,8 +55,9 @@ _GENERATE_ERRORS = pytest.StashKey[dict]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("defectbench", "defectbench benchmark suite")
     for option, env, default, help_text in _OPTIONS:
-        group.addoption(option, default=None,
-                        help=f"{help_text}; env {env}; default {default or 'see text'}")
+        # a default that is computed (None here) is described in the help text itself
+        default_text = f"; default {default}" if default is not None else ""
+        group.addoption(option, default=None, help=f"{help_text}; env {env}{default_text}")
 
 
 def option(config: pytest.Config, name: str) -> str | None:
