@@ -282,7 +282,8 @@ class Suite:
                                confidence=confidence)
         reference = self.reference()["pred"]
         comparison = compare_recall(self.val.ids, labels, reference, pred, confidence)
-        by_group = compare_recall_by_group(self.val.ids, labels, reference, pred, groups)
+        by_group = compare_recall_by_group(self.val.ids, labels, reference, pred, groups,
+                                           confidence)
         verdicts = judge_all(
             self.budgets,
             case.variant,

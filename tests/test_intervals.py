@@ -57,12 +57,18 @@ def test_one_sided_bounds_match_scipy(kn, confidence):
 @settings(max_examples=100, deadline=None)
 @given(
     kn=counts(),
-    confidence=st.floats(0.5, 0.999),
+    confidence=st.floats(0.51, 0.999),
     side=st.sampled_from(["two-sided", "upper", "lower"]),
 )
 def test_bounds_contain_the_estimate(kn, confidence, side):
-    p = clopper_pearson(*kn, confidence, side)
+    k, n = kn
+    p = clopper_pearson(k, n, confidence, side)
     assert 0.0 <= p.lower <= p.estimate <= p.upper <= 1.0
+    # strictly, away from the edges: the interval is clamped around the estimate against
+    # round-off, so the weak inequality alone would hold even with the tails swapped
+    if 0 < k < n:
+        assert p.lower < p.estimate if side != "upper" else p.lower == 0.0
+        assert p.upper > p.estimate if side != "lower" else p.upper == 1.0
 
 
 @settings(max_examples=60, deadline=None)
@@ -99,8 +105,13 @@ def test_zero_trials_raises_with_advice():
         ((3, 10, 95), r"confidence must be in \(0, 1\).*not 95"),
         ((3, 10, 0.0), r"confidence must be in \(0, 1\)"),
         ((3, 10, 0.95, "both"), r"side must be one of 'two-sided', 'upper', 'lower', got 'both'"),
+        # a one-sided bound at 0.5 or less is the estimate itself: no margin, refused as in
+        # drop_interval rather than returned as a "bound"
+        ((5, 10, 0.3, "upper"), r"one-sided bound at confidence 0.3 .*above 0.5"),
+        ((5, 10, 0.5, "lower"), r"one-sided bound at confidence 0.5 .*above 0.5"),
     ],
-    ids=["k>n", "k<0", "float-k", "percent-confidence", "zero-confidence", "bad-side"],
+    ids=["k>n", "k<0", "float-k", "percent-confidence", "zero-confidence", "bad-side",
+         "upper-at-0.3", "lower-at-0.5"],
 )
 def test_bad_arguments_raise_config_error(args, match):
     with pytest.raises(ConfigError, match=match):

@@ -319,6 +319,15 @@ def test_a_nan_threshold_is_refused_not_read_as_flag_nothing():
     assert predict([0.1, 0.9], np.float32(0.5)).tolist() == [False, True]
 
 
+def test_recall_at_refuses_a_nan_threshold_and_takes_numpy_targets():
+    with pytest.raises(DataError, match="threshold must be a number, got nan"):
+        recall_at([1, 1, 0], [0.9, 0.8, 0.1], float("nan"))  # read as recall 0.0 before
+    assert recall_at([1, 1, 0], [0.9, 0.8, 0.1], np.float32(0.85)) == 0.5
+    # a target or threshold read from an array is a number like any other
+    assert threshold_for_recall([1, 1, 0], [0.9, 0.8, 0.1], np.float32(0.5)) == pytest.approx(0.9)
+    assert OperatingPoint("p", np.float32(0.25), np.float64(0.9), "dev").threshold == 0.25
+
+
 def test_a_numpy_confidence_is_a_number():
     from defectbench.metrics.intervals import check_confidence
 

@@ -38,6 +38,11 @@ def test_roc_auc_refuses_labels_other_than_0_1_and_marks_nan_scores():
         roc_auc([0, 2, 1], [0.1, 0.9, 0.8])  # a 2 used to count as defective
     with pytest.raises(DataError, match="same length"):
         roc_auc([0, 1, 1], [0.1, 0.9])
+    # an (n, 2) softmax crashed with an IndexError, an (n, 1) column was flattened silently
+    softmax = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    for scores in (softmax, softmax[:, 1:]):
+        with pytest.raises(DataError, match=r"one score per item \(1-D\), got shape \(3, \d\)"):
+            roc_auc([0, 1, 1], scores)
     assert np.isnan(roc_auc([0, 1], [0.1, float("nan")]))  # fit skips such an epoch
 
 

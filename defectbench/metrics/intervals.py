@@ -76,6 +76,11 @@ def clopper_pearson(
         )
     if not 0 <= k <= n:
         raise ConfigError(f"clopper_pearson needs 0 <= k <= n, got k={k}, n={n}")
+    if side != "two-sided" and confidence <= 0.5:  # as drop_interval: no margin to report
+        raise ConfigError(
+            f"a one-sided bound at confidence {confidence} is the estimate itself or lies on the "
+            "wrong side of it; use a confidence above 0.5, such as 0.95"
+        )
 
     alpha = 1.0 - confidence
     tail = alpha / 2 if side == "two-sided" else alpha

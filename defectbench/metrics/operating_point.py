@@ -6,6 +6,7 @@ The decision rule everywhere is ``score >= threshold`` means defective.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from defectbench.errors import ConfigError, DataError
-from defectbench.metrics.confusion import as_binary, as_scores, check_same_length
+from defectbench.metrics.confusion import as_binary, as_scores, check_same_length, predict
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class OperatingPoint:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"OperatingPoint name must be a non-empty string, got {self.name!r}")
-        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)):
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, numbers.Real):
             raise ConfigError(
                 f"OperatingPoint {self.name!r}: threshold must be a number, got {self.threshold!r}"
             )
@@ -61,7 +62,8 @@ class OperatingPoint:
 
 
 def _check_target(target: float, what: str) -> float:
-    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0 < target <= 1:
+    # numbers.Real: a numpy float (a target read from an array) is as good as a Python one
+    if isinstance(target, bool) or not isinstance(target, numbers.Real) or not 0 < target <= 1:
         raise ConfigError(f"{what} must be in (0, 1], e.g. 0.95, got {target!r}")
     return float(target)
 
@@ -69,10 +71,10 @@ def _check_target(target: float, what: str) -> float:
 def recall_at(y_true: Any, scores: Any, threshold: float) -> float:
     """Recall of ``scores >= threshold`` on the defective items."""
     t = as_binary(y_true, "y_true")
-    s = as_scores(scores)
-    check_same_length(y_true=t, scores=s)
+    flagged = predict(scores, threshold)  # refuses a NaN threshold, which flags nothing
+    check_same_length(y_true=t, scores=flagged)
     n_defective = int(t.sum())
-    return int((s[t] >= threshold).sum()) / n_defective if n_defective else 0.0
+    return int(flagged[t].sum()) / n_defective if n_defective else 0.0
 
 
 def threshold_for_recall(y_true: Any, scores: Any, target_recall: float) -> float:

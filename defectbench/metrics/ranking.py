@@ -17,6 +17,11 @@ def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """
     y = as_binary(y_true, "y_true")
     s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1:  # an (n, 2) softmax would be flattened into 2n scores
+        raise DataError(
+            f"ROC AUC needs one score per item (1-D), got shape {s.shape}; pass the defect "
+            "class's column"
+        )
     check_same_length(y_true=y, scores=s)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
