@@ -292,12 +292,20 @@ class Suite:
         )
         manifest = self.catalog.manifest(case.variant)
         plain = binary_report(labels, probs, 0.5)  # reported, not gated
+        # the build scored dev with the artifact as built, on CPU at its first CPU precision;
+        # other precisions and CUDA apply that same threshold, as a deployment using the zoo's
+        # threshold would, so their recall drop includes the threshold's shift
+        chosen_with = {"precision": self.catalog.precisions(case.variant, "cpu")[0],
+                       "device": "cpu"}
         result = {
             "variant": case.variant,
             "precision": case.precision,
             "device": case.device,
             "runtime": runtime,
             "operating_point": point.to_dict(),
+            "threshold_chosen_with": chosen_with,
+            "threshold_from_this_case": chosen_with == {"precision": case.precision,
+                                                        "device": case.device},
             "recall": report["recall"],
             "recall_interval": [
                 report["recall_interval"]["lower"],

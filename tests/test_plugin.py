@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from defectbench import suite as suite_mod
@@ -437,6 +438,28 @@ def test_the_quality_pass_leaves_the_timed_instance_to_its_own_first_calls(
     suite.memory(case, suite.perf_batch(case))
     assert batches_of(timed) == [8]
     assert suite.predictor(case) is timed  # kept for the session
+
+
+def test_a_case_says_which_scoring_chose_its_threshold(smoke_zoo):
+    # the zoo chose each variant's threshold on dev with the artifact as built (fp32 on CPU
+    # here); a bf16 case applies that threshold, and the JSON says it was not chosen for it
+    suite = suite_mod.Suite(Catalog(smoke_zoo, "smoke"), REPO / "fixtures" / "budgets-smoke.toml")
+    fp32 = suite.evaluate(suite_mod.Case(STUDENT, "fp32", "cpu", 1))
+    bf16 = suite.evaluate(suite_mod.Case(STUDENT, "bf16", "cpu", 1))
+    for result in (fp32, bf16):
+        assert result["threshold_chosen_with"] == {"precision": "fp32", "device": "cpu"}
+        assert result["operating_point"] == fp32["operating_point"]
+    assert fp32["threshold_from_this_case"] is True
+    assert bf16["threshold_from_this_case"] is False
+    # the dev scoring the manifest recorded is the fp32 one: it reproduces the threshold
+    from defectbench.metrics import threshold_for_recall
+
+    predictor = suite.catalog.predictor(STUDENT, "fp32", "cpu")
+    rows = suite.catalog.dev_rows(STUDENT)
+    probs = np.concatenate([predictor.predict_proba(rows[i:i + 32])
+                            for i in range(0, len(rows), 32)])
+    assert threshold_for_recall(rows.images.labels, probs, 0.90) == pytest.approx(
+        fp32["operating_point"]["threshold"], abs=1e-6)
 
 
 IN_PROCESS_BUILD_FORBIDDEN = '''

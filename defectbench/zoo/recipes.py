@@ -49,7 +49,9 @@ class TrainedRecipe:
             )
 
     runtime = "torch"
-    # fp16 is a CUDA format; on CPU the AMX units run bf16 (FACTS.md)
+    # fp16 is a CUDA format; on CPU the AMX units run bf16 (FACTS.md). Every recipe's first CPU
+    # precision is the one its build scores dev with, so the one its threshold is chosen for
+    # (`threshold_chosen_with` in the suite's results)
     precisions = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "bf16", "fp16")}
 
     @property
