@@ -37,6 +37,7 @@ from defectbench.metrics.confusion import binary_report
 from defectbench.metrics.operating_point import OperatingPoint
 from defectbench.metrics.paired import compare_recall, compare_recall_by_group
 from defectbench.zoo.catalog import Catalog
+from defectbench.zoo.derived import scoring_batch
 from defectbench.zoo.profiles import TEACHER
 from defectbench.zoo.registry import match_variants
 
@@ -239,7 +240,7 @@ class Suite:
             f"{', '.join(p['name'] for p in points)}"
         )
 
-    def predict_val(self, case: Case, batch_size: int = 32) -> tuple[np.ndarray, str]:
+    def predict_val(self, case: Case) -> tuple[np.ndarray, str]:
         """Defect probabilities on `val`, and the runtime that produced them.
 
         Scored by an instance loaded for this pass alone and released after it, never the
@@ -250,6 +251,9 @@ class Suite:
         """
         predictor = self.load_predictor(case)
         x = self.val_arrays(case.variant)
+        # as many images per call as the zoo scored dev with (one where an image's score
+        # depends on its neighbours in the call: dynamic INT8), so val is scored alike
+        batch_size = scoring_batch(self.catalog.recipe(case.variant))
         probs = np.concatenate(
             [predictor.predict_proba(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )

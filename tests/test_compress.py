@@ -344,6 +344,25 @@ def test_dynamic_int8(exported, tmp_path) -> None:
     assert np.abs(int8 - fp32).max() <= 0.25 * np.abs(fp32).max()
 
 
+def test_dynamic_int8_scores_depend_on_the_call_so_the_zoo_scores_them_per_image(
+    exported, tmp_path
+) -> None:
+    from defectbench.zoo.derived import OrtInt8Recipe, scoring_batch
+
+    _, _, report = exported
+    out = tmp_path / "dyn.onnx"
+    quantize_onnx_dynamic(report.path, out)
+    x = images(4, seed=41)
+    x[1:] *= 3.0  # neighbours with a wider range: one activation scale per call
+    predictor = OrtPredictor(out)
+    alone = predictor.predict_logits(x[:1])
+    assert not np.array_equal(alone, predictor.predict_logits(x)[:1])
+    assert np.array_equal(alone, predictor.predict_logits(x[:1]))  # per image: repeatable
+    # hence one image per call at build (dev) and in the suite (val); static graphs keep 32
+    assert scoring_batch(OrtInt8Recipe("p", OrtDynamicInt8Config())) == 1
+    assert scoring_batch(OrtInt8Recipe("p", OrtStaticInt8Config())) == 32
+
+
 def test_static_int8_needs_enough_calibration_samples(lite0, tmp_path) -> None:
     _, _, report = lite0
     with pytest.raises(

@@ -295,6 +295,36 @@ def test_cuda_memory_is_the_artifacts_own_allocation_plus_its_first_call(monkeyp
     assert Predictor.calls == 2
 
 
+@pytest.mark.parametrize(("mode", "calls"), [("dynamic", [1] * 5), ("static", [5])])
+def test_val_is_scored_in_calls_as_the_zoo_scored_dev(mode, calls):
+    # a dynamic INT8 artifact's score for an image depends on its call's other images: val is
+    # scored one image per call, as its dev threshold was chosen
+    from defectbench import suite as suite_mod
+    from defectbench.compress import OrtDynamicInt8Config, OrtStaticInt8Config
+    from defectbench.zoo.derived import OrtInt8Recipe
+
+    quant = OrtDynamicInt8Config() if mode == "dynamic" else OrtStaticInt8Config()
+    seen: list[int] = []
+
+    class Predictor:
+        runtime = "onnxruntime"
+
+        def predict_proba(self, batch):
+            seen.append(len(batch))
+            return np.full(len(batch), 0.5)
+
+    class Catalog:
+        def recipe(self, name):
+            return OrtInt8Recipe("parent", quant)
+
+    suite = object.__new__(suite_mod.Suite)
+    suite.catalog = Catalog()
+    suite.load_predictor = lambda case: Predictor()
+    suite.val_arrays = lambda variant: np.zeros((5, 3, 4, 4), np.float32)
+    probs, runtime = suite.predict_val(suite_mod.Case("v.int8_ort_dyn", "int8", "cpu"))
+    assert seen == calls and probs.shape == (5,) and runtime == "onnxruntime"
+
+
 def test_cost_is_core_hours_on_cpu_and_gpu_hours_on_cuda():
     # 3.6 ms per image: a million images keep one worker busy for exactly one hour
     assert inference_cost(3.6e-3, "cpu", 2) == pytest.approx(

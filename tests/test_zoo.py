@@ -189,16 +189,18 @@ def test_keys_change_with_recipe_data_versions_and_parents():
 def _as_built_before_the_artifact_changes(recipes):
     """The recipes with the options that changed artifacts on 2026-11-30 turned off: ORT
     static INT8 with a quantized classifier output, PT2E/QAT keeping unused float weights,
-    QAT observers updating while dev is scored."""
+    QAT observers updating while dev is scored, dynamic INT8 scored 32 images per call."""
     import dataclasses
 
     from defectbench.compress.ort_quant import OrtStaticInt8Config
     from defectbench.compress.pt2e import Pt2eInt8Config
-    from defectbench.zoo.derived import QatRecipe
+    from defectbench.zoo.derived import OrtInt8Recipe, QatRecipe
 
     def before(recipe):
         if isinstance(recipe, QatRecipe):
             recipe = dataclasses.replace(recipe, freeze_observers_in_eval=False)
+        if isinstance(recipe, OrtInt8Recipe):
+            recipe = dataclasses.replace(recipe, score_dynamic_per_image=False)
         quant = getattr(recipe, "quant", None)
         if isinstance(quant, OrtStaticInt8Config):
             return dataclasses.replace(
@@ -288,7 +290,8 @@ def test_the_2026_11_30_artifact_changes_rekey_exactly_what_they_change(monkeypa
     )
     changed = {name for name in keys if keys[name] != old[name]}
     rebuilt = {name for name, r in recipes.items()
-               if isinstance(getattr(r, "quant", None), (OrtStaticInt8Config, Pt2eInt8Config))}
+               if isinstance(getattr(r, "quant", None), (OrtStaticInt8Config, Pt2eInt8Config))
+               or name.endswith(".int8_ort_dyn")}
     assert changed == rebuilt
     assert {TEACHER + ".int8_ort_sym", TEACHER + ".int8_pt2e",
             "tf_efficientnet_lite0.kd.qat_pt2e"} <= changed

@@ -40,6 +40,16 @@ DevRows = np.ndarray | PreprocessedRows
 ONNX_FILE = "model.onnx"
 PRUNED_FILE = "pruned.pt"
 CPU_ONLY_INT8 = {"cpu": ("int8",)}
+SCORING_BATCH = 32  # images per call when dev (build) and val (suite) are scored
+
+
+def scoring_batch(recipe) -> int:
+    """Images per call when a variant's dev and val scores are computed.
+
+    One for artifacts whose score for an image depends on the other images of its call
+    (dynamic INT8 takes one activation scale per call), so that each image's score, and the
+    gate's decision on it, is what a batch-1 deployment sees."""
+    return getattr(recipe, "scoring_batch", SCORING_BATCH)
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,9 @@ class OrtInt8Recipe:
     parent: str
     quant: OrtStaticInt8Config | OrtDynamicInt8Config
     calibration_seed: int = 0
+    # dynamic INT8 scored one image per call (`scoring_batch`); False: in calls of 32, as zoos
+    # built before 2026-11-30 did (their keys)
+    score_dynamic_per_image: bool = True
     runtime = "onnxruntime"
 
     @property
@@ -81,13 +94,24 @@ class OrtInt8Recipe:
     def parents(self) -> tuple[str, ...]:
         return (self.parent,)
 
+    @property
+    def scoring_batch(self) -> int:
+        # dynamic INT8 quantizes activations with one scale per call: in a batch of 32 an
+        # image's score moved by up to 0.003 with its neighbours, enough to flip the
+        # threshold's own dev cell, so it is scored one image at a time
+        static = isinstance(self.quant, OrtStaticInt8Config)
+        return SCORING_BATCH if static or not self.score_dynamic_per_image else 1
+
     def to_dict(self) -> dict:
+        static = isinstance(self.quant, OrtStaticInt8Config)
         return {
             "kind": "ort_int8",
             "parent": self.parent,
-            "mode": "static" if isinstance(self.quant, OrtStaticInt8Config) else "dynamic",
+            "mode": "static" if static else "dynamic",
             "quant": self.quant.to_dict(),
             "calibration_seed": self.calibration_seed,
+            # only where it is not the default, so other variants keep their keys
+            **({} if self.scoring_batch == SCORING_BATCH else {"scoring_batch": 1}),
         }
 
 
@@ -435,23 +459,27 @@ def _dev_inputs(ctx, recipes, name) -> tuple[np.ndarray, Preprocess]:
     return ctx.arrays("dev", pre), pre
 
 
-def _finish(ctx, name, predictor, pre: Preprocess, extra: dict[str, Any]) -> dict[str, Any]:
+def _finish(
+    ctx, name, predictor, pre: Preprocess, extra: dict[str, Any], batch: int = SCORING_BATCH
+) -> dict[str, Any]:
     from defectbench.zoo.build import evaluate_on_dev
 
     dev_x = ctx.arrays("dev", pre)
     probs = np.concatenate(
-        [predictor.predict_proba(dev_x[i : i + 32]) for i in range(0, len(dev_x), 32)]
+        [predictor.predict_proba(dev_x[i : i + batch]) for i in range(0, len(dev_x), batch)]
     )
     return {
         "preprocess": pre.to_dict(),
         "dev": evaluate_on_dev(ctx, probs),
         "dev_images": len(dev_x),
+        "dev_scoring_batch": batch,
         **extra,
     }
 
 
 def _finish_onnx(
-    ctx, name: str, parent_name: str, pre: Preprocess, report: dict[str, Any]
+    ctx, name: str, parent_name: str, pre: Preprocess, report: dict[str, Any],
+    batch: int = SCORING_BATCH,
 ) -> dict[str, Any]:
     """Score the written ONNX file on dev through ONNX Runtime and record it."""
     from defectbench.runtime.predictor import OrtPredictor
@@ -470,6 +498,7 @@ def _finish_onnx(
             "params": parent.get("params"),
             "macs": parent.get("macs"),
         },
+        batch,
     )
 
 
@@ -502,7 +531,8 @@ def build_ort_int8(ctx, name: str, recipe: OrtInt8Recipe, recipes) -> dict[str, 
         report = quantize_onnx_static(source, path, [calib], recipe_quant)
     else:
         report = quantize_onnx_dynamic(source, path, recipe.quant)
-    return _finish_onnx(ctx, name, recipe.parent, pre, {"quantization": report.to_dict()})
+    return _finish_onnx(ctx, name, recipe.parent, pre, {"quantization": report.to_dict()},
+                        scoring_batch(recipe))
 
 
 def build_pt2e(ctx, name: str, recipe: Pt2eRecipe, recipes) -> dict[str, Any]:
