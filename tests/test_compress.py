@@ -227,6 +227,32 @@ def test_static_int8_logits_are_not_on_an_8_bit_grid(lite0, tmp_path) -> None:
     assert len(scores[False]) < len(scores[True])
 
 
+def test_a_convolution_classifier_behind_a_flatten_keeps_a_float_output(tmp_path) -> None:
+    # DLA, DPN and BiT end in a 1x1 convolution then a flatten: excluding the flatten's op
+    # type left the convolution's output quantized (scores on an 8-bit grid) while the check
+    # looked only at the flatten; now the classifier convolution itself stays float
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 8, 3), nn.ReLU(),
+                        nn.AdaptiveAvgPool2d(1), nn.Conv2d(8, 2, 1), nn.Flatten())
+    calib = images(8, seed=46, size=16)
+    report = export_onnx(net.eval(), calib[:2], tmp_path / "convhead.onnx")
+    x = images(24, seed=47, size=16)
+    out = tmp_path / "q.onnx"
+    quant = quantize_onnx_static(report.path, out, [calib], OrtStaticInt8Config(num_calibration=8))
+    assert len(quant.float_nodes) == 1 and quant.to_dict()["float_nodes"] == list(
+        quant.float_nodes)
+    graph = onnx.load(str(out)).graph
+    producer = {o: n for n in graph.node for o in n.output}
+    node = producer[graph.output[0].name]
+    while node.op_type in ("Reshape", "Flatten"):
+        node = producer[node.input[0]]
+    assert node.op_type == "Conv" and node.name in quant.float_nodes  # float, not requantized
+    assert sum(n.op_type == "QuantizeLinear" for n in graph.node) > 0  # the rest is INT8
+    logits = OrtPredictor(out).predict_logits(x)
+    assert len(np.unique(np.round(logits[:, 1], 7))) == len(x)
+    np.testing.assert_allclose(logits, torch_logits(net, x), atol=0.1 * np.abs(logits).max())
+
+
 def test_float_model_output_refuses_an_output_op_type_that_repeats(tmp_path) -> None:
     # ORT keeps outputs float by op type: with two Gemms, keeping the classifier's float would
     # keep the hidden layer's too, another model than the one asked for

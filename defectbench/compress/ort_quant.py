@@ -224,6 +224,9 @@ class QuantReport:
     int8_bytes: int
     sha256: str
     config: dict[str, Any]
+    # static QDQ: nodes left unquantized so the output stays float (a classifier that is a
+    # convolution followed by a reshape, whose op type occurs elsewhere too)
+    float_nodes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -231,6 +234,7 @@ class QuantReport:
             "op_types": _list_or_none(self.op_types),
             "float_output_op_types": list(self.float_output_op_types),
             "transformer_ops": list(self.transformer_ops),
+            "float_nodes": list(self.float_nodes),
         }
 
 
@@ -274,12 +278,20 @@ def quantize_onnx_static(
         extra["ActivationSymmetric"] = True
     if not config.quantize_bias:
         extra["QuantizeBias"] = False
+    float_nodes: tuple[str, ...] = ()
     with tempfile.TemporaryDirectory() as tmpdir, atomic_path(out_path) as tmp:
         pre = _pre_process(fp32_path, Path(tmpdir))
         if config.float_model_output:
-            float_outputs = tuple(
-                sorted(set(float_outputs) | _model_output_op_type(pre, set(float_outputs)))
-            )
+            behind_reshape = _output_compute_nodes_behind_shape_ops(pre)
+            if behind_reshape:
+                # a convolution classifier then a flatten (DLA, DPN, BiT): excluding the
+                # flatten's op type would leave the convolution's output quantized, so the
+                # classifier node itself stays float (one small convolution)
+                float_nodes = tuple(sorted(behind_reshape))
+            else:
+                float_outputs = tuple(
+                    sorted(set(float_outputs) | _model_output_op_type(pre, set(float_outputs)))
+                )
         extra["OpTypesToExcludeOutputQuantization"] = list(float_outputs)
         # one sample per call: the histogram calibrators (entropy, percentile) stack every
         # call's activations and need equal shapes, and a trimmed last batch would differ
@@ -304,10 +316,13 @@ def quantize_onnx_static(
             activation_type=_quant_type(config.activation_type),
             weight_type=_quant_type(config.weight_type),
             calibrate_method=method,
+            nodes_to_exclude=list(float_nodes),
             extra_options=extra,
         )
         quantize_nodes = _require_quantized(tmp, fp32_path, op_types)
-        if config.float_model_output and _output_producers(tmp) & {"DequantizeLinear"}:
+        if config.float_model_output and "DequantizeLinear" in _output_producers(
+            tmp, through_shape_ops=True
+        ):
             raise ArtifactError(
                 f"quantizing {fp32_path} left its output behind a DequantizeLinear, so the "
                 "scores would be rounded to 8 bits although float_model_output is set; set "
@@ -326,6 +341,7 @@ def quantize_onnx_static(
         markers,
         quantize_nodes,
         config.to_dict(),
+        float_nodes,
     )
 
 
@@ -437,13 +453,48 @@ def _existing(path: str | Path) -> Path:
     return path
 
 
-def _output_producers(onnx_path: str | Path) -> set[str]:
-    """Op types of the nodes that produce the graph's outputs (a classifier's Gemm)."""
+# ops that only move or relabel values: an output behind them is still the op's before them
+_SHAPE_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"})
+
+
+def _output_nodes(onnx_path: str | Path, through_shape_ops: bool) -> list[Any]:
+    """The nodes producing the graph's outputs, or, through shape-only ops, the nodes whose
+    values those ops pass on (the Conv behind a classifier's Flatten)."""
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    outputs = {o.name for o in graph.output}
-    return {n.op_type for n in graph.node if outputs & set(n.output)}
+    producer = {out: node for node in graph.node for out in node.output}
+    found, pending, seen = [], [o.name for o in graph.output], set()
+    while pending:
+        node = producer.get(pending.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if through_shape_ops and node.op_type in _SHAPE_OPS:
+            pending.append(node.input[0])  # the data input; the others are shapes or axes
+        else:
+            found.append(node)
+    return found
+
+
+def _output_producers(onnx_path: str | Path, through_shape_ops: bool = False) -> set[str]:
+    """Op types of the nodes that produce the graph's outputs (a classifier's Gemm)."""
+    return {node.op_type for node in _output_nodes(onnx_path, through_shape_ops)}
+
+
+def _output_compute_nodes_behind_shape_ops(onnx_path: str | Path) -> set[str]:
+    """Names of the nodes whose outputs reach the graph's outputs only through shape-only
+    ops; empty when the outputs come straight from a compute node (a Gemm classifier)."""
+    direct = {tuple(n.output) for n in _output_nodes(onnx_path, through_shape_ops=False)}
+    behind = [n for n in _output_nodes(onnx_path, through_shape_ops=True)
+              if tuple(n.output) not in direct]
+    unnamed = [n.op_type for n in behind if not n.name]
+    if unnamed:  # ORT excludes nodes by name
+        raise ConfigError(
+            f"the {', '.join(unnamed)} node(s) behind {Path(onnx_path).name}'s output have no "
+            "name, so they cannot be kept float; set float_model_output=False"
+        )
+    return {n.name for n in behind}
 
 
 def _model_output_op_type(onnx_path: Path, already_float: set[str]) -> set[str]:
@@ -528,6 +579,7 @@ def _report(
     markers: tuple[str, ...],
     quantize_nodes: int,
     config: dict[str, Any],
+    float_nodes: tuple[str, ...] = (),
 ) -> QuantReport:
     out_path = Path(out_path)
     return QuantReport(
@@ -545,4 +597,5 @@ def _report(
         int8_bytes=out_path.stat().st_size,
         sha256=sha256_file(out_path),
         config=config,
+        float_nodes=float_nodes,
     )
