@@ -240,8 +240,9 @@ class Suite:
             f"{', '.join(p['name'] for p in points)}"
         )
 
-    def predict_val(self, case: Case) -> tuple[np.ndarray, str]:
-        """Defect probabilities on `val`, and the runtime that produced them.
+    def predict_val(self, case: Case) -> tuple[np.ndarray, str, str | None]:
+        """Defect probabilities on `val`, the runtime that produced them, and why the artifact
+        computes another function than its build did, if it does (`differs_from_build`).
 
         Scored by an instance loaded for this pass alone and released after it, never the
         timed one: the timed instance's first call at each batch size is what its memory
@@ -257,7 +258,7 @@ class Suite:
         probs = np.concatenate(
             [predictor.predict_proba(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
-        return probs, predictor.runtime
+        return probs, predictor.runtime, predictor.differs_from_build
 
     # -- quality --------------------------------------------------------------------------
     def reference(self) -> dict[str, Any]:
@@ -265,7 +266,7 @@ class Suite:
         if self._reference is None:
             teacher = self.catalog.profile.teacher
             case = Case(teacher, "fp32", "cpu")
-            probs, _ = self.predict_val(case)
+            probs, _, _ = self.predict_val(case)
             point = self.operating_point(teacher)
             self._reference = {"case": case, "pred": point.predict(probs)}
         return self._reference
@@ -276,7 +277,7 @@ class Suite:
         key = Case(case.variant, case.precision, case.device)
         if key in self.quality:
             return self.quality[key]
-        probs, runtime = self.predict_val(key)
+        probs, runtime, differs_from_build = self.predict_val(key)
         point = self.operating_point(case.variant)
         pred = point.predict(probs)
         labels = self.val.labels
@@ -310,6 +311,9 @@ class Suite:
             "threshold_chosen_with": chosen_with,
             "threshold_from_this_case": chosen_with == {"precision": case.precision,
                                                         "device": case.device},
+            # a PT2E graph recalibrated at load into other parameters than its build's is
+            # judged at the build's threshold: said here, not only in a warning
+            "differs_from_build": differs_from_build,
             "recall": report["recall"],
             "recall_interval": [
                 report["recall_interval"]["lower"],

@@ -308,6 +308,7 @@ def test_val_is_scored_in_calls_as_the_zoo_scored_dev(mode, calls):
 
     class Predictor:
         runtime = "onnxruntime"
+        differs_from_build = None
 
         def predict_proba(self, batch):
             seen.append(len(batch))
@@ -321,8 +322,9 @@ def test_val_is_scored_in_calls_as_the_zoo_scored_dev(mode, calls):
     suite.catalog = Catalog()
     suite.load_predictor = lambda case: Predictor()
     suite.val_arrays = lambda variant: np.zeros((5, 3, 4, 4), np.float32)
-    probs, runtime = suite.predict_val(suite_mod.Case("v.int8_ort_dyn", "int8", "cpu"))
+    probs, runtime, differs = suite.predict_val(suite_mod.Case("v.int8_ort_dyn", "int8", "cpu"))
     assert seen == calls and probs.shape == (5,) and runtime == "onnxruntime"
+    assert differs is None
 
 
 def test_cost_is_core_hours_on_cpu_and_gpu_hours_on_cuda():

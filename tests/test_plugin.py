@@ -451,6 +451,7 @@ def test_a_case_says_which_scoring_chose_its_threshold(smoke_zoo):
         assert result["operating_point"] == fp32["operating_point"]
     assert fp32["threshold_from_this_case"] is True
     assert bf16["threshold_from_this_case"] is False
+    assert fp32["differs_from_build"] is None  # same weights as the build scored dev with
     # the dev scoring the manifest recorded is the fp32 one: it reproduces the threshold
     from defectbench.metrics import threshold_for_recall
 

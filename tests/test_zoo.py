@@ -1038,13 +1038,18 @@ def test_a_pt2e_variant_records_how_many_calibration_images_it_used(tmp_path, mo
     finally:
         torch.set_num_threads(threads)
     assert pt2e.qparams_fingerprint(predictor.model) == manifest["qparams_sha256"]
+    assert predictor.differs_from_build is None
 
     # a graph that comes out otherwise (another CPU model) is said, not passed over
     path = catalog.store.manifest_path(name)
     tampered = {**manifest, "qparams_sha256": "0" * 64}
     path.write_text(json.dumps(tampered))
     with pytest.warns(UserWarning, match=r"calibrating again at load gave other quantization"):
-        Catalog(tmp_path, smoke).predictor(name, "int8", "cpu")
+        predictor = Catalog(tmp_path, smoke).predictor(name, "int8", "cpu")
+    # and carried into the results that use it (suite.evaluate), not only a warning
+    assert predictor.differs_from_build.startswith(
+        "calibrating again at load gave other quantization parameters than the build "
+        "(fingerprint ")
 
 
 # --- another teacher: a timm architecture with the user's weights ----------------------------

@@ -54,6 +54,9 @@ class Predictor(abc.ABC):
     device: str
     runtime: str
     max_batch: int | None = None
+    # why this instance computes another function than the build whose dev threshold it is
+    # judged at (a PT2E graph recalibrated at load into other parameters); None: the same
+    differs_from_build: str | None = None
 
     @abc.abstractmethod
     def _predict_batch(self, x: np.ndarray) -> np.ndarray:

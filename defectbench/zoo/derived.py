@@ -410,10 +410,14 @@ def _check_same_calibration(store, name: str, manifest: dict[str, Any], predicto
     if here != recorded:
         from defectbench.measure.machine import cpu_identity
 
+        # said in each result that uses it (`differs_from_build`), not only in a warning
+        predictor.differs_from_build = (
+            f"calibrating again at load gave other quantization parameters than the build "
+            f"(fingerprint {here[:12]} vs {recorded[:12]}; built on {manifest.get('built_on')}, "
+            f"loaded on {cpu_identity()})"
+        )
         warnings.warn(
-            f"{name}: calibrating again at load gave other quantization parameters than its "
-            f"build (fingerprint {here[:12]} vs {recorded[:12]}; built on "
-            f"{manifest.get('built_on')}, loaded on {cpu_identity()}): the gates judge the graph "
+            f"{name}: {predictor.differs_from_build}: the gates judge the graph "
             "made here, while its dev operating point was chosen on the build's; to make them "
             f"one, delete {store.variant_dir(name)} and run `defectbench zoo build --profile "
             f"{store.profile} --zoo {store.root} --variants {name}` on this machine",
