@@ -413,7 +413,8 @@ def test_specificity_floor_catches_recall_bought_by_flagging_good_cells():
     # Both keep recall 0.86 on 200 defective cells; the second flags half of the 450 good ones.
     kept = BinaryCounts(tp=172, fn=28, fp=90, tn=360)  # specificity 0.80
     flagging = BinaryCounts(tp=172, fn=28, fp=225, tn=225)  # specificity 0.50
-    assert judge(FNR, VARIANT, kept).passed == judge(FNR, VARIANT, flagging).passed
+    # the recall budgets cannot tell them apart: both pass the FNR ceiling
+    assert judge(FNR, VARIANT, kept).passed and judge(FNR, VARIANT, flagging).passed
     assert judge(SPEC_FLOOR, VARIANT, kept).passed
     v = judge(SPEC_FLOOR, VARIANT, flagging)
     assert not v.passed and v.value == 0.5

@@ -139,6 +139,18 @@ def test_rows_in_an_unknown_split_are_refused_not_dropped(tmp_path, elpv_fixture
         fixture.load_fixture(target)
 
 
+def test_an_image_missing_from_the_split_is_refused_not_left_unscored(tmp_path, elpv_fixture):
+    # a row lost in a merge would leave its image in no split: never trained on, never scored
+    target = tmp_path / "elpv"
+    shutil.copytree(elpv_fixture.directory, target)
+    _rewrite_split(target, lambda raw: raw.replace(
+        b"images/cell0002.png,val,1.000000,mono\n", b"", 1))
+    with pytest.raises(FixtureMismatchError,
+                       match=r"lists 2623 ids for 2624 installed images \(first missing: "
+                             r"\['images/cell0002.png'\]\); restore the fixture from git"):
+        fixture.load_fixture(target)
+
+
 def test_fixture_of_another_version_is_refused(tmp_path, elpv_fixture):
     target = tmp_path / "elpv"
     shutil.copytree(elpv_fixture.directory, target)

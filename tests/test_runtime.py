@@ -163,8 +163,13 @@ def test_torch_predictor_takes_a_flipped_view(batch: np.ndarray) -> None:
 
 def test_torch_predictor_splits_into_max_batch_chunks(batch: np.ndarray) -> None:
     model = tiny_net()
+    seen: list[int] = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(len(args[0])))
     whole = TorchPredictor(model).predict_logits(batch)
+    assert seen == [5]
+    seen.clear()
     chunked = TorchPredictor(model, max_batch=2).predict_logits(batch)
+    assert seen == [2, 2, 1]  # the model never got more than max_batch images at once
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
 
 
@@ -523,8 +528,20 @@ def test_ort_predictor_max_batch_chunks_a_dynamic_batch(tmp_path, weight, small_
     path = write_onnx(tmp_path / "m.onnx", weight)
     predictor = OrtPredictor(path, max_batch=2)
     assert predictor.max_batch == 2
-    np.testing.assert_allclose(predictor.predict_logits(small_batch),
-                               OrtPredictor(path).predict_logits(small_batch), rtol=1e-6)
+    seen: list[int] = []
+
+    class RecordingSession:  # the real session, with the batch size of every call noted
+        def __init__(self, inner):
+            self.inner = inner
+
+        def run(self, outputs, feed):
+            seen.append(len(next(iter(feed.values()))))
+            return self.inner.run(outputs, feed)
+
+    predictor.session = RecordingSession(predictor.session)
+    chunked = predictor.predict_logits(small_batch)
+    assert seen == [2, 1]  # the session never got more than max_batch images at once
+    np.testing.assert_allclose(chunked, OrtPredictor(path).predict_logits(small_batch), rtol=1e-6)
 
 
 @pytest.mark.parametrize(

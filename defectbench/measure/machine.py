@@ -8,12 +8,15 @@ INTERESTING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"
                      "amx_bf16", "avx_vnni")
 
 
-def cpu_flags() -> dict[str, bool]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    for line in text.splitlines():
+def cpu_flags(cpuinfo: str | None = None) -> dict[str, bool]:
+    """Whether the CPU has each instruction-set extension the kernels choose by (`cpuinfo`: the
+    text of /proc/cpuinfo, read when None); empty where there is no flags line (not x86)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return {}
+    for line in cpuinfo.splitlines():
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
             return {f: f in flags for f in INTERESTING_FLAGS}
