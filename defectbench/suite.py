@@ -258,7 +258,8 @@ class Suite:
         probs = np.concatenate(
             [predictor.predict_proba(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
-        return probs, predictor.runtime, predictor.differs_from_build
+        # getattr: a wrapper (a conftest's, or another library's predictor) need not carry it
+        return probs, predictor.runtime, getattr(predictor, "differs_from_build", None)
 
     # -- quality --------------------------------------------------------------------------
     def reference(self) -> dict[str, Any]:

@@ -227,6 +227,22 @@ def test_static_int8_logits_are_not_on_an_8_bit_grid(lite0, tmp_path) -> None:
     assert len(scores[False]) < len(scores[True])
 
 
+def test_an_output_left_quantized_despite_float_model_output_is_refused(
+    lite0, tmp_path, monkeypatch
+) -> None:
+    # the last check: should the exclusion miss the node that feeds the output (an op type not
+    # foreseen), the 8-bit scores are refused rather than written as float ones
+    import defectbench.compress.ort_quant as ort_quant
+
+    _, _, report = lite0
+    monkeypatch.setattr(ort_quant, "_model_output_op_type", lambda path, already: set())
+    out = tmp_path / "q.onnx"
+    with pytest.raises(ArtifactError, match=r"left its output behind a DequantizeLinear"):
+        quantize_onnx_static(report.path, out, [images(4, seed=48)],
+                             OrtStaticInt8Config(num_calibration=4))
+    assert not out.exists()
+
+
 def test_a_convolution_classifier_behind_a_flatten_keeps_a_float_output(tmp_path) -> None:
     # DLA, DPN and BiT end in a 1x1 convolution then a flatten: excluding the flatten's op
     # type left the convolution's output quantized (scores on an 8-bit grid) while the check

@@ -109,12 +109,22 @@ def test_suite_writes_every_field_and_passes_smoke_budgets(suite_dir, smoke_zoo)
         assert info["memory"]["load_delta_mb"] >= 0 and info["memory"]["delta_mb"] >= 0
         assert info["latency_ms"]["p50"] <= info["latency_ms"]["p99"]
         assert info["throughput_ips"] == pytest.approx(1000 / info["latency_ms"]["p50"])
+        # the derived figures follow from the measured ones (batch 1 here)
+        p50_s = info["latency_ms"]["p50"] / 1e3
+        assert info["gflops_per_s"] == pytest.approx(2 * info["macs"] / p50_s / 1e9)
+        assert info["peak_fraction"] == pytest.approx(
+            info["gflops_per_s"] / info["peak_gflops_measured"])
+        assert info["cost_core_hours_per_million"] == pytest.approx(
+            p50_s * 1e6 / 3600 * info["threads"])
         assert info["img_size"] == get_profile("smoke").teacher_size  # smoke: one size for all
         isolated = info["memory"]["isolated"]  # b1 is the largest selected batch here
         assert isolated["kind"] == "cpu_rss_isolated" and isolated["batch"] == 1
         assert 0 < isolated["load_mb"] <= isolated["peak_delta_mb"] < 2000
     teacher = next(b for b in data["benchmarks"] if TEACHER in b["name"])
     assert teacher["extra_info"]["speedup_vs_reference"] == 1.0
+    student_info = next(b for b in data["benchmarks"] if STUDENT in b["name"])["extra_info"]
+    assert student_info["speedup_vs_reference"] == pytest.approx(
+        teacher["extra_info"]["latency_ms"]["p50"] / student_info["latency_ms"]["p50"])
     section = data["defectbench"]
     assert section["profile"] == "smoke" and section["reference"] == TEACHER
     assert section["budgets_file"].endswith("budgets-smoke.toml")

@@ -216,6 +216,35 @@ def test_fit_learns_and_keeps_the_best_dev_epoch():
     assert best > 0.9
 
 
+def test_class_weights_are_sklearns_balanced_weights():
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from defectbench.train.fit import _class_weight
+
+    labels = np.array([0] * 30 + [1] * 10)  # ELPV-like imbalance: a quarter defective
+    expected = compute_class_weight("balanced", classes=np.array([0, 1]), y=labels)
+    np.testing.assert_allclose(_class_weight(labels, "weighted_loss").numpy(), expected,
+                               rtol=1e-6)
+    assert _class_weight(labels, "none") is None
+    # a class absent from a tiny subset weighs as if it had one sample, not infinitely
+    assert torch.isfinite(_class_weight(np.zeros(8, dtype=int), "weighted_loss")).all()
+
+
+def test_fit_leaves_the_model_holding_the_best_epochs_weights_not_the_last():
+    # dev labels inverted: the better the model learns train, the lower its dev AUROC, so the
+    # best epoch is an early one; the weights each epoch was scored with are recorded as it ends
+    x, y = _data()
+    dev_x, dev_y = x, 1 - y
+    model = _Tiny()
+    scored = []
+    result = fit(model, x, y, dev_x, dev_y,
+                 TrainConfig(epochs=4, img_size=16, batch_size=8, lr=0.05), description="t",
+                 on_epoch=lambda record: scored.append(copy.deepcopy(model.state_dict())))
+    assert len(scored) == 4 and result.best_epoch != 3
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, scored[result.best_epoch][key]), key
+
+
 class _Interrupt(Exception):
     pass
 
