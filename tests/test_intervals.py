@@ -105,7 +105,7 @@ def test_zero_trials_raises_with_advice():
         ((3, 10, 95), r"confidence must be in \(0, 1\).*not 95"),
         ((3, 10, 0.0), r"confidence must be in \(0, 1\)"),
         ((3, 10, 0.95, "both"), r"side must be one of 'two-sided', 'upper', 'lower', got 'both'"),
-        # a one-sided bound at 0.5 or less is the estimate itself: no margin, refused as in
+        # a one-sided bound at 0.5 or less has no margin over the estimate, refused as in
         # drop_interval rather than returned as a "bound"
         ((5, 10, 0.3, "upper"), r"one-sided bound at confidence 0.3 .*above 0.5"),
         ((5, 10, 0.5, "lower"), r"one-sided bound at confidence 0.5 .*above 0.5"),

@@ -325,7 +325,14 @@ def test_recall_at_refuses_a_nan_threshold_and_takes_numpy_targets():
     assert recall_at([1, 1, 0], [0.9, 0.8, 0.1], np.float32(0.85)) == 0.5
     # a target or threshold read from an array is a number like any other
     assert threshold_for_recall([1, 1, 0], [0.9, 0.8, 0.1], np.float32(0.5)) == pytest.approx(0.9)
-    assert OperatingPoint("p", np.float32(0.25), np.float64(0.9), "dev").threshold == 0.25
+    point = OperatingPoint("p", np.float32(0.25), np.float32(0.9), "dev")
+    assert point.threshold == 0.25 and type(point.target_recall) is float
+    json.dumps(point.to_dict())  # what manifests and results hold
+
+
+def test_binary_report_refuses_a_confidence_its_fnr_bound_cannot_use():
+    with pytest.raises(ConfigError, match=r"also sets its one-sided FNR upper bound.*above 0.5"):
+        binary_report([1, 0], [0.9, 0.1], 0.5, confidence=0.5)
 
 
 def test_a_numpy_confidence_is_a_number():

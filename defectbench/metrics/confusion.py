@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from defectbench.errors import DataError
+from defectbench.errors import ConfigError, DataError
 from defectbench.metrics.intervals import Proportion, check_confidence, clopper_pearson
 
 
@@ -232,6 +232,12 @@ def binary_report(
     two-sided ``recall_interval`` (``None`` where the group value has no defective items).
     """
     confidence = check_confidence(confidence)
+    if confidence <= 0.5:
+        raise ConfigError(
+            f"binary_report's confidence {confidence} also sets its one-sided FNR upper bound, "
+            "which has no margin over the estimate at 0.5 or less; use a confidence above 0.5, "
+            "such as 0.95"
+        )
     t = as_binary(y_true, "y_true")
     pred = predict(scores, threshold)
     n = check_same_length(y_true=t, scores=pred)

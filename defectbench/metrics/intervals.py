@@ -78,8 +78,9 @@ def clopper_pearson(
         raise ConfigError(f"clopper_pearson needs 0 <= k <= n, got k={k}, n={n}")
     if side != "two-sided" and confidence <= 0.5:  # as drop_interval: no margin to report
         raise ConfigError(
-            f"a one-sided bound at confidence {confidence} is the estimate itself or lies on the "
-            "wrong side of it; use a confidence above 0.5, such as 0.95"
+            f"a one-sided bound at confidence {confidence} has no margin over the estimate (at "
+            "0.5 it is about the median) or lies on the wrong side of it; use a confidence "
+            "above 0.5, such as 0.95"
         )
 
     alpha = 1.0 - confidence

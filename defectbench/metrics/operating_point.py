@@ -41,8 +41,9 @@ class OperatingPoint:
         if math.isnan(self.threshold):
             raise ConfigError(f"OperatingPoint {self.name!r}: threshold is NaN")
         object.__setattr__(self, "threshold", float(self.threshold))
-        if self.target_recall is not None:
-            _check_target(self.target_recall, f"OperatingPoint {self.name!r}: target_recall")
+        if self.target_recall is not None:  # stored as a float: a numpy one is not JSON
+            object.__setattr__(self, "target_recall", _check_target(
+                self.target_recall, f"OperatingPoint {self.name!r}: target_recall"))
         if not isinstance(self.chosen_on, str) or not self.chosen_on:
             raise ConfigError(
                 f"OperatingPoint {self.name!r}: chosen_on must name the split the threshold was "

@@ -25,13 +25,14 @@ itself, and at 204 defective cells it covers a true drop of 2 or 5 points with n
 catches 39% and 44% of the time instead of 95% (exact trinomial coverage,
 ``tests/test_paired.py``). Tango's is asymptotic, not exact: its one-sided 95% coverage
 (exact trinomial) is at or above 94% at 204 defective cells for the drops and churn of the
-committed runs, but its minimum over true drops of 0.001 to 0.3 with no new catches is
-93.7% there (at a drop near 0.014), 93.2% at 80 and 130 cells (the cell-type groups' size)
-and 92.2% at 20 (near 0.12): coverage is a sawtooth in the true drop, and a per-group drop
-bound over a small group covers somewhat less than its nominal level
-(``tests/test_paired.py``). The exact alternative that guarantees it (a
-Bonferroni pair of Clopper-Pearson bounds on ``b / n`` and ``c / n``) is up to half again as
-wide (0.115 against 0.081 for 23 new misses and 17 new catches of 205).
+committed runs, but coverage is a sawtooth in the true drop, and its infimum over true drops
+up to 0.3 with no new catches is 93.2% there, 93.1% in val's cell-type groups (112 and 92
+defective cells) and 92.1% in a group of 20, each just above the bound that no discordant
+pair leaves (``z**2 / (n + z**2)``, 0.013 at 204 cells): a per-group drop bound over a small
+group covers somewhat less than its nominal level (``tests/test_paired.py``). The exact
+alternative that guarantees it (a Bonferroni pair of Clopper-Pearson bounds on ``b / n`` and
+``c / n``) is up to half again as wide (0.115 against 0.081 for 23 new misses and 17 new
+catches of 205).
 With no discordant pair the interval is not ``[0, 0]``: it is about ``+- z**2 / n``, what
 ``n`` agreeing items can exclude.
 """
@@ -80,8 +81,9 @@ def drop_interval(
         )
     if side != "two-sided" and confidence <= 0.5:
         raise ConfigError(
-            f"a one-sided bound at confidence {confidence} is the estimate itself or lies on the "
-            "wrong side of it; use a confidence above 0.5, such as 0.95"
+            f"a one-sided bound at confidence {confidence} has no margin over the estimate (at "
+            "0.5 it is about the median) or lies on the wrong side of it; use a confidence "
+            "above 0.5, such as 0.95"
         )
     z = float(norm.ppf(confidence if side != "two-sided" else (1 + confidence) / 2))
     estimate = (b - c) / n
