@@ -395,7 +395,7 @@ def _build_missing(catalog, wanted: list[str]) -> None:
         raise ZooBuildError(
             f"building the {catalog.profile.name!r} zoo failed (exit status {status}; its "
             "output is above). Fix that and rerun: finished variants are kept, and "
-            f"`defectbench zoo build --profile {catalog.profile.name}` resumes the rest"
+            f"{catalog.store.rebuild_command()} resumes the rest"
         )
 
 

@@ -267,6 +267,18 @@ def test_a_convolution_classifier_behind_a_flatten_keeps_a_float_output(tmp_path
     logits = OrtPredictor(out).predict_logits(x)
     assert len(np.unique(np.round(logits[:, 1], 7))) == len(x)
     np.testing.assert_allclose(logits, torch_logits(net, x), atol=0.1 * np.abs(logits).max())
+    # an artifact of the old form under the same key is refused at load, with the rebuild
+    from defectbench.zoo.derived import OrtInt8Recipe, _check_float_output
+    from defectbench.zoo.store import ZooStore
+
+    old = tmp_path / "old.onnx"
+    quantize_onnx_static(report.path, old, [calib],
+                         OrtStaticInt8Config(num_calibration=8, float_model_output=False))
+    store, recipe = ZooStore(tmp_path / "zoo", "smoke"), OrtInt8Recipe("p", OrtStaticInt8Config())
+    _check_float_output(store, "v.int8_ort", recipe, out)
+    with pytest.raises(ArtifactError, match=r"rounds its scores to 8 bits although its recipe "
+                       r"keeps them float .*--variants v.int8_ort`"):
+        _check_float_output(store, "v.int8_ort", recipe, old)
 
 
 def test_float_model_output_refuses_an_output_op_type_that_repeats(tmp_path) -> None:

@@ -522,7 +522,7 @@ def test_a_failed_zoo_build_stops_the_suite_with_the_way_to_resume(suite_dir, tm
     )
     result.stdout.fnmatch_lines(
         ["*ZooBuildError: building the 'smoke' zoo failed (exit status *"
-         "`defectbench zoo build --profile smoke` resumes the rest*"]
+         f"`defectbench zoo build --profile smoke --zoo {not_a_dir}` resumes the rest*"]
     )
     # said once for the session, not repeated under every case
     assert result.stdout.str().count("zoo failed (exit status") == 1

@@ -93,7 +93,10 @@ class OrtStaticInt8Config:
     classifier's Gemm) in float: quantized, the logits land on a grid of at most 256 levels
     set by the calibration range (saturating outside it), so scores tie and the threshold that
     `dev` picks for a recall target moves in coarse steps, right where the recall gate works.
-    The classifier still computes in INT8 (QGemm with a float output).
+    The classifier still computes in INT8 (QGemm with a float output). A classifier that is a
+    convolution followed by shape-only ops (a 1x1 Conv then Flatten: DLA, DPN, BiT) cannot be
+    kept float by op type, since Conv occurs everywhere; that one node is left unquantized
+    instead (``QuantReport.float_nodes``) and computes in float.
 
     ``symmetric_activations`` with ``activation_type='int8'`` gives every activation a zero
     point of 0, and ``quantize_bias=False`` keeps biases in float instead of int32 behind a
@@ -320,7 +323,7 @@ def quantize_onnx_static(
             extra_options=extra,
         )
         quantize_nodes = _require_quantized(tmp, fp32_path, op_types)
-        if config.float_model_output and "DequantizeLinear" in _output_producers(
+        if config.float_model_output and "DequantizeLinear" in output_op_types(
             tmp, through_shape_ops=True
         ):
             raise ArtifactError(
@@ -477,7 +480,7 @@ def _output_nodes(onnx_path: str | Path, through_shape_ops: bool) -> list[Any]:
     return found
 
 
-def _output_producers(onnx_path: str | Path, through_shape_ops: bool = False) -> set[str]:
+def output_op_types(onnx_path: str | Path, through_shape_ops: bool = False) -> set[str]:
     """Op types of the nodes that produce the graph's outputs (a classifier's Gemm)."""
     return {node.op_type for node in _output_nodes(onnx_path, through_shape_ops)}
 
@@ -507,7 +510,7 @@ def _model_output_op_type(onnx_path: Path, already_float: set[str]) -> set[str]:
     import onnx
 
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
-    types = _output_producers(onnx_path) - already_float
+    types = output_op_types(onnx_path) - already_float
     repeated = {t: n for t in types if (n := sum(node.op_type == t for node in graph.node)) > 1}
     if repeated:
         listed = ", ".join(f"{t} ({n} nodes)" for t, n in sorted(repeated.items()))

@@ -44,8 +44,8 @@ class Catalog:
         if problem := _read_side_problem(manifest):
             path = self.store.manifest_path(name)
             raise ArtifactError(
-                f"manifest {path} {problem}; delete {path.parent} and run `defectbench zoo "
-                f"build --profile {self.profile.name}` to rebuild it"
+                f"manifest {path} {problem}; delete {path.parent} and run "
+                f"{self.store.rebuild_command(name)} to rebuild it"
             )
         return manifest
 

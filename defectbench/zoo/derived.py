@@ -289,6 +289,23 @@ def tensorrt_engine_dir(store, name: str, manifest: dict[str, Any]) -> Path:
     return store.cache_dir() / "tensorrt" / f"{name}-{onnx_sha256[:16]}"
 
 
+def _check_float_output(store, name: str, recipe, path: Path) -> None:
+    """A static INT8 graph whose recipe keeps the output float but whose scores still leave
+    through a DequantizeLinear (a convolution classifier behind a flatten, built before such
+    classifiers were kept float, under the same key) is refused, not scored on 8 bits."""
+    from defectbench.compress.ort_quant import output_op_types
+
+    quant = getattr(recipe, "quant", None)
+    if not (isinstance(quant, OrtStaticInt8Config) and quant.float_model_output):
+        return
+    if "DequantizeLinear" in output_op_types(path, through_shape_ops=True):
+        raise ArtifactError(
+            f"variant {name!r}: its ONNX graph {path} rounds its scores to 8 bits although its "
+            "recipe keeps them float (built by an earlier defectbench); delete "
+            f"{store.variant_dir(name)} and run {store.rebuild_command(name)}"
+        )
+
+
 def open_derived_predictor(catalog, name: str, precision: str, device: str):
     from defectbench.runtime.predictor import (
         TENSORRT_MAX_BATCH,
@@ -328,9 +345,9 @@ def open_derived_predictor(catalog, name: str, precision: str, device: str):
             raise ArtifactError(
                 f"variant {name!r} was asked for at {precision} but its ONNX graph "
                 f"{store.variant_dir(name) / ONNX_FILE} computes in {predictor.precision}; "
-                f"delete {store.variant_dir(name)} and rebuild it (`defectbench zoo build "
-                f"--profile {store.profile} --variants {name}`)"
+                f"delete {store.variant_dir(name)} and run {store.rebuild_command(name)}"
             )
+        _check_float_output(store, name, recipe, path)
         return predictor
     if isinstance(recipe, PruneRecipe):
         model = load_torch_model(store, recipes, keys, name)
@@ -419,8 +436,8 @@ def _check_same_calibration(store, name: str, manifest: dict[str, Any], predicto
         warnings.warn(
             f"{name}: {predictor.differs_from_build}: the gates judge the graph "
             "made here, while its dev operating point was chosen on the build's; to make them "
-            f"one, delete {store.variant_dir(name)} and run `defectbench zoo build --profile "
-            f"{store.profile} --zoo {store.root} --variants {name}` on this machine",
+            f"one, delete {store.variant_dir(name)} and run {store.rebuild_command(name)} on "
+            "this machine",
             stacklevel=2,
         )
 

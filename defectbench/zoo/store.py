@@ -81,9 +81,10 @@ class ZooStore:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def rebuild_command(self) -> str:
-        """The command that rebuilds this zoo folder, for error messages."""
-        command = f"`defectbench zoo build --profile {self.profile} --zoo {self.root}`"
+    def rebuild_command(self, variant: str | None = None) -> str:
+        """The command that rebuilds this zoo folder (or one variant in it), for messages."""
+        only = f" --variants {variant}" if variant else ""
+        command = f"`defectbench zoo build --profile {self.profile} --zoo {self.root}{only}`"
         if self.directory.name != self.profile:  # another teacher's folder: `zoo_folder`
             command += (f" with the --teacher options this folder ({self.directory.name}) was "
                         "built with")
