@@ -119,6 +119,24 @@ def test_all_outputs_are_written_and_non_empty(written):
         assert "<svg" in (out / f"{stem}.svg").read_text()
 
 
+def test_header_says_which_rows_borrow_a_threshold_or_were_scored_on_another_graph(tmp_path):
+    from defectbench.report.table import header_markdown
+
+    data = _load(CPU)
+    assert "thresholds:" not in header_markdown(load_report([CPU]))  # files without the fields
+    # the quality section is what the report reads (extra_info's copy is a fallback)
+    for quality in data["defectbench"]["quality"]:
+        if quality["variant"] == PRUNED:  # as if it were a bf16 case
+            quality["threshold_from_this_case"] = False
+        if quality["variant"] == INT8:
+            quality["differs_from_build"] = "calibrating again at load gave other parameters"
+    text = header_markdown(load_report([_dump(data, tmp_path / "cpu.json")]))
+    assert ("- thresholds: each variant's own, chosen on dev with the artifact as built on CPU; "
+            "rows at fp32 on cpu apply it at another precision or device") in text
+    assert ("- scored on another graph than the build's (judged at the build's threshold): "
+            f"`{INT8}`") in text
+
+
 def test_table_header_names_inputs_fixture_machines_and_budgets(written):
     text = (written[2] / "table.md").read_text()
     fixture = _load(CPU)["defectbench"]["fixture"]

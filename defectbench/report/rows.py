@@ -90,6 +90,11 @@ class ReportRow:
     speedup_vs_reference: float | None
     cost_core_hours_per_million: float | None  # CPU cases
     cost_gpu_hours_per_million: float | None = None  # CUDA cases (files from before: none)
+    # the threshold was chosen on dev for another precision/device of the variant (its build's)
+    threshold_from_other_case: bool = False
+    # why the scored artifact computes another function than its build did (PT2E recalibrated
+    # into other parameters), or None
+    differs_from_build: str | None = None
 
     @property
     def has_quality(self) -> bool:
@@ -435,6 +440,9 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
                                             f"{where}.cost_core_hours_per_million"),
         cost_gpu_hours_per_million=_number(extra.get("cost_gpu_hours_per_million"),
                                            f"{where}.cost_gpu_hours_per_million"),
+        # files from before these fields existed say nothing either way
+        threshold_from_other_case=q.get("threshold_from_this_case") is False,
+        differs_from_build=q.get("differs_from_build") or None,
     )
 
 

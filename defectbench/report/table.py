@@ -137,6 +137,16 @@ def header_markdown(report: Report) -> str:
         lines.append(f"- intervals in the table: recall two-sided {shown}, the recall-drop and "
                      f"FNR upper bounds one-sided {shown}; each verdict is judged on the bound "
                      "at its own budget's confidence")
+    borrowed = sorted({(r.precision, r.device) for r in report.rows if r.threshold_from_other_case})
+    if borrowed:
+        cases = ", ".join(f"{p} on {d}" for p, d in borrowed)
+        lines.append(f"- thresholds: each variant's own, chosen on dev with the artifact as built "
+                     f"on CPU; rows at {cases} apply it at another precision or device, so their "
+                     "recall drop includes the threshold's shift")
+    differing = sorted({r.variant for r in report.rows if r.differs_from_build})
+    if differing:
+        lines.append(f"- scored on another graph than the build's (judged at the build's "
+                     f"threshold): {', '.join(f'`{v}`' for v in differing)}")
     budgets = report.budgets_at_operating_point()
     lines.append("- budgets:" if budgets else "- budgets: none recorded")
     lines += [_budget_line(b) for b in budgets]
