@@ -512,7 +512,19 @@ def test_the_header_says_at_what_confidence_the_shown_intervals_are(tmp_path):
     # the plots' error bars are those intervals, and their axis says so (it said 95%)
     for figure in (latency_figure(report), size_figure(report)):
         labels = {ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()}
-        assert labels == {"defect recall (99% interval)"}
+        assert labels == {"defect recall (bars: two-sided 99% interval;\n"
+                          "bound-judged budgets use their own bound, see the table)"}
+
+
+def test_each_budget_line_has_a_colour_of_its_own(written):
+    # two bound-judged budgets share a line style: the colour tells them apart
+    report = written[0]
+    figure = latency_figure(report)
+    (legend,) = figure.legends  # one legend for the figure, below the panels
+    colours = {text.get_text(): handle.get_color()
+               for text, handle in zip(legend.get_texts(), legend.legend_handles, strict=True)
+               if text.get_text().startswith(("recall-drop", "fnr-ceiling"))}
+    assert len(colours) >= 3 and len(set(colours.values())) == len(colours), colours
 
 
 def test_one_file_given_twice_is_refused(tmp_path, monkeypatch):
@@ -802,6 +814,46 @@ def test_no_passing_variant_is_said_plainly(tmp_path):
     from defectbench.report.table import header_markdown
 
     assert "- fastest variant passing every budget: none passes" in header_markdown(report)
+
+
+def test_each_panel_draws_the_budgets_its_own_file_was_judged_at(tmp_path):
+    gpu = _load(GPU)
+    for budget in gpu["defectbench"]["budgets"]:
+        if budget["name"] == "fnr-ceiling":
+            budget["value"] = 0.15
+    report = load_report([CPU, _dump(gpu, tmp_path / "gpu.json")])
+    cuda = next(r for r in report.rows if r.device == "cuda" and r.has_quality)
+    cpu = next(r for r in report.rows if r.device == "cpu" and r.has_quality)
+
+    def fnr_line(row):
+        levels = budget_levels(report, row.device, row.machine, row.source)
+        return next(y for y, label, _ in levels if label.startswith("fnr-ceiling"))
+
+    assert fnr_line(cpu) == pytest.approx(0.80) and fnr_line(cuda) == pytest.approx(0.85)
+    assert any("each panel's budget lines are its own file's" in n for n in report.notes)
+
+
+def test_a_panel_without_an_answer_is_said_and_an_ungated_point_lists_no_budgets(tmp_path):
+    from defectbench.report.table import header_markdown
+
+    gpu = _load(GPU)
+    for q in gpu["defectbench"]["quality"]:
+        q["passed"] = False  # every CUDA case fails: its panels must not vanish from the list
+    report = load_report([CPU, _dump(gpu, tmp_path / "gpu.json")])
+    text = header_markdown(report)
+    cuda_panels = sorted({r.panel for r in report.rows if r.device == "cuda" and r.has_quality})
+    assert cuda_panels
+    for device, machine, batch in cuda_panels:
+        assert f"  - {device} b{batch} ({machine}): none passes" in text
+    # at the fixed 0.5 point nothing was judged: no budget is listed as applying, none drawn
+    fixed = load_report([CPU], "p0.5")
+    assert fixed.budgets_at_operating_point() == []
+    text = header_markdown(fixed)
+    assert "- budgets: none judged at this operating point" in text
+    assert "- fastest variant passing every budget: not gated at this operating point" in text
+    assert latency_figure(fixed).legends[0].get_texts()  # drawn, without budget lines
+    assert not any(t.get_text().startswith("fnr-ceiling")
+                   for t in latency_figure(fixed).legends[0].get_texts())
 
 
 def test_memory_column_shows_only_memory_that_belongs_to_the_artifact(tmp_path):

@@ -50,6 +50,9 @@ OTHER_MARKERS = ("P", "h", "*", "p", "<", ">")
 FAIL_COLOUR = "tab:red"
 REFERENCE_COLOUR = "tab:green"
 BUDGET_COLOUR = "tab:orange"
+# one colour per budget line, so two lines of one style (two bound-judged budgets) are told
+# apart in the plot and its legend
+BUDGET_COLOURS = ("tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:olive", "tab:cyan")
 SURVEY_COLOUR = "0.25"
 MARKER_SIZE = 5.5
 
@@ -79,11 +82,14 @@ def short_label(row: ReportRow) -> str:
     return name if row.precision in recipe else f"{name} {row.precision}"
 
 
-def budget_levels(report: Report, device: str, machine: str) -> list[tuple[float, str, str]]:
-    """(recall, label, linestyle) for each whole-set budget that maps to a recall level."""
+def budget_levels(report: Report, device: str, machine: str,
+                  source: str | None = None) -> list[tuple[float, str, str]]:
+    """(recall, label, linestyle) for each whole-set budget that maps to a recall level; with
+    ``source``, the budgets of that input file (the panel's rows were judged at them)."""
     lines = []
     teacher = report.reference_recall.get((device, machine))
-    for budget in report.budgets_at_operating_point():
+    budgets = report.budgets_at_operating_point() if source is None else report.budgets_of(source)
+    for budget in budgets:
         if budget.get("group"):
             continue  # per-group floors are not a line on the overall recall axis
         value = budget.get("value")
@@ -127,7 +133,7 @@ class _Legend:
     not_gated: bool = False
     frontier: bool = False
     reference: bool = False
-    budgets: dict[str, str] = field(default_factory=dict)  # label -> linestyle
+    budgets: dict[str, tuple[str, str]] = field(default_factory=dict)  # label -> style, colour
     survey: bool = False
 
     def colour(self, runtime: str | None) -> str:
@@ -162,8 +168,8 @@ class _Legend:
         if self.reference:
             items.append((Line2D([], [], color=REFERENCE_COLOUR, lw=0.8),
                           "FP32 reference recall"))
-        for label, style in self.budgets.items():
-            items.append((Line2D([], [], color=BUDGET_COLOUR, ls=style, lw=0.9), label))
+        for label, (style, colour) in self.budgets.items():
+            items.append((Line2D([], [], color=colour, ls=style, lw=0.9), label))
         if self.survey:
             items.append((Line2D([], [], ls="", marker="^", ms=MARKER_SIZE, color=SURVEY_COLOUR),
                           "latency only (no recall)"))
@@ -293,9 +299,13 @@ def _draw_panel(ax: Axes, report: Report, rows: Sequence[ReportRow], front: Sequ
     if teacher is not None:
         ax.axhline(teacher, color=REFERENCE_COLOUR, lw=0.8, alpha=0.8, zorder=1)
         legend.reference = True
-    for y, label, style in budget_levels(report, device, machine):
-        ax.axhline(y, color=BUDGET_COLOUR, ls=style, lw=0.9, zorder=1)
-        legend.budgets.setdefault(label, style)
+    names = [b.get("name") for b in report.budgets_at_operating_point()]
+    for y, label, style in budget_levels(report, device, machine, rows[0].source):
+        name = label.split(":", 1)[0]
+        colour = BUDGET_COLOURS[names.index(name) % len(BUDGET_COLOURS)] if name in names \
+            else BUDGET_COLOUR
+        ax.axhline(y, color=colour, ls=style, lw=0.9, zorder=1)
+        legend.budgets.setdefault(label, (style, colour))
 
     # latency-only models have no recall: a mark on the x axis, never a point in recall space
     survey = [r for r in rows if r.latency_only and cost(r) is not None]
@@ -311,7 +321,10 @@ def _draw_panel(ax: Axes, report: Report, rows: Sequence[ReportRow], front: Sequ
     elif xs:
         ax.set_xlim(0.0, max(xs) * 1.08 or 1.0)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"defect recall ({_interval_label(quality)} interval)")
+    # the bars are the two-sided interval on recall alone; a budget judged on a bound uses its
+    # own (one-sided FNR, paired drop), so a bar may cross that budget's line and still pass
+    ax.set_ylabel(f"defect recall (bars: two-sided {_interval_label(quality)} interval;\n"
+                  "bound-judged budgets use their own bound, see the table)")
     ax.grid(True, which="major", lw=0.4, alpha=0.5)
     ax.grid(True, which="minor", axis="x", lw=0.3, alpha=0.15)
     if not (quality or survey):

@@ -138,9 +138,24 @@ class Report:
         return sorted({f"{row.machine} ({row.device}, {row.host})" for row in self.rows})
 
     def budgets_at_operating_point(self) -> list[Mapping[str, Any]]:
-        """Budgets whose ``operating_point`` glob matches the report's operating point."""
+        """Budgets whose ``operating_point`` glob matches the report's operating point; none
+        where no verdict was recorded there (the suite judges only its gated point, so at
+        another point a matching glob listed or drawn would read as applied)."""
+        return self._matching(self.budgets)
+
+    def budgets_of(self, source: str) -> list[Mapping[str, Any]]:
+        """As :meth:`budgets_at_operating_point`, from the one input file labelled ``source``
+        (a row's): merged inputs may hold one budget name at different values, and each
+        file's rows were judged at its own."""
+        labels = run_labels(self.runs)
+        budgets = next((run.budgets for run in self.runs if labels[run.path] == source), ())
+        return self._matching(budgets)
+
+    def _matching(self, budgets: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        if not any(r.passed is not None for r in self.rows):
+            return []
         op = self.operating_point
-        return [b for b in self.budgets
+        return [b for b in budgets
                 if op is None or fnmatch.fnmatchcase(op, str(b.get("operating_point") or "*"))]
 
     def latency_frontier(self) -> list[int]:
@@ -459,7 +474,8 @@ def _merged_budgets(runs: Sequence[BenchmarkRun], notes: list[str]) -> list[Mapp
             name = str(budget.get("name"))
             if name in by_name and dict(by_name[name]) != dict(budget):
                 notes.append(f"budget {name!r} differs between inputs; verdicts were judged per "
-                             f"file (this header shows the first: {dict(by_name[name])})")
+                             f"file and each panel's budget lines are its own file's (this "
+                             f"header shows the first: {dict(by_name[name])})")
             by_name.setdefault(name, budget)
     return list(by_name.values())
 

@@ -148,7 +148,8 @@ def header_markdown(report: Report) -> str:
         lines.append(f"- scored on another graph than the build's (judged at the build's "
                      f"threshold): {', '.join(f'`{v}`' for v in differing)}")
     budgets = report.budgets_at_operating_point()
-    lines.append("- budgets:" if budgets else "- budgets: none recorded")
+    lines.append("- budgets:" if budgets else "- budgets: none judged at this operating point"
+                 if report.budgets else "- budgets: none recorded")
     lines += [_budget_line(b) for b in budgets]
     lines.append("- memory MiB (2^20 bytes, as every `_mb` field): on CUDA what torch's allocator "
                  "holds for the artifact's weights plus the most its first call allocates "
@@ -156,9 +157,20 @@ def header_markdown(report: Report) -> str:
                  "first call, measured in a forked child (`--memory-isolated 1`, largest batch "
                  f"only; `{DASH}` where not measured)")
     fastest = report.fastest_passing()
+    judged_anywhere = any(r.passed is not None for r in report.rows)
     lines.append("- fastest variant passing every budget:" if fastest
-                 else "- fastest variant passing every budget: none passes")
+                 else "- fastest variant passing every budget: none passes" if judged_anywhere
+                 else "- fastest variant passing every budget: not gated at this operating point")
     lines += [_fastest_line(report.rows[i]) for i in fastest]
+    if fastest:
+        # a panel with no answer is said, not left out (a GPU where every case fails)
+        answered = {report.rows[i].panel for i in fastest}
+        for device, machine, batch in sorted({r.panel for r in report.rows if r.has_quality}
+                                             - answered):
+            judged = any(r.passed is not None for r in report.rows
+                         if r.panel == (device, machine, batch))
+            lines.append(f"  - {device} b{batch} ({machine}): "
+                         + ("none passes" if judged else "not gated at this operating point"))
     for note in report.notes:
         lines.append(f"- note: {note}")
     return "\n".join(lines)
