@@ -605,7 +605,7 @@ def test_malformed_quality_and_budget_entries_are_refused_by_name(tmp_path, key,
 def test_an_unreadable_input_or_an_out_path_that_is_a_file_is_a_report_error(
     tmp_path, monkeypatch
 ):
-    with pytest.raises(ReportError, match=r"cannot be read as a JSON text file"):
+    with pytest.raises(ReportError, match=r"a folder, not a file"):
         read_run(tmp_path)  # a directory
 
     def denied(self, *args, **kwargs):
@@ -689,6 +689,26 @@ def test_missing_file_is_named():
         read_run(DATA / "nope.json")
 
 
+def test_a_folder_a_summary_or_a_zoo_listing_is_refused_with_the_right_fix(tmp_path):
+    with pytest.raises(ReportError, match=r"a folder, not a file; pass the JSON inside it"):
+        read_run(tmp_path)
+    out = tmp_path / "report"
+    write_report([CPU], out, plots=False)
+    with pytest.raises(ReportError, match=r"a report's own summary.json, not a benchmark run"):
+        read_run(out / "summary.json")
+    listing = [{"name": TEACHER, "built": True, "stale": False}]
+    with pytest.raises(ReportError, match=r"a `defectbench zoo list --json` listing"):
+        read_run(_dump(listing, tmp_path / "zoo.json"))
+
+
+def test_no_plots_removes_an_earlier_reports_plots(tmp_path):
+    out = tmp_path / "report"
+    write_report([CPU], out)
+    assert (out / "pareto_latency.png").exists()
+    write_report([GPU], out, plots=False)  # tables of another run: its plots must not stay
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "table.csv", "table.md"]
+
+
 def _survey_only(tmp_path) -> Path:
     from defectbench.suite import survey_section
 
@@ -710,14 +730,20 @@ def test_a_survey_only_run_is_reported_as_latency_only(tmp_path):
 def test_a_survey_only_run_merges_with_a_gated_run(tmp_path):
     report = load_report([CPU, _survey_only(tmp_path)])
     assert report.fixture == read_run(CPU).fixture
+    # the survey has no profile: no "different profiles (None, quick)" note
+    assert report.profiles == [read_run(CPU).profile]
+    assert not any("different profiles" in n for n in report.notes)
 
 
 def test_unknown_schema_is_refused(tmp_path):
     data = _load(CPU)
     data["defectbench"]["schema"] = 2
     with pytest.raises(ReportError, match="defectbench schema 2 is not supported; this version "
-                       "reads schema 1"):
+                       "reads schema 1. Upgrade defectbench to read it"):
         read_run(_dump(data, tmp_path / "new.json"))
+    data["defectbench"]["schema"] = 0
+    with pytest.raises(ReportError, match=r"schema 0 is not supported.*Re-run the benchmarks"):
+        read_run(_dump(data, tmp_path / "old.json"))
 
 
 @pytest.mark.parametrize("key", ["split_sha256", "content_sha256"])

@@ -46,6 +46,16 @@ def write_report(
         from defectbench.report.plots import plot_files  # matplotlib only when plotting
 
         files.update(plot_files(report))
+    else:
+        # plots of an earlier report in this folder would sit beside tables they do not show
+        for stale in sorted(out.glob("pareto_*.png")) + sorted(out.glob("pareto_*.svg")):
+            try:
+                stale.unlink()
+            except OSError as exc:
+                raise ReportError(
+                    f"--no-plots: cannot remove {stale}, an earlier report's plot "
+                    f"({exc.strerror or exc}); remove it or choose another --out"
+                ) from exc
     # everything is rendered before anything is written: a failed plot leaves the folder
     # as it was, not new tables beside an older run's plots
     return report, write_files(files, out)

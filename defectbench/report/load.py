@@ -105,7 +105,12 @@ def read_run(path: str | Path) -> BenchmarkRun:
             f"{path}: no such file; pass the JSON written by "
             "`pytest benchmarks --benchmark-json out.json`"
         ) from None
-    except (OSError, UnicodeDecodeError) as err:  # a directory, no permission, an I/O error
+    except IsADirectoryError:
+        raise ReportError(
+            f"{path}: a folder, not a file; pass the JSON inside it that `pytest benchmarks "
+            "--benchmark-json FILE` wrote (such as quick-cpu.json), not the folder"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:  # no permission, an I/O error, binary data
         raise ReportError(f"{path}: cannot be read as a JSON text file ({err}); "
                           f"{HOW_TO_PRODUCE}") from None
     try:
@@ -118,6 +123,16 @@ def read_run(path: str | Path) -> BenchmarkRun:
             "too: rerun the suite)"
         ) from None
 
+    if isinstance(data, dict) and "fastest_passing" in data and "rows" in data:
+        raise ReportError(
+            f"{path}: a report's own summary.json, not a benchmark run; pass the "
+            "`--benchmark-json` file the report was made from (its path is in table.md)"
+        )
+    if isinstance(data, list) and data and isinstance(data[0], dict) and "built" in data[0]:
+        raise ReportError(
+            f"{path}: a `defectbench zoo list --json` listing, not a benchmark run; "
+            f"{HOW_TO_PRODUCE}"
+        )
     if not isinstance(data, dict):
         raise _not_pytest_benchmark(path, f"top level is a {type(data).__name__}, not an object")
     if not isinstance(data.get("benchmarks"), list):
@@ -137,7 +152,9 @@ def read_run(path: str | Path) -> BenchmarkRun:
     if schema != SCHEMA:
         raise ReportError(
             f"{path}: defectbench schema {schema!r} is not supported; this version reads "
-            f"schema {SCHEMA}. Re-run the benchmarks with this defectbench version"
+            f"schema {SCHEMA}. "
+            + ("Upgrade defectbench to read it" if isinstance(schema, int) and schema > SCHEMA
+               else "Re-run the benchmarks with this defectbench version")
         )
     fixture = section.get("fixture")
     latency_only = section.get("latency_only") is True and fixture is None

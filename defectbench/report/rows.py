@@ -131,7 +131,7 @@ class Report:
 
     @property
     def profiles(self) -> list[str]:
-        return sorted({str(r.profile) for r in self.runs})
+        return sorted({str(r.profile) for r in self.runs if r.profile is not None})
 
     @property
     def machines(self) -> list[str]:
@@ -554,7 +554,8 @@ def merge_runs(runs: Sequence[BenchmarkRun], operating_point: str | None = None)
     foreign = sum(r.foreign_benchmarks for r in runs)
     if foreign:
         notes.append(f"{foreign} benchmark(s) without defectbench extra_info were left out")
-    profiles = sorted({str(r.profile) for r in runs})
+    # a latency-only survey run has no profile: its untrained models are named apart
+    profiles = sorted({str(r.profile) for r in runs if r.profile is not None})
     if len(profiles) > 1:
         notes.append(f"inputs come from different profiles ({', '.join(profiles)}): a variant "
                      "name may stand for differently trained models")

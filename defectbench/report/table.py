@@ -120,7 +120,7 @@ def header_markdown(report: Report) -> str:
                      f"sha256 `{fx['content_sha256']}`; split sha256 `{fx['split_sha256']}`")
     else:
         lines.append("- fixture: none (latency-only inputs: untrained survey models, no quality)")
-    lines.append(f"- profile: {', '.join(report.profiles)}")
+    lines.append(f"- profile: {', '.join(report.profiles) or 'none (latency-only runs)'}")
     lines.append(f"- machines: {'; '.join(report.machines)}")
     if report.reference:
         lines.append(f"- reference: `{report.reference}` (FP32); recall drop = reference recall "
