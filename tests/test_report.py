@@ -159,7 +159,7 @@ def test_table_rows_carry_the_numbers_and_verdicts(written):
     assert int8_b1[6:] == [
         "0.897 [0.848, 0.934]", "+0.015 (<= +0.039)", "0.103 (<= 0.139)", "0.900",
         # memory: the CPU process's session-wide high-water mark (812 MB) is not the artifact's
-        "8.7 / 9.22", "115", "-", "3.4", "4.79x", "PASS",
+        "8.70 / 9.22", "115", "-", "3.4", "4.79x", "PASS",
     ]
     pruned = by_key[("cpu", "1", PRUNED)]
     assert pruned[6] == "0.838 [0.780, 0.885]"
@@ -645,7 +645,7 @@ def test_a_failed_plot_leaves_the_previous_report_whole(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("value, text", [
     (1.183, "1.18"), (1.206, "1.21"), (0.0423, "0.0423"), (12.34, "12.3"), (845.3, "845"),
-    (1197.4, "1,197"), (None, "-"),
+    (1197.4, "1,197"), (None, "-"), (6.0, "6.00"), (3.0, "3.00"), (13.0, "13.0"), (99.96, "100"),
 ])
 def test_speeds_and_sizes_print_three_significant_figures(value, text):
     from defectbench.report.table import _g

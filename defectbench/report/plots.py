@@ -101,9 +101,10 @@ def budget_levels(report: Report, device: str, machine: str,
         name = budget.get("name")
         metric = budget.get("metric")
         if metric == "fnr":
-            lines.append((1.0 - value, f"{name}: recall {1 - value:.2f}{suffix}", style))
+            # :.4g: a ceiling of 0.205 is a line at 0.795, not a label reading 0.80
+            lines.append((1.0 - value, f"{name}: recall {1 - value:.4g}{suffix}", style))
         elif metric == "recall":
-            lines.append((float(value), f"{name}: recall {value:.2f}{suffix}", style))
+            lines.append((float(value), f"{name}: recall {value:.4g}{suffix}", style))
         elif metric == "recall_drop" and teacher is not None:
             lines.append((teacher - value, f"{name}: teacher - {value:g}{suffix}", style))
     return lines

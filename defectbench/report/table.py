@@ -37,7 +37,8 @@ def _g(value: float | None) -> str:
     if value is None:
         return DASH
     if abs(value) < 100:  # ".1f" would print 1.18 and 1.21 ms alike, and 0.1 for GPU latencies
-        return f"{value:.3g}"
+        # "#": 6.00 stays 6.00 beside 8.71, not a bare 6 that reads as less precise
+        return f"{value:#.3g}".rstrip(".")
     return f"{value:,.0f}"
 
 
