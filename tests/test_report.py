@@ -159,7 +159,7 @@ def test_table_rows_carry_the_numbers_and_verdicts(written):
     assert int8_b1[6:] == [
         "0.897 [0.848, 0.934]", "+0.015 (<= +0.039)", "0.103 (<= 0.139)", "0.900",
         # memory: the CPU process's session-wide high-water mark (812 MB) is not the artifact's
-        "8.70 / 9.22", "115", "-", "3.4", "4.79x", "PASS",
+        "8.70 / 9.22", "115", "-", "3.40", "4.79x", "PASS",
     ]
     pruned = by_key[("cpu", "1", PRUNED)]
     assert pruned[6] == "0.838 [0.780, 0.885]"
@@ -168,7 +168,7 @@ def test_table_rows_carry_the_numbers_and_verdicts(written):
     assert survey[6:10] == ["latency only"] * 4 and survey[-1] == "latency only"
     assert survey[10] == "123 / 130"
     gpu = by_key[("cuda", "8", INT8)]
-    assert gpu[1] == H100 and gpu[10] == "1.7 / 1.8"
+    assert gpu[1] == H100 and gpu[10] == "1.70 / 1.80"
 
 
 def test_table_is_sorted_by_device_batch_then_latency(written):
