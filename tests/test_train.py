@@ -437,6 +437,26 @@ def test_distillation_without_teacher_logits_is_refused():
         fit(_Tiny(), x, y, x, y, cfg, distill=DistillConfig(teacher="t"))
 
 
+def test_teacher_logits_without_distillation_are_refused_not_ignored():
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8)
+    with pytest.raises(ConfigError, match=r"teacher_logits= was given without distill="):
+        fit(_Tiny(), x, y, x, y, cfg, teacher_logits=np.zeros((len(x), 2), np.float32))
+
+
+@pytest.mark.parametrize("kwargs", [{"temperature": 20.0}, {"alpha": 0.05}])
+def test_hard_distillation_refuses_settings_it_would_ignore(kwargs):
+    with pytest.raises(ConfigError, match=r"hard-label distillation .* uses no temperature"):
+        DistillConfig(teacher="t", mode="hard", **kwargs)
+    DistillConfig(teacher="t", mode="soft", **kwargs)  # soft KD uses both
+
+
+@pytest.mark.parametrize("smoothing", [-0.1, 1.0, 1.5])
+def test_label_smoothing_outside_its_range_is_refused_at_config_time(smoothing):
+    with pytest.raises(ConfigError, match=rf"label_smoothing {smoothing} outside \[0, 1\)"):
+        TrainConfig(epochs=1, img_size=16, label_smoothing=smoothing)
+
+
 def test_label_smoothing_is_refused_when_distilling_instead_of_ignored():
     x, y = _data()
     cfg = TrainConfig(epochs=1, img_size=16, batch_size=8, label_smoothing=0.1)

@@ -13,6 +13,9 @@ class AugmentConfig:
 
     Flips and 90-degree turns keep a cell a cell (bus bars simply turn); rotations stay small
     because real cells are cropped square; contrast and brightness vary with EL exposure.
+    `rot90` is drawn as a transpose (a mirror in the diagonal), which with the two flips gives
+    all eight quarter-turn and mirror views of a square; alone it gives two views, not four
+    turns (kept as built: changing it would change the weights every existing key promises).
     """
 
     flips: bool = True
@@ -41,7 +44,10 @@ class DistillConfig:
     image augmented (flips, small rotations, exposure), so the target describes the image, not
     the view: for views that change what the teacher would say, the student is taught the
     un-augmented answer. Class weights (`TrainConfig.class_balance`) apply to the
-    cross-entropy terms only; the KL term is unweighted.
+    cross-entropy terms only; the KL term is unweighted, so a soft-KD student takes over its
+    teacher's class prior (a teacher trained without class weights pulls its scores at a fixed
+    0.5 threshold below those of a class-weighted no-KD student; its ranking and the
+    dev-chosen recall threshold are not affected that way).
     """
 
     teacher: str
@@ -56,6 +62,14 @@ class DistillConfig:
             raise ConfigError(f"distillation temperature must be > 0, got {self.temperature}")
         if not 0 <= self.alpha <= 1:
             raise ConfigError(f"distillation alpha must be in [0, 1], got {self.alpha}")
+        if self.mode == "hard" and (self.temperature, self.alpha) != (4.0, 0.7):
+            # the DeiT loss has no temperature and a fixed 0.5 / 0.5 mix: settings it would
+            # ignore must not key a variant that is the same model
+            raise ConfigError(
+                f"hard-label distillation (0.5 * CE(labels) + 0.5 * CE(teacher's argmax)) uses "
+                f"no temperature or alpha, got temperature={self.temperature}, "
+                f"alpha={self.alpha}; leave them at their defaults, or use mode='soft'"
+            )
 
 
 TARGETS = ("labels", "annotator_probability")
@@ -97,6 +111,8 @@ class TrainConfig:
     # so upgrading does not invalidate every cached variant that does not use it
     ema_decay: float | None = field(default=None, metadata={"omit_when_default": True})
     mixed_precision: str | None = field(default=None, metadata={"omit_when_default": True})
+    # the profile's subset sizes, copied here so they key the variant; the subset itself is cut
+    # by the zoo build (`profile_subset`), not by `fit`
     max_train_images: int | None = None
     max_dev_images: int | None = None
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -108,6 +124,8 @@ class TrainConfig:
             raise ConfigError(f"batch_size must be >= 2 (batch norm), got {self.batch_size}")
         if not 0 < self.lr < 1:
             raise ConfigError(f"lr {self.lr} outside (0, 1)")
+        if not 0 <= self.label_smoothing < 1:  # torch refuses it only at the first step
+            raise ConfigError(f"label_smoothing {self.label_smoothing} outside [0, 1)")
         if self.class_balance not in ("weighted_loss", "none"):
             raise ConfigError(
                 f"class_balance {self.class_balance!r} is not one of 'weighted_loss', 'none'"

@@ -155,6 +155,11 @@ def fit(
             "distillation needs the teacher's logits on the training set (teacher_logits=); "
             "pass them, or fit without distill="
         )
+    if teacher_logits is not None and distill is None:  # would train a no-KD model silently
+        raise ConfigError(
+            "teacher_logits= was given without distill=, so they would be ignored; pass a "
+            "DistillConfig to distil, or leave the logits out"
+        )
     check_distillable(config, distill)
     if teacher_logits is not None and np.shape(teacher_logits)[:1] != (len(train_x),):
         # rows are paired with images by position: a longer or shorter array would distil
