@@ -36,9 +36,11 @@ def cpu(folder):
 
 
 def wall_minutes(folder):
+    """The zoo build's wall time, or None where it was not timed on its own (quick-run5: the
+    build ran inside the suite's first command)."""
     text = (folder / "quick-zoo-build.txt").read_text()
-    minutes, seconds = re.search(r"^real\s+(\d+)m([\d.]+)s", text, re.M).groups()
-    return int(minutes) + float(seconds) / 60
+    found = re.search(r"^real\s+(\d+)m([\d.]+)s", text, re.M)
+    return None if found is None else int(found[1]) + float(found[2]) / 60
 
 
 TRAINED = ("tf_efficientnet_lite2.teacher", "tf_efficientnet_lite0.base",
@@ -49,7 +51,7 @@ def trained_seconds(folder):
     """Build seconds of the teacher and the four students: what zoo I's budget covers."""
     text = (folder / "quick-zoo-build.txt").read_text()
     seconds = {m[1]: int(m[2]) for m in re.finditer(r"^built (\S+) in (\d+) s", text, re.M)}
-    return {n: seconds[n] for n in TRAINED}
+    return {n: seconds.get(n) for n in TRAINED}  # None: not built in that run (quick-run4)
 
 
 def main(old_dir: Path, new_dir: Path):
@@ -61,13 +63,20 @@ def main(old_dir: Path, new_dir: Path):
     print("flags only OLD's CPU had:",
           " ".join(sorted(set(old_cpu["flags"]) - set(new_cpu["flags"]))) or "none")
     old_zoo, new_zoo = zoo(old_dir), zoo(new_dir)
-    print(f"zoo build wall time: OLD {wall_minutes(old_dir):.1f} min, "
-          f"NEW {wall_minutes(new_dir):.1f} min")
+    def minutes(value):
+        return "not timed on its own" if value is None else f"{value:.1f} min"
+
+    def total(seconds):
+        known = [s for s in seconds.values() if s is not None]
+        return minutes(sum(known) / 60) if len(known) == len(seconds) else "not all built"
+
+    print(f"zoo build wall time: OLD {minutes(wall_minutes(old_dir))}, "
+          f"NEW {minutes(wall_minutes(new_dir))}")
     old_s, new_s = trained_seconds(old_dir), trained_seconds(new_dir)
-    print(f"teacher and four students: OLD {sum(old_s.values()) / 60:.1f} min, "
-          f"NEW {sum(new_s.values()) / 60:.1f} min")
+    print(f"teacher and four students: OLD {total(old_s)}, NEW {total(new_s)}")
     for name in TRAINED:
-        print(f"  {name:32s} OLD {old_s[name]:5d} s, NEW {new_s[name]:5d} s")
+        print(f"  {name:32s} OLD {old_s[name] if old_s[name] is not None else '-':>5} s, "
+              f"NEW {new_s[name] if new_s[name] is not None else '-':>5} s")
     keys = ("dev_auroc", "dev_accuracy_at_0.5", "dev_operating_point")
     differ = [n for n in old_zoo if n in new_zoo and any(
         old_zoo[n].get(k) != new_zoo[n].get(k) for k in keys)]
