@@ -96,9 +96,10 @@ class OrtInt8Recipe:
 
     @property
     def scoring_batch(self) -> int:
-        # dynamic INT8 quantizes activations with one scale per call: in a batch of 32 an
-        # image's score moved by up to 0.003 with its neighbours, enough to flip the
-        # threshold's own dev cell, so it is scored one image at a time
+        # dynamic INT8 quantizes activations with one scale per call: in calls of 32 an image's
+        # score moved with its neighbours (up to 0.016 on val), and one image per call flipped
+        # the threshold's own dev cell (docs/results/dynamic-int8-batch.txt), so it is scored
+        # one image at a time
         static = isinstance(self.quant, OrtStaticInt8Config)
         return SCORING_BATCH if static or not self.score_dynamic_per_image else 1
 
