@@ -23,7 +23,7 @@ compressed model) still gets a bound above its observed drop. The conditional al
 2026-11-23) cannot exceed ``m / n``: with ``c == 0`` its "upper bound" is the point estimate
 itself, and at 204 defective cells it covers a true drop of 2 or 5 points with no new
 catches 39% and 44% of the time instead of 95% (exact trinomial coverage,
-``tests/test_paired.py``). Tango's is asymptotic, not exact: its one-sided 95% coverage
+``tests/test_paired.py``; ``docs/results/gate-statistics.txt``). Tango's is asymptotic, not exact: its one-sided 95% coverage
 (exact trinomial) is at or above 94% at 204 defective cells for the drops and churn of the
 committed runs, but coverage is a sawtooth in the true drop, and its infimum over true drops
 up to 0.3 with no new catches is 93.2% there, 93.1% in val's cell-type groups (112 and 92
