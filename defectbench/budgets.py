@@ -298,8 +298,9 @@ def budgets_for(
 class Evidence:
     """What a budget is judged against: metrics of one variant at one operating point.
 
-    ``counts`` / ``group_counts`` feed ``recall`` and ``fnr`` budgets; ``comparison`` /
-    ``group_comparisons`` (against the FP32 reference) feed ``recall_drop`` budgets.
+    ``counts`` / ``group_counts`` feed ``recall``, ``fnr`` and ``specificity`` budgets;
+    ``comparison`` / ``group_comparisons`` (against the FP32 reference) feed ``recall_drop``
+    budgets.
     """
 
     counts: BinaryCounts | None = None
@@ -523,7 +524,8 @@ def judge(budget: Budget, variant: str, evidence: EvidenceLike) -> Verdict:
     """The verdict of ``budget`` for ``variant``.
 
     For a group budget this is the worst group value's verdict; it passes only if every
-    value passes, and its message lists the failing values.
+    measured value passes (a group without the metric, say without defective cells, is not
+    judged), and its message lists the failing values.
     """
     verdicts = judge_each(budget, variant, evidence)
     if len(verdicts) == 1:

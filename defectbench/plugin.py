@@ -22,9 +22,12 @@ _OPTIONS = (
     ("--zoo-dir", "DEFECTBENCH_ZOO", None,
      "zoo directory (default $XDG_CACHE_HOME/defectbench/zoo, else ~/.cache/defectbench/zoo)"),
     ("--variants", "DEFECTBENCH_VARIANTS", "*", "comma-separated globs of variant names"),
-    ("--precisions", "DEFECTBENCH_PRECISIONS", "fp32,bf16,fp16,int8", "comma-separated"),
-    ("--devices", "DEFECTBENCH_DEVICES", "cpu,cuda", "comma-separated: cpu, cuda"),
-    ("--batch-sizes", "DEFECTBENCH_BATCH_SIZES", "1,8,32", "comma-separated integers"),
+    ("--precisions", "DEFECTBENCH_PRECISIONS", ",".join(suite_mod.PRECISIONS),
+     "comma-separated"),
+    ("--devices", "DEFECTBENCH_DEVICES", ",".join(suite_mod.DEVICES),
+     f"comma-separated: {', '.join(suite_mod.DEVICES)}"),
+    ("--batch-sizes", "DEFECTBENCH_BATCH_SIZES", ",".join(map(str, suite_mod.DEFAULT_BATCHES)),
+     "comma-separated integers"),
     ("--threads", "DEFECTBENCH_THREADS", None,
      "intra-op threads for torch and ONNX Runtime, and for a zoo build the suite starts "
      "(default torch's)"),
@@ -524,7 +527,9 @@ def _refuse_a_comparison_that_loads_nothing(config: pytest.Config) -> None:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
-    """Write `--benchmark-json` for a run that judged quality but timed nothing.
+    """Keep the last finished run's `--benchmark-json` when this one was interrupted (a
+    partial file would read as complete); otherwise write pytest-benchmark's JSON atomically,
+    and write it for a run that judged quality but timed nothing.
 
     pytest-benchmark writes its JSON only when something was benchmarked, so a quality-only
     gate (`-m quality`) would lose its verdicts. Its own hooks make the same document here,

@@ -164,12 +164,11 @@ def gated_point_name(catalog: Catalog) -> str:
     return f"dev_recall_{catalog.profile.target_recall:.2f}"
 
 
-def load_checked_budgets(path: Path, catalog: Catalog, gated_point: str | None = None
-                         ) -> list[Budget]:
+def load_checked_budgets(path: Path, catalog: Catalog) -> list[Budget]:
     """The budgets file, refused (ConfigError) where a budget names a variant, operating
     point or group this zoo has none of. Needs names only: nothing is built."""
     budgets = load_budgets(path)
-    check_budgets_apply(budgets, catalog.names, [gated_point or gated_point_name(catalog)],
+    check_budgets_apply(budgets, catalog.names, [gated_point_name(catalog)],
                         str(path), groups=GROUPS)
     return budgets
 
@@ -177,13 +176,11 @@ def load_checked_budgets(path: Path, catalog: Catalog, gated_point: str | None =
 class Suite:
     """Session state: the catalog, val arrays, cached predictors and quality results."""
 
-    def __init__(
-        self, catalog: Catalog, budgets_path: Path, gated_point: str | None = None
-    ) -> None:
+    def __init__(self, catalog: Catalog, budgets_path: Path) -> None:
         self.catalog = catalog
         self.budgets_path = budgets_path
-        self.gated_point = gated_point or gated_point_name(catalog)
-        self.budgets: list[Budget] = load_checked_budgets(budgets_path, catalog, self.gated_point)
+        self.gated_point = gated_point_name(catalog)
+        self.budgets: list[Budget] = load_checked_budgets(budgets_path, catalog)
         self.interval_confidence = interval_confidence(self.budgets)
         self.val = catalog.fixture.split("val")
         self._arrays: dict[Preprocess, np.ndarray] = {}
@@ -252,8 +249,11 @@ class Suite:
         """
         predictor = self.load_predictor(case)
         x = self.val_arrays(case.variant)
-        # as many images per call as the zoo scored dev with (one where an image's score
-        # depends on its neighbours in the call: dynamic INT8), so val is scored alike
+        # one image per call where an image's score depends on its neighbours in the call
+        # (dynamic INT8), as the zoo scored its dev; else 32, as the zoo scored a derived
+        # artifact's dev (a trained model's dev was scored in calls of 64 by the training
+        # loop: an eval-mode eager model scores each image alone, bit-identical at 32 and 64
+        # for the three architectures here)
         batch_size = scoring_batch(self.catalog.recipe(case.variant))
         probs = np.concatenate(
             [predictor.predict_proba(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]

@@ -20,7 +20,8 @@ SURVEY_ARCHS: tuple[tuple[str, int], ...] = (
     ("efficientnet_b0", 224),
     ("efficientnet_b7", 600),
     ("mobilevit_s", 256),
-    # the teacher's architecture at its native resolution: the baseline of the headline speedup
+    # the default teacher's architecture at its native resolution, untrained: not a speedup
+    # baseline (latency-only rows get none), but the trained teacher's latency to compare with
     ("tf_efficientnet_lite2", 260),
     ("vit_base_patch16_224", 224),
     ("vit_small_patch16_224", 224),

@@ -13,7 +13,7 @@ from defectbench.measure.memory import (
     MemoryMeasurement,
     current_rss_mb,
     measure_cpu_peak,
-    rss_high_water_supported,
+    try_reset_rss_high_water,
 )
 from defectbench.suite import SpeedTarget, add_speedups, inference_cost, judge_speed_target
 
@@ -35,7 +35,7 @@ def test_rounds_fill_the_time_budget_within_limits():
     assert rounds_for(1e-6, 3.0) == 200
 
 
-@pytest.mark.skipif(not rss_high_water_supported(), reason="needs Linux /proc/self/clear_refs")
+@pytest.mark.skipif(not try_reset_rss_high_water(), reason="needs Linux /proc/self/clear_refs")
 def test_cpu_peak_sees_a_large_temporary_allocation():
     def allocate():
         block = np.ones(64 * 2**20 // 8)  # 64 MiB, freed on return

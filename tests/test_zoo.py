@@ -1275,3 +1275,33 @@ def test_the_rebuild_advice_of_another_teachers_folder_names_its_options(tmp_pat
         "with the --teacher options this folder (quick@convnext_base-224px) was built with")
     with pytest.raises(ArtifactError, match=r"not built in .*convnext_base.*--teacher options"):
         other.verify(TEACHER)
+
+
+def test_fine_tunes_after_a_transform_train_on_what_their_parent_trained_on():
+    # pruning and QAT fine-tune their parent: a parent trained on the annotated probabilities
+    # without class weights (the full teacher) must not be fine-tuned on binary labels with
+    # weights, the defaults
+    from defectbench.train.config import AugmentConfig, TrainConfig
+    from defectbench.zoo.profiles import finetune_config
+
+    parent = TrainConfig(epochs=10, img_size=260, lr=1e-3, max_train_images=96,
+                         max_dev_images=64, seed=3, targets="annotator_probability",
+                         class_balance="none", augment=AugmentConfig(rot90=False),
+                         batch_size=16, ema_decay=0.999)
+    tune = finetune_config(parent, epochs=2, lr=1e-4)
+    inherited = ("img_size", "max_train_images", "max_dev_images", "seed", "targets",
+                 "class_balance", "augment")
+    assert {f: getattr(tune, f) for f in inherited} == {f: getattr(parent, f) for f in inherited}
+    assert (tune.epochs, tune.lr) == (2, 1e-4)
+    # a fine-tune's own schedule: not the parent's batch or weight average
+    defaults = TrainConfig(epochs=2, img_size=260)
+    assert (tune.batch_size, tune.ema_decay) == (defaults.batch_size, defaults.ema_decay)
+
+    full = get_profile("full")
+    recipes = all_recipes(full)
+    teacher = recipes[full.teacher].train
+    for name in (f"{full.teacher}.pruned30", f"{full.teacher}.pruned50"):
+        assert recipes[name].finetune == finetune_config(teacher, full.prune_epochs, teacher.lr / 2)
+    qat = recipes["tf_efficientnet_lite0.kd.qat_pt2e"]
+    student = recipes["tf_efficientnet_lite0.kd"].train
+    assert qat.finetune == finetune_config(student, full.prune_epochs, student.lr / 10)

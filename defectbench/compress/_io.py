@@ -1,36 +1,15 @@
-"""Helpers the transforms share: atomic artifact writes, hashes, turning numpy into tensors."""
+"""Helpers the transforms share: checking and moving numpy batches, eval mode."""
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
 from defectbench.errors import DataError
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; move it onto ``path`` only if the block succeeds.
-
-    A crash or a failed check never leaves a half-written artifact under the final name; the
-    file is flushed to disk before the rename, so a power loss cannot either.
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-    try:
-        yield tmp
-        with open(tmp, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def check_nchw(x: np.ndarray, what: str) -> np.ndarray:

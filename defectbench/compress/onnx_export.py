@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectbench.compress._io import as_tensor, atomic_path, check_nchw, eval_mode
+from defectbench.compress._io import as_tensor, check_nchw, eval_mode
 from defectbench.errors import ArtifactError, ConfigError
-from defectbench.io import sha256_file
+from defectbench.io import atomic_path, sha256_file
 from defectbench.runtime.predictor import defect_probability
 
 MIN_OPSET = 17  # LayerNormalization is a native op from 17 on

@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from defectbench.compress._io import atomic_path, take_samples
+from defectbench.compress._io import take_samples
 from defectbench.errors import ArtifactError, ConfigError
-from defectbench.io import sha256_file
+from defectbench.io import atomic_path, sha256_file
 
 CALIBRATION_METHODS: tuple[str, ...] = ("entropy", "minmax", "percentile")
 INT8_TYPES: tuple[str, ...] = ("int8", "uint8")

@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectbench.compress._io import as_tensor, atomic_path, check_nchw, eval_mode
+from defectbench.compress._io import as_tensor, check_nchw, eval_mode
 from defectbench.errors import ArtifactError, ConfigError
+from defectbench.io import atomic_path
 
 IMPORTANCES: tuple[str, ...] = ("magnitude", "random", "taylor")
 PRUNED_FORMAT = "defectbench.pruned/1"

@@ -19,7 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from defectbench.data.elpv import DEFAULT_DEFECT_THRESHOLD, SEVERITY_NAMES, load_elpv
+from defectbench.data.elpv import (
+    DEFAULT_DEFECT_THRESHOLD,
+    ELPV_LICENCE,
+    SEVERITY_NAMES,
+    load_elpv,
+)
 from defectbench.data.image_set import ImageSet
 from defectbench.errors import DataError, FixtureMismatchError, UnknownNameError
 from defectbench.io import atomic_write_text
@@ -156,7 +161,7 @@ def write_elpv_fixture(directory: Path, seed: int = DEFAULT_SEED) -> dict:
         "dataset": "elpv",
         "fixture_version": FIXTURE_VERSION,
         "source": "elpv-dataset (PyPI), labels.csv + images/",
-        "licence": "CC BY-NC-SA 4.0",
+        "licence": ELPV_LICENCE,
         "seed": seed,
         "fractions": DEFAULT_FRACTIONS,
         "stratified_by": ["severity", "cell_type"],

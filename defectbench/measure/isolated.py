@@ -13,7 +13,8 @@ the artifact, runs one batch, and reports
 
 Forking keeps each measurement to the artifact's own cost without re-importing torch or
 decoding the fixture (seconds per child instead of a fresh interpreter's ~10 s). CPU only:
-CUDA memory is measured per call in-process (`measure_cuda_peak`), where it is exact.
+on CUDA the suite measures in-process from torch's allocator, which can tell one artifact's
+allocations from the rest of the session (`Suite.memory`).
 
 The probe speaks JSON lines: ``python -m defectbench.measure.isolated ZOO PROFILE`` reads
 ``{"variant", "precision", "device", "batch", "threads"}`` and answers one JSON object each.
@@ -167,7 +168,7 @@ class IsolatedMemoryProbe:
         if device != "cpu":
             raise IsolatedMemoryError(
                 f"isolated memory is measured on cpu only, not {device!r}; CUDA peak memory "
-                "is exact in-process"
+                "is measured in-process from torch's allocator (Suite.memory)"
             )
         request = {"variant": variant, "precision": precision, "device": device,
                    "batch": batch, "threads": threads}

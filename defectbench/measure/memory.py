@@ -12,10 +12,13 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 
 @dataclass(frozen=True)
 class MemoryMeasurement:
-    """`kind` says what `peak_mb` is: on CPU the process RSS high-water mark (VmHWM) during
-    one call; on CUDA (`cuda_artifact_peak_allocated`, see `Suite.memory`) what the torch
-    caching allocator holds for this artifact's weights plus the most one call allocates above
-    that. `delta_mb` is what the call added to what was resident / allocated just before it.
+    """`kind` says what `peak_mb` is: on CPU (`cpu_rss_high_water`) the process RSS
+    high-water mark (VmHWM) during one call; on CUDA, `cuda_peak_allocated` (what
+    `measure_cuda_peak` returns, used as is by the latency survey) is the torch caching
+    allocator's peak during the call, everything the process holds included, and
+    `cuda_artifact_peak_allocated` (the suite's, see `Suite.memory`) is what the allocator
+    holds for this artifact's weights plus the most one call allocates above that.
+    `delta_mb` is what the call added to what was resident / allocated just before it.
     A process-wide RSS includes everything the session has loaded, and on CPU `delta_mb` is
     only a lower bound (pages earlier cases freed stay in the process and are reused, so it
     is often 0): compare artifacts by the isolated child's figures (`--memory-isolated`),
@@ -42,8 +45,9 @@ def current_rss_mb() -> float:
     return _status_kb("VmRSS") / 1024
 
 
-def rss_high_water_supported() -> bool:
-    """Resetting VmHWM needs Linux >= 4.0 and a writable /proc/self/clear_refs."""
+def try_reset_rss_high_water() -> bool:
+    """Reset the process's RSS high-water mark (VmHWM restarts from the current RSS); False
+    where it cannot be (it needs Linux >= 4.0 and a writable /proc/self/clear_refs)."""
     try:
         _CLEAR_REFS.write_text("5")
         _status_kb("VmHWM")

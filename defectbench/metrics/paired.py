@@ -18,21 +18,21 @@ the score statistic
 stays within the normal quantile, ``p21`` being the maximum-likelihood probability of a new
 catch under ``drop == delta``. It is unconditional: the number of discordant pairs ``m`` is
 itself random, and a variant that only loses catches (``c == 0``, the usual case for a
-compressed model) still gets a bound above its observed drop. The conditional alternative
-(a Clopper-Pearson interval on ``b`` out of ``m``, mapped by ``m / n``; used here until
-2026-11-23) cannot exceed ``m / n``: with ``c == 0`` its "upper bound" is the point estimate
+compressed model) still gets a bound above its observed drop. The conditional alternative (a
+Clopper-Pearson interval on ``b`` out of ``m``, mapped by ``m/n``; used here until
+2026-11-23) cannot exceed ``m/n``: with ``c == 0`` its "upper bound" is the point estimate
 itself, and at 204 defective cells it covers a true drop of 2 or 5 points with no new
 catches 39% and 44% of the time instead of 95% (exact trinomial coverage,
-``tests/test_paired.py``; ``docs/results/gate-statistics.txt``). Tango's is asymptotic, not exact: its one-sided 95% coverage
-(exact trinomial) is at or above 94% at 204 defective cells for the drops and churn of the
-committed runs, but coverage is a sawtooth in the true drop, and its infimum over true drops
-up to 0.3 with no new catches is 93.2% there, 93.1% in val's cell-type groups (112 and 92
-defective cells) and 92.1% in a group of 20, each just above the bound that no discordant
-pair leaves (``z**2 / (n + z**2)``, 0.013 at 204 cells): a per-group drop bound over a small
-group covers somewhat less than its nominal level (``tests/test_paired.py``). The exact
-alternative that guarantees it (a Bonferroni pair of Clopper-Pearson bounds on ``b / n`` and
-``c / n``) is up to half again as wide (0.115 against 0.081 for 23 new misses and 17 new
-catches of 205).
+``tests/test_paired.py``; ``docs/results/gate-statistics.txt``). Tango's is asymptotic, not
+exact: its one-sided 95% coverage (exact trinomial) is at or above 94% at 204 defective
+cells for the drops and churn of the committed runs, but coverage is a sawtooth in the true
+drop, and its infimum over true drops up to 0.3 with no new catches is 93.2% there, 93.1% in
+val's cell-type groups (112 and 92 defective cells) and 92.1% in a group of 20, each just
+above the bound that no discordant pair leaves (``z**2/(n + z**2)``, 0.013 at 204 cells): a
+per-group drop bound over a small group covers somewhat less than its nominal level
+(``tests/test_paired.py``). The exact alternative that guarantees it (a Bonferroni pair of
+Clopper-Pearson bounds on ``b/n`` and ``c/n``) is up to half again as wide (0.115 against
+0.081 for 23 new misses and 17 new catches of 205).
 With no discordant pair the interval is not ``[0, 0]``: it is about ``+- z**2 / n``, what
 ``n`` agreeing items can exclude.
 """
@@ -160,10 +160,6 @@ class RecallComparison:
     def drop(self) -> float:
         # From integer counts so that e.g. 3/100 compares equal to a 0.03 budget.
         return (self.reference_caught - self.variant_caught) / self.n_defective
-
-    @property
-    def discordant(self) -> int:
-        return self.new_misses + self.new_catches
 
     @property
     def drop_interval(self) -> tuple[float, float]:

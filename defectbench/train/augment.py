@@ -13,7 +13,8 @@ from defectbench.train.config import AugmentConfig
 def augment_batch(
     x: torch.Tensor, config: AugmentConfig, generator: torch.Generator
 ) -> torch.Tensor:
-    """Random per-image flips, 90-degree turns, small rotations and contrast/brightness jitter."""
+    """Random per-image flips, transposes (`rot90`: with the flips, all eight 90-degree turns and
+    mirror images), small rotations and contrast/brightness jitter."""
     n = x.shape[0]
 
     def draw(*shape: int) -> torch.Tensor:

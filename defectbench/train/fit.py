@@ -205,7 +205,7 @@ def fit(
         # dropout and drop-path draw from the global RNG: without this a resumed run would
         # replay the first epoch's masks and differ from an uninterrupted one
         torch.set_rng_state(state["torch_rng"])
-        start_epoch, history = int(state["epoch"]) + 1, _history_from_tensors(state["history"])
+        start_epoch, history = int(state["epoch"]) + 1, _copy_history(state["history"])
         best = {
             "epoch": int(state["best_epoch"]),
             "auroc": float(state["best_auroc"]),
@@ -332,7 +332,7 @@ def _weight_average(model: torch.nn.Module, decay: float | None):
     return ModelEmaV3(model, decay=decay)
 
 
-def _history_from_tensors(history) -> list[dict]:
+def _copy_history(history) -> list[dict]:
     return [dict(h) for h in history]
 
 

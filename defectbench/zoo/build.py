@@ -374,8 +374,10 @@ def compute_keys(
 def variants_to_build(
     profile: Profile, root: Path, patterns: Iterable[str] | None = None
 ) -> list[str]:
-    """What `build_zoo(profile, root, patterns)` would build (missing, stale or damaged
-    variants and their parents), in build order; empty when the zoo is ready."""
+    """What `build_zoo(profile, root, patterns)` may build, in build order: the selected
+    variants and parents that are missing, stale or damaged, and every descendant of those
+    (a rebuilt parent can change its children; `build_zoo` skips the ones still current).
+    Empty when the zoo is ready."""
     from defectbench.zoo.registry import all_recipes
 
     fixture = load_fixture()

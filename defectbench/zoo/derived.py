@@ -211,9 +211,6 @@ class QatRecipe:
         }
 
 
-DERIVED = (OnnxRecipe, OrtInt8Recipe, Pt2eRecipe, PruneRecipe, QatRecipe)
-
-
 # ----------------------------------------------------------------------------- helpers
 
 

@@ -52,7 +52,8 @@ class Profile:
     # stochastic depth while fine-tuning (timm's drop_path_rate); 0 leaves the model spec, and
     # so every key, as it was
     teacher_drop_path: float = 0.0
-    # quarter turns in the teacher's augmentation; ELPV cells share one orientation (94% vary
+    # quarter turns in the teacher's augmentation (AugmentConfig.rot90: a transpose, which with
+    # the flips makes every 90-degree turn); ELPV cells share one orientation (94% vary
     # more down the rows than across the columns: docs/results/cell-orientation.txt), so a
     # turned cell is one the teacher never meets
     teacher_rot90: bool = True
@@ -120,7 +121,7 @@ class Profile:
             TrainConfig(epochs=self.vit_epochs, img_size=self.vit_size, lr=5e-4,
                         weight_decay=0.05, **common),
         )
-        kd = DistillConfig(teacher=self.teacher, mode="soft", temperature=4.0, alpha=0.7)
+        kd = soft_kd(self.teacher)
         return {
             self.teacher: teacher,
             f"{CNN_STUDENT}.base": cnn,
@@ -128,6 +129,23 @@ class Profile:
             f"{VIT_STUDENT}.base": vit,
             f"{VIT_STUDENT}.kd": TrainedRecipe(vit.model, vit.train, kd),
         }
+
+
+def soft_kd(teacher: str) -> DistillConfig:
+    """The KD every student and every fine-tune after a transform uses: soft targets at
+    temperature 4, 70% of the loss on the teacher."""
+    return DistillConfig(teacher=teacher, mode="soft", temperature=4.0, alpha=0.7)
+
+
+def finetune_config(parent: TrainConfig, epochs: int, lr: float) -> TrainConfig:
+    """Fine-tuning after a transform (pruning, QAT): on what the parent was trained on (its
+    images, resolution and seed, and its targets, class weighting and augmentation: for the
+    full teacher the annotators' probabilities, unweighted), not the defaults."""
+    return TrainConfig(epochs=epochs, img_size=parent.img_size, lr=lr,
+                       max_train_images=parent.max_train_images,
+                       max_dev_images=parent.max_dev_images, seed=parent.seed,
+                       targets=parent.targets, class_balance=parent.class_balance,
+                       augment=parent.augment)
 
 
 def derived_recipes(profile: Profile, trained: dict[str, TrainedRecipe]) -> dict[str, object]:
@@ -160,7 +178,7 @@ def derived_recipes(profile: Profile, trained: dict[str, TrainedRecipe]) -> dict
     minmax = OrtStaticInt8Config(calibration="minmax", num_calibration=profile.num_calibration)
     pct = OrtStaticInt8Config(calibration="percentile", num_calibration=profile.num_calibration)
     symmetric = dataclasses.replace(TENSORRT_INT8, num_calibration=profile.num_calibration)
-    kd = DistillConfig(teacher=profile.teacher, mode="soft", temperature=4.0, alpha=0.7)
+    kd = soft_kd(profile.teacher)
 
     def int8_family(parent: str, dynamic: bool) -> None:
         onnx = f"{parent}.onnx"
@@ -179,26 +197,16 @@ def derived_recipes(profile: Profile, trained: dict[str, TrainedRecipe]) -> dict
     int8_family(f"{VIT_STUDENT}.kd", dynamic=True)
     for parent in (profile.teacher, f"{CNN_STUDENT}.kd"):
         base = trained[parent].train
+        finetune = finetune_config(base, profile.prune_epochs, lr=base.lr / 2)
         for ratio in (0.3, 0.5):
-            # fine-tuned on what its parent was trained on (the full teacher: the annotators'
-            # probabilities, unweighted), not the defaults
-            finetune = TrainConfig(epochs=profile.prune_epochs, img_size=base.img_size,
-                                   lr=base.lr / 2, max_train_images=base.max_train_images,
-                                   max_dev_images=base.max_dev_images, seed=base.seed,
-                                   targets=base.targets, class_balance=base.class_balance,
-                                   augment=base.augment)
             out[f"{parent}.pruned{int(ratio * 100)}"] = PruneRecipe(
                 parent, PruneConfig(ratio=ratio, round_to=8), finetune, kd
             )
     # QAT where post-training INT8 costs recall: the CNN student (its ORT INT8 lost dev
-    # accuracy in the first quick build); one epoch of fake-quantized fine-tuning with KD
+    # accuracy in the first quick build); `prune_epochs` of fake-quantized fine-tuning with KD
     student = trained[f"{CNN_STUDENT}.kd"].train
     out[f"{CNN_STUDENT}.kd.qat_pt2e"] = QatRecipe(
-        f"{CNN_STUDENT}.kd",
-        TrainConfig(epochs=profile.prune_epochs, img_size=student.img_size, lr=student.lr / 10,
-                    max_train_images=student.max_train_images,
-                    max_dev_images=student.max_dev_images, seed=student.seed),
-        kd,
+        f"{CNN_STUDENT}.kd", finetune_config(student, profile.prune_epochs, lr=student.lr / 10), kd
     )
     composed = f"{CNN_STUDENT}.kd.pruned50"
     out[f"{composed}.onnx"] = OnnxRecipe(composed, OnnxExportConfig())

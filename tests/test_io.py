@@ -1,0 +1,40 @@
+"""Atomic writes: a reader never sees half a file, a failed writer leaves nothing behind."""
+
+import os
+
+import pytest
+
+from defectbench import io
+from defectbench.io import atomic_path, atomic_write_bytes
+
+
+def test_atomic_path_moves_the_file_into_place_only_on_success(tmp_path):
+    target = tmp_path / "sub" / "model.onnx"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent and tmp.name != target.name
+        tmp.write_bytes(b"graph")
+        assert not target.exists()  # nothing under the final name until the block succeeds
+    assert target.read_bytes() == b"graph"
+    assert os.listdir(target.parent) == ["model.onnx"]
+
+    with pytest.raises(RuntimeError, match="export failed"), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half a gra")
+        raise RuntimeError("export failed")
+    assert target.read_bytes() == b"graph"  # the earlier file is kept
+    assert os.listdir(target.parent) == ["model.onnx"]  # and no temporary file is left
+
+
+@pytest.mark.parametrize("write", ["atomic_path", "atomic_write_bytes"])
+def test_atomic_writes_sync_the_folder_after_the_rename(tmp_path, monkeypatch, write):
+    # the file's bytes are synced before the rename; the rename itself lives in the folder,
+    # which must be synced after it, or a power loss can lose a file the manifest lists
+    synced = []
+    monkeypatch.setattr(io, "_fsync_dir", lambda folder: synced.append(
+        (folder, (folder / "f.bin").exists())))
+    target = tmp_path / "f.bin"
+    if write == "atomic_path":
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"x")
+    else:
+        atomic_write_bytes(target, b"x")
+    assert synced == [(tmp_path, True)]
