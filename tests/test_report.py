@@ -648,9 +648,9 @@ def test_a_failed_plot_leaves_the_previous_report_whole(tmp_path, monkeypatch):
     (1197.4, "1,197"), (None, "-"), (6.0, "6.00"), (3.0, "3.00"), (13.0, "13.0"), (99.96, "100"),
 ])
 def test_speeds_and_sizes_print_three_significant_figures(value, text):
-    from defectbench.report.table import _g
+    from defectbench.report.format import significant
 
-    assert _g(value) == text
+    assert significant(value) == text
 
 
 def test_not_json_is_refused(tmp_path):
@@ -916,3 +916,105 @@ def test_a_peak_that_could_not_be_reset_is_not_reported_as_the_cases(tmp_path):
                                      "delta_mb": None}
     report = load_report([_dump(data, tmp_path / "a.json")])
     assert {r.peak_memory_mb for r in report.rows if r.device == "cpu"} == {None}
+
+
+# --- findings: the written analysis ---------------------------------------------------------
+
+
+def _findings(tmp_path, cpu: dict | None = None, *others: Path) -> list[str]:
+    from defectbench.report.findings import findings
+
+    path = CPU if cpu is None else _dump(cpu, tmp_path / "cpu.json")
+    return findings(load_report([path, *others]))
+
+
+def _quality(data: dict, variant: str) -> list[dict]:
+    """The variant's quality entries, top level and in its benchmarks' extra_info."""
+    entries = [q for q in data["defectbench"]["quality"] if q["variant"] == variant]
+    entries += [b["extra_info"]["quality"] for b in data["benchmarks"]
+                if b["extra_info"]["variant"] == variant and "quality" in b["extra_info"]]
+    return entries
+
+
+def test_findings_are_written_into_the_table_and_the_summary(written):
+    report, _, out = written
+    table = (out / "table.md").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    findings = table.split("## Findings\n\n")[1].split("\n\n## Table")[0]
+    assert findings.splitlines() == [f"- {line}" for line in summary["findings"]]
+    assert table.index("## Findings") < table.index("| device")
+
+
+def test_findings_name_the_reference_the_failures_and_the_fastest_passing_artifact(written):
+    report, _, out = written
+    lines = json.loads((out / "summary.json").read_text())["findings"]
+    teacher = next(r for r in report.rows if r.variant == TEACHER and r.device == "cpu")
+    assert (f"cpu ({XEON}): the reference `{TEACHER}` fp32 catches 186 of 204 defective cells, "
+            f"recall 0.912 [0.866, 0.946], at specificity 0.900.") in lines
+    assert teacher.recall == 0.912 and round(0.912 * 204) == 186
+    assert (f"cpu ({XEON}): 2 of 3 gated artifacts pass every budget; 1 fails: `{PRUNED}` fp32 "
+            "(recall-drop, recall-drop-upper-bound, fnr-ceiling).") in lines
+    # p = 0.29: a failure the data cannot tell from the reference's recall
+    (within,) = [ln for ln in lines if ln.startswith("Failing, but within sampling error")]
+    assert f"`{PRUNED}` fp32: drop +0.074, p = 0.29" in within
+    assert not any("is shown" in ln for ln in lines)
+    int8_b1 = next(r for r in report.rows if (r.variant, r.device, r.batch) == (INT8, "cpu", 1))
+    assert (f"cpu b1 ({XEON}): the fastest artifact passing every budget is `{INT8}` int8 "
+            f"(onnxruntime) at p50 8.70 ms, {int8_b1.speedup_vs_reference:.1f}x the reference's "
+            "throughput in the same run; recall 0.897 (drop +0.015), specificity 0.900.") in lines
+    assert f"cuda ({H100}): 2 of 2 gated artifacts pass every budget." in lines
+    assert lines[-1].endswith("no quality and no claim here: 1.")
+
+
+def test_findings_say_when_a_loss_is_statistically_shown(tmp_path):
+    data = _load(CPU)
+    for q in _quality(data, PRUNED):
+        q["mcnemar_p"] = 0.0021
+    lines = _findings(tmp_path, data)
+    (shown,) = [ln for ln in lines if ln.startswith("A recall loss against the reference is shown")]
+    assert "not corrected for the 3 artifacts compared" in shown
+    assert f"`{PRUNED}` fp32: drop +0.074, 17 new misses and 2 new catches, p = 0.0021" in shown
+    assert not any(ln.startswith("Failing, but within sampling error") for ln in lines)
+
+
+def test_findings_name_passing_artifacts_that_pay_in_specificity(tmp_path):
+    data = _load(CPU)
+    for q in _quality(data, INT8):
+        q["specificity"] = 0.70  # the reference's is 0.900: 0.20 below
+    lines = _findings(tmp_path, data)
+    (costly,) = [ln for ln in lines if ln.startswith("Passing at a specificity")]
+    assert costly == ("Passing at a specificity more than 0.1 below the reference's 0.900, so "
+                      f"flagging more good cells for review: `{INT8}` int8 0.700.")
+    b1 = next(ln for ln in lines if ln.startswith(f"cpu b1 ({XEON})"))
+    # the fastest passing one pays; the fastest that keeps specificity is the teacher itself
+    assert f"passing every budget is `{INT8}` int8" in b1
+    assert f"Within 0.1 of the reference's specificity, the fastest is `{TEACHER}` fp32" in b1
+
+    for q in _quality(data, TEACHER):
+        q["passed"] = False  # nothing left that passes and keeps specificity
+        for v in q.get("verdicts", []):
+            v["passed"] = False
+    b1 = next(ln for ln in _findings(tmp_path, data) if ln.startswith(f"cpu b1 ({XEON})"))
+    assert b1.endswith("No passing artifact keeps specificity within 0.1 of the reference's.")
+
+
+def test_findings_name_the_fastest_artifact_the_gates_turned_down(tmp_path):
+    data = _load(CPU)
+    for bench in data["benchmarks"]:
+        if bench["extra_info"]["variant"] == PRUNED:
+            bench["extra_info"]["latency_ms"]["p50"] = 1.5  # faster than the INT8 student
+    b1 = next(ln for ln in _findings(tmp_path, data) if ln.startswith(f"cpu b1 ({XEON})"))
+    assert b1.endswith(f"The fastest overall, `{PRUNED}` fp32 at 1.50 ms, fails (recall-drop, "
+                       "recall-drop-upper-bound, fnr-ceiling).")
+
+
+def test_findings_with_nothing_passing_or_nothing_gated(tmp_path):
+    data = _load(CPU)
+    for q in data["defectbench"]["quality"]:
+        q["passed"] = False
+    lines = _findings(tmp_path, data)
+    assert f"cpu b1 ({XEON}): no timed artifact passes every budget." in lines
+    from defectbench.report.findings import findings
+
+    ungated = findings(load_report([CPU], "p0.5"))
+    assert ungated[0].startswith("Nothing in the inputs is gated at this operating point")

@@ -1,4 +1,5 @@
-"""Reports from benchmark JSON: Markdown/CSV tables, Pareto plots and a citable summary.json.
+"""Reports from benchmark JSON: Markdown/CSV tables, written findings, Pareto plots and a
+citable summary.json.
 
 ``load_report(paths)`` reads and merges ``pytest benchmarks --benchmark-json`` files;
 ``write_report(paths, out_dir)`` writes everything ``defectbench report`` does.

@@ -39,10 +39,10 @@ def run_report_command(args: argparse.Namespace) -> int:
 def add_report_command(subparsers) -> argparse.ArgumentParser:
     """Add the ``report`` sub-command to an ``add_subparsers()`` object; returns its parser."""
     parser = subparsers.add_parser(
-        "report", help="tables, Pareto plots and CSV from benchmark JSON",
+        "report", help="tables, written findings, Pareto plots and CSV from benchmark JSON",
         description="Turn pytest-benchmark JSON from `pytest benchmarks --benchmark-json "
-        "out.json` into table.md, table.csv, summary.json and recall/latency and recall/size "
-        "Pareto plots (PNG and SVG).",
+        "out.json` into table.md (opening with findings computed from the rows), table.csv, "
+        "summary.json and recall/latency and recall/size Pareto plots (PNG and SVG).",
     )
     _add_arguments(parser)
     parser.set_defaults(func=run_report_command)

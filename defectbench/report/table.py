@@ -13,10 +13,11 @@ from tabulate import tabulate
 
 from defectbench.errors import ReportError
 from defectbench.io import atomic_write_bytes
+from defectbench.report.findings import findings, findings_markdown
+from defectbench.report.format import DASH, fixed, significant
 from defectbench.report.rows import INT_FIELDS, LATENCY_ONLY, NO_QUALITY, Report, ReportRow
 
 SUMMARY_SCHEMA = 1
-DASH = "-"
 
 TABLE_COLUMNS = (
     "device", "machine", "batch", "variant", "precision", "runtime",
@@ -26,48 +27,32 @@ TABLE_COLUMNS = (
 )
 
 
-def _f(value: float | None, digits: int = 3, signed: bool = False) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return DASH
-    return f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
-
-
-def _g(value: float | None) -> str:
-    """Speeds and sizes: three significant figures are more than their run-to-run noise."""
-    if value is None:
-        return DASH
-    if abs(value) < 100:  # ".1f" would print 1.18 and 1.21 ms alike, and 0.1 for GPU latencies
-        # "#": 6.00 stays 6.00 beside 8.71, not a bare 6 that reads as less precise
-        return f"{value:#.3g}".rstrip(".")
-    return f"{value:,.0f}"
-
-
 def _quality_cells(row: ReportRow) -> list[str]:
     if row.latency_only:
         return [LATENCY_ONLY] * 4
     if not row.has_quality:
         return [NO_QUALITY, DASH, DASH, DASH]
-    recall = _f(row.recall)
+    recall = fixed(row.recall)
     if row.recall_low is not None and row.recall_high is not None:
-        recall += f" [{_f(row.recall_low)}, {_f(row.recall_high)}]"
-    drop = _f(row.recall_drop, signed=True)
+        recall += f" [{fixed(row.recall_low)}, {fixed(row.recall_high)}]"
+    drop = fixed(row.recall_drop, signed=True)
     if row.recall_drop_upper is not None:
-        drop += f" (<= {_f(row.recall_drop_upper, signed=True)})"
-    fnr = _f(row.fnr)
+        drop += f" (<= {fixed(row.recall_drop_upper, signed=True)})"
+    fnr = fixed(row.fnr)
     if row.fnr_upper is not None:
-        fnr += f" (<= {_f(row.fnr_upper)})"
+        fnr += f" (<= {fixed(row.fnr_upper)})"
     # recall gates alone let a variant buy recall with false alarms: show what it pays
-    return [recall, drop, fnr, _f(row.specificity)]
+    return [recall, drop, fnr, fixed(row.specificity)]
 
 
 def table_cells(row: ReportRow) -> list[str]:
     """The Markdown cells of one row, in :data:`TABLE_COLUMNS` order."""
-    latency = f"{_g(row.latency_p50_ms)} / {_g(row.latency_p90_ms)}"
+    latency = f"{significant(row.latency_p50_ms)} / {significant(row.latency_p90_ms)}"
     speedup = DASH if row.speedup_vs_reference is None else f"{row.speedup_vs_reference:.2f}x"
     return [
         row.device, row.machine, str(row.batch), row.variant, row.precision,
-        row.runtime or DASH, *_quality_cells(row), latency, _g(row.throughput_ips),
-        _memory_cell(row), _g(row.size_mb), speedup, row.verdict,
+        row.runtime or DASH, *_quality_cells(row), latency, significant(row.throughput_ips),
+        _memory_cell(row), significant(row.size_mb), speedup, row.verdict,
     ]
 
 
@@ -77,8 +62,8 @@ def _memory_cell(row: ReportRow) -> str:
     or on CPU what the artifact alone adds to a process (isolated measurement); a CPU process's
     RSS high-water mark is the whole session's, not the artifact's, so it is not shown."""
     if row.device == "cuda":
-        return _g(row.peak_memory_mb)
-    return _g(row.isolated_memory_mb)
+        return significant(row.peak_memory_mb)
+    return significant(row.isolated_memory_mb)
 
 
 def _budget_line(budget: Mapping[str, Any]) -> str:
@@ -181,14 +166,14 @@ def _fastest_line(row: ReportRow) -> str:
     speedup = (f", {row.speedup_vs_reference:.2f}x the reference's throughput"
                if row.speedup_vs_reference else "")
     return (f"  - {row.device} b{row.batch} ({row.machine}): `{row.variant}` {row.precision}, "
-            f"p50 {_g(row.latency_p50_ms)} ms{speedup}")
+            f"p50 {significant(row.latency_p50_ms)} ms{speedup}")
 
 
 def table_markdown(report: Report) -> str:
-    """The header followed by one table row per benchmark."""
+    """The header, the findings (a short written analysis) and one table row per benchmark."""
     body = tabulate([table_cells(r) for r in report.rows], headers=list(TABLE_COLUMNS),
                     tablefmt="github", disable_numparse=True)
-    return f"{header_markdown(report)}\n\n{body}\n"
+    return f"{header_markdown(report)}\n\n{findings_markdown(report)}\n\n## Table\n\n{body}\n"
 
 
 def row_records(report: Report) -> list[dict[str, Any]]:
@@ -250,6 +235,7 @@ def summary_dict(report: Report) -> dict[str, Any]:
         "notes": list(report.notes),
         "rows": records,
         "fastest_passing": report.fastest_passing(),
+        "findings": findings(report),
         "frontiers": {
             "latency": [r["id"] for r in records if r["on_latency_frontier"]],
             "latency_passing": [r["id"] for r in records if r["on_passing_latency_frontier"]],

@@ -1,0 +1,166 @@
+"""The report's short written analysis: sentences computed from its rows, nothing hand-written.
+
+Per device and machine: the reference's own recall and specificity; how many gated artifacts
+pass; which fail, on which budgets, and whether their loss against the reference is shown
+(exact McNemar) or within sampling error; which pass by flagging many more good cells than
+the reference. Per panel (device, machine, batch): the fastest artifact that passes every
+budget, its speedup measured in the same run, and the fastest one overall when the gates
+turned it down. Every number is a row's; a reader can find each in the table below it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from defectbench.report.format import fixed, significant
+from defectbench.report.rows import Report, ReportRow, model_key
+
+# McNemar p-values are reported uncorrected: the sentence says so and how many were tested
+SIGNIFICANCE = 0.05
+# a passing artifact this far below the reference's specificity is named: recall budgets do
+# not see a variant that keeps its recall by flagging more good cells for review
+SPECIFICITY_GAP = 0.10
+
+
+def _name(row: ReportRow) -> str:
+    return f"`{row.variant}` {row.precision}"
+
+
+def _join(items: Sequence[str]) -> str:
+    return "; ".join(items)
+
+
+def _models(rows: Iterable[ReportRow]) -> list[ReportRow]:
+    """One row per gated model (quality does not depend on the batch), sorted by name."""
+    first: dict[tuple, ReportRow] = {}
+    for row in rows:
+        if row.passed is not None:
+            first.setdefault(model_key(row), row)
+    return sorted(first.values(), key=lambda r: (r.variant, r.precision, r.runtime or ""))
+
+
+def _reference_row(report: Report, models: Sequence[ReportRow]) -> ReportRow | None:
+    """The row every drop in ``models`` was measured against: the FP32 teacher on CPU at its
+    own threshold, from the same input file (a CUDA group's is its file's CPU row, if that
+    file ran one; the teacher's CUDA row applies the CPU threshold and is a variant like any)."""
+    sources = {r.source for r in models}
+    return next((r for r in report.rows if r.variant == report.reference
+                 and r.precision == "fp32" and r.device == "cpu" and r.source in sources
+                 and r.has_quality and not r.threshold_from_other_case), None)
+
+
+def _quality_findings(device: str, machine: str, models: Sequence[ReportRow],
+                      reference: ReportRow | None) -> list[str]:
+    out = []
+    if reference is not None and reference.device == device and reference.n_defective:
+        caught = round(reference.recall * reference.n_defective)
+        interval = (f" [{fixed(reference.recall_low)}, {fixed(reference.recall_high)}]"
+                    if reference.recall_low is not None else "")
+        out.append(f"{device} ({machine}): the reference {_name(reference)} catches {caught} of "
+                   f"{reference.n_defective} defective cells, recall {fixed(reference.recall)}"
+                   f"{interval}, at specificity {fixed(reference.specificity)}.")
+    passing = [r for r in models if r.passed]
+    failing = [r for r in models if not r.passed]
+    summary = (f"{device} ({machine}): {len(passing)} of {len(models)} gated artifacts pass "
+               "every budget")
+    if failing:
+        summary += f"; {len(failing)} {'fails' if len(failing) == 1 else 'fail'}: " + _join(
+            [f"{_name(r)} ({', '.join(r.failed_budgets) or 'failed'})" for r in failing])
+    out.append(summary + ".")
+    losing = [r for r in failing if r.recall_drop is not None and r.recall_drop > 0
+              and r.mcnemar_p is not None]
+    shown = [r for r in losing if r.mcnemar_p < SIGNIFICANCE]
+    open_ = [r for r in losing if r.mcnemar_p >= SIGNIFICANCE]
+    tested = sum(r.mcnemar_p is not None for r in models)
+    if shown:
+        out.append(
+            f"A recall loss against the reference is shown (exact McNemar p < {SIGNIFICANCE:g}, "
+            f"not corrected for the {tested} artifacts compared) for "
+            + _join([f"{_name(r)}: drop {fixed(r.recall_drop, signed=True)}, {r.new_misses} "
+                     f"new misses and "
+                     f"{r.new_catches} new catches, p = {r.mcnemar_p:.2g}" for r in shown]) + ".")
+    if open_:
+        out.append(
+            f"Failing, but within sampling error of the reference (McNemar p >= "
+            f"{SIGNIFICANCE:g}; their budgets are judged on a point estimate, or on a bound "
+            "that cannot exclude a worse value): "
+            + _join([f"{_name(r)}: drop {fixed(r.recall_drop, signed=True)}, "
+                     f"p = {r.mcnemar_p:.2g}"
+                     for r in open_]) + ".")
+    if reference is not None and reference.specificity is not None:
+        costly = [r for r in passing if r.specificity is not None
+                  and r.specificity < reference.specificity - SPECIFICITY_GAP]
+        if costly:
+            out.append(
+                f"Passing at a specificity more than {SPECIFICITY_GAP:g} below the "
+                f"reference's {fixed(reference.specificity)}, so flagging more good cells for "
+                "review: " + _join([f"{_name(r)} {fixed(r.specificity)}"
+                                    for r in sorted(costly, key=lambda r: r.specificity)]) + ".")
+    return out
+
+
+def _speed_line(row: ReportRow) -> str:
+    speedup = (f", {row.speedup_vs_reference:.1f}x the reference's throughput in the same run"
+               if row.speedup_vs_reference else "")
+    return (f"{_name(row)} ({row.runtime}) at p50 {significant(row.latency_p50_ms)} ms{speedup}; "
+            f"recall {fixed(row.recall)} (drop {fixed(row.recall_drop, signed=True)}), "
+            f"specificity {fixed(row.specificity)}")
+
+
+def _speed_finding(rows: Sequence[ReportRow], device: str, machine: str, batch: int,
+                   reference_specificity: float | None) -> str:
+    timed = [r for r in rows if r.latency_p50_ms is not None and r.passed is not None]
+    passing = [r for r in timed if r.passed]
+    where = f"{device} b{batch} ({machine})"
+    if not timed:
+        return f"{where}: nothing gated was timed."
+    fastest = min(timed, key=lambda r: r.latency_p50_ms)
+    if not passing:
+        return f"{where}: no timed artifact passes every budget."
+    best = min(passing, key=lambda r: r.latency_p50_ms)
+    text = f"{where}: the fastest artifact passing every budget is {_speed_line(best)}."
+    if reference_specificity is not None and best.specificity is not None:
+        floor = reference_specificity - SPECIFICITY_GAP
+        if best.specificity < floor:
+            # the gates passed it, but a line paying for manual review may not: the fastest
+            # that also keeps the reference's specificity within the gap
+            keeping = [r for r in passing if r.specificity is not None and r.specificity >= floor]
+            if keeping:
+                runner_up = min(keeping, key=lambda r: r.latency_p50_ms)
+                text += (f" Within {SPECIFICITY_GAP:g} of the reference's specificity, the "
+                         f"fastest is {_speed_line(runner_up)}.")
+            else:
+                text += (f" No passing artifact keeps specificity within {SPECIFICITY_GAP:g} of "
+                         "the reference's.")
+    if fastest is not best and fastest.latency_p50_ms < best.latency_p50_ms:
+        text += (f" The fastest overall, {_name(fastest)} at "
+                 f"{significant(fastest.latency_p50_ms)} ms, fails "
+                 f"({', '.join(fastest.failed_budgets) or 'failed'}).")
+    return text
+
+
+def findings(report: Report) -> list[str]:
+    """The written analysis, one sentence group per item, in a fixed order."""
+    out: list[str] = []
+    groups = sorted({(r.device, r.machine) for r in report.rows if r.passed is not None})
+    for device, machine in groups:
+        rows = [r for r in report.rows if (r.device, r.machine) == (device, machine)]
+        models = _models(rows)
+        reference = _reference_row(report, models)
+        out += _quality_findings(device, machine, models, reference)
+        specificity = reference.specificity if reference is not None else None
+        for batch in sorted({r.batch for r in rows}):
+            out.append(_speed_finding([r for r in rows if r.batch == batch],
+                                      device, machine, batch, specificity))
+    if not groups:
+        out.append("Nothing in the inputs is gated at this operating point, so there is "
+                   "nothing to conclude about recall.")
+    latency_only = sorted({r.variant for r in report.rows if r.latency_only})
+    if latency_only:
+        out.append(f"Latency-only architectures (untrained weights), timed in the table with no "
+                   f"quality and no claim here: {len(latency_only)}.")
+    return out
+
+
+def findings_markdown(report: Report) -> str:
+    return "## Findings\n\n" + "\n".join(f"- {line}" for line in findings(report))
