@@ -113,6 +113,13 @@ def main(argv: list[str] | None = None) -> int:
     except DefectbenchError as exc:
         print(f"defectbench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # every write is atomic, so a traceback would only hide what matters: nothing is
+        # half-written, and a build picks up where it stopped
+        print("defectbench: interrupted; every file written is whole. A `zoo build` run again "
+              "resumes: finished variants and the last finished epoch are kept",
+              file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

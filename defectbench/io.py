@@ -51,6 +51,25 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     _fsync_dir(final.parent)
 
 
+@contextlib.contextmanager
+def scratch_dir_beside(path: Path | str) -> Iterator[Path]:
+    """A temporary folder beside ``path``, named ``.NAME.*.tmp`` so that a later build's sweep
+    of a killed build's leftovers finds it, and the folder the `tempfile` module hands out for
+    the block: ONNX Runtime's quantizer writes its pre-processed and augmented copies of a
+    model (tens of MB) under the system temp folder, which a SIGKILL would leave there for good.
+    `tempfile.tempdir` is process-wide: for single-threaded builds."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=final.parent, prefix=f".{final.name}.",
+                                     suffix=".tmp") as scratch:
+        previous = tempfile.tempdir
+        tempfile.tempdir = scratch
+        try:
+            yield Path(scratch)
+        finally:
+            tempfile.tempdir = previous
+
+
 def _fsync_dir(folder: Path) -> None:
     fd = os.open(folder, os.O_RDONLY)
     try:

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from defectbench import io
-from defectbench.io import atomic_path, atomic_write_bytes
+from defectbench.io import atomic_path, atomic_write_bytes, scratch_dir_beside
 
 
 def test_atomic_path_moves_the_file_into_place_only_on_success(tmp_path):
@@ -38,3 +38,23 @@ def test_atomic_writes_sync_the_folder_after_the_rename(tmp_path, monkeypatch, w
     else:
         atomic_write_bytes(target, b"x")
     assert synced == [(tmp_path, True)]
+
+
+def test_scratch_dir_beside_holds_what_libraries_put_in_the_temp_folder(tmp_path):
+    import tempfile
+
+    target = tmp_path / "v" / "model.onnx"
+    before = tempfile.gettempdir()
+    with scratch_dir_beside(target) as scratch:
+        # named so that a later build's sweep of a killed build's leftovers finds it
+        assert scratch.parent == target.parent and scratch.name.startswith(".model.onnx.")
+        assert scratch.name.endswith(".tmp")
+        assert tempfile.gettempdir() == str(scratch)
+        with tempfile.TemporaryDirectory() as inner:  # as ONNX Runtime's quantizer does
+            assert inner.startswith(str(scratch))
+    assert tempfile.gettempdir() == before
+    assert os.listdir(target.parent) == []
+
+    with pytest.raises(RuntimeError), scratch_dir_beside(target):
+        raise RuntimeError("quantizer failed")
+    assert tempfile.gettempdir() == before and os.listdir(target.parent) == []

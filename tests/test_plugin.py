@@ -46,6 +46,22 @@ def test_a_built_child_records_its_parents_artifacts(smoke_zoo):
     assert teacher["parent_artifacts"] == {}
 
 
+def test_a_build_of_a_ready_zoo_sweeps_a_killed_builds_cache_leftovers(smoke_zoo):
+    from defectbench.zoo.store import MANIFEST_CHECKSUM, manifest_checksum
+
+    store = Catalog(smoke_zoo, "smoke").store
+    killed = store.cache_dir() / ".teacher_logits-abc-96.npy.x1y2.tmp"
+    killed.write_bytes(b"half an array")
+    logged = []
+    build_zoo(get_profile("smoke"), smoke_zoo, [TEACHER, STUDENT], log=logged.append)
+    assert not killed.exists()
+    assert f"_cache: removed {killed.name}, left by an interrupted build" in logged
+    # and what the build wrote carries its manifests' checksums
+    for name in (TEACHER, STUDENT):
+        manifest = store.read_manifest(name)
+        assert manifest[MANIFEST_CHECKSUM] == manifest_checksum(manifest)
+
+
 def _run(pytester, zoo, *extra):
     return pytester.runpytest_subprocess(
         "benchmarks",

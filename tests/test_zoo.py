@@ -394,6 +394,50 @@ def _committed(store: ZooStore, name="a.variant", data=b"weights"):
     return store
 
 
+def test_a_manifest_edited_or_damaged_on_disk_is_corrupt_not_used(tmp_path, capsys):
+    # the manifest carries the gated threshold, which no artifact hash covers: one digit
+    # changed would move a gate silently
+    store = ZooStore(tmp_path, "smoke")
+    record = store.write_artifact(TEACHER, "model.pt", b"weights")
+    store.commit({"name": TEACHER, "key": "k1", "artifacts": {"model.pt": record},
+                  "dev": {"operating_points": [{"name": "dev_recall_0.90",
+                                                "threshold": 0.1558}]}})
+    path = store.manifest_path(TEACHER)
+    assert store.is_current(TEACHER, "k1")
+    path.write_text(path.read_text().replace("0.1558", "0.4558"))
+    assert not store.is_current(TEACHER, "k1")
+    with pytest.raises(ArtifactError, match=(
+            r"manifest .*manifest.json is corrupt \(its content does not match its "
+            r"manifest_sha256 .*\); run `defectbench zoo build --profile smoke")):
+        store.verify(TEACHER, "k1")
+    # formatting is not content: re-indented, it is the same manifest
+    path.write_text(json.dumps(json.loads(path.read_text().replace("0.4558", "0.1558"))))
+    assert store.is_current(TEACHER, "k1")
+    # one written before manifests carried a checksum is taken as it is
+    legacy = json.loads(path.read_text())
+    del legacy["manifest_sha256"]
+    path.write_text(json.dumps(legacy))
+    assert store.is_current(TEACHER, "k1")
+    # a folder where the manifest should be is corrupt, not "never built"
+    other = store.manifest_path("x.variant")
+    other.mkdir(parents=True)
+    with pytest.raises(ArtifactError, match="manifest .* is corrupt \\(not a file\\)"):
+        store.read_manifest("x.variant")
+
+
+def test_a_child_of_a_deleted_parent_says_the_parent_is_not_built(tmp_path):
+    import shutil
+
+    store = _committed(ZooStore(tmp_path, "smoke"), name="p")
+    record = store.write_artifact("p.child", "model.onnx", b"graph")
+    store.commit({"name": "p.child", "key": "k2", "artifacts": {"model.onnx": record},
+                  "parent_artifacts": store.parent_artifacts(["p"])})
+    assert store.is_current("p.child", "k2")
+    shutil.rmtree(store.variant_dir("p"))
+    with pytest.raises(ArtifactError, match="made from 'p', which is not built now"):
+        store.verify("p.child", "k2")
+
+
 def test_store_verifies_artifacts_by_hash(tmp_path):
     store = _committed(ZooStore(tmp_path, "quick"))
     assert store.is_current("a.variant", "k1")
@@ -557,6 +601,28 @@ def test_leftovers_of_a_killed_build_are_removed_but_fresh_temporaries_kept(tmp_
         os.utime(path, (time.time() - 7200, time.time() - 7200))
     assert sorted(store.remove_leftovers(TEACHER)) == sorted(p.name for p in old)
     assert sorted(p.name for p in folder.iterdir()) == sorted([fresh.name, keep.name])
+
+
+def test_leftover_scratch_folders_and_cache_temporaries_are_removed(tmp_path):
+    import os
+    import time
+
+    store = ZooStore(tmp_path, "smoke")
+    scratch = store.variant_dir(TEACHER) / ".model.onnx.q1w2e3.tmp"  # a killed quantizer's
+    (scratch / "sub").mkdir(parents=True)
+    (scratch / "sub" / "model.pre.onnx").write_bytes(b"x" * 100)
+    cache = store.cache_dir()
+    cache.mkdir(parents=True)
+    killed = cache / ".teacher_logits-abc-96.npy.x1y2.tmp"
+    kept = cache / "teacher_logits-abc-96.npy"
+    for path in (killed, kept):
+        path.write_bytes(b"x")
+    for path in (scratch, killed, kept):
+        os.utime(path, (time.time() - 7200, time.time() - 7200))
+    assert store.remove_leftovers(TEACHER) == [scratch.name]
+    assert not scratch.exists()
+    assert store.remove_leftovers(None) == [killed.name]
+    assert sorted(p.name for p in cache.iterdir()) == [kept.name]
 
 
 def _fake_teacher_ctx(tmp_path, weights=b"teacher weights"):
@@ -1305,3 +1371,17 @@ def test_fine_tunes_after_a_transform_train_on_what_their_parent_trained_on():
     qat = recipes["tf_efficientnet_lite0.kd.qat_pt2e"]
     student = recipes["tf_efficientnet_lite0.kd"].train
     assert qat.finetune == finetune_config(student, full.prune_epochs, student.lr / 10)
+
+
+def test_ctrl_c_in_a_command_says_what_is_kept_instead_of_a_traceback(tmp_path, monkeypatch,
+                                                                       capsys):
+    from defectbench.zoo import cli as zoo_cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(zoo_cli, "_cmd_build", interrupted)
+    assert main(["zoo", "build", "--profile", "smoke", "--zoo", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("defectbench: interrupted; every file written is whole")
+    assert "resumes" in err and "Traceback" not in err

@@ -12,7 +12,6 @@ the int8 graph ran about a third slower: 31 ms against 23 ms).
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 
 from defectbench.compress._io import take_samples
 from defectbench.errors import ArtifactError, ConfigError
-from defectbench.io import atomic_path, sha256_file
+from defectbench.io import atomic_path, scratch_dir_beside, sha256_file
 
 CALIBRATION_METHODS: tuple[str, ...] = ("entropy", "minmax", "percentile")
 INT8_TYPES: tuple[str, ...] = ("int8", "uint8")
@@ -282,8 +281,8 @@ def quantize_onnx_static(
     if not config.quantize_bias:
         extra["QuantizeBias"] = False
     float_nodes: tuple[str, ...] = ()
-    with tempfile.TemporaryDirectory() as tmpdir, atomic_path(out_path) as tmp:
-        pre = _pre_process(fp32_path, Path(tmpdir))
+    with scratch_dir_beside(out_path) as scratch, atomic_path(out_path) as tmp:
+        pre = _pre_process(fp32_path, scratch)
         if config.float_model_output:
             behind_reshape = _output_compute_nodes_behind_shape_ops(pre)
             if behind_reshape:
@@ -304,7 +303,7 @@ def quantize_onnx_static(
         if config.calibration == "entropy":
             # quantize_static cannot set the entropy histogram size: compute the ranges here
             # and hand them over as a calibration cache
-            cache = Path(tmpdir) / "ranges.json"
+            cache = scratch / "ranges.json"
             _entropy_ranges(pre, op_types, reader, config.entropy_bins, cache)
             reader = None
         quantize_static(
@@ -360,8 +359,8 @@ def quantize_onnx_dynamic(
     fp32_path = _existing(fp32_path)
     markers = transformer_ops_in(fp32_path)
     op_types, selection = _select_op_types(config.op_types, markers, TRANSFORMER_SAFE_DYNAMIC)
-    with tempfile.TemporaryDirectory() as tmpdir, atomic_path(out_path) as tmp:
-        pre = _pre_process(fp32_path, Path(tmpdir))
+    with scratch_dir_beside(out_path) as scratch, atomic_path(out_path) as tmp:
+        pre = _pre_process(fp32_path, scratch)
         quantize_dynamic(
             str(pre),
             str(tmp),

@@ -429,9 +429,10 @@ def build_zoo(
                 )
         else:
             # no other build can be writing now: every temporary file is a killed build's
-            for name in order:
+            for name in (None, *order):
                 for leftover in ctx.store.remove_leftovers(name, older_than_s=0):
-                    log(f"{name}: removed {leftover}, left by an interrupted build")
+                    log(f"{name or ctx.store.cache_dir().name}: removed {leftover}, left by an "
+                        "interrupted build")
         for name in order:
             key = ctx.keys[name]
             if ctx.store.is_current(name, key):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -21,6 +23,17 @@ from defectbench.errors import ArtifactError
 from defectbench.io import atomic_write_bytes, atomic_write_text, sha256_file
 
 MANIFEST = "manifest.json"
+# the manifest's own checksum: it carries what the gates run at (the dev threshold) and how
+# images are preprocessed, which no artifact hash covers; a digit changed on disk must not
+# move a gate silently
+MANIFEST_CHECKSUM = "manifest_sha256"
+
+
+def manifest_checksum(manifest: dict[str, Any]) -> str:
+    """sha256 of the manifest's content without its checksum, independent of formatting."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_CHECKSUM}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def default_zoo_root() -> Path:
@@ -61,7 +74,8 @@ class ZooStore:
             # a read-only zoo (shared, or mounted for a CI job) can still be checked and
             # used: nothing will be written to it
             why = str(exc.strerror or exc)
-            log(f"not locking {self.directory} ({why}); building nothing else into it is safe")
+            log(f"not locking {self.directory} ({why}): what is built there can be checked and "
+                "used, nothing can be built into it")
             yield why
             return
         with handle:
@@ -99,12 +113,20 @@ class ZooStore:
     def read_manifest(self, name: str) -> dict[str, Any] | None:
         """The manifest, None when the variant was never finished; ArtifactError if corrupt."""
         path = self.manifest_path(name)
-        if not path.is_file():
+        if not path.exists():
             return None
         try:
+            if not path.is_file():
+                raise ValueError("not a file")
             manifest = json.loads(path.read_text())
             if not isinstance(manifest, dict):
                 raise ValueError(f"a JSON {type(manifest).__name__}, not an object")
+            # manifests written before 2026-11-30 carry no checksum and are taken as they are
+            recorded = manifest.get(MANIFEST_CHECKSUM)
+            if recorded is not None and recorded != manifest_checksum(manifest):
+                raise ValueError(
+                    f"its content does not match its {MANIFEST_CHECKSUM} (edited or damaged "
+                    "since it was written)")
             if manifest.get("name") != name or not isinstance(manifest.get("key"), str):
                 raise ValueError("name or key field missing or wrong")
             artifacts = manifest.get("artifacts", {})
@@ -185,6 +207,8 @@ class ZooStore:
             return None
         now = self.parent_artifacts(recorded)
         for parent, artifacts in recorded.items():
+            if not self.manifest_path(parent).exists():
+                return f"variant {name!r} was made from {parent!r}, which is not built now"
             if now[parent] != artifacts:
                 return (f"variant {name!r} was made from an earlier build of {parent!r}, whose "
                         "artifacts have changed since")
@@ -206,20 +230,25 @@ class ZooStore:
             return False
         return True
 
-    def remove_leftovers(self, name: str, older_than_s: float = 3600.0) -> list[str]:
-        """Delete temporary files a killed build left in the variant's folder (atomic writes
-        name them `.FILE.*.tmp` or `.FILE.tmp-PID`; a training state copy can be hundreds of
-        MB). Only files untouched for `older_than_s`, so a build running beside this one keeps
-        the file it is writing; 0 while holding the build lock, when no other build can be."""
-        folder = self.variant_dir(name)
+    def remove_leftovers(self, name: str | None, older_than_s: float = 3600.0) -> list[str]:
+        """Delete temporary files and folders a killed build left in the variant's folder (or,
+        for None, in the zoo's `_cache/`): atomic writes name them `.FILE.*.tmp` or
+        `.FILE.tmp-PID`, scratch folders `.FILE.*.tmp`; a training state copy can be hundreds
+        of MB. Only those untouched for `older_than_s`, so a build running beside this one
+        keeps what it is writing; 0 while holding the build lock, when no other build can be."""
+        folder = self.cache_dir() if name is None else self.variant_dir(name)
         if not folder.is_dir():
             return []
         cutoff = time.time() - older_than_s
         removed = []
         for path in folder.glob(".*.tmp*"):
-            if path.is_file() and path.stat().st_mtime <= cutoff:
+            if path.is_symlink() or path.stat().st_mtime > cutoff:
+                continue
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
                 path.unlink(missing_ok=True)
-                removed.append(path.name)
+            removed.append(path.name)
         return removed
 
     def write_artifact(self, name: str, filename: str, data: bytes) -> dict[str, Any]:
@@ -233,7 +262,9 @@ class ZooStore:
         return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
     def commit(self, manifest: dict[str, Any]) -> None:
-        """Write the manifest last: from now on the variant counts as built."""
+        """Write the manifest last, with its checksum: from now on the variant counts as
+        built."""
+        manifest = {**manifest, MANIFEST_CHECKSUM: manifest_checksum(manifest)}
         atomic_write_text(
             self.manifest_path(manifest["name"]),
             json.dumps(manifest, indent=2, sort_keys=True) + "\n",
