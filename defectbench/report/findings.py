@@ -4,8 +4,9 @@ Per device and machine: the reference's own recall and specificity; how many gat
 pass; which fail, on which budgets, and whether their loss against the reference is shown
 (exact McNemar) or within sampling error; which pass by flagging many more good cells than
 the reference. Per panel (device, machine, batch): the fastest artifact that passes every
-budget, its speedup measured in the same run, and the fastest one overall when the gates
-turned it down. Every number is a row's; a reader can find each in the table below it.
+budget, its speedup measured in the same run; when it pays in specificity, the fastest that
+does not; and the fastest one overall when the gates turned it down. Every number is a
+row's; a reader can find each in the table below it.
 """
 
 from __future__ import annotations
