@@ -23,7 +23,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
 
-from test_budgets import REPO_BUDGETS, VARIANT, _uninformative_variant  # noqa: E402
+from test_budgets import (  # noqa: E402
+    REPO_BUDGETS,
+    VARIANT,
+    _uninformative_variant,
+    _val_like_the_fixture,
+)
 from test_paired import (  # noqa: E402
     _conditional_upper,
     _exact_coverage,
@@ -51,12 +56,8 @@ def tango_coverage() -> None:
 
 
 def noise_variants() -> None:
-    # as tests/test_budgets.py: val's 654 cells (204 defective), a teacher catching 178
     rng = np.random.default_rng(0)
-    val_labels = np.r_[np.ones(204, dtype=int), np.zeros(450, dtype=int)]
-    val_types = np.where(rng.random(654) < 0.4, "mono", "poly")
-    reference = np.r_[np.ones(178, dtype=int), np.zeros(26, dtype=int),
-                      (rng.random(450) < 0.26).astype(int)]
+    val_labels, val_types, reference = _val_like_the_fixture(rng)
     budgets = load_budgets(REPO_BUDGETS)
     recall_passed = floor_failed = 0
     for _ in range(NOISE_DRAWS):
