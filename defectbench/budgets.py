@@ -176,23 +176,30 @@ class Budget:
         return asdict(self)
 
 
-def budget_from_dict(
-    entry: Mapping[str, Any], defaults: Mapping[str, Any] | None = None, where: str = "budget"
-) -> Budget:
-    """A Budget from one ``[[budget]]`` table, refusing unknown and missing keys."""
-    allowed = _REQUIRED + _OPTIONAL
-    if not isinstance(entry, Mapping):
-        raise ConfigError(f"{where}: expected a table of keys, got {entry!r}; write [[budget]]")
-    label = f"{where} {entry['name']!r}" if isinstance(entry.get("name"), str) else where
+def check_table_keys(entry: Mapping[str, Any], required: tuple[str, ...],
+                     optional: tuple[str, ...], label: str) -> None:
+    """ConfigError for a TOML table with an unknown key (with the allowed ones and the
+    closest) or without a required one: a misspelt key must not fall back to a default."""
+    allowed = required + optional
     unknown = sorted(set(entry) - set(allowed))
     if unknown:
         raise ConfigError(
             f"{label}: unknown key {unknown[0]!r}; allowed keys are {_choices(allowed)}"
             + _did_you_mean(unknown[0], allowed)
         )
-    missing = [k for k in _REQUIRED if k not in entry]
+    missing = [k for k in required if k not in entry]
     if missing:
         raise ConfigError(f"{label}: missing required key(s) {_choices(tuple(missing))}")
+
+
+def budget_from_dict(
+    entry: Mapping[str, Any], defaults: Mapping[str, Any] | None = None, where: str = "budget"
+) -> Budget:
+    """A Budget from one ``[[budget]]`` table, refusing unknown and missing keys."""
+    if not isinstance(entry, Mapping):
+        raise ConfigError(f"{where}: expected a table of keys, got {entry!r}; write [[budget]]")
+    label = f"{where} {entry['name']!r}" if isinstance(entry.get("name"), str) else where
+    check_table_keys(entry, _REQUIRED, _OPTIONAL, label)
     return Budget(**{**dict(defaults or {}), **entry})
 
 

@@ -9,6 +9,7 @@ variable is named at once rather than after a zoo build.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,11 @@ _OPTIONS = (
     ("--threads", "DEFECTBENCH_THREADS", None,
      "intra-op threads for torch and ONNX Runtime, and for a zoo build the suite starts "
      "(default torch's)"),
-    ("--budgets", "DEFECTBENCH_BUDGETS", None, "budgets TOML (default fixtures/budgets.toml)"),
+    ("--budgets", "DEFECTBENCH_BUDGETS", None,
+     "budgets TOML (default fixtures/budgets.toml; budgets-smoke.toml for the smoke profile)"),
+    ("--speed-targets", "DEFECTBENCH_SPEED_TARGETS", None,
+     "speed targets TOML (default fixtures/speed_targets.toml; speed_targets-smoke.toml for "
+     "the smoke profile)"),
     ("--latency-seconds", "DEFECTBENCH_LATENCY_SECONDS", "3",
      "time budget per latency case; rounds = budget / call time, 5..200 (survey 3..200)"),
     ("--memory-isolated", "DEFECTBENCH_MEMORY_ISOLATED", "0",
@@ -51,6 +56,7 @@ _SUITE = pytest.StashKey["suite_mod.Suite"]()
 _SELECTION = pytest.StashKey["suite_mod.Selection"]()
 _CATALOG = pytest.StashKey[object]()
 _EXPORTED_BEFORE = pytest.StashKey[dict]()
+_STARTED = pytest.StashKey[float]()  # when the session was configured (wall clock)
 # test function node id -> why its cases could not be generated (see pytest_generate_tests)
 _GENERATE_ERRORS = pytest.StashKey[dict]()
 
@@ -64,10 +70,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def option(config: pytest.Config, name: str) -> str | None:
+    """The command line's value, else the environment variable's (an empty one counts as
+    unset, as shells export them), else the default. An empty value on the command line is
+    refused: `--budgets ""` (an unset shell variable) must not quietly mean the default."""
     for opt, env, default, _ in _OPTIONS:
         if opt == name:
             value = config.getoption(opt.lstrip("-").replace("-", "_"))
-            return value if value is not None else os.environ.get(env, default)
+            if value is not None and not value.strip():
+                raise pytest.UsageError(
+                    f"{opt} is empty; give it a value, or leave it out for the default "
+                    f"(or ${env})")
+            if value is not None:
+                return value
+            return os.environ.get(env) or default
     raise KeyError(name)
 
 
@@ -122,6 +137,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from defectbench.errors import ConfigError, UnknownNameError
     from defectbench.zoo.profiles import get_profile
 
+    config.stash[_STARTED] = time.time()
     exported = {}
     for name in _EXPORTED:
         value = config.getoption(name.lstrip("-").replace("-", "_"))
@@ -131,6 +147,8 @@ def pytest_configure(config: pytest.Config) -> None:
             # the processes started later resolve a relative path against their own cwd
             os.environ[env] = os.path.abspath(value) if name == "--teacher-weights" else value
     config.stash[_EXPORTED_BEFORE] = exported  # restored at unconfigure
+    for name, *_ in _OPTIONS:
+        option(config, name)  # an empty value, refused before anything else
     try:
         # options are checked once, here: a bad value found by each perf case would fail
         # every case with the same error (or, for 0 seconds, surface as a speed target's)
@@ -141,6 +159,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _selection(config)  # --variants, --precisions, --devices, --batch-sizes
         get_profile(option(config, "--zoo-profile"))
         _refuse_xdist_with_json(config)
+        _check_benchmark_json_path(config)
     except (ConfigError, UnknownNameError) as exc:  # pytest's own "ERROR: ..." line
         raise pytest.UsageError(str(exc)) from None
     if threads:
@@ -164,6 +183,34 @@ def _refuse_xdist_with_json(config: pytest.Config) -> None:
             "its workers and each worker holds only its own verdicts, so the JSON would miss "
             "most of the run; run the suite without -n"
         )
+
+
+def _check_benchmark_json_path(config: pytest.Config) -> None:
+    """A `--benchmark-json` path that cannot be written is found now, not after every case
+    has run (the results would be lost with a traceback): a folder, or a place where no file
+    can be created."""
+    import tempfile
+
+    from defectbench.errors import ConfigError
+
+    path = config.getoption("benchmark_json", default=None)
+    if not path or hasattr(config, "workerinput"):
+        return
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--benchmark-json {path} is a folder; name a file, e.g. "
+                          f"{path / 'out.json'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # the JSON is written as a temporary file beside it, then renamed: try exactly that
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ConfigError(
+            f"--benchmark-json {path} cannot be written ({exc.strerror or exc}); choose a "
+            "writable place for it"
+        ) from None
 
 
 def _catalog(config: pytest.Config):
@@ -345,15 +392,41 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     _refuse_generate_errors(config, items)
     _refuse_benchmark_only_with_gates(config, items)
     suite_cases = ("quality_case", "perf_case")
-    if not any(n in getattr(item, "fixturenames", ()) for item in items for n in suite_cases):
-        return
-    try:
-        catalog = _catalog(config)  # names only; nothing is built here
-        # an empty selection would be an empty parameter set: skipped, exit 0, nothing judged
-        suite_mod.check_selection_has_cases(catalog, _selection(config))
-        suite_mod.load_checked_budgets(_budgets_path(config, catalog), catalog)
-    except DefectbenchError as exc:  # pytest's own "ERROR: ..." line, once for the session
-        raise pytest.UsageError(str(exc)) from None
+    if any(n in getattr(item, "fixturenames", ()) for item in items for n in suite_cases):
+        try:
+            catalog = _catalog(config)  # names only; nothing is built here
+            # an empty selection would be an empty parameter set: skipped, exit 0, nothing
+            # judged (said here with the builds there are, before the general check below)
+            suite_mod.check_selection_has_cases(catalog, _selection(config))
+            suite_mod.load_checked_budgets(_budgets_path(config, catalog), catalog)
+        except DefectbenchError as exc:  # pytest's own "ERROR: ..." line, once
+            raise pytest.UsageError(str(exc)) from None
+    _refuse_a_selection_that_only_skips(items)
+
+
+def _skip_reason(item: pytest.Item) -> str | None:
+    """Why `item` will be skipped by its own marks (a host without CUDA or TensorRT), or None."""
+    for mark in item.iter_markers():
+        if mark.name == "skip":
+            return mark.kwargs.get("reason", "skipped")
+        if mark.name == "skipif" and mark.args and mark.args[0] is True:
+            return mark.kwargs.get("reason", "skipped")
+    return None
+
+
+def _refuse_a_selection_that_only_skips(items: list[pytest.Item]) -> None:
+    """A run whose every suite case skips (`--devices cuda`, `tox -e gpu`, on a host whose
+    CUDA or TensorRT does not load) would pass having measured and judged nothing."""
+    # speed targets are left out: they judge cases of the run and skip when those do
+    kinds = {"quality_case", "perf_case", "survey_case"}
+    cases = [i for i in items if kinds & set(getattr(i, "fixturenames", ()))]
+    reasons = [_skip_reason(i) for i in cases]
+    if cases and all(reasons):
+        raise pytest.UsageError(
+            f"every one of the {len(cases)} selected benchmark cases would be skipped on this "
+            f"host ({reasons[0]}), so the run would pass having measured and judged nothing; "
+            "run them where they can run, or select cases this host has (--devices cpu)"
+        )
 
 
 def _refuse_benchmark_only_with_gates(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -413,12 +486,14 @@ def profile_file(stem: str, profile: str) -> Path:
 
 def _parametrize_speed_targets(metafunc: pytest.Metafunc) -> None:
     profile = option(metafunc.config, "--zoo-profile")
-    path = profile_file("speed_targets", profile)
+    path = Path(option(metafunc.config, "--speed-targets")
+                or profile_file("speed_targets", profile))
     catalog = _catalog(metafunc.config)  # names and capabilities only; nothing is built here
     targets = suite_mod.load_speed_targets(path, catalog.profile.teacher)
     # refused before anything runs: a misspelt variant would otherwise be skipped as
     # "not measured" in every run
-    suite_mod.check_speed_targets_apply(targets, catalog, str(path))
+    suite_mod.check_speed_targets_apply(targets, catalog, str(path),
+                                        _selection(metafunc.config).batches)
     # a CUDA target carries the gpu marks of its cases: `tox -e gpu` (-m gpu) selects it, and
     # a host without CUDA skips it saying so, not as "not measured"
     metafunc.parametrize(
@@ -537,12 +612,32 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     `--benchmark-disable` is given, warns "Not saving anything", which `-W error` would turn
     into an error before a later hook could write). `--benchmark-save` stores nothing then.
     """
+    config = session.config
+    path = config.getoption("benchmark_json", default=None)
     if exitstatus == pytest.ExitCode.INTERRUPTED:
-        _keep_previous_json(session.config)
+        _keep_previous_json(config)
     else:
-        _save_benchmark_json_atomically(session.config)
-        _write_quality_only_json(session.config)
-    return (yield)
+        _save_benchmark_json_atomically(config)
+        _write_quality_only_json(config)
+    result = yield
+    _say_when_an_earlier_json_is_left(config, path)
+    return result
+
+
+def _say_when_an_earlier_json_is_left(config: pytest.Config, path) -> None:
+    """A run that wrote nothing (every case failed to load, say) leaves an earlier run's
+    `--benchmark-json` where this run's was asked for: say so, or a report made from it
+    would read as this run's."""
+    if not path or hasattr(config, "workerinput"):
+        return
+    path = Path(path)
+    started = config.stash.get(_STARTED, None)
+    # a second of slack for file systems with coarse timestamps
+    if started is None or not path.is_file() or path.stat().st_mtime >= started - 1:
+        return
+    config.get_terminal_writer().line(
+        f"defectbench: this run wrote nothing to {path}; the file there is an earlier run's",
+        red=True, bold=True)
 
 
 def _keep_previous_json(config: pytest.Config) -> None:

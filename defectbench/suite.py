@@ -6,6 +6,7 @@ unit-tested and reused.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import time
@@ -20,6 +21,7 @@ from defectbench.budgets import (
     Budget,
     Evidence,
     check_budgets_apply,
+    check_table_keys,
     judge_all,
     load_budgets,
 )
@@ -523,10 +525,14 @@ def load_speed_targets(path: Path, teacher: str = TEACHER) -> list[SpeedTarget]:
             "passes every run. Add at least one [[target]] table (note the double brackets)"
         )
     targets = []
+    keys = tuple(f.name for f in dataclasses.fields(SpeedTarget))
     for index, entry in enumerate(entries, start=1):
-        if isinstance(entry, dict):
-            entry = {k: v.replace("{teacher}", teacher) if k in ("faster", "slower")
-                     and isinstance(v, str) else v for k, v in entry.items()}
+        if not isinstance(entry, dict):
+            raise ConfigError(f"speed targets file {path}: [[target]] #{index} is not a table "
+                              "of keys; write [[target]] with double brackets")
+        check_table_keys(entry, keys, (), f"speed targets file {path}: [[target]] #{index}")
+        entry = {k: v.replace("{teacher}", teacher) if k in ("faster", "slower")
+                 and isinstance(v, str) else v for k, v in entry.items()}
         try:
             targets.append(SpeedTarget(**entry))
         except ConfigError as exc:
@@ -547,13 +553,23 @@ def load_speed_targets(path: Path, teacher: str = TEACHER) -> list[SpeedTarget]:
     return targets
 
 
-def check_speed_targets_apply(targets: list[SpeedTarget], catalog: Catalog, where: str) -> None:
+def check_speed_targets_apply(targets: list[SpeedTarget], catalog: Catalog, where: str,
+                              batches: tuple[int, ...] = ()) -> None:
     """ConfigError for a target whose variant is not in this zoo, or has no build at its
-    precision on its device: its case is never benchmarked, so a misspelt name
-    (`...int8_ortt`) would skip the target as "not measured" in every run. Whether this host
-    has the device is not checked: a CUDA target on a CPU host is skipped, not refused."""
+    precision on its device, or whose batch neither a default run nor this one (`batches`)
+    measures: its case is never benchmarked, so a misspelt name (`...int8_ortt`) or batch
+    would skip the target as "not measured" in every run. Whether this host has the device
+    is not checked: a CUDA target on a CPU host is skipped, not refused."""
     names = catalog.names
     for target in targets:
+        if target.batch not in DEFAULT_BATCHES and target.batch not in batches:
+            raise ConfigError(
+                f"{where}: speed target {target.name!r} has batch = {target.batch}, which a "
+                f"default run never measures (batch sizes "
+                f"{', '.join(map(str, DEFAULT_BATCHES))}), nor this one; it would be skipped "
+                f"as not measured: use one of those, or run with --batch-sizes including "
+                f"{target.batch}"
+            )
         for key in ("faster", "slower"):
             variant, precision = getattr(target, key), getattr(target, f"{key}_precision")
             if variant not in names:

@@ -1,10 +1,12 @@
 """The benchmark suite end to end on the `smoke` zoo, through pytest itself (pytester)."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -819,3 +821,67 @@ def test_a_broken_fixture_is_said_once_before_anything_runs(suite_dir):
     said = result.stdout.str() + result.stderr.str()
     assert said.count("fixture.json is corrupt; restore it from git") == 1
     assert "Traceback" not in said
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this host has CUDA")
+def test_a_selection_every_case_of_which_would_skip_is_refused(suite_dir, tmp_path):
+    # `tox -e gpu` on a host whose CUDA does not load: every case skips, and the run would
+    # pass (exit 0) having judged nothing, leaving an earlier run's JSON in place
+    out = tmp_path / "out-gpu.json"
+    out.write_text('{"an": "earlier run"}')
+    os.utime(out, (time.time() - 3600, time.time() - 3600))
+    result = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
+        "--variants", TEACHER, "--devices", "cuda", "-m", "gpu and not slow",
+        "-p", "no:cacheprovider", "--benchmark-json", str(out))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: every one of the * selected benchmark cases would be "
+                                 "skipped on this host (*CUDA*), so the run would pass having "
+                                 "measured and judged nothing*"])
+    assert not (tmp_path / "zoo").exists()  # refused before any build
+    # and the file it was asked to write is said to be an earlier run's
+    result.stdout.fnmatch_lines([f"defectbench: this run wrote nothing to {out}; the file "
+                                 "there is an earlier run's"])
+    assert out.read_text() == '{"an": "earlier run"}'
+    # the default selection on this host (its CUDA cases skip, its CPU cases run) is accepted
+    fine = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
+        "--variants", TEACHER, "-p", "no:cacheprovider", "--collect-only")
+    assert fine.ret == pytest.ExitCode.OK, fine.stderr.str()
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file"])
+def test_an_unwritable_benchmark_json_path_is_refused_before_anything_runs(
+    suite_dir, tmp_path, where
+):
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a folder")
+    path = tmp_path if where == "a folder" else blocker / "out.json"
+    result = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
+        "--variants", TEACHER, "-p", "no:cacheprovider", "--benchmark-json", str(path))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    expected = (f"ERROR: --benchmark-json {path} is a folder; name a file*" if where == "a folder"
+                else f"ERROR: --benchmark-json {path} cannot be written (*); choose a writable*")
+    result.stderr.fnmatch_lines([expected])
+    assert not (tmp_path / "zoo").exists()
+
+
+def test_an_empty_option_is_refused_not_read_as_the_default(suite_dir, tmp_path):
+    result = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
+        "--budgets", "", "-p", "no:cacheprovider", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --budgets is empty; give it a value, or leave it out "
+                                 "for the default (or $DEFECTBENCH_BUDGETS)"])
+
+
+def test_speed_targets_come_from_the_file_the_option_names(suite_dir, tmp_path):
+    targets = tmp_path / "targets.toml"
+    targets.write_text((REPO / "fixtures" / "speed_targets-smoke.toml").read_text()
+                       .replace(".int8_ort\"", ".int8_ortt\"", 1))
+    result = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
+        "--speed-targets", str(targets), "-p", "no:cacheprovider", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{targets}: speed target * which is not a variant*"])

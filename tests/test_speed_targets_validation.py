@@ -2,6 +2,7 @@
 case no run benchmarks would be skipped as "not measured" forever, and its gate never fire."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -120,6 +121,30 @@ def test_a_misspelt_variant_is_refused_naming_the_close_matches(tmp_path, catalo
         check_speed_targets_apply(fp16, catalog, "f")
 
 
+def test_a_misspelt_or_missing_key_names_the_allowed_keys(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_speed_targets(_write(tmp_path, TARGET.replace("min_ratio", "min_ration")))
+    message = str(info.value)
+    assert "[[target]] #1: unknown key 'min_ration'; allowed keys are 'name'," in message
+    assert message.endswith("did you mean 'min_ratio'?")
+    with pytest.raises(ConfigError, match=r"#1: missing required key\(s\) 'batch'"):
+        load_speed_targets(_write(tmp_path, TARGET.replace("batch = 1\n", "")))
+
+
+def test_a_batch_no_run_measures_is_refused_unless_this_run_asks_for_it(tmp_path, catalog):
+    # batch 4 is not a default batch size: every default run would skip the target
+    path = _write(tmp_path, TARGET.replace("batch = 1", "batch = 4"))
+    targets = load_speed_targets(path)
+    with pytest.raises(ConfigError, match=(
+            r"has batch = 4, which a default run never measures \(batch sizes 1, 8, 32\), nor "
+            r"this one; .*--batch-sizes including 4")):
+        check_speed_targets_apply(targets, catalog, str(path), batches=(1,))
+    check_speed_targets_apply(targets, catalog, str(path), batches=(1, 4))
+    # a default batch this run leaves out is "not measured in this run", not a mistake
+    eight = load_speed_targets(_write(tmp_path, TARGET.replace("batch = 1", "batch = 8")))
+    check_speed_targets_apply(eight, catalog, str(path), batches=(1,))
+
+
 class _UnmeasuredSuite:
     """A suite that benchmarked nothing, as on a host without the target's device."""
 
@@ -161,7 +186,9 @@ def test_a_cuda_target_carries_the_gpu_marks_of_its_cases(tmp_path, catalog, mon
     path = _write(tmp_path, TARGET + cuda)
     monkeypatch.setattr(plugin, "profile_file", lambda stem, profile: path)
     monkeypatch.setattr(plugin, "_catalog", lambda config: catalog)
-    monkeypatch.setattr(plugin, "option", lambda config, name: "smoke")
+    monkeypatch.setattr(plugin, "option",
+                        lambda config, name: "smoke" if name == "--zoo-profile" else None)
+    monkeypatch.setattr(plugin, "_selection", lambda config: SimpleNamespace(batches=(1,)))
     seen = {}
 
     class Metafunc:

@@ -413,11 +413,17 @@ def test_a_manifest_edited_or_damaged_on_disk_is_corrupt_not_used(tmp_path, caps
     # formatting is not content: re-indented, it is the same manifest
     path.write_text(json.dumps(json.loads(path.read_text().replace("0.4558", "0.1558"))))
     assert store.is_current(TEACHER, "k1")
-    # one written before manifests carried a checksum is taken as it is
+    # one written before manifests carried a checksum is taken as it is; one written since
+    # that lacks it lost it on disk
     legacy = json.loads(path.read_text())
     del legacy["manifest_sha256"]
-    path.write_text(json.dumps(legacy))
-    assert store.is_current(TEACHER, "k1")
+    for created, current in (("2026-11-29T10:00:00+00:00", True),
+                             ("2026-12-02T10:00:00+00:00", False)):
+        path.write_text(json.dumps({**legacy, "created": created}))
+        assert store.is_current(TEACHER, "k1") is current
+    with pytest.raises(ArtifactError, match="no manifest_sha256, which every manifest written "
+                                            "since 2026-11-30 13:10 UTC carries"):
+        store.verify(TEACHER, "k1")
     # a folder where the manifest should be is corrupt, not "never built"
     other = store.manifest_path("x.variant")
     other.mkdir(parents=True)
@@ -1107,9 +1113,8 @@ def test_a_pt2e_variant_records_how_many_calibration_images_it_used(tmp_path, mo
     assert predictor.differs_from_build is None
 
     # a graph that comes out otherwise (another CPU model) is said, not passed over
-    path = catalog.store.manifest_path(name)
     tampered = {**manifest, "qparams_sha256": "0" * 64}
-    path.write_text(json.dumps(tampered))
+    catalog.store.commit(tampered)  # as a build on the other CPU would have written it
     with pytest.warns(UserWarning, match=r"calibrating again at load gave other quantization"):
         predictor = Catalog(tmp_path, smoke).predictor(name, "int8", "cpu")
     # and carried into the results that use it (suite.evaluate), not only a warning

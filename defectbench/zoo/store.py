@@ -16,6 +16,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,8 @@ MANIFEST = "manifest.json"
 # images are preprocessed, which no artifact hash covers; a digit changed on disk must not
 # move a gate silently
 MANIFEST_CHECKSUM = "manifest_sha256"
+# every manifest written since carries one: one created later without it lost it on disk
+CHECKSUMS_SINCE = datetime(2026, 11, 30, 13, 10, tzinfo=timezone.utc)
 
 
 def manifest_checksum(manifest: dict[str, Any]) -> str:
@@ -41,6 +44,16 @@ def default_zoo_root() -> Path:
         return Path(env)
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "defectbench" / "zoo"
+
+
+def _created(manifest: dict[str, Any]) -> datetime:
+    """When the manifest says it was written; the earliest time when it does not say, so that
+    it counts as written before checksums were."""
+    try:
+        created = datetime.fromisoformat(str(manifest.get("created")))
+    except ValueError:
+        return datetime.min.replace(tzinfo=timezone.utc)
+    return created if created.tzinfo else created.replace(tzinfo=timezone.utc)
 
 
 def _is_sha256(value: object) -> bool:
@@ -121,8 +134,11 @@ class ZooStore:
             manifest = json.loads(path.read_text())
             if not isinstance(manifest, dict):
                 raise ValueError(f"a JSON {type(manifest).__name__}, not an object")
-            # manifests written before 2026-11-30 carry no checksum and are taken as they are
+            # manifests written before checksums were carry none and are taken as they are
             recorded = manifest.get(MANIFEST_CHECKSUM)
+            if recorded is None and _created(manifest) >= CHECKSUMS_SINCE:
+                raise ValueError(f"no {MANIFEST_CHECKSUM}, which every manifest written since "
+                                 f"{CHECKSUMS_SINCE:%Y-%m-%d %H:%M} UTC carries")
             if recorded is not None and recorded != manifest_checksum(manifest):
                 raise ValueError(
                     f"its content does not match its {MANIFEST_CHECKSUM} (edited or damaged "
