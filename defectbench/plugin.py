@@ -194,7 +194,9 @@ def _check_benchmark_json_path(config: pytest.Config) -> None:
     from defectbench.errors import ConfigError
 
     path = config.getoption("benchmark_json", default=None)
-    if not path or hasattr(config, "workerinput"):
+    # nothing is written when only listing (--collect-only) or asking for --help
+    if (not path or hasattr(config, "workerinput") or config.option.collectonly
+            or config.getoption("help", default=False)):
         return
     path = Path(path)
     if path.is_dir():
@@ -401,7 +403,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             suite_mod.load_checked_budgets(_budgets_path(config, catalog), catalog)
         except DefectbenchError as exc:  # pytest's own "ERROR: ..." line, once
             raise pytest.UsageError(str(exc)) from None
-    _refuse_a_selection_that_only_skips(items)
+    if not config.option.collectonly:  # listing what a GPU host would run is fine here
+        _refuse_a_selection_that_only_skips(items)
 
 
 def _skip_reason(item: pytest.Item) -> str | None:

@@ -843,11 +843,15 @@ def test_a_selection_every_case_of_which_would_skip_is_refused(suite_dir, tmp_pa
     result.stdout.fnmatch_lines([f"defectbench: this run wrote nothing to {out}; the file "
                                  "there is an earlier run's"])
     assert out.read_text() == '{"an": "earlier run"}'
-    # the default selection on this host (its CUDA cases skip, its CPU cases run) is accepted
-    fine = suite_dir.runpytest_subprocess(
-        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
-        "--variants", TEACHER, "-p", "no:cacheprovider", "--collect-only")
-    assert fine.ret == pytest.ExitCode.OK, fine.stderr.str()
+    # the default selection on this host (its CUDA cases skip, its CPU cases run) is accepted,
+    # and so is listing the CUDA cases (nothing runs, nothing is written)
+    for extra in ((), ("--devices", "cuda", "-m", "gpu and not slow", "--benchmark-json",
+                       str(tmp_path / "new" / "out.json"))):
+        fine = suite_dir.runpytest_subprocess(
+            "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
+            "--variants", TEACHER, "-p", "no:cacheprovider", "--collect-only", *extra)
+        assert fine.ret == pytest.ExitCode.OK, fine.stderr.str()
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("where", ["a folder", "under a file"])

@@ -952,11 +952,13 @@ def test_findings_name_the_reference_the_failures_and_the_fastest_passing_artifa
     assert (f"cpu ({XEON}): the reference `{TEACHER}` fp32 catches 186 of 204 defective cells, "
             f"recall 0.912 [0.866, 0.946], at specificity 0.900.") in lines
     assert teacher.recall == 0.912 and round(0.912 * 204) == 186
-    assert (f"cpu ({XEON}): 2 of 3 gated artifacts pass every budget; 1 fails: `{PRUNED}` fp32 "
-            "(recall-drop, recall-drop-upper-bound, fnr-ceiling).") in lines
-    # p = 0.29: a failure the data cannot tell from the reference's recall
-    (within,) = [ln for ln in lines if ln.startswith("Failing, but within sampling error")]
-    assert f"`{PRUNED}` fp32: drop +0.074, p = 0.29" in within
+    assert (f"cpu ({XEON}): 2 of 3 gated artifacts pass every budget (the reference among them)"
+            f"; 1 fails: `{PRUNED}` fp32 (recall-drop, recall-drop-upper-bound, "
+            "fnr-ceiling).") in lines
+    # p = 0.29: a failure whose recall loss the paired test does not show
+    (open_,) = [ln for ln in lines if ln.startswith("Failing, with a recall loss against the "
+                                                     "reference that is not statistically shown")]
+    assert f"`{PRUNED}` fp32: drop +0.074, p = 0.29" in open_
     assert not any("is shown" in ln for ln in lines)
     int8_b1 = next(r for r in report.rows if (r.variant, r.device, r.batch) == (INT8, "cpu", 1))
     assert (f"cpu b1 ({XEON}): the fastest artifact passing every budget is `{INT8}` int8 "
@@ -972,9 +974,15 @@ def test_findings_say_when_a_loss_is_statistically_shown(tmp_path):
         q["mcnemar_p"] = 0.0021
     lines = _findings(tmp_path, data)
     (shown,) = [ln for ln in lines if ln.startswith("A recall loss against the reference is shown")]
-    assert "not corrected for the 3 artifacts compared" in shown
+    assert "not corrected for the 2 artifacts compared" in shown  # not the reference itself
     assert f"`{PRUNED}` fp32: drop +0.074, 17 new misses and 2 new catches, p = 0.0021" in shown
-    assert not any(ln.startswith("Failing, but within sampling error") for ln in lines)
+    assert not any(ln.startswith("Failing, with a recall loss") for ln in lines)
+    # three figures: a p just under 0.05 never prints as 0.05 in a "p < 0.05" sentence, and
+    # one new miss reads as one
+    for q in _quality(data, PRUNED):
+        q["mcnemar_p"], q["new_misses"], q["new_catches"] = 0.0498, 1, 0
+    (shown,) = [ln for ln in _findings(tmp_path, data) if "is shown" in ln]
+    assert "1 new miss and 0 new catches, p = 0.0498" in shown
 
 
 def test_findings_name_passing_artifacts_that_pay_in_specificity(tmp_path):
@@ -1006,6 +1014,21 @@ def test_findings_name_the_fastest_artifact_the_gates_turned_down(tmp_path):
     b1 = next(ln for ln in _findings(tmp_path, data) if ln.startswith(f"cpu b1 ({XEON})"))
     assert b1.endswith(f"The fastest overall, `{PRUNED}` fp32 at 1.50 ms, fails (recall-drop, "
                        "recall-drop-upper-bound, fnr-ceiling).")
+
+
+def test_findings_take_each_files_own_reference(tmp_path):
+    # two profiles with different teachers: each file's drops are against its own teacher
+    other = _load(CPU)
+    other["machine_info"]["cpu"]["brand_raw"] = "AMD EPYC 9654"
+    other["machine_info"]["node"] = "otherbox"
+    other["datetime"] = "2026-11-23T10:00:00+00:00"
+    other["defectbench"]["reference"] = PRUNED  # an FP32 model standing in for a teacher
+    lines = _findings(tmp_path, None, _dump(other, tmp_path / "other.json"))
+    assert any(ln.startswith(f"cpu ({XEON}): the reference `{TEACHER}` fp32") for ln in lines)
+    assert any(ln.startswith(f"cpu (AMD EPYC 9654): the reference `{PRUNED}` fp32")
+               for ln in lines)
+    assert not any(ln.startswith(f"cpu (AMD EPYC 9654): the reference `{TEACHER}`")
+                   for ln in lines)
 
 
 def test_findings_with_nothing_passing_or_nothing_gated(tmp_path):

@@ -158,6 +158,16 @@ def test_judging_refuses_a_misspelt_variant_instead_of_skipping_it(tmp_path, cat
         judge_speed_target(_UnmeasuredSuite(catalog), target)
 
 
+def test_a_target_at_a_batch_this_run_measures_is_judged_not_refused(tmp_path, catalog):
+    # batch 4 is accepted at collection when --batch-sizes has it; judging must not refuse it
+    (target,) = load_speed_targets(_write(tmp_path, TARGET.replace("batch = 1", "batch = 4")))
+    assert judge_speed_target(_UnmeasuredSuite(catalog), target) == {
+        "name": "teacher-ort-int8-vs-fp32-b1",
+        "measured": False,
+        "missing": [f"{TEACHER}.int8_ort-int8-cpu-b4", f"{TEACHER}.onnx-fp32-cpu-b4"],
+    }
+
+
 def test_a_valid_cuda_target_on_a_cpu_host_is_still_skipped_not_refused(tmp_path, catalog):
     text = (TARGET.replace('device = "cpu"', 'device = "cuda"')
             .replace(".int8_ort\"", ".onnx\"").replace('"int8"', '"fp16"'))

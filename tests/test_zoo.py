@@ -413,22 +413,33 @@ def test_a_manifest_edited_or_damaged_on_disk_is_corrupt_not_used(tmp_path, caps
     # formatting is not content: re-indented, it is the same manifest
     path.write_text(json.dumps(json.loads(path.read_text().replace("0.4558", "0.1558"))))
     assert store.is_current(TEACHER, "k1")
-    # one written before manifests carried a checksum is taken as it is; one written since
-    # that lacks it lost it on disk
-    legacy = json.loads(path.read_text())
-    del legacy["manifest_sha256"]
-    for created, current in (("2026-11-29T10:00:00+00:00", True),
-                             ("2026-12-02T10:00:00+00:00", False)):
-        path.write_text(json.dumps({**legacy, "created": created}))
-        assert store.is_current(TEACHER, "k1") is current
-    with pytest.raises(ArtifactError, match="no manifest_sha256, which every manifest written "
-                                            "since 2026-11-30 13:10 UTC carries"):
+    # one written before manifests carried a checksum (an older checkout sharing the cache)
+    # is taken as it is; one whose format promises a checksum and has none lost it on disk
+    written = json.loads(path.read_text())
+    assert written["manifest_format"] == 2
+    del written["manifest_sha256"]
+    path.write_text(json.dumps(written))
+    with pytest.raises(ArtifactError, match="no manifest_sha256, which its manifest_format 2 "
+                                            "promises"):
         store.verify(TEACHER, "k1")
+    del written["manifest_format"]
+    path.write_text(json.dumps(written))
+    assert store.is_current(TEACHER, "k1")
     # a folder where the manifest should be is corrupt, not "never built"
     other = store.manifest_path("x.variant")
     other.mkdir(parents=True)
     with pytest.raises(ArtifactError, match="manifest .* is corrupt \\(not a file\\)"):
         store.read_manifest("x.variant")
+
+
+def test_the_manifest_checksum_is_that_of_the_manifest_as_read_back():
+    from defectbench.zoo.store import manifest_checksum
+
+    # JSON turns integer keys into strings, which sort otherwise ("10" < "2"), and tuples
+    # into lists: the checksum written must be the one the read-back manifest gives
+    written = {"name": "x", "counts": {2: "two", 10: "ten"}, "size": (1, 2),
+               "dev": {"auroc": float("nan")}, "note": "naïve"}
+    assert manifest_checksum(written) == manifest_checksum(json.loads(json.dumps(written)))
 
 
 def test_a_child_of_a_deleted_parent_says_the_parent_is_not_built(tmp_path):

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from defectbench.report.format import fixed, significant
+from defectbench.report.format import DASH, fixed, significant
+from defectbench.report.load import run_labels
 from defectbench.report.rows import Report, ReportRow, model_key
 
 # McNemar p-values are reported uncorrected: the sentence says so and how many were tested
@@ -21,6 +22,16 @@ SIGNIFICANCE = 0.05
 # a passing artifact this far below the reference's specificity is named: recall budgets do
 # not see a variant that keeps its recall by flagging more good cells for review
 SPECIFICITY_GAP = 0.10
+
+
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    """"1 artifact", "2 artifacts"."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
+def _p(value: float) -> str:
+    # three figures: 0.0498 must not print as "0.05" in a "p < 0.05" sentence
+    return f"{value:.3g}"
 
 
 def _name(row: ReportRow) -> str:
@@ -41,13 +52,21 @@ def _models(rows: Iterable[ReportRow]) -> list[ReportRow]:
 
 
 def _reference_row(report: Report, models: Sequence[ReportRow]) -> ReportRow | None:
-    """The row every drop in ``models`` was measured against: the FP32 teacher on CPU at its
-    own threshold, from the same input file (a CUDA group's is its file's CPU row, if that
-    file ran one; the teacher's CUDA row applies the CPU threshold and is a variant like any)."""
+    """The row every drop in ``models`` was measured against: their input file's reference
+    (the FP32 teacher) on CPU at its own threshold (a CUDA group's is its file's CPU row, if
+    that file ran one; the teacher's CUDA row applies the CPU threshold and is a variant like
+    any). Files of two profiles may have different teachers: each group gets its own."""
+    labels = run_labels(report.runs)
+    references = {labels[run.path]: run.reference for run in report.runs}
     sources = {r.source for r in models}
-    return next((r for r in report.rows if r.variant == report.reference
-                 and r.precision == "fp32" and r.device == "cpu" and r.source in sources
+    return next((r for r in report.rows if r.source in sources
+                 and r.variant == references.get(r.source)
+                 and r.precision == "fp32" and r.device == "cpu"
                  and r.has_quality and not r.threshold_from_other_case), None)
+
+
+def _is_reference(row: ReportRow, reference: ReportRow | None) -> bool:
+    return reference is not None and model_key(row) == model_key(reference)
 
 
 def _quality_findings(device: str, machine: str, models: Sequence[ReportRow],
@@ -57,13 +76,17 @@ def _quality_findings(device: str, machine: str, models: Sequence[ReportRow],
         caught = round(reference.recall * reference.n_defective)
         interval = (f" [{fixed(reference.recall_low)}, {fixed(reference.recall_high)}]"
                     if reference.recall_low is not None else "")
+        specificity = (f", at specificity {fixed(reference.specificity)}"
+                       if reference.specificity is not None else "")
         out.append(f"{device} ({machine}): the reference {_name(reference)} catches {caught} of "
                    f"{reference.n_defective} defective cells, recall {fixed(reference.recall)}"
-                   f"{interval}, at specificity {fixed(reference.specificity)}.")
+                   f"{interval}{specificity}.")
     passing = [r for r in models if r.passed]
     failing = [r for r in models if not r.passed]
-    summary = (f"{device} ({machine}): {len(passing)} of {len(models)} gated artifacts pass "
-               "every budget")
+    summary = (f"{device} ({machine}): {len(passing)} of "
+               f"{_count(len(models), 'gated artifact')} pass every budget")
+    if any(_is_reference(r, reference) for r in models):
+        summary += " (the reference among them)"
     if failing:
         summary += f"; {len(failing)} {'fails' if len(failing) == 1 else 'fail'}: " + _join(
             [f"{_name(r)} ({', '.join(r.failed_budgets) or 'failed'})" for r in failing])
@@ -72,22 +95,24 @@ def _quality_findings(device: str, machine: str, models: Sequence[ReportRow],
               and r.mcnemar_p is not None]
     shown = [r for r in losing if r.mcnemar_p < SIGNIFICANCE]
     open_ = [r for r in losing if r.mcnemar_p >= SIGNIFICANCE]
-    tested = sum(r.mcnemar_p is not None for r in models)
+    # the reference against itself is no comparison
+    tested = sum(r.mcnemar_p is not None and not _is_reference(r, reference) for r in models)
     if shown:
         out.append(
             f"A recall loss against the reference is shown (exact McNemar p < {SIGNIFICANCE:g}, "
-            f"not corrected for the {tested} artifacts compared) for "
-            + _join([f"{_name(r)}: drop {fixed(r.recall_drop, signed=True)}, {r.new_misses} "
-                     f"new misses and "
-                     f"{r.new_catches} new catches, p = {r.mcnemar_p:.2g}" for r in shown]) + ".")
-    if open_:
-        out.append(
-            f"Failing, but within sampling error of the reference (McNemar p >= "
-            f"{SIGNIFICANCE:g}; their budgets are judged on a point estimate, or on a bound "
-            "that cannot exclude a worse value): "
+            f"not corrected for the {_count(tested, 'artifact')} compared) for "
             + _join([f"{_name(r)}: drop {fixed(r.recall_drop, signed=True)}, "
-                     f"p = {r.mcnemar_p:.2g}"
-                     for r in open_]) + ".")
+                     f"{_count(r.new_misses or 0, 'new miss', 'new misses')} and "
+                     f"{_count(r.new_catches or 0, 'new catch', 'new catches')}, "
+                     f"p = {_p(r.mcnemar_p)}" for r in shown]) + ".")
+    if open_:
+        # not "no loss": these fail their budgets (an FNR ceiling says nothing of McNemar),
+        # only the paired comparison cannot tell their recall from the reference's
+        out.append(
+            "Failing, with a recall loss against the reference that is not statistically "
+            f"shown (exact McNemar p >= {SIGNIFICANCE:g}): "
+            + _join([f"{_name(r)}: drop {fixed(r.recall_drop, signed=True)}, "
+                     f"p = {_p(r.mcnemar_p)}" for r in open_]) + ".")
     if reference is not None and reference.specificity is not None:
         costly = [r for r in passing if r.specificity is not None
                   and r.specificity < reference.specificity - SPECIFICITY_GAP]
@@ -103,7 +128,8 @@ def _quality_findings(device: str, machine: str, models: Sequence[ReportRow],
 def _speed_line(row: ReportRow) -> str:
     speedup = (f", {row.speedup_vs_reference:.1f}x the reference's throughput in the same run"
                if row.speedup_vs_reference else "")
-    return (f"{_name(row)} ({row.runtime}) at p50 {significant(row.latency_p50_ms)} ms{speedup}; "
+    return (f"{_name(row)} ({row.runtime or DASH}) at p50 "
+            f"{significant(row.latency_p50_ms)} ms{speedup}; "
             f"recall {fixed(row.recall)} (drop {fixed(row.recall_drop, signed=True)}), "
             f"specificity {fixed(row.specificity)}")
 

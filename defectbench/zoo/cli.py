@@ -107,8 +107,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _state(catalog, name: str, manifest: dict | None) -> str:
     """`built`, `stale`, `corrupt` or `-`, as `zoo build` would judge it. Stale: built from
     another recipe, data fixture or library version, or from an earlier build of a parent.
-    Corrupt: an artifact is missing or its sha256 is not the manifest's (every artifact is
-    hashed, as at load), the manifest lists not the file its loader reads, or the parent a
+    Corrupt: the manifest does not match its own checksum, an artifact is missing or its
+    sha256 is not the manifest's (every artifact is hashed, as at load), the manifest lists
+    not the file its loader reads, or the parent a
     PT2E or QAT variant is rebuilt from at load is itself corrupt. The next `zoo build`
     replaces all of them."""
     from defectbench.errors import ArtifactError

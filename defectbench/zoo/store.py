@@ -16,7 +16,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +27,16 @@ MANIFEST = "manifest.json"
 # images are preprocessed, which no artifact hash covers; a digit changed on disk must not
 # move a gate silently
 MANIFEST_CHECKSUM = "manifest_sha256"
-# every manifest written since carries one: one created later without it lost it on disk
-CHECKSUMS_SINCE = datetime(2026, 11, 30, 13, 10, tzinfo=timezone.utc)
+# manifests that carry a checksum say so: one that says so and has none lost it on disk, while
+# one written before (by an older checkout, say, sharing the cache) is taken as it is
+MANIFEST_FORMAT = 2
 
 
 def manifest_checksum(manifest: dict[str, Any]) -> str:
     """sha256 of the manifest's content without its checksum, independent of formatting."""
     body = {k: v for k, v in manifest.items() if k != MANIFEST_CHECKSUM}
+    # as read back: JSON turns tuples into lists and keys into strings (whose order differs)
+    body = json.loads(json.dumps(body))
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -44,16 +46,6 @@ def default_zoo_root() -> Path:
         return Path(env)
     cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(cache) / "defectbench" / "zoo"
-
-
-def _created(manifest: dict[str, Any]) -> datetime:
-    """When the manifest says it was written; the earliest time when it does not say, so that
-    it counts as written before checksums were."""
-    try:
-        created = datetime.fromisoformat(str(manifest.get("created")))
-    except ValueError:
-        return datetime.min.replace(tzinfo=timezone.utc)
-    return created if created.tzinfo else created.replace(tzinfo=timezone.utc)
 
 
 def _is_sha256(value: object) -> bool:
@@ -134,11 +126,13 @@ class ZooStore:
             manifest = json.loads(path.read_text())
             if not isinstance(manifest, dict):
                 raise ValueError(f"a JSON {type(manifest).__name__}, not an object")
-            # manifests written before checksums were carry none and are taken as they are
             recorded = manifest.get(MANIFEST_CHECKSUM)
-            if recorded is None and _created(manifest) >= CHECKSUMS_SINCE:
-                raise ValueError(f"no {MANIFEST_CHECKSUM}, which every manifest written since "
-                                 f"{CHECKSUMS_SINCE:%Y-%m-%d %H:%M} UTC carries")
+            fmt = manifest.get("manifest_format", 1)
+            if isinstance(fmt, bool) or not isinstance(fmt, int):
+                raise ValueError(f"manifest_format {fmt!r} is not a whole number")
+            if recorded is None and fmt >= MANIFEST_FORMAT:
+                raise ValueError(f"no {MANIFEST_CHECKSUM}, which its manifest_format {fmt} "
+                                 "promises")
             if recorded is not None and recorded != manifest_checksum(manifest):
                 raise ValueError(
                     f"its content does not match its {MANIFEST_CHECKSUM} (edited or damaged "
@@ -264,7 +258,8 @@ class ZooStore:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
-            removed.append(path.name)
+            if not path.exists():  # a folder rmtree could not empty is not said to be gone
+                removed.append(path.name)
         return removed
 
     def write_artifact(self, name: str, filename: str, data: bytes) -> dict[str, Any]:
@@ -280,7 +275,8 @@ class ZooStore:
     def commit(self, manifest: dict[str, Any]) -> None:
         """Write the manifest last, with its checksum: from now on the variant counts as
         built."""
-        manifest = {**manifest, MANIFEST_CHECKSUM: manifest_checksum(manifest)}
+        manifest = {**manifest, "manifest_format": MANIFEST_FORMAT}
+        manifest[MANIFEST_CHECKSUM] = manifest_checksum(manifest)
         atomic_write_text(
             self.manifest_path(manifest["name"]),
             json.dumps(manifest, indent=2, sort_keys=True) + "\n",
