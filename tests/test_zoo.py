@@ -1382,8 +1382,11 @@ def test_fine_tunes_after_a_transform_train_on_what_their_parent_trained_on():
     full = get_profile("full")
     recipes = all_recipes(full)
     teacher = recipes[full.teacher].train
+    assert (teacher.targets, teacher.class_balance) == ("annotator_probability", "none")
     for name in (f"{full.teacher}.pruned30", f"{full.teacher}.pruned50"):
-        assert recipes[name].finetune == finetune_config(teacher, full.prune_epochs, teacher.lr / 2)
+        tune = recipes[name].finetune
+        assert (tune.targets, tune.class_balance) == ("annotator_probability", "none")
+        assert tune == finetune_config(teacher, full.prune_epochs, teacher.lr / 2)
     qat = recipes["tf_efficientnet_lite0.kd.qat_pt2e"]
     student = recipes["tf_efficientnet_lite0.kd"].train
     assert qat.finetune == finetune_config(student, full.prune_epochs, student.lr / 10)
