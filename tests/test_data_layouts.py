@@ -364,8 +364,29 @@ def test_dagm_one_class_and_split_subset(tmp_path: Path) -> None:
 
 def test_dagm_labels_from_masks_when_labels_txt_is_absent(tmp_path: Path) -> None:
     dagm_split(tmp_path / "Class3/Train", ["0001", "0002"], {"0001"}, with_table=False)
+    dagm_split(tmp_path / "Class3/Test", ["0003", "0004"], {"0004"}, with_table=False)
+    assert load_dagm(tmp_path).labels.tolist() == [1, 0, 0, 1]
+
+
+def test_dagm_empty_label_folder_is_refused_not_read_as_all_good(tmp_path: Path) -> None:
+    dagm_split(tmp_path / "Class3/Train", ["0001", "0002"], {"0001"}, with_table=False)
     dagm_split(tmp_path / "Class3/Test", ["0003"], set(), with_table=False)
-    assert load_dagm(tmp_path).labels.tolist() == [1, 0, 0]
+    with pytest.raises(
+        DataError, match=r"Test/Label holds neither Labels.txt nor any defect mask.*re-extract"
+    ):
+        load_dagm(tmp_path)
+
+
+def test_dagm_folder_of_images_not_named_class_n_is_refused(tmp_path: Path) -> None:
+    dagm_tree(tmp_path, classes=(1,))
+    dagm_tree(tmp_path / "tmp", classes=(2,))
+    (tmp_path / "tmp/Class2").rename(tmp_path / "Clas2")
+    dagm_split(tmp_path / "Class1_def/Train", ["0001"], {"0001"})  # development set: left out
+    (tmp_path / "notes").mkdir()
+    with pytest.raises(DataError, match=r"not named Class<n> \(Clas2/\), which would not be read"):
+        load_dagm(tmp_path)
+    (tmp_path / "Clas2").rename(tmp_path / "Class2")
+    assert sorted(set(load_dagm(tmp_path).metadata["dagm_class"].tolist())) == [1, 2]
 
 
 def test_dagm_labels_txt_with_names_in_other_case(tmp_path: Path) -> None:
@@ -493,6 +514,33 @@ def test_folder_two_other_names_stay_multi_class(tmp_path: Path) -> None:
     assert images.labels.shape == (2, 2)
 
 
+def test_folder_defective_is_a_spelling_of_defect(tmp_path: Path) -> None:
+    images = load_image_folder(folder_tree(tmp_path, {"good": 2, "Defective": 1}))
+    assert images.class_names == ("good", "defective")
+    assert images.labels.tolist() == [1, 0, 0]
+
+
+def test_binary_view_matches_the_good_class_ignoring_case(tmp_path: Path) -> None:
+    images = load_image_folder(folder_tree(tmp_path, {"Good": 1, "crack": 1, "finger": 1}))
+    assert images.ids == ("Good/000.png", "crack/000.png", "finger/000.png")
+    assert binary_view(images).labels.tolist() == [0, 1, 1]
+
+
+def test_mvtec_folder_named_like_good_is_refused_not_labelled_defective(tmp_path: Path) -> None:
+    mvtec_tree(tmp_path)
+    write_image(tmp_path / "bottle/test/good - Copy/000.png", "RGB")
+    with pytest.raises(DataError, match=r"named like good/ but not good/ \(good - Copy/\)"):
+        load_mvtec_ad(tmp_path, "bottle")
+
+
+def test_mvtec_capitalised_split_folders(tmp_path: Path) -> None:
+    mvtec_tree(tmp_path)
+    (tmp_path / "bottle/test").rename(tmp_path / "bottle/Test")
+    (tmp_path / "bottle/train").rename(tmp_path / "bottle/Train")
+    assert "bottle" in mvtec_categories(tmp_path)
+    assert len(load_mvtec_ad(tmp_path, "bottle")) == 5
+
+
 def test_binary_view_needs_a_good_class(tmp_path: Path) -> None:
     images = load_image_folder(folder_tree(tmp_path, {"ok": 1, "ng": 1}))
     with pytest.raises(
@@ -589,6 +637,106 @@ def test_pixel_modes_become_uint8_gray_or_rgb(tmp_path: Path) -> None:
     assert images.load(0).shape == (SIZE, SIZE) and images.load(0).max() == 255
     assert images.load(2).shape == (SIZE, SIZE, 3)
     assert images.load(3)[0, 0].tolist() == [10, 20, 30]
+
+
+@pytest.mark.parametrize("check", ["verify", "decode"])
+@pytest.mark.parametrize("name, bits", [("rgb48.png", "RGB;16B"), ("rgb48.tif", "RGB;16"),
+                                        ("rgba64.png", "RGBA;16B")])
+def test_16_bit_colour_is_refused_not_cut_to_its_high_byte(
+    tmp_path: Path, check: str, name: str, bits: str
+) -> None:
+    # PIL opens these as mode RGB/RGBA and keeps the high byte: 12-bit data reads near-black
+    write_image(tmp_path / "good/gray.png")
+    channels = 4 if "RGBA" in bits else 3
+    pixels = np.full((SIZE, SIZE, channels), 2944, dtype=np.uint16)  # a 12-bit camera's range
+    path = tmp_path / "defect" / name
+    path.parent.mkdir()
+    _write_16_bit_colour(path, pixels)
+    with Image.open(path) as opened:
+        assert opened.mode in ("RGB", "RGBA")  # the trap: the mode alone looks 8-bit
+    with pytest.raises(DataError, match=rf"{name} \(16- or 32-bit samples .*{bits}.*8-bit"):
+        load_image_folder(tmp_path, check=check)
+
+
+def _write_16_bit_colour(path: Path, pixels: np.ndarray) -> None:
+    """PIL cannot write 48/64-bit colour; write the PNG chunks or a minimal TIFF by hand."""
+    import struct
+    import zlib
+
+    height, width, channels = pixels.shape
+    if path.suffix == ".png":
+        def chunk(kind: bytes, data: bytes) -> bytes:
+            body = kind + data
+            return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+        color_type = 6 if channels == 4 else 2
+        raw = b"".join(b"\0" + row.astype(">u2").tobytes() for row in pixels)
+        path.write_bytes(
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw))
+            + chunk(b"IEND", b"")
+        )
+        return
+    data = pixels.astype("<u2").tobytes()
+    entries = [  # tag, type (3 short, 4 long), count, value
+        (256, 4, 1, width), (257, 4, 1, height), (258, 3, 1, 16), (259, 3, 1, 1),
+        (262, 3, 1, 2), (273, 4, 1, 0), (277, 3, 1, channels), (278, 4, 1, height),
+        (279, 4, 1, len(data)), (284, 3, 1, 1),
+    ]
+    ifd_size = 2 + 12 * len(entries) + 4
+    offset = 8 + ifd_size
+    ifd = struct.pack("<H", len(entries))
+    for tag, kind, count, value in entries:
+        value = offset if tag == 273 else value
+        packed = struct.pack("<HI", value, 0)[:4] if kind == 3 else struct.pack("<I", value)
+        ifd += struct.pack("<HHI", tag, kind, count) + packed
+    path.write_bytes(b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + data)
+
+
+def test_a_multi_page_tiff_is_refused_not_read_as_its_first_page(tmp_path: Path) -> None:
+    write_image(tmp_path / "good/gray.png")
+    (tmp_path / "defect").mkdir()
+    pages = [Image.new("L", (SIZE, SIZE), value) for value in (0, 100, 200)]
+    pages[0].save(tmp_path / "defect/stack.tif", save_all=True, append_images=pages[1:])
+    with pytest.raises(DataError, match=r"stack.tif \(3 frames or pages.*file of its own"):
+        load_image_folder(tmp_path)
+
+
+def test_decode_check_also_verifies_png_checksums(tmp_path: Path) -> None:
+    # a flipped bit inside the compressed data can decode to wrong pixels without an error;
+    # only the chunk's CRC, which verify() checks, tells
+    folder_tree(tmp_path, {"good": 1, "defect": 1})
+    path = tmp_path / "defect/flipped.png"
+    Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64).astype(np.uint8)).save(
+        path
+    )
+    data = bytearray(path.read_bytes())
+    idat = data.index(b"IDAT")
+    data[idat + 4 + 10] ^= 0x01
+    path.write_bytes(bytes(data))
+    for check in ("verify", "decode"):
+        with pytest.raises(DataError, match=r"flipped.png \(\w+Error: .*(CRC|checksum|crc)"):
+            load_image_folder(tmp_path, check=check)
+
+
+@pytest.mark.parametrize("name", ["img_0007", "002.png.bak", "002.png ", "003.pn"])
+def test_images_without_an_image_extension_are_refused_not_skipped(
+    tmp_path: Path, name: str
+) -> None:
+    folder_tree(tmp_path, {"good": 2, "defect": 1})
+    Image.new("L", (SIZE, SIZE)).save(tmp_path / "defect" / name, format="PNG")
+    with pytest.raises(DataError, match=r"1 image file\(s\) whose names do not end in an image"):
+        load_image_folder(tmp_path)
+
+
+def test_one_file_under_two_names_is_refused(tmp_path: Path) -> None:
+    folder_tree(tmp_path, {"good": 2, "defect": 1})
+    (tmp_path / "defect/linked.png").symlink_to(tmp_path / "good/000.png")
+    with pytest.raises(
+        DataError, match=r"defect/linked.png and \S+/good/000.png are one file.*remove the link"
+    ):
+        load_image_folder(tmp_path)
 
 
 @pytest.mark.parametrize("check", ["verify", "decode"])

@@ -135,8 +135,64 @@ def test_rows_in_an_unknown_split_are_refused_not_dropped(tmp_path, elpv_fixture
     shutil.rmtree(target)
     shutil.copytree(elpv_fixture.directory, target)
     _rewrite_split(target, lambda raw: raw.replace(b"id,split", b"id,part", 1))
-    with pytest.raises(FixtureMismatchError, match=r"unknown split\(s\) \['None'\]"):
+    with pytest.raises(FixtureMismatchError, match=r"has columns \['id', 'part', .*restore"):
         fixture.load_fixture(target)
+
+
+def _edited_copy(tmp_path, elpv_fixture, edit):
+    target = tmp_path / "elpv"
+    shutil.copytree(elpv_fixture.directory, target)
+    _rewrite_split(target, edit)
+    return target
+
+
+def test_a_cell_listed_twice_is_refused_not_moved_by_its_last_row(tmp_path, elpv_fixture):
+    # cell0001 is in train; a second row (a bad merge) would move it to val without a word
+    assert elpv_fixture.assignment["images/cell0001.png"] == "train"
+    target = _edited_copy(tmp_path, elpv_fixture,
+                          lambda raw: raw + b"images/cell0001.png,val,1.000000,mono\n")
+    with pytest.raises(FixtureMismatchError,
+                       match=r"2625 rows .*1 ids listed more than once \(images/cell0001.png\)"):
+        fixture.load_fixture(target)
+
+
+def test_an_id_not_installed_is_named(tmp_path, elpv_fixture):
+    target = _edited_copy(tmp_path, elpv_fixture, lambda raw: raw.replace(
+        b"images/cell0002.png,", b"images/cell9999.png,", 1))
+    with pytest.raises(FixtureMismatchError, match=r"1 installed images not listed "
+                       r"\(images/cell0002.png\); 1 ids not among the installed images "
+                       r"\(images/cell9999.png\)"):
+        fixture.load_fixture(target)
+
+
+def test_a_label_or_cell_type_edited_in_the_split_file_is_refused(tmp_path, elpv_fixture):
+    target = _edited_copy(tmp_path, elpv_fixture, lambda raw: raw.replace(
+        b"images/cell0001.png,train,1.000000,mono", b"images/cell0001.png,train,0.000000,poly", 1))
+    with pytest.raises(FixtureMismatchError, match=r"disagrees with the installed labels for 1 "
+                       r"cell\(s\) \(images/cell0001.png: 0.000000,poly but the data says "
+                       r"1.000000,mono\)"):
+        fixture.load_fixture(target)
+
+
+def test_a_byte_order_mark_is_read_past(tmp_path, elpv_fixture):
+    target = _edited_copy(tmp_path, elpv_fixture, lambda raw: b"\xef\xbb\xbf" + raw)
+    assert fixture.load_fixture(target).assignment == elpv_fixture.assignment
+
+
+def test_a_damaged_elpv_package_names_the_fix(monkeypatch):
+    import elpv_dataset.utils
+
+    def broken(path):
+        raise OSError("image file is truncated (3 bytes not processed)")
+
+    monkeypatch.setattr(elpv_dataset.utils, "load_dataset", broken)
+    elpv._read_package.cache_clear()
+    try:
+        with pytest.raises(DataError, match=r"elpv-dataset package .* cannot be read \(OSError: "
+                           r"image file is truncated.*pip install --force-reinstall"):
+            elpv.load_elpv()
+    finally:
+        elpv._read_package.cache_clear()
 
 
 def test_an_image_missing_from_the_split_is_refused_not_left_unscored(tmp_path, elpv_fixture):
@@ -146,8 +202,9 @@ def test_an_image_missing_from_the_split_is_refused_not_left_unscored(tmp_path, 
     _rewrite_split(target, lambda raw: raw.replace(
         b"images/cell0002.png,val,1.000000,mono\n", b"", 1))
     with pytest.raises(FixtureMismatchError,
-                       match=r"lists 2623 ids for 2624 installed images \(first missing: "
-                             r"\['images/cell0002.png'\]\); restore the fixture from git"):
+                       match=r"lists 2623 rows for 2624 installed images: 1 installed "
+                             r"images not listed \(images/cell0002.png\); restore the fixture "
+                             r"from git"):
         fixture.load_fixture(target)
 
 

@@ -157,6 +157,19 @@ def image_files(folder: Path) -> list[Path]:
             "or delete the links"
         )
     unread = [p for p in entries if p.suffix.lower() in _UNREAD_IMAGE_EXTENSIONS and p.is_file()]
+    misnamed = [
+        p for p in entries
+        if p.suffix.lower() not in IMAGE_EXTENSIONS + _UNREAD_IMAGE_EXTENSIONS
+        and p.is_file() and _looks_like_image(p)
+    ]
+    if misnamed:
+        # `img_0007`, `x.png.bak`, `x.png ` would otherwise be skipped as notes or annotations
+        raise DataError(
+            f"{folder} holds {len(misnamed)} image file(s) whose names do not end in an image "
+            f"extension ({listing(sorted(misnamed))}); defectbench finds images by extension "
+            f"({' '.join(IMAGE_EXTENSIONS)}, any case): rename them, or move them out of the "
+            "dataset if they are not meant to be read"
+        )
     if unread:
         raise DataError(
             f"{folder} holds {len(unread)} image(s) in a format defectbench does not read "
@@ -165,6 +178,30 @@ def image_files(folder: Path) -> list[Path]:
             "or move them out of the dataset"
         )
     return sorted((p for p in entries if is_image_file(p)), key=lambda p: p.name)
+
+
+# Leading bytes of the raster formats a camera or an export writes. Checked on files whose
+# extension names no image format, so reading 12 bytes of a notes file is the whole cost.
+_IMAGE_SIGNATURES = (
+    b"\x89PNG\r\n\x1a\n",
+    b"\xff\xd8\xff",  # JPEG
+    b"BM",  # BMP
+    b"II*\x00",  # TIFF, little-endian
+    b"MM\x00*",  # TIFF, big-endian
+    b"GIF87a",
+    b"GIF89a",
+)
+
+
+def _looks_like_image(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    return any(head.startswith(signature) for signature in _IMAGE_SIGNATURES)
 
 
 def nonempty_image_files(folder: Path, what: str) -> list[Path]:
@@ -227,21 +264,53 @@ def _mode_problem(image: Image.Image) -> str | None:
     return None
 
 
+def _header_problem(image: Image.Image) -> str | None:
+    """What the header alone shows cannot be read as one uint8 image (before any decoding)."""
+    mode_problem = _mode_problem(image)
+    if mode_problem:
+        return mode_problem
+    # PIL opens 48- and 64-bit colour (a 16-bit camera's RGB PNG or TIFF) as mode RGB/RGBA and
+    # keeps only the high byte of each sample: 12-bit data would read as a nearly black image.
+    # The sample size is only in the tile's raw mode ("RGB;16B", "RGBA;16L", "CMYK;16N").
+    for tile in image.tile:
+        args = tile[3] if len(tile) > 3 else None
+        rawmode = args[0] if isinstance(args, tuple) and args else args
+        if isinstance(rawmode, str) and (";16" in rawmode or ";32" in rawmode):
+            return (
+                f"16- or 32-bit samples (raw mode {rawmode!r}), which PIL would cut to their high "
+                "byte; defectbench reads 8-bit grayscale or colour only; convert the file to "
+                "8-bit first, rescaling to the range your camera uses"
+            )
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        return (
+            f"{frames} frames or pages, of which only the first would be read; save each page "
+            "as a file of its own"
+        )
+    return None
+
+
 def _problem(path: Path, check: str) -> str | None:
     try:
         with Image.open(path) as image:
-            # the mode is in the header: a 16-bit image is refused while indexing, not later
-            mode_problem = _mode_problem(image)
-            if check == "decode":
+            # the header says the mode and sample size: refused while indexing, not later
+            header_problem = _header_problem(image)
+            if header_problem:
+                return f"{path} ({header_problem})"
+            image.verify()
+        if check == "decode":
+            # verify() checks the PNG chunk checksums that decoding alone ignores (a flipped bit
+            # in the last IDAT chunk decodes to wrong pixels), so "decode" runs both
+            with Image.open(path) as image:
                 image.load()
-                mode_problem = mode_problem or _transparency_problem(image)
-            else:
-                image.verify()
+                transparency = _transparency_problem(image)
+            if transparency:
+                return f"{path} ({transparency})"
     # verify() is documented to raise "suitable exceptions" of many types (SyntaxError,
     # struct.error, EOFError, OSError...), so any exception here means a broken file.
     except Exception as exc:  # noqa: BLE001
         return f"{path} ({type(exc).__name__}: {exc})"
-    return f"{path} ({mode_problem})" if mode_problem else None
+    return None
 
 
 def _transparency_problem(image: Image.Image) -> str | None:
@@ -260,7 +329,8 @@ def check_images(paths: Sequence[Path], check: str) -> None:
     """Raise one DataError listing every file PIL cannot read.
 
     'verify' runs PIL's `verify()`: it catches non-images and corrupt or truncated PNGs but not
-    every truncated BMP/JPEG/TIFF, which then fail at load time; 'decode' decodes each file.
+    every truncated BMP/JPEG/TIFF, which then fail at load time; 'decode' also decodes each
+    file. Both refuse 16-bit samples and multi-page files from the header.
     """
     problems = [p for p in (_problem(path, check) for path in paths) if p is not None]
     if problems:
@@ -276,8 +346,9 @@ def read_image(path: Path) -> np.ndarray:
     """Decode one file to uint8: (H, W) for grayscale, (H, W, 3) for colour."""
     try:
         with Image.open(path) as image:
+            problem = _header_problem(image)
             image.load()
-            problem = _mode_problem(image) or _transparency_problem(image)
+            problem = problem or _transparency_problem(image)
             if problem:
                 raise DataError(f"{path} has {problem}")
             target = _UINT8_MODES[image.mode]
@@ -287,6 +358,25 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(
             f"cannot decode image {path} ({type(exc).__name__}: {exc}); re-download or delete it"
         ) from exc
+
+
+def _reject_same_file_twice(paths: Sequence[Path]) -> None:
+    """One file reached under two names (a symbolic link into another class folder, a linked
+    class folder) would be scored twice, possibly with two labels."""
+    first_name: dict[Path, Path] = {}
+    repeats: list[str] = []
+    for path in paths:
+        target = path.resolve()
+        if target in first_name:
+            repeats.append(f"{first_name[target]} and {path} are one file")
+        else:
+            first_name[target] = path
+    if repeats:
+        raise DataError(
+            f"{len(repeats)} image(s) are the same file as another image of the set, through a "
+            f"symbolic link ({'; '.join(repeats[:_MAX_LISTED])}); each image must appear once: "
+            "remove the link, or copy the file if it belongs in both places"
+        )
 
 
 @dataclass(frozen=True)
@@ -316,6 +406,7 @@ def build_image_set(
     """Check every file, then wrap paths, labels and metadata in a lazily decoding ImageSet."""
     if not paths:
         raise DataError(f"no images found under {root}; see the loader's docstring for the layout")
+    _reject_same_file_twice(paths)
     check_images(paths, check)
     return ImageSet(
         ids=tuple(p.relative_to(root).as_posix() for p in paths),

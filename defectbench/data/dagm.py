@@ -18,6 +18,8 @@ from defectbench.errors import ConfigError, DataError
 
 SPLIT_FOLDERS = {"train": "Train", "test": "Test"}
 _CLASS_FOLDER = re.compile(r"^class(\d+)$", re.IGNORECASE)
+_DEV_FOLDER = re.compile(r"^class(\d+)_def$", re.IGNORECASE)
+_SPLIT_NAMES = {name.lower() for name in SPLIT_FOLDERS.values()}
 _ROOT_EXPECTED = "the DAGM 2007 root folder holding Class1/ ... Class10/"
 _ROW_FORMAT = "`<id> <0|1> <image file> <...> <label file>` after one header line"
 
@@ -26,10 +28,17 @@ def dagm_classes(root: str | os.PathLike[str]) -> dict[int, Path]:
     """Class index -> the folder holding its Train/ and Test/, sorted by index."""
     root = _files.dataset_root(root, _ROOT_EXPECTED)
     found: dict[int, Path] = {}
+    strays: list[Path] = []
     for folder in _files.subdirs(root):
         match = _CLASS_FOLDER.match(folder.name)
         if match is None:
-            continue  # e.g. the development set's Class1_def/ folders
+            # the development set's Class1_def/ folders are not part of the benchmark; any
+            # other folder with images is a class whose name was mistyped (Clas2/, Class 3/)
+            # (a class folder given as root holds Train/ and Test/: `_no_classes` says so)
+            named_apart = _DEV_FOLDER.match(folder.name) or folder.name.lower() in _SPLIT_NAMES
+            if not named_apart and _files.holds_images(folder):
+                strays.append(folder)
+            continue
         index = int(match[1])
         if index in found:
             raise DataError(
@@ -40,6 +49,13 @@ def dagm_classes(root: str | os.PathLike[str]) -> dict[int, Path]:
         nested = _files.find_subdir(folder, folder.name)
         has_splits = any(_files.find_subdir(folder, s) for s in SPLIT_FOLDERS.values())
         found[index] = nested if nested is not None and not has_splits else folder
+    if strays:
+        raise DataError(
+            f"{root} has folder(s) holding images that are not named Class<n> "
+            f"({_files.listing([f.name + '/' for f in strays])}), which would not be read; name "
+            "each DAGM class folder Class1 ... Class10, or move other folders out of the root "
+            "(the development set's Class<n>_def/ folders are left out by name)"
+        )
     return dict(sorted(found.items()))
 
 
@@ -129,6 +145,12 @@ def _split_labels(split_dir: Path) -> tuple[list[Path], list[int]]:
     mask_names = {p.name.lower() for p in _files.image_files(label_dir)}
     mask_stems = {Path(name).stem for name in mask_names}
     table_path = next((p for p in label_dir.iterdir() if p.name.lower() == "labels.txt"), None)
+    if table_path is None and not mask_names:
+        # an empty Label/ is as unusable as a missing one: every image would read defect-free
+        raise DataError(
+            f"{label_dir} holds neither Labels.txt nor any defect mask (*_label.PNG), so no "
+            f"image in {split_dir} could be labelled defective; re-extract the class archive"
+        )
     table = _read_labels_txt(table_path) if table_path is not None else {}
     # A mask no image claims is a defective image lost in extraction.
     claimed = {f"{p.stem.lower()}_label" for p in files} | {

@@ -33,9 +33,17 @@ def _read_package() -> tuple[tuple[str, ...], np.ndarray, np.ndarray, np.ndarray
     import os
 
     labels_csv = os.path.join(os.path.dirname(elpv_dataset.__file__), "data", "labels.csv")
-    images, probs, types = load_dataset(labels_csv)
-    names = np.genfromtxt(labels_csv, dtype=["|S19"], usecols=[0])
-    ids = tuple(np.char.decode(names["f0"] if names.dtype.names else names).tolist())
+    try:
+        images, probs, types = load_dataset(labels_csv)
+        names = np.genfromtxt(labels_csv, dtype=["|S19"], usecols=[0])
+        ids = tuple(np.char.decode(names["f0"] if names.dtype.names else names).tolist())
+    # the package's reader lets PIL's and numpy's errors through, mostly without a file name
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(
+            f"the installed elpv-dataset package under {os.path.dirname(labels_csv)} cannot be "
+            f"read ({type(exc).__name__}: {exc}); a file of it is missing or damaged: "
+            "fix: pip install --force-reinstall --no-deps elpv-dataset"
+        ) from exc
     images.setflags(write=False)
     return ids, images, np.asarray(probs, dtype=np.float64), np.asarray(types).astype(str)
 

@@ -209,9 +209,16 @@ def load_fixture(
             "`defectbench data make-fixture` and review the diff"
         )
     try:
-        rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
-    except UnicodeDecodeError as exc:
+        # utf-8-sig: a spreadsheet that re-saved the file put a byte-order mark before `id`
+        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
+        rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"fixture file {csv_path} is corrupt ({exc}); restore it from git") from exc
+    if reader.fieldnames != list(_CSV_COLUMNS):
+        raise FixtureMismatchError(
+            f"fixture file {csv_path} has columns {reader.fieldnames}, not {list(_CSV_COLUMNS)}; "
+            "restore it from git"
+        )
     unknown = sorted({str(row.get("split")) for row in rows} - set(SPLITS))
     if unknown:
         # a row in an unknown split would be in no split at all: its image silently unscored
@@ -224,14 +231,56 @@ def load_fixture(
     if actual_content != expected_content:
         raise FixtureMismatchError(
             f"installed ELPV data differs from the fixture in {directory}: content sha256 "
-            f"{actual_content} but the fixture was made from {expected_content}. Install the "
-            "elpv-dataset version the fixture was made with; the split is never redone silently"
+            f"{actual_content} but the fixture was made from {expected_content}. Reinstall "
+            "the data (`pip install --force-reinstall elpv-dataset`; the fixture matches "
+            "elpv-dataset 1.0.0.post1), or, if fixture.json was edited, restore it from git; "
+            "the split is never redone silently"
         )
+    _check_rows(csv_path, rows, data)
     assignment = {row["id"]: row["split"] for row in rows}
-    missing = [id_ for id_ in data.ids if id_ not in assignment]
-    if missing or len(assignment) != len(data.ids):
-        raise FixtureMismatchError(
-            f"{csv_path} lists {len(assignment)} ids for {len(data.ids)} installed images "
-            f"(first missing: {missing[:3]}); restore the fixture from git"
-        )
     return Fixture(directory, actual_content, actual_split, assignment, defect_threshold, data)
+
+
+_CSV_COLUMNS = ("id", "split", "probability", "cell_type")
+
+
+def _check_rows(csv_path: Path, rows: list[dict[str, str]], data: ImageSet) -> None:
+    """Every installed cell listed exactly once, with its installed label and cell type.
+
+    The hash in fixture.json only says the file is the one committed: a hand edit that also
+    updated the hash (a merge, a rebase) must still not list a cell twice (the last row would
+    silently move it to another split) or under another label than the data's."""
+    counts = Counter(row["id"] for row in rows)
+    twice = sorted(id_ for id_, n in counts.items() if n > 1)
+    known = set(data.ids)
+    missing = [id_ for id_ in data.ids if id_ not in counts]
+    extra = sorted(set(counts) - known)
+    if twice or missing or extra:
+        problems = [
+            f"{len(items)} {what} ({', '.join(items[:3])}{', ...' if len(items) > 3 else ''})"
+            for items, what in (
+                (twice, "ids listed more than once"),
+                (missing, "installed images not listed"),
+                (extra, "ids not among the installed images"),
+            )
+            if items
+        ]
+        raise FixtureMismatchError(
+            f"{csv_path} lists {len(rows)} rows for {len(data.ids)} installed images: "
+            f"{'; '.join(problems)}; restore the fixture from git"
+        )
+    index = {id_: i for i, id_ in enumerate(data.ids)}
+    differ = []
+    for row in rows:
+        i = index[row["id"]]
+        installed = (f"{data.metadata['probability'][i]:.6f}", str(data.metadata["cell_type"][i]))
+        if (row["probability"], row["cell_type"]) != installed:
+            differ.append(
+                f"{row['id']}: {row['probability']},{row['cell_type']} but the data says "
+                f"{installed[0]},{installed[1]}"
+            )
+    if differ:
+        raise FixtureMismatchError(
+            f"{csv_path} disagrees with the installed labels for {len(differ)} cell(s) "
+            f"({'; '.join(differ[:3])}); restore the fixture from git"
+        )

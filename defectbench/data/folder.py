@@ -12,6 +12,8 @@ from defectbench.errors import DataError
 
 GOOD = "good"
 DEFECT = "defect"
+# `defective` is the name the binary sets give their positive class
+DEFECT_SPELLINGS = (DEFECT, "defective")
 _LAYOUT = "good/ and defect/ folders (binary), or one folder per class (at least two)"
 
 
@@ -22,7 +24,8 @@ def load_image_folder(root: str | os.PathLike[str], *, check: _files.Check = "ve
     recognised, rename them)::
 
         root/good/*.png      -> label 0
-        root/defect/*.png    -> label 1 (class_names ``("good", "defective")``)
+        root/defect/*.png    -> label 1 (class_names ``("good", "defective")``; the
+                                folder may also be called defective/)
 
     Any other set of two or more folders is multi-class::
 
@@ -47,8 +50,9 @@ def load_image_folder(root: str | os.PathLike[str], *, check: _files.Check = "ve
         _files.reject_nested_images(folder, "class folder")
         paths += files
         classes += [folder.name] * len(files)
-    if sorted(name.lower() for name in names) == [DEFECT, GOOD]:
-        labels = np.array([int(name.lower() == DEFECT) for name in classes], dtype=np.int8)
+    lowered = sorted(name.lower() for name in names)
+    if len(lowered) == 2 and lowered[0] in DEFECT_SPELLINGS and lowered[1] == GOOD:
+        labels = np.array([int(name.lower() != GOOD) for name in classes], dtype=np.int8)
         class_names = _files.BINARY_CLASS_NAMES
     else:
         labels = _files.one_hot([names.index(name) for name in classes], len(names))
@@ -67,12 +71,14 @@ def binary_view(images: ImageSet, good_class: str = GOOD) -> ImageSet:
             f"binary_view needs a multi-class set with labels (N, C); this one is already binary "
             f"(class_names {images.class_names})"
         )
-    if good_class not in images.class_names:
+    # case ignored, as the loaders match folder names (a `Good/` folder)
+    matches = [i for i, name in enumerate(images.class_names) if name.lower() == good_class.lower()]
+    if len(matches) != 1:
         raise DataError(
             f"no {good_class!r} class among {', '.join(images.class_names)}; name the defect-free "
             "class with good_class=... (sets without one, such as NEU-CLS, have no binary view)"
         )
-    good_column = images.class_names.index(good_class)
+    good_column = matches[0]
     defect_columns = [i for i in range(len(images.class_names)) if i != good_column]
     return ImageSet(
         ids=images.ids,

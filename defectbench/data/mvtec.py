@@ -24,7 +24,10 @@ _ROOT_EXPECTED = "the MVTec AD root folder holding one folder per category (bott
 def mvtec_categories(root: str | os.PathLike[str]) -> list[str]:
     """Category folders under `root` (those with a train/ or test/ folder), sorted."""
     root = _files.dataset_root(root, _ROOT_EXPECTED)
-    return [d.name for d in _files.subdirs(root) if (d / "train").is_dir() or (d / "test").is_dir()]
+    return [
+        d.name for d in _files.subdirs(root)
+        if any(_files.find_subdir(d, split) is not None for split in SPLITS)
+    ]
 
 
 def load_mvtec_ad(
@@ -55,7 +58,7 @@ def load_mvtec_ad(
     if category not in categories:
         raise DataError(_unknown_category(root, category, categories))
     split_dir = _files.require_dir(
-        root / category / split,
+        _files.find_subdir(root / category, split) or root / category / split,
         f"MVTec AD's {split}/ folder with good/"
         + (" and one folder per defect type" if split == "test" else ""),
     )
@@ -67,6 +70,16 @@ def load_mvtec_ad(
         raise DataError(
             f"{split_dir} has no good/ folder (found: {', '.join(type_names) or 'none'}); MVTec AD "
             f"keeps the defect-free {split} images in {split}/good/; re-extract the category"
+        )
+    # `good - Copy/` or `good_old/` beside good/ would be read as a defect type: every
+    # defect-free image in it labelled defective
+    good_like = [n for n in type_names if n.lower() != GOOD and _normalised(n).startswith(GOOD)]
+    if good_like:
+        raise DataError(
+            f"{split_dir} has folder(s) named like good/ but not good/ "
+            f"({', '.join(n + '/' for n in good_like)}), which would be read as defect types and "
+            "their images labelled defective; merge them into good/, or rename them after the "
+            "defect they hold"
         )
     paths, labels, defect_types = [], [], []
     for type_dir in type_dirs:
@@ -80,6 +93,10 @@ def load_mvtec_ad(
     )
 
 
+def _normalised(name: str) -> str:
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
 def _unknown_category(root: Path, category: str, found: list[str]) -> str:
     message = f"unknown MVTec AD category {category!r} in {root}; "
     if found:
@@ -87,7 +104,7 @@ def _unknown_category(root: Path, category: str, found: list[str]) -> str:
         close = difflib.get_close_matches(category, found, n=1)
         if close:
             message += f"; did you mean {close[0]!r}?"
-    elif (root / "train").is_dir() or (root / "test").is_dir():
+    elif any(_files.find_subdir(root, split) is not None for split in SPLITS):
         message += f"{root} looks like a single category folder; pass its parent folder as root"
     else:
         message += "no category folders found (expected root/<category>/train/ and test/)"
