@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from defectbench import __version__
 from defectbench.errors import DefectbenchError
 from defectbench.report.cli import add_report_command
 from defectbench.zoo.cli import add_zoo_commands
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure and enforce the speed / defect-recall trade-off of compressed "
         "defect classifiers.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     data = sub.add_parser("data", help="the fixed ELPV validation fixture")

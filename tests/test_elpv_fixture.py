@@ -304,3 +304,12 @@ def test_subset_takes_indices_or_a_boolean_mask():
     assert masked.ids == ("a", "c") and masked.load(1)[0, 0] == 3
     with pytest.raises(DataError, match=r"one entry per image \(3\), got shape \(2,\)"):
         images.subset(np.array([True, False]))
+
+
+def test_version_option_prints_the_package_version(capsys):
+    from defectbench import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"defectbench {__version__}"
