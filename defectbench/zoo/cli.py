@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from defectbench.errors import ConfigError
 from defectbench.zoo.profiles import PROFILES, get_profile
 from defectbench.zoo.store import default_zoo_root
 
@@ -37,9 +38,14 @@ def _export_teacher(args: argparse.Namespace) -> None:
                         ("teacher_size", "size")):
         value = getattr(args, option, None)
         if value is not None:
-            # a build's processes resolve a relative path against their own working directory
-            os.environ[TEACHER_ENV[env]] = (os.path.abspath(value) if option == "teacher_weights"
-                                            else value)
+            if not value.strip():
+                raise ConfigError(f"--{option.replace('_', '-')} is empty; give a value or "
+                                  "leave the option out")
+            # a build's processes resolve a relative path against their own working directory;
+            # `--teacher-weights=~/x.pth` reaches here unexpanded (no shell expands after `=`)
+            os.environ[TEACHER_ENV[env]] = (
+                os.path.abspath(os.path.expanduser(value)) if option == "teacher_weights"
+                else value)
 
 
 def _positive_int(text: str) -> int:
@@ -68,8 +74,6 @@ def _cmd_build(args: argparse.Namespace) -> int:
         # globs separated by spaces or, as the benchmark suite's --variants takes them, commas
         patterns = [p.strip() for arg in args.variants for p in arg.split(",") if p.strip()]
         if not patterns:  # an empty list would mean "all": hours of building for `full`
-            from defectbench.errors import ConfigError
-
             raise ConfigError("--variants names no pattern; give globs such as "
                               "'tf_efficientnet_lite0.*', or leave the option out to build all")
     profile = get_profile(args.profile)
