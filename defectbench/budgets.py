@@ -34,8 +34,8 @@ from typing import Any
 
 from defectbench.errors import ConfigError
 from defectbench.metrics.confusion import BinaryCounts
-from defectbench.metrics.intervals import check_confidence
-from defectbench.metrics.paired import RecallComparison
+from defectbench.metrics.intervals import check_confidence, clopper_pearson
+from defectbench.metrics.paired import RecallComparison, drop_interval
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -450,9 +450,36 @@ def _verdict(
         f"{verb} budget {budget.kind} {budget.value:.{d}f} "
         f"[budget {budget.name!r}, judged on the {on}, {n_items} {population}]"
     )
+    if not passed and budget.judged_on != "point":
+        message += _unreachable_note(budget, n_items, population)
     return Verdict(
         **common, value=value, bound=bound, passed=passed, n_defective=n_def, message=message
     )
+
+
+def best_possible_bound(budget: Budget, n_items: int) -> float:
+    """The bound a flawless result on ``n_items`` items would get: no miss (no false alarm for
+    specificity), or, for a drop, an artifact agreeing with the reference on every item."""
+    c = budget.confidence
+    if budget.metric == "recall_drop":
+        return drop_interval(0, 0, n_items, c, "upper")[1]
+    if budget.kind == "floor":
+        return clopper_pearson(n_items, n_items, c, "lower").lower
+    return clopper_pearson(0, n_items, c, "upper").upper
+
+
+def _unreachable_note(budget: Budget, n_items: int, population: str) -> str:
+    """Why a bound budget fails whatever the model does, when it does: on a small group the
+    bound of even a flawless result lies beyond the limit (a 0.08 drop bound at 95% needs at
+    least 32 defective items), which no retraining can fix."""
+    best = best_possible_bound(budget, n_items)
+    if (best < budget.value) if budget.kind == "floor" else (best > budget.value):
+        return (
+            f"; unreachable at {n_items} {population}: even a flawless result's bound is "
+            f"{best:.3f}; judge on more items, on a coarser group, or at a lower confidence, "
+            "or set a limit the bound can reach"
+        )
+    return ""
 
 
 def _digits(judged: float, limit: float) -> int:

@@ -558,3 +558,37 @@ def test_a_budget_whose_globs_match_nothing_is_refused():
     with pytest.raises(ConfigError, match=r"budgets.toml: budget 'n' has variants = '\*.int4\*', "
                                           r"which matches no variant of this zoo"):
         check_budgets_apply([none], variants, ["dev_recall_0.90"], "budgets.toml")
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+@pytest.mark.parametrize("n", [1, 10, 31, 204])
+def test_best_possible_bound_matches_the_closed_forms(n, confidence):
+    from scipy.stats import norm
+
+    from defectbench.budgets import best_possible_bound
+
+    alpha = 1 - confidence
+    z = norm.ppf(confidence)
+    drop = Budget("d", "recall_drop", "max_drop", 0.08, "upper_bound", confidence)
+    fnr = Budget("f", "fnr", "ceiling", 0.2, "upper_bound", confidence)
+    recall = Budget("r", "recall", "floor", 0.8, "lower_bound", confidence)
+    # no discordant pair: Tango's bound is z^2 / (n + z^2); Clopper-Pearson at 0 or n events
+    assert best_possible_bound(drop, n) == pytest.approx(z**2 / (n + z**2), abs=1e-9)
+    assert best_possible_bound(fnr, n) == pytest.approx(1 - alpha ** (1 / n), abs=1e-12)
+    assert best_possible_bound(recall, n) == pytest.approx(alpha ** (1 / n), abs=1e-12)
+
+
+def test_a_budget_no_result_can_pass_at_this_sample_size_says_so():
+    ids = [f"c{i}" for i in range(20)]
+    y = [1] * 20
+    same = compare_recall(ids, y, [1] * 20, [1] * 20)  # agrees on every defective item
+    budget = Budget("drop", "recall_drop", "max_drop", 0.08, "upper_bound")
+    verdict = judge(budget, "v", Evidence(comparison=same))
+    assert not verdict.passed
+    assert "unreachable at 20 defective: even a flawless result's bound is 0.119" in (
+        verdict.message)
+    # failing for what the model did, at a size where the limit is reachable: no such note
+    ids = [f"c{i}" for i in range(204)]
+    worse = compare_recall(ids, [1] * 204, [1] * 204, [0] * 30 + [1] * 174)
+    verdict = judge(budget, "v", Evidence(comparison=worse))
+    assert not verdict.passed and "unreachable" not in verdict.message

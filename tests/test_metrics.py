@@ -185,6 +185,15 @@ def test_binary_report_refuses_nan_scores():
         binary_report([1, 1, 0], [0.9, float("nan"), 0.1], 0.5)
 
 
+@pytest.mark.parametrize("bad", [math.inf, -math.inf])
+def test_infinite_scores_are_refused_not_chosen_as_a_threshold(bad):
+    # -inf chosen as the threshold would flag every image; inf none of them
+    with pytest.raises(DataError, match=r"1 infinite values \(first at index 0\)"):
+        threshold_for_recall([1, 1, 0], [bad, 0.2, 0.1], 1.0)
+    with pytest.raises(DataError, match=r"1 infinite values \(first at index 2\)"):
+        binary_report([1, 1, 0], [0.9, 0.8, bad], 0.5)
+
+
 def test_binary_report_refuses_misshapen_groups():
     with pytest.raises(DataError, match=r"group 'cell_type' has shape \(2,\), expected \(3,\)"):
         binary_report([1, 1, 0], [0.9, 0.2, 0.1], 0.5, groups={"cell_type": ["a", "b"]})

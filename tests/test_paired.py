@@ -262,6 +262,23 @@ def test_mcnemar_exact_p_is_two_sided():
     assert mcnemar_exact_p(5, 0) == mcnemar_exact_p(0, 5)
 
 
+@pytest.mark.parametrize("bad", [(-1, 3), (1.5, 2), (2.0, 1.0), (True, 1)])
+def test_mcnemar_exact_p_takes_counts_only(bad):
+    with pytest.raises(ConfigError, match=r"mcnemar_exact_p needs counts \(integers >= 0\)"):
+        mcnemar_exact_p(*bad)
+
+
+@pytest.mark.parametrize("b, c, n", [(3, 1, 10), (20, 9, 204), (0, 0, 204), (4, 0, 204),
+                                     (0, 999_999_999, 10**9), (12, 0, 12)])
+def test_the_lower_end_mirrors_the_upper_end_even_next_to_minus_one(b, c, n):
+    # Tango's statistic is antisymmetric in (misses, catches); next to -1 the lower end was
+    # searched on its own and lost precision (at n = 1e9 the search failed outright)
+    lower, upper = drop_interval(b, c, n, 0.95)
+    mirrored_lower, mirrored_upper = drop_interval(c, b, n, 0.95)
+    assert lower == -mirrored_upper and upper == -mirrored_lower
+    assert lower <= (b - c) / n <= upper
+
+
 @pytest.mark.parametrize(
     "args,match",
     [

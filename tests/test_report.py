@@ -499,15 +499,16 @@ def test_the_header_says_at_what_confidence_the_shown_intervals_are(tmp_path):
                             plots=False)[0], (tmp_path / "out" / "table.md").read_text()
 
     report, text = header(_load(CPU))  # written before the field: computed at 95%
-    assert "- intervals in the table: recall two-sided 95%, the recall-drop and FNR upper " \
-        "bounds one-sided 95%" in text
+    assert "- intervals in the table: recall two-sided 95% (Clopper-Pearson), the " \
+        "recall-drop and FNR upper bounds one-sided 95% (Tango's" in text
     data = _load(CPU)
     for q in data["defectbench"]["quality"] + [b["extra_info"].get("quality") or {}
                                                for b in data["benchmarks"]]:
         if q:
             q["interval_confidence"] = 0.99
     report, text = header(data)
-    assert "recall two-sided 99%, the recall-drop and FNR upper bounds one-sided 99%" in text
+    assert "recall two-sided 99% (Clopper-Pearson), the recall-drop and FNR upper bounds " \
+        "one-sided 99%" in text
     assert {r.interval_confidence for r in report.rows if r.has_quality} == {0.99}
     # the plots' error bars are those intervals, and their axis says so (it said 95%)
     for figure in (latency_figure(report), size_figure(report)):

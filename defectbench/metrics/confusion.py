@@ -147,16 +147,20 @@ def as_binary(values: Any, name: str) -> np.ndarray:
 
 
 def as_scores(values: Any, name: str = "scores") -> np.ndarray:
-    """A 1-D float array of scores; NaN is refused because ``nan >= t`` would read as 'good'."""
+    """A 1-D float array of finite scores. NaN is refused because ``nan >= t`` would read as
+    'good'; an infinite score (an overflowed FP16 logit) is as broken, and chosen as a
+    threshold it would flag every image or none."""
     arr = np.asarray(values, dtype=np.float64)
     if arr.ndim != 1:
         raise DataError(f"{name} must be 1-D, got shape {arr.shape}")
-    nans = np.flatnonzero(np.isnan(arr))
-    if nans.size:
-        raise DataError(
-            f"{name} contain {nans.size} NaN values (first at index {nans[0]}); a broken model "
-            "output must not be counted as a 'good' prediction, fix the model or its inputs"
-        )
+    for what, bad in (("NaN", np.isnan(arr)), ("infinite", np.isinf(arr))):
+        where = np.flatnonzero(bad)
+        if where.size:
+            raise DataError(
+                f"{name} contain {where.size} {what} values (first at index {where[0]}); a "
+                "broken model output must not be counted as a prediction, fix the model or its "
+                "inputs"
+            )
     return arr
 
 

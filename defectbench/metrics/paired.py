@@ -40,6 +40,7 @@ With no discordant pair the interval is not ``[0, 0]``: it is about ``+- z**2 / 
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -86,19 +87,23 @@ def drop_interval(
             "above 0.5, such as 0.95"
         )
     z = float(norm.ppf(confidence if side != "two-sided" else (1 + confidence) / 2))
-    estimate = (b - c) / n
     lower, upper = -1.0, 1.0
     if side in ("two-sided", "upper") and b < n:
-        # T is 0 at the estimate and falls to -inf towards 1 (to +inf towards -1)
-        start = max(estimate, -1 + _EPS)
-        upper = _root(lambda d: _tango_score(d, b, c, n) + z, start, 1 - _EPS)
+        upper = _upper_end(b, c, n, z)
     if side in ("two-sided", "lower") and c < n:
-        start = min(estimate, 1 - _EPS)
-        lower = _root(lambda d: z - _tango_score(d, b, c, n), start, -1 + _EPS)
+        # Tango's statistic is antisymmetric under swapping misses and catches, so the lower
+        # end is the mirrored upper one: one root search, as accurate next to -1 as next to 1
+        lower = -_upper_end(c, b, n, z)
     return lower, upper
 
 
 _EPS = 1e-12
+
+
+def _upper_end(b: int, c: int, n: int, z: float) -> float:
+    # T is 0 at the estimate and falls to -inf towards 1
+    start = max((b - c) / n, -1 + _EPS)
+    return _root(lambda d: _tango_score(d, b, c, n) + z, start, 1 - _EPS)
 
 
 def _root(f, start: float, end: float) -> float:
@@ -127,6 +132,12 @@ def _tango_score(delta: float, b: int, c: int, n: int) -> float:
 
 def mcnemar_exact_p(new_misses: int, new_catches: int) -> float:
     """Exact two-sided McNemar p-value; 1.0 when there are no discordant pairs."""
+    counts = (new_misses, new_catches)
+    if any(isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0 for v in counts):
+        raise ConfigError(
+            f"mcnemar_exact_p needs counts (integers >= 0), got new_misses={new_misses!r}, "
+            f"new_catches={new_catches!r}"
+        )
     m = new_misses + new_catches
     return 1.0 if m == 0 else float(binomtest(new_misses, m, 0.5).pvalue)
 

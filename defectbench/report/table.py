@@ -120,9 +120,12 @@ def header_markdown(report: Report) -> str:
                      if r.interval_confidence is not None})
     if levels:
         shown = " or ".join(f"{c * 100:g}%" for c in levels)
-        lines.append(f"- intervals in the table: recall two-sided {shown}, the recall-drop and "
-                     f"FNR upper bounds one-sided {shown}; each verdict is judged on the bound "
-                     "at its own budget's confidence")
+        lines.append(f"- intervals in the table: recall two-sided {shown} (Clopper-Pearson), "
+                     f"the recall-drop and FNR upper bounds one-sided {shown} (Tango's "
+                     "asymptotic score bound, Clopper-Pearson); each verdict is judged on the "
+                     "bound at its own budget's confidence. A loss is called statistically "
+                     "shown on the exact McNemar p only, with which Tango's bound can disagree "
+                     "at the margin")
     borrowed = sorted({(r.precision, r.device) for r in report.rows if r.threshold_from_other_case})
     if borrowed:
         cases = ", ".join(f"{p} on {d}" for p, d in borrowed)
