@@ -146,32 +146,23 @@ def _edited_copy(tmp_path, elpv_fixture, edit):
     return target
 
 
-def test_a_cell_listed_twice_is_refused_not_moved_by_its_last_row(tmp_path, elpv_fixture):
-    # cell0001 is in train; a second row (a bad merge) would move it to val without a word
+@pytest.mark.parametrize("edit, match", [
+    # cell0001 is in train: a second row (a bad merge) would move it to val without a word
+    (lambda raw: raw + b"images/cell0001.png,val,1.000000,mono\n",
+     r"2625 rows .*1 ids listed more than once \(images/cell0001.png\)"),
+    (lambda raw: raw.replace(b"images/cell0002.png,", b"images/cell9999.png,", 1),
+     r"1 installed images not listed \(images/cell0002.png\); 1 ids not among the installed "
+     r"images \(images/cell9999.png\)"),
+    (lambda raw: raw.replace(b"images/cell0001.png,train,1.000000,mono",
+                             b"images/cell0001.png,train,0.000000,poly", 1),
+     r"disagrees with the installed labels for 1 cell\(s\) \(images/cell0001.png: "
+     r"0.000000,poly but the data says 1.000000,mono\)"),
+], ids=["listed-twice", "unknown-id", "label-edited"])
+def test_hand_edits_of_the_split_file_are_refused(tmp_path, elpv_fixture, edit, match):
+    # the hash in fixture.json was updated with the edit, as a merge would: only the rows tell
     assert elpv_fixture.assignment["images/cell0001.png"] == "train"
-    target = _edited_copy(tmp_path, elpv_fixture,
-                          lambda raw: raw + b"images/cell0001.png,val,1.000000,mono\n")
-    with pytest.raises(FixtureMismatchError,
-                       match=r"2625 rows .*1 ids listed more than once \(images/cell0001.png\)"):
-        fixture.load_fixture(target)
-
-
-def test_an_id_not_installed_is_named(tmp_path, elpv_fixture):
-    target = _edited_copy(tmp_path, elpv_fixture, lambda raw: raw.replace(
-        b"images/cell0002.png,", b"images/cell9999.png,", 1))
-    with pytest.raises(FixtureMismatchError, match=r"1 installed images not listed "
-                       r"\(images/cell0002.png\); 1 ids not among the installed images "
-                       r"\(images/cell9999.png\)"):
-        fixture.load_fixture(target)
-
-
-def test_a_label_or_cell_type_edited_in_the_split_file_is_refused(tmp_path, elpv_fixture):
-    target = _edited_copy(tmp_path, elpv_fixture, lambda raw: raw.replace(
-        b"images/cell0001.png,train,1.000000,mono", b"images/cell0001.png,train,0.000000,poly", 1))
-    with pytest.raises(FixtureMismatchError, match=r"disagrees with the installed labels for 1 "
-                       r"cell\(s\) \(images/cell0001.png: 0.000000,poly but the data says "
-                       r"1.000000,mono\)"):
-        fixture.load_fixture(target)
+    with pytest.raises(FixtureMismatchError, match=match):
+        fixture.load_fixture(_edited_copy(tmp_path, elpv_fixture, edit))
 
 
 def test_a_byte_order_mark_is_read_past(tmp_path, elpv_fixture):
