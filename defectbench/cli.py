@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -115,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     except DefectbenchError as exc:
         print(f"defectbench: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `defectbench report ... | head -1`: the reader left; what was written is written.
+        # Point stdout at devnull so that Python's flush at exit does not raise again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a process ended by SIGPIPE
     except KeyboardInterrupt:
         # every write is atomic, so a traceback would only hide what matters: nothing is
         # half-written, and a build picks up where it stopped

@@ -626,7 +626,7 @@ def test_an_unreadable_input_or_an_out_path_that_is_a_file_is_a_report_error(
 def test_an_out_folder_that_cannot_be_written_is_a_report_error(tmp_path):
     parent_is_a_file = tmp_path / "afile" / "report"
     (tmp_path / "afile").write_text("")
-    with pytest.raises(ReportError, match=r"cannot write .*afile/report/table.md: .*--out"):
+    with pytest.raises(ReportError, match=r"cannot write .*afile/report: Not a directory; .*--out"):
         write_report([CPU], parent_is_a_file, plots=False)
 
 
@@ -1013,8 +1013,8 @@ def test_findings_name_the_fastest_artifact_the_gates_turned_down(tmp_path):
         if bench["extra_info"]["variant"] == PRUNED:
             bench["extra_info"]["latency_ms"]["p50"] = 1.5  # faster than the INT8 student
     b1 = next(ln for ln in _findings(tmp_path, data) if ln.startswith(f"cpu b1 ({XEON})"))
-    assert b1.endswith(f"The fastest overall, `{PRUNED}` fp32 at 1.50 ms, fails (recall-drop, "
-                       "recall-drop-upper-bound, fnr-ceiling).")
+    assert b1.endswith(f"The fastest gated artifact, `{PRUNED}` fp32 at 1.50 ms, fails "
+                       "(recall-drop, recall-drop-upper-bound, fnr-ceiling).")
 
 
 def test_findings_take_each_files_own_reference(tmp_path):
@@ -1032,6 +1032,58 @@ def test_findings_take_each_files_own_reference(tmp_path):
                    for ln in lines)
 
 
+def test_findings_say_whether_the_reference_passes_and_count_in_the_singular(tmp_path):
+    data = _load(CPU)
+    for q in _quality(data, TEACHER) + _quality(data, INT8):
+        q["passed"] = False
+        for v in q.get("verdicts", []):
+            v["passed"] = False
+    summary = next(ln for ln in _findings(tmp_path, data) if "gated artifacts" in ln)
+    assert summary.startswith(f"cpu ({XEON}): 0 of 3 gated artifacts pass every budget (the "
+                              "reference itself fails its budgets); 3 fail:")
+    data = _load(CPU)
+    for q in _quality(data, TEACHER):
+        q["passed"] = False
+        for v in q.get("verdicts", []):
+            v["passed"] = False
+    summary = next(ln for ln in _findings(tmp_path, data) if "gated artifacts" in ln)
+    assert summary.startswith(f"cpu ({XEON}): 1 of 3 gated artifacts passes every budget (the "
+                              "reference itself fails its budgets); 2 fail:")
+
+
+def test_findings_name_a_shown_loss_on_an_artifact_that_passes(tmp_path):
+    # a drop within its budget can still be a real one: the passing, recommended artifact
+    data = _load(CPU)
+    for q in _quality(data, INT8):
+        q["mcnemar_p"], q["new_misses"], q["new_catches"] = 0.031, 6, 0
+    lines = _findings(tmp_path, data)
+    (shown,) = [ln for ln in lines if ln.startswith("A recall loss against the reference is shown")]
+    assert f"`{INT8}` int8: drop +0.015, 6 new misses and 0 new catches, p = 0.031 (within " \
+        "its budgets: it passes)" in shown
+    assert not any(ln.startswith("Failing, with") and INT8 in ln for ln in lines)
+
+
+def test_findings_of_a_file_without_a_cpu_reference_row_say_so(tmp_path):
+    lines = _findings(tmp_path, _load(GPU))
+    assert lines[0] == (f"cuda ({H100}): its file has no row of the reference (FP32 on CPU; a "
+                        "`--devices cuda` run has none), so the reference's recall and "
+                        "specificity are not stated here and no artifact's specificity is "
+                        "compared with it; the drops are as the run recorded them.")
+
+
+def test_an_exact_specificity_gap_of_a_tenth_is_not_more_than_a_tenth(tmp_path):
+    # 0.731 - 0.631 is 0.1 in cells (45 of 450) but 0.10000000000000009 in floats
+    data = _load(CPU)
+    for q in _quality(data, TEACHER):
+        q["specificity"] = 329 / 450
+    for q in _quality(data, INT8):
+        q["specificity"] = 284 / 450
+    assert 329 / 450 - 284 / 450 > 0.1  # the trap
+    lines = _findings(tmp_path, data)
+    assert not any(ln.startswith("Passing at a specificity") for ln in lines)
+    assert not any("Within 0.1 of the reference's specificity" in ln for ln in lines)
+
+
 def test_findings_with_nothing_passing_or_nothing_gated(tmp_path):
     data = _load(CPU)
     for q in data["defectbench"]["quality"]:
@@ -1042,3 +1094,114 @@ def test_findings_with_nothing_passing_or_nothing_gated(tmp_path):
 
     ungated = findings(load_report([CPU], "p0.5"))
     assert ungated[0].startswith("Nothing in the inputs is gated at this operating point")
+
+
+# --- numbers no run writes, and one run's entries twice ---------------------------------------
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("p50", float("-inf"), r"latency_ms.p50 is -inf, which no measurement gives"),
+    ("p50", 0.0, r"latency_ms.p50 is 0.0, which no measurement gives"),
+    ("p50", -3.0, r"latency_ms.p50 is -3.0"),
+    ("specificity", float("inf"), r"quality.specificity is inf"),
+])
+def test_numbers_no_measurement_gives_are_refused_not_ranked(tmp_path, field, value, match):
+    # an infinite or zero latency headed the findings as the fastest passing artifact
+    data = _load(CPU)
+    bench = next(b for b in data["benchmarks"] if b["extra_info"]["variant"] == INT8)
+    if field == "p50":
+        bench["extra_info"]["latency_ms"]["p50"] = value
+    else:
+        for q in _quality(data, INT8):
+            q[field] = value
+    with pytest.raises(ReportError, match=match):
+        load_report([_dump(data, tmp_path / "odd.json")])
+
+
+def test_one_benchmark_twice_in_a_file_is_refused(tmp_path):
+    data = _load(CPU)
+    twin = json.loads(json.dumps(data["benchmarks"][0]))
+    twin["name"] += "-copy"
+    twin["extra_info"]["latency_ms"]["p50"] = 0.5  # would have been the fastest row
+    data["benchmarks"].append(twin)
+    with pytest.raises(ReportError, match=r"both time .* at batch \d+; one run times each once"):
+        load_report([_dump(data, tmp_path / "twice.json")])
+
+
+def test_a_second_different_quality_result_is_refused_not_shadowed(tmp_path):
+    data = _load(CPU)
+    first = next(q for q in data["defectbench"]["quality"] if q["variant"] == INT8)
+    second = json.loads(json.dumps(first))
+    second["passed"] = False  # a FAIL behind the PASS read first
+    data["defectbench"]["quality"].append(second)
+    with pytest.raises(ReportError, match=r"a second, different quality result for "
+                       rf"{INT8} int8 on cpu"):
+        load_report([_dump(data, tmp_path / "conflict.json")])
+    data["defectbench"]["quality"][-1] = first  # the same entry twice says nothing new
+    assert load_report([_dump(data, tmp_path / "same.json")]).rows
+
+
+def test_latency_only_must_be_a_boolean(tmp_path):
+    data = _load(CPU)
+    data["benchmarks"][0]["extra_info"]["latency_only"] = "no"  # truthy: read as yes
+    with pytest.raises(ReportError, match=r"latency_only must be true or false, got 'no'"):
+        load_report([_dump(data, tmp_path / "odd.json")])
+
+
+def test_a_write_that_fails_part_way_leaves_the_earlier_report_whole(tmp_path, monkeypatch):
+    import errno
+
+    import defectbench.io
+
+    out = tmp_path / "out"
+    write_report([CPU], out, plots=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_fsync, calls = defectbench.io.os.fsync, []
+
+    def disk_full_at_the_third_file(fd):
+        calls.append(fd)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(defectbench.io.os, "fsync", disk_full_at_the_third_file)
+    with pytest.raises(ReportError, match="No space left on device"):
+        write_report([CPU, GPU], out, plots=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no temporaries either
+
+
+def test_no_plots_removes_only_the_plots_a_report_writes(tmp_path):
+    from defectbench.report import PLOT_FILES
+    from defectbench.report.plots import plot_files
+
+    out = tmp_path / "out"
+    report, _ = write_report([CPU], out)
+    assert set(plot_files(report)) == set(PLOT_FILES)  # the names --no-plots removes
+    (out / "pareto_my_notes.png").write_bytes(b"the user's")
+    write_report([CPU], out, plots=False)
+    assert sorted(p.name for p in out.iterdir()) == ["pareto_my_notes.png", "summary.json",
+                                                    "table.csv", "table.md"]
+
+
+def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path, monkeypatch):
+    # `defectbench report ... | head -1`: printing the file list raised BrokenPipeError
+    from defectbench.cli import main
+
+    sink = open(tmp_path / "sink", "w")  # noqa: SIM115 - stands in for the closed pipe's fd
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return sink.fileno()
+
+    monkeypatch.setattr("sys.stdout", ClosedPipe())
+    try:
+        assert main(["report", str(CPU), "--out", str(tmp_path / "r"), "--no-plots"]) == 141
+    finally:
+        sink.close()
+    assert (tmp_path / "r" / "table.md").is_file()  # written before anything was printed

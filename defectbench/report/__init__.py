@@ -29,6 +29,9 @@ from defectbench.report.table import (
     write_tables,
 )
 
+# what `plot_files` writes (named here so that --no-plots need not import matplotlib)
+PLOT_FILES = tuple(f"pareto_{kind}.{ext}" for kind in ("latency", "size") for ext in ("png", "svg"))
+
 
 def write_report(
     paths: Sequence[str | Path],
@@ -47,19 +50,21 @@ def write_report(
         from defectbench.report.plots import plot_files  # matplotlib only when plotting
 
         files.update(plot_files(report))
-    else:
-        # plots of an earlier report in this folder would sit beside tables they do not show
-        for stale in sorted(out.glob("pareto_*.png")) + sorted(out.glob("pareto_*.svg")):
-            try:
-                stale.unlink()
-            except OSError as exc:
-                raise ReportError(
-                    f"--no-plots: cannot remove {stale}, an earlier report's plot "
-                    f"({exc.strerror or exc}); remove it or choose another --out"
-                ) from exc
     # everything is rendered before anything is written: a failed plot leaves the folder
     # as it was, not new tables beside an older run's plots
-    return report, write_files(files, out)
+    written = write_files(files, out)
+    if not plots:
+        # plots of an earlier report in this folder would sit beside tables they do not show;
+        # only the names a report writes: other files in the folder are the user's
+        for stale in (out / name for name in PLOT_FILES):
+            try:
+                stale.unlink(missing_ok=True)
+            except OSError as exc:
+                raise ReportError(
+                    f"--no-plots: wrote the tables but cannot remove {stale}, an earlier "
+                    f"report's plot ({exc.strerror or exc}); remove it by hand"
+                ) from exc
+    return report, written
 
 
 __all__ = [

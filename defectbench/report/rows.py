@@ -228,12 +228,17 @@ def _where(run: BenchmarkRun, what: str) -> str:
     return f"{run.path}: {what}"
 
 
-def _number(value: Any, where: str, integer: bool = False) -> Any:
+def _number(value: Any, where: str, integer: bool = False, positive: bool = False) -> Any:
+    """A finite number (None for null or NaN: not measured). An infinite value, or a latency
+    of zero or less, is no measurement: ranked as the fastest, it would head the findings."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ReportError(f"{where} must be a number, got {value!r}; the file was edited or "
                           "written by an incompatible plugin")
+    if math.isinf(value) or (positive and value <= 0):
+        raise ReportError(f"{where} is {value!r}, which no measurement gives; the file was "
+                          "edited or written by a broken run; re-run the benchmarks")
     if integer:
         if not float(value).is_integer():
             raise ReportError(f"{where} must be a whole number, got {value!r}")
@@ -333,8 +338,32 @@ def _quality_index(
                 continue
             key = (str(run.path), str(_required(q, "variant", where)),
                    str(_required(q, "precision", where)), str(_required(q, "device", where)))
+            if key in index and index[key] != q:
+                # which one is the verdict? a FAIL silently shadowed would read as a PASS
+                raise ReportError(
+                    f"{where} is a second, different quality result for {key[1]} {key[2]} on "
+                    f"{key[3]} at operating point {operating_point!r}; one run records each "
+                    "once: the file was edited or concatenated; report the runs as separate files"
+                )
             index.setdefault(key, q)
     return index
+
+
+def _check_unique_benchmarks(run: BenchmarkRun) -> None:
+    """One row per (variant, precision, device, batch) and file: a repeated entry would be a
+    second row of one measurement, and could stand as the fastest of the panel."""
+    seen: dict[tuple, str] = {}
+    for bench in run.benchmarks:
+        extra = bench["extra_info"]
+        key = tuple(str(extra.get(k)) for k in ("variant", "precision", "device", "batch"))
+        name = str(bench.get("fullname") or bench.get("name"))
+        if key in seen:
+            raise ReportError(
+                f"{run.path}: benchmarks {seen[key]!r} and {name!r} both time {key[0]} "
+                f"{key[1]} on {key[2]} at batch {key[3]}; one run times each once: the file "
+                "was edited or concatenated; report the runs as separate files"
+            )
+        seen[key] = name
 
 
 def _verdict(quality: Mapping[str, Any] | None, latency_only: bool) -> tuple:
@@ -370,7 +399,9 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
     where = _where(run, f"benchmark {name!r} extra_info")
     extra = bench["extra_info"]
     device = str(_required(extra, "device", where))
-    latency_only = bool(extra.get("latency_only"))
+    latency_only = extra.get("latency_only", False)
+    if not isinstance(latency_only, bool):  # "no" would read as true
+        raise ReportError(f"{where}.latency_only must be true or false, got {latency_only!r}")
     if latency_only:
         quality = None
     lat = extra.get("latency_ms")
@@ -431,12 +462,17 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
         passed=passed,
         failed_budgets=failed,
         verdict=verdict,
-        latency_p50_ms=_number(lat.get("p50"), f"{where}.latency_ms.p50"),
-        latency_p90_ms=_number(lat.get("p90"), f"{where}.latency_ms.p90"),
-        latency_p99_ms=_number(lat.get("p99"), f"{where}.latency_ms.p99"),
-        latency_mean_ms=_number(lat.get("mean"), f"{where}.latency_ms.mean"),
+        latency_p50_ms=_number(lat.get("p50"), f"{where}.latency_ms.p50",
+                                  positive=True),
+        latency_p90_ms=_number(lat.get("p90"), f"{where}.latency_ms.p90",
+                                  positive=True),
+        latency_p99_ms=_number(lat.get("p99"), f"{where}.latency_ms.p99",
+                                  positive=True),
+        latency_mean_ms=_number(lat.get("mean"), f"{where}.latency_ms.mean",
+                                  positive=True),
         rounds=_number(lat.get("rounds"), f"{where}.latency_ms.rounds", integer=True),
-        throughput_ips=_number(extra.get("throughput_ips"), f"{where}.throughput_ips"),
+        throughput_ips=_number(extra.get("throughput_ips"), f"{where}.throughput_ips",
+                               positive=True),
         # without a resettable high-water mark the figure is the session's peak so far: not
         # this case's, and it only grows from row to row
         peak_memory_mb=None if mem.get("kind") == "cpu_rss_high_water_not_reset"
@@ -518,6 +554,7 @@ def merge_runs(runs: Sequence[BenchmarkRun], operating_point: str | None = None)
     used: set[tuple[str, str, str, str]] = set()
     rows = []
     for run in runs:
+        _check_unique_benchmarks(run)
         for bench in run.benchmarks:
             extra = bench["extra_info"]
             key = (str(run.path), str(extra.get("variant")), str(extra.get("precision")),

@@ -12,7 +12,7 @@ from typing import Any
 from tabulate import tabulate
 
 from defectbench.errors import ReportError
-from defectbench.io import atomic_write_bytes
+from defectbench.io import atomic_write_many
 from defectbench.report.findings import findings, findings_markdown
 from defectbench.report.format import DASH, fixed, significant
 from defectbench.report.rows import INT_FIELDS, LATENCY_ONLY, NO_QUALITY, Report, ReportRow
@@ -263,17 +263,15 @@ def write_tables(report: Report, out_dir: str | Path) -> list[Path]:
 
 
 def write_files(files: Mapping[str, bytes], out_dir: str | Path) -> list[Path]:
-    """Write each file atomically into ``out_dir``; an OS error becomes a ReportError that
-    names the file. Render everything first: a failure part-way must not leave new tables
-    beside an older run's plots."""
+    """Write the files into ``out_dir`` together (`atomic_write_many`: all are staged before
+    any is renamed into place); an OS error becomes a ReportError that names the file. Render
+    everything first: a failure part-way must not leave new tables beside an older run's."""
     out = Path(out_dir)
-    written = []
-    for name, data in files.items():
-        path = out / name
-        try:
-            atomic_write_bytes(path, data)
-        except OSError as exc:
-            raise ReportError(f"cannot write {path}: {exc.strerror or exc}; choose a writable "
-                              "--out directory") from exc
-        written.append(path)
-    return written
+    paths = {out / name: data for name, data in files.items()}
+    try:
+        atomic_write_many(paths)
+    except OSError as exc:
+        where = exc.filename or out
+        raise ReportError(f"cannot write {where}: {exc.strerror or exc}; choose a writable "
+                          "--out directory") from exc
+    return list(paths)
