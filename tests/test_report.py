@@ -1205,3 +1205,42 @@ def test_a_reader_that_leaves_early_ends_the_command_quietly(tmp_path, monkeypat
     finally:
         sink.close()
     assert (tmp_path / "r" / "table.md").is_file()  # written before anything was printed
+
+
+def test_a_file_gated_at_another_operating_point_is_named_not_silently_ungated(tmp_path):
+    other = _load(CPU)
+    other["machine_info"]["node"], other["datetime"] = "otherbox", "2026-11-23T10:00:00+00:00"
+    other["machine_info"]["cpu"]["brand_raw"] = "AMD EPYC 9654"
+    for q in other["defectbench"]["quality"] + [b["extra_info"].get("quality") or {}
+                                                for b in other["benchmarks"]]:
+        if isinstance(q.get("operating_point"), dict) and \
+                q["operating_point"]["name"] == "dev_recall_0.90":
+            q["operating_point"]["name"] = "dev_recall_0.95"
+    other["defectbench"]["gated_operating_point"] = "dev_recall_0.95"
+    second = _dump(other, tmp_path / "op95.json")
+    report = load_report([CPU, second])
+    # the first file's gated point, though only the second declares one
+    assert report.operating_point == "dev_recall_0.90"
+    assert any("op95.json has no quality at operating point 'dev_recall_0.90': its results "
+               "are at 'dev_recall_0.95'" in note for note in report.notes)
+    assert load_report([second, CPU]).operating_point == "dev_recall_0.95"
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("recall", 1.5, r"quality.recall is 1.5, outside \[0, 1\]"),
+    ("recall_drop", -1.2, r"quality.recall_drop is -1.2, outside \[-1, 1\]"),
+    ("mcnemar_p", -0.1, r"quality.mcnemar_p is -0.1, outside \[0, 1\]"),
+])
+def test_proportions_outside_their_range_are_refused(tmp_path, field, value, match):
+    data = _load(CPU)
+    for q in _quality(data, INT8):
+        q[field] = value
+    with pytest.raises(ReportError, match=match):
+        load_report([_dump(data, tmp_path / "odd.json")])
+
+
+def test_a_variant_that_is_not_a_name_is_refused(tmp_path):
+    data = _load(CPU)
+    data["benchmarks"][0]["extra_info"]["variant"] = 5
+    with pytest.raises(ReportError, match=r"extra_info.variant must be a name, got 5"):
+        load_report([_dump(data, tmp_path / "odd.json")])

@@ -228,6 +228,15 @@ def _where(run: BenchmarkRun, what: str) -> str:
     return f"{run.path}: {what}"
 
 
+def _fraction(value: Any, where: str, low: float = 0.0) -> float | None:
+    """A proportion (or, with low=-1, a difference of two), refused outside its range."""
+    number = _number(value, where)
+    if number is not None and not low <= number <= 1.0:
+        raise ReportError(f"{where} is {value!r}, outside [{low:g}, 1]; the file was edited or "
+                          "written by a broken run; re-run the benchmarks")
+    return number
+
+
 def _number(value: Any, where: str, integer: bool = False, positive: bool = False) -> Any:
     """A finite number (None for null or NaN: not measured). An infinite value, or a latency
     of zero or less, is no measurement: ranked as the fastest, it would head the findings."""
@@ -246,12 +255,12 @@ def _number(value: Any, where: str, integer: bool = False, positive: bool = Fals
     return None if math.isnan(value) else float(value)
 
 
-def _interval(value: Any, where: str) -> tuple[float | None, float | None]:
+def _interval(value: Any, where: str, low: float = 0.0) -> tuple[float | None, float | None]:
     if value is None:
         return None, None
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise ReportError(f"{where} must be [low, high], got {value!r}")
-    return _number(value[0], where), _number(value[1], where)
+    return _fraction(value[0], where, low), _fraction(value[1], where, low)
 
 
 def _required(entry: Mapping[str, Any], key: str, where: str) -> Any:
@@ -259,6 +268,9 @@ def _required(entry: Mapping[str, Any], key: str, where: str) -> Any:
     if value is None or value == "":
         raise ReportError(f"{where} has no {key!r}; every defectbench entry records variant, "
                           "precision, device (and batch for benchmarks); re-run the benchmarks")
+    if key in ("variant", "precision", "device") and not isinstance(value, str):
+        raise ReportError(f"{where}.{key} must be a name, got {value!r}; the file was edited or "
+                          "written by an incompatible plugin")
     return value
 
 
@@ -297,16 +309,16 @@ def operating_points(runs: Sequence[BenchmarkRun]) -> tuple[list[str], list[str]
     """
     seen: list[str] = []
     gated: list[str] = []
-    for run in runs:
+    for run in runs:  # file by file: "the first gated one" is the first file's
         declared = run.section.get("gated_operating_point")
         if isinstance(declared, str) and declared and declared not in gated:
             gated.append(declared)
-    for _, q, where in _all_quality(runs):
-        name = _op_name(q, where)
-        if name not in seen:
-            seen.append(name)
-        if _is_gated(q) and name not in gated:
-            gated.append(name)
+        for _, q, where in _all_quality([run]):
+            name = _op_name(q, where)
+            if name not in seen:
+                seen.append(name)
+            if _is_gated(q) and name not in gated:
+                gated.append(name)
     return seen, gated
 
 
@@ -423,7 +435,8 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
     qw = f"{where}.quality"
     op = q.get("operating_point") if isinstance(q.get("operating_point"), Mapping) else {}
     recall_low, recall_high = _interval(q.get("recall_interval"), f"{qw}.recall_interval")
-    drop_low, drop_high = _interval(q.get("recall_drop_interval"), f"{qw}.recall_drop_interval")
+    drop_low, drop_high = _interval(q.get("recall_drop_interval"), f"{qw}.recall_drop_interval",
+                                    low=-1.0)
     passed, failed, verdict = _verdict(quality, latency_only)
     return ReportRow(
         source=run_labels(runs)[run.path],
@@ -439,26 +452,27 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
         latency_only=latency_only,
         operating_point=operating_point if quality is not None else None,
         threshold=_number(op.get("threshold"), f"{qw}.operating_point.threshold"),
-        recall=_number(q.get("recall"), f"{qw}.recall"),
+        recall=_fraction(q.get("recall"), f"{qw}.recall"),
         recall_low=recall_low,
         recall_high=recall_high,
-        recall_drop=_number(q.get("recall_drop"), f"{qw}.recall_drop"),
+        recall_drop=_fraction(q.get("recall_drop"), f"{qw}.recall_drop", low=-1.0),
         recall_drop_low=drop_low,
         recall_drop_high=drop_high,
-        recall_drop_upper=_number(q.get("recall_drop_upper"), f"{qw}.recall_drop_upper"),
-        fnr=_number(q.get("fnr"), f"{qw}.fnr"),
-        fnr_upper=_number(q.get("fnr_upper"), f"{qw}.fnr_upper"),
+        recall_drop_upper=_fraction(q.get("recall_drop_upper"), f"{qw}.recall_drop_upper",
+                                    low=-1.0),
+        fnr=_fraction(q.get("fnr"), f"{qw}.fnr"),
+        fnr_upper=_fraction(q.get("fnr_upper"), f"{qw}.fnr_upper"),
         interval_confidence=(_number(q.get("interval_confidence", UNRECORDED_CONFIDENCE),
                                      f"{qw}.interval_confidence") if quality else None),
-        precision_score=_number(q.get("precision_score"), f"{qw}.precision_score"),
-        specificity=_number(q.get("specificity"), f"{qw}.specificity"),
-        accuracy=_number(q.get("accuracy"), f"{qw}.accuracy"),
-        f1=_number(q.get("f1"), f"{qw}.f1"),
+        precision_score=_fraction(q.get("precision_score"), f"{qw}.precision_score"),
+        specificity=_fraction(q.get("specificity"), f"{qw}.specificity"),
+        accuracy=_fraction(q.get("accuracy"), f"{qw}.accuracy"),
+        f1=_fraction(q.get("f1"), f"{qw}.f1"),
         n_defective=_number(q.get("n_defective"), f"{qw}.n_defective", integer=True),
         n=_number(q.get("n"), f"{qw}.n", integer=True),
         new_misses=_number(q.get("new_misses"), f"{qw}.new_misses", integer=True),
         new_catches=_number(q.get("new_catches"), f"{qw}.new_catches", integer=True),
-        mcnemar_p=_number(q.get("mcnemar_p"), f"{qw}.mcnemar_p"),
+        mcnemar_p=_fraction(q.get("mcnemar_p"), f"{qw}.mcnemar_p"),
         passed=passed,
         failed_budgets=failed,
         verdict=verdict,
@@ -580,6 +594,15 @@ def merge_runs(runs: Sequence[BenchmarkRun], operating_point: str | None = None)
         )
     rows.sort(key=_sort_key)
 
+    for run in runs:
+        own_seen, own_gated = operating_points([run])
+        if own_seen and op not in own_seen:
+            # a whole file without quality at this point reads as ungated, not as a file
+            # judged elsewhere: name it and the point its gates used
+            others = own_gated or own_seen
+            notes.append(f"{run_labels(runs)[run.path]} has no quality at operating point "
+                         f"{op!r}: its results are at {', '.join(map(repr, others))}; report "
+                         f"it on its own or pick one with --operating-point")
     missing = sorted({f"{r.variant} {r.precision} {r.device}" for r in rows
                       if r.verdict == NO_QUALITY})
     if missing:
