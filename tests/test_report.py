@@ -1244,3 +1244,14 @@ def test_a_variant_that_is_not_a_name_is_refused(tmp_path):
     data["benchmarks"][0]["extra_info"]["variant"] = 5
     with pytest.raises(ReportError, match=r"extra_info.variant must be a name, got 5"):
         load_report([_dump(data, tmp_path / "odd.json")])
+
+
+def test_budgets_recorded_in_odd_shapes_are_shown_or_refused_not_a_traceback(tmp_path):
+    data = _load(CPU)
+    data["defectbench"]["budgets"][0]["judged_on"] = 5
+    report, _ = write_report([_dump(data, tmp_path / "a.json")], tmp_path / "out", plots=False)
+    assert "`recall-drop`: recall_drop max_drop 0.03, judged on the 95% 5" in (
+        tmp_path / "out" / "table.md").read_text()
+    data["defectbench"]["budgets"] = ["recall-drop"]
+    with pytest.raises(ReportError, match=r"defectbench.budgets must hold budget objects"):
+        load_report([_dump(data, tmp_path / "b.json")])

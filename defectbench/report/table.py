@@ -67,7 +67,7 @@ def _memory_cell(row: ReportRow) -> str:
 
 
 def _budget_line(budget: Mapping[str, Any]) -> str:
-    judged = budget.get("judged_on", "point")
+    judged = str(budget.get("judged_on", "point"))  # shown as written, whatever its type
     conf = budget.get("confidence")
     on = ("the point estimate" if judged == "point"
           else f"the {conf * 100:g}% {judged.replace('_', ' ')}" if isinstance(conf, (int, float))
