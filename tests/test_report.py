@@ -1253,5 +1253,5 @@ def test_budgets_recorded_in_odd_shapes_are_shown_or_refused_not_a_traceback(tmp
     assert "`recall-drop`: recall_drop max_drop 0.03, judged on the 95% 5" in (
         tmp_path / "out" / "table.md").read_text()
     data["defectbench"]["budgets"] = ["recall-drop"]
-    with pytest.raises(ReportError, match=r"defectbench.budgets must hold budget objects"):
+    with pytest.raises(ReportError, match=r"'defectbench.budgets\[0\]' must be an object"):
         load_report([_dump(data, tmp_path / "b.json")])
