@@ -333,6 +333,22 @@ def test_files_are_read_by_their_content_not_their_name(tmp_path):
         _assert_same_tensors(model, saved)
 
 
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_torch_legacy_format_loads_or_says_how_to_resave(tmp_path, protocol):
+    # the pre-1.6 format is a pickle too: told from a plain pickle by torch's magic number;
+    # torch's weights-only reader reads it at protocol 2 (torch.save's default) only
+    saved = _random_state_dict(2)
+    path = tmp_path / f"legacy{protocol}.pth"
+    torch.save(saved, path, _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+    if protocol == 2:
+        model, _ = create_model(SMALL, num_classes=2, weights=path)
+        _assert_same_tensors(model, saved)
+        return
+    with pytest.raises(WeightsError, match=rf"legacy format at pickle protocol {protocol}, "
+                       "which torch's weights-only reader cannot read; re-save it"):
+        create_model(SMALL, num_classes=2, weights=path)
+
+
 def _other_formats(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     import pickle
 

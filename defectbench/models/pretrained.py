@@ -402,8 +402,9 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
     return _extract_state_dict(raw, path)
 
 
-# torch.save's legacy (pre-1.6) format opens with this pickled magic number
-_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
+# torch.save's legacy (pre-1.6) format pickles this magic number first: right after the
+# protocol byte, or after a frame header at pickle protocol 4 and above
+_LEGACY_TORCH_MAGIC = b"\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"
 _FIX_RESAVE = (
     "defectbench reads state dicts saved with torch.save(model.state_dict(), path) or "
     "safetensors; load the model where it was made and re-save its state_dict that way"
@@ -415,7 +416,7 @@ def _checkpoint_format(path: Path) -> str:
     written by safetensors, a .pth renamed .safetensors); anything else is a sentence saying
     what the file is and how to re-save it."""
     with open(path, "rb") as f:
-        head = f.read(16)
+        head = f.read(32)
     if len(head) >= 9 and head[8:9] == b"{":
         # safetensors: an 8-byte little-endian header length, then the JSON header
         # (safetensors itself caps the header at 100 MB; a truncated file is still one, and its
@@ -435,7 +436,12 @@ def _checkpoint_format(path: Path) -> str:
         if names and all(n.endswith(".npy") for n in names):
             return f"a NumPy archive (.npz), not a torch checkpoint; {_FIX_RESAVE}"
         return "torch"
-    if head[:1] == b"\x80" and not head.startswith(_LEGACY_TORCH_MAGIC):
+    if head[:1] == b"\x80" and _LEGACY_TORCH_MAGIC in head and head[1] >= 4:
+        # torch's weights-only reader stops at the frames of pickle protocol 4 and above
+        return (f"a torch.save file in the legacy format at pickle protocol {head[1]}, which "
+                "torch's weights-only reader cannot read; re-save it where it was made in the "
+                "default format: torch.save(model.state_dict(), path)")
+    if head[:1] == b"\x80" and _LEGACY_TORCH_MAGIC not in head:
         # pickle.dump output: torch's weights-only reader rejects it with an opaque
         # "Unsupported operand", and unpickling it as such could run code
         return f"a plain pickle (pickle.dump), which defectbench never unpickles; {_FIX_RESAVE}"
