@@ -281,6 +281,7 @@ def test_interrupted_fit_resumes_to_the_same_weights(tmp_path, model_cls, ema_de
     result = fit(resumed_model, x, y, *_unrelated_dev(), cfg, checkpoint_path=ckpt,
                  checkpoint_key="key-a")
     assert result.resumed_from_epoch == 1
+    assert 0 < result.seconds_before_resume < result.train_seconds
     assert [h["epoch"] for h in result.history] == [0, 1, 2]
     # every epoch's loss (data order, dropout masks) and dev score (the scored weights)
     for field in ("train_loss", "dev_auroc"):
@@ -291,6 +292,15 @@ def test_interrupted_fit_resumes_to_the_same_weights(tmp_path, model_cls, ema_de
         straight.state_dict().values(), resumed_model.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(a, b)
+
+
+def test_a_resumed_fit_says_so(tmp_path, capsys):
+    ckpt = tmp_path / "state.pt"
+    x, y, cfg = _interrupted_fit(_Tiny, ckpt, "key-a")
+    capsys.readouterr()
+    fit(_Tiny(), x, y, *_unrelated_dev(), cfg, checkpoint_path=ckpt, checkpoint_key="key-a",
+        description="student")
+    assert f"student: resuming from epoch 2 of 3 ({ckpt})" in capsys.readouterr().err
 
 
 def _stop_after_first_epoch(record):

@@ -1422,3 +1422,23 @@ def test_ctrl_c_in_a_command_says_what_is_kept_instead_of_a_traceback(tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith("defectbench: interrupted; every file written is whole")
     assert "resumes" in err and "Traceback" not in err
+
+
+def test_a_training_state_resumes_only_on_the_processor_and_thread_count_it_was_made_with():
+    # epochs trained at 2 threads resumed at 1 made a model of neither thread count
+    from defectbench.zoo.build import lineage_key
+
+    ctx = SimpleNamespace(keys={"v": "k"}, store=SimpleNamespace(parent_artifacts=lambda p: {}))
+    recipe = SimpleNamespace(parents=())
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = lineage_key(ctx, "v", recipe)
+        torch.set_num_threads(2)
+        two = lineage_key(ctx, "v", recipe)
+        assert one != two and lineage_key(ctx, "v", recipe) == two
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr("defectbench.zoo.build.cpu_identity", lambda: {"name": "other CPU"})
+            assert lineage_key(ctx, "v", recipe) != two
+    finally:
+        torch.set_num_threads(before)

@@ -7,6 +7,7 @@ import copy
 import hashlib
 import io
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -32,6 +33,9 @@ class FitResult:
     history: list[dict]
     train_seconds: float
     resumed_from_epoch: int
+    # training time of the finished epochs an interrupted run left (0 when not resumed); the
+    # epoch it was killed in is lost, so a resumed build's times are lower bounds
+    seconds_before_resume: float = 0.0
 
     def to_dict(self) -> dict:
         return {
@@ -40,6 +44,7 @@ class FitResult:
             "history": self.history,
             "train_seconds": self.train_seconds,
             "resumed_from_epoch": self.resumed_from_epoch,
+            "seconds_before_resume": self.seconds_before_resume,
         }
 
 
@@ -212,6 +217,9 @@ def fit(
             "state": state["best_state"],
         }
         elapsed_before = float(state["elapsed"])
+        # said, not only shown by a progress bar starting part-way
+        print(f"{description}: resuming from epoch {start_epoch + 1} of {config.epochs} "
+              f"({checkpoint_path})", file=sys.stderr, flush=True)
     resumed_from = start_epoch
     teacher_t = torch.from_numpy(teacher_logits).float() if teacher_logits is not None else None
     autocast = _training_autocast(config.mixed_precision, description)
@@ -299,6 +307,7 @@ def fit(
         history,
         elapsed_before + time.perf_counter() - t0,
         resumed_from,
+        elapsed_before,
     )
 
 
@@ -399,8 +408,8 @@ def _resumable_state(path: Path | None, key: str | None, with_ema: bool = False)
     if state.get("key") != key:
         warnings.warn(
             f"ignoring training state {path}: it was saved for key {state.get('key')!r}, not "
-            f"{key!r} (the recipe, data or library versions changed); training starts from "
-            "the first epoch",
+            f"{key!r} (the recipe, a parent's weights, the data, the library versions, the "
+            "processor or the thread count changed); training starts from the first epoch",
             stacklevel=3,
         )
         return None

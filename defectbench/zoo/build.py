@@ -248,14 +248,20 @@ def teacher_logits(ctx: BuildContext, teacher: str, recipes: dict[str, Any]) -> 
 
 
 def lineage_key(ctx: BuildContext, name: str, recipe: Any) -> str:
-    """What a resumable training state must have been made under: the variant's key and, for
-    a variant trained from parents (a student's teacher, a pruned model's source), their
-    artifacts' hashes, so a half-finished run never resumes against a rebuilt parent."""
-    if not recipe.parents:
-        return ctx.keys[name]
-    lineage = json.dumps([ctx.keys[name], ctx.store.parent_artifacts(recipe.parents)],
-                         sort_keys=True)
+    """What a resumable training state must have been made under: the variant's key; for a
+    variant trained from parents (a student's teacher, a pruned model's source), their
+    artifacts' hashes, so a half-finished run never resumes against a rebuilt parent; and the
+    processor and thread count (`built_on`), since one seeded recipe trains to other weights
+    on another CPU model or thread count, and epochs of two would make a model of neither."""
+    lineage = json.dumps([ctx.keys[name], ctx.store.parent_artifacts(recipe.parents),
+                          built_on()], sort_keys=True)
     return hashlib.sha256(lineage.encode()).hexdigest()
+
+
+def built_on() -> dict[str, Any]:
+    """The machine settings a trained model's bytes depend on (not part of the zoo key: a zoo
+    built elsewhere stays usable)."""
+    return {**cpu_identity(), "torch_threads": torch.get_num_threads()}
 
 
 def annotated_probability(train: ImageSet, config: TrainConfig, name: str) -> np.ndarray | None:
@@ -463,15 +469,17 @@ def build_zoo(
                     "defect_threshold": fixture.defect_threshold,
                 },
                 "versions": versions,
-                # not part of the key: a zoo built elsewhere stays usable, but the same recipe
-                # rebuilt on another CPU model or thread count gives other weights
-                "built_on": {**cpu_identity(), "torch_threads": torch.get_num_threads()},
-                "build_seconds": time.perf_counter() - started,
+                "built_on": built_on(),
+                # with the time an interrupted build had spent training before this process
+                "build_seconds": time.perf_counter() - started
+                + (body.get("fit") or {}).get("seconds_before_resume", 0.0),
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 **body,
             }
             ctx.store.commit(manifest)
             (ctx.store.variant_dir(name) / TRAIN_STATE).unlink(missing_ok=True)
             manifests[name] = manifest
-            log(f"built {name} in {manifest['build_seconds']:.0f} s")
+            resumed = (body.get("fit") or {}).get("resumed_from_epoch", 0)
+            log(f"built {name} in {manifest['build_seconds']:.0f} s"
+                + (f" (resumed at epoch {resumed + 1})" if resumed else ""))
     return {n: manifests[n] for n in wanted}
