@@ -11,6 +11,12 @@ the artifact, runs one batch, and reports
   held before loading: what serving this artifact at this batch size costs in RAM, including
   one-off work at load (ONNX Runtime graph optimisation, PT2E calibration and compilation).
 
+Both include the pages of the runtime's shared library code that loading and the call touch:
+a fork does not carry the parent's file-backed pages into the child's RSS, so they fault in
+again (on the smoke zoo about 16 MB of ONNX Runtime's module, 29 MB of torch's libraries).
+Warming them in the probe is not an option: a torch op run before forking leaves libgomp's
+thread pool in a state that deadlocks the child. Rows of one runtime compare as they are.
+
 Forking keeps each measurement to the artifact's own cost without re-importing torch or
 decoding the fixture (seconds per child instead of a fresh interpreter's ~10 s). CPU only:
 on CUDA the suite measures in-process from torch's allocator, which can tell one artifact's
@@ -122,8 +128,9 @@ def serve(zoo: str, profile: str, inp: IO[str] = sys.stdin, out: IO[str] | None 
         out = os.fdopen(os.dup(1), "w")  # to stderr instead of into the protocol
         os.dup2(2, 1)
     # every runtime library is imported once here, before any child forks: a child's figure
-    # is then its artifact's, not the first import of ONNX Runtime (about 14 MB) that torch
-    # artifacts, whose library the probe already holds, never pay
+    # then holds no first import of ONNX Runtime (about 14 MB) that torch artifacts, whose
+    # library the probe already holds, never pay (the library pages a first call touches it
+    # does hold: see the module docstring)
     import onnxruntime  # noqa: F401
     import torch  # noqa: F401
 
