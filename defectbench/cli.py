@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # `defectbench report ... | head -1`: the reader left; what was written is written.
         # Point stdout at devnull so that Python's flush at exit does not raise again
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (AttributeError, OSError, ValueError):  # stdout is no file (None, a StringIO)
+            pass
         return 141  # as a shell reports a process ended by SIGPIPE
     except KeyboardInterrupt:
         # every write is atomic, so a traceback would only hide what matters: nothing is

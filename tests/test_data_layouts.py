@@ -377,6 +377,12 @@ def test_dagm_empty_label_folder_is_refused_not_read_as_all_good(tmp_path: Path)
         load_dagm(tmp_path)
 
 
+def test_dagm_root_one_level_too_high_is_not_called_a_mistyped_class(tmp_path: Path) -> None:
+    dagm_tree(tmp_path / "DAGM2007", classes=(1,))
+    with pytest.raises(DataError, match=r"no DAGM class folders \(Class1/ ... Class10/\)"):
+        load_dagm(tmp_path)
+
+
 def test_dagm_folder_of_images_not_named_class_n_is_refused(tmp_path: Path) -> None:
     dagm_tree(tmp_path, classes=(1,))
     dagm_tree(tmp_path / "tmp", classes=(2,))
@@ -694,6 +700,77 @@ def _write_16_bit_colour(path: Path, pixels: np.ndarray) -> None:
     path.write_bytes(b"II*\0" + struct.pack("<I", 8) + ifd + struct.pack("<I", 0) + data)
 
 
+def _two_page_tiff(path: Path, second_is_thumbnail: bool) -> None:
+    """An 8x8 page, then a 4x4 one that NewSubfileType marks as a reduced-resolution copy of
+    it or as a page of its own (PIL cannot write that tag per page)."""
+    import struct
+
+    pages = [(np.full((8, 8), 100, np.uint8), 0), (np.full((4, 4), 200, np.uint8),
+                                                   int(second_is_thumbnail))]
+    blob = bytearray(b"II*\0" + struct.pack("<I", 0))  # the first IFD's offset: set below
+    pixel_offsets = []
+    for pixels, _ in pages:
+        pixel_offsets.append(len(blob))
+        blob += pixels.tobytes()
+    next_ifd_at = 4
+    for (pixels, subfile), pixel_offset in zip(pages, pixel_offsets, strict=True):
+        struct.pack_into("<I", blob, next_ifd_at, len(blob))
+        height, width = pixels.shape
+        entries = [(254, 4, subfile), (256, 4, width), (257, 4, height), (258, 3, 8),
+                   (259, 3, 1), (262, 3, 1), (273, 4, pixel_offset), (277, 3, 1),
+                   (278, 4, height), (279, 4, pixels.size)]
+        blob += struct.pack("<H", len(entries))
+        for tag, kind, value in entries:
+            packed = struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+            blob += struct.pack("<HHI", tag, kind, 1) + packed
+        next_ifd_at = len(blob)
+        blob += struct.pack("<I", 0)
+    path.write_bytes(bytes(blob))
+
+
+@pytest.mark.parametrize("second_is_thumbnail", [True, False], ids=["thumbnail", "page"])
+def test_a_tiff_thumbnail_is_no_second_page(tmp_path: Path, second_is_thumbnail: bool) -> None:
+    write_image(tmp_path / "good/gray.png")
+    (tmp_path / "defect").mkdir()
+    _two_page_tiff(tmp_path / "defect/scan.tif", second_is_thumbnail)
+    if second_is_thumbnail:
+        images = load_image_folder(tmp_path, check="decode")
+        assert images.load(0).shape == (8, 8) and images.load(0).max() == 100
+    else:
+        with pytest.raises(DataError, match=r"scan.tif \(2 frames or pages"):
+            load_image_folder(tmp_path)
+
+
+def test_a_camera_jpeg_with_its_preview_reads_as_one_image(tmp_path: Path) -> None:
+    # cameras embed a reduced preview (MPF); Pillow opens it as a second MPO frame
+    write_image(tmp_path / "good/gray.png")
+    (tmp_path / "defect").mkdir()
+    Image.new("RGB", (SIZE, SIZE), (200, 10, 10)).save(
+        tmp_path / "defect/cam.jpg", format="MPO", save_all=True,
+        append_images=[Image.new("RGB", (4, 4))])
+    with Image.open(tmp_path / "defect/cam.jpg") as opened:
+        assert opened.format == "MPO" and opened.n_frames == 2
+    images = load_image_folder(tmp_path, check="decode")
+    assert images.load(0).shape == (SIZE, SIZE, 3)
+
+
+def test_a_565_bmp_is_8_bit_range_and_read(tmp_path: Path) -> None:
+    # PIL's raw mode "BGR;16" is 5-6-5 packed pixels, not 16-bit samples
+    import struct
+
+    write_image(tmp_path / "good/gray.png")
+    row = struct.pack("<H", 0xF800) * SIZE  # pure red; 16 bytes, already 4-aligned
+    pixels = row * SIZE
+    info = struct.pack("<IiiHHIIiiII", 40, SIZE, SIZE, 1, 16, 3, len(pixels), 2835, 2835, 0, 0)
+    masks = struct.pack("<III", 0xF800, 0x07E0, 0x001F)
+    offset = 14 + len(info) + len(masks)
+    (tmp_path / "defect").mkdir()
+    (tmp_path / "defect/red.bmp").write_bytes(
+        b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset) + info + masks + pixels)
+    images = load_image_folder(tmp_path, check="decode")
+    assert images.load(0)[0, 0].tolist() == [255, 0, 0]
+
+
 def test_a_multi_page_tiff_is_refused_not_read_as_its_first_page(tmp_path: Path) -> None:
     write_image(tmp_path / "good/gray.png")
     (tmp_path / "defect").mkdir()
@@ -727,6 +804,30 @@ def test_images_without_an_image_extension_are_refused_not_skipped(
     folder_tree(tmp_path, {"good": 2, "defect": 1})
     Image.new("L", (SIZE, SIZE)).save(tmp_path / "defect" / name, format="PNG")
     with pytest.raises(DataError, match=r"1 image file\(s\) whose names do not end in an image"):
+        load_image_folder(tmp_path)
+
+
+def test_files_that_only_look_like_images_at_first_glance_are_left_alone(tmp_path: Path) -> None:
+    folder_tree(tmp_path, {"good": 2, "defect": 1})
+    (tmp_path / "good/NOTES").write_text("BMW line 3: camera moved on Tuesday")  # "BM"
+    (tmp_path / "defect/IMG_0001.CR2").write_bytes(b"II*\0" + bytes(64))  # RAW: TIFF inside
+    assert len(load_image_folder(tmp_path)) == 3
+
+
+def test_links_into_a_content_store_are_distinct_images(tmp_path: Path) -> None:
+    # git-annex and DVC keep identical contents as one object: two images, one target
+    folder_tree(tmp_path, {"good": 1, "defect": 1})
+    store = tmp_path / ".git/annex/objects"
+    write_image(store / "SHA256E-s1--abc.png")
+    for name in ("good/a.png", "good/b.png"):
+        (tmp_path / name).symlink_to(store / "SHA256E-s1--abc.png")
+    assert len(load_image_folder(tmp_path)) == 4
+
+
+def test_a_linked_class_folder_is_refused(tmp_path: Path) -> None:
+    folder_tree(tmp_path, {"good": 1, "defect": 2})
+    (tmp_path / "scratch").symlink_to(tmp_path / "defect")
+    with pytest.raises(DataError, match=r"defect/000.png and \S+/scratch/000.png are one file"):
         load_image_folder(tmp_path)
 
 

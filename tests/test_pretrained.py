@@ -224,7 +224,9 @@ def test_local_imagenet_checkpoint_loads_and_gets_fresh_head(imagenet_checkpoint
 
 
 @pytest.mark.parametrize("wrapping", ["raw", "state_dict", "model", "model_state_dict",
-                                      "ddp_prefix", "compiled_prefix", "compiled_ddp_prefix"])
+                                      "ddp_prefix", "compiled_prefix", "compiled_ddp_prefix",
+                                      "ddp_compiled_prefix", "tensor_metadata",
+                                      "config_under_model"])
 def test_fine_tuned_checkpoint_loads_whole(tmp_path, wrapping):
     saved = _random_state_dict(2)
     content = {
@@ -236,6 +238,10 @@ def test_fine_tuned_checkpoint_loads_whole(tmp_path, wrapping):
         "ddp_prefix": {f"module.{k}": v for k, v in saved.items()},
         "compiled_prefix": {f"_orig_mod.{k}": v for k, v in saved.items()},
         "compiled_ddp_prefix": {f"module._orig_mod.{k}": v for k, v in saved.items()},
+        "ddp_compiled_prefix": {f"_orig_mod.module.{k}": v for k, v in saved.items()},
+        # metadata beside the weights: a tensor, or a config dict under another usual key
+        "tensor_metadata": {"state_dict": saved, "epoch": 3, "best_acc": torch.tensor(0.9)},
+        "config_under_model": {"state_dict": saved, "model": {"arch": SMALL, "classes": 2}},
     }[wrapping]
     path = tmp_path / "fine_tuned.pt"
     torch.save(content, path)

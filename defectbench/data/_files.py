@@ -8,6 +8,7 @@ before any training starts. Pixels are decoded lazily, one file per `ImageSet.lo
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,22 +186,32 @@ def image_files(folder: Path) -> list[Path]:
 _IMAGE_SIGNATURES = (
     b"\x89PNG\r\n\x1a\n",
     b"\xff\xd8\xff",  # JPEG
-    b"BM",  # BMP
     b"II*\x00",  # TIFF, little-endian
     b"MM\x00*",  # TIFF, big-endian
     b"GIF87a",
     b"GIF89a",
 )
+# a BMP's "BM" is two letters a text file may start with: its info header's size must be one
+# of the published ones too
+_BMP_HEADER_SIZES = (12, 40, 52, 56, 64, 108, 124)
+# camera RAW files are TIFF inside, but not images to rename: as .tif only their embedded
+# preview would be read
+_RAW_EXTENSIONS = (".cr2", ".cr3", ".nef", ".nrw", ".dng", ".arw", ".srf", ".sr2", ".orf",
+                   ".rw2", ".raf", ".pef", ".srw", ".3fr", ".erf", ".kdc", ".mrw", ".x3f")
 
 
 def _looks_like_image(path: Path) -> bool:
+    if path.suffix.lower() in _RAW_EXTENSIONS:
+        return False
     try:
         with open(path, "rb") as f:
-            head = f.read(12)
+            head = f.read(18)
     except OSError:
         return False
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
         return True
+    if head[:2] == b"BM" and len(head) == 18:
+        return int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES
     return any(head.startswith(signature) for signature in _IMAGE_SIGNATURES)
 
 
@@ -275,19 +286,38 @@ def _header_problem(image: Image.Image) -> str | None:
     for tile in image.tile:
         args = tile[3] if len(tile) > 3 else None
         rawmode = args[0] if isinstance(args, tuple) and args else args
-        if isinstance(rawmode, str) and (";16" in rawmode or ";32" in rawmode):
+        # ";16B", ";16L", ";16N": 16-bit samples; not "BGR;16" (5-6-5 pixels, 8-bit range)
+        if isinstance(rawmode, str) and re.search(r";(16|32)[BLN]", rawmode):
             return (
                 f"16- or 32-bit samples (raw mode {rawmode!r}), which PIL would cut to their high "
                 "byte; defectbench reads 8-bit grayscale or colour only; convert the file to "
                 "8-bit first, rescaling to the range your camera uses"
             )
-    frames = getattr(image, "n_frames", 1)
+    frames = _full_pages(image)
     if frames > 1:
         return (
             f"{frames} frames or pages, of which only the first would be read; save each page "
             "as a file of its own"
         )
     return None
+
+
+def _full_pages(image: Image.Image) -> int:
+    """Frames that are images of their own: not a camera JPEG's MPF preview (Pillow opens it
+    as a second MPO frame) nor a TIFF's reduced-resolution copies (NewSubfileType bit 0)."""
+    frames = getattr(image, "n_frames", 1)
+    if frames <= 1 or image.format == "MPO":
+        return 1
+    if image.format != "TIFF":
+        return frames
+    full = 0
+    try:
+        for index in range(frames):
+            image.seek(index)
+            full += not int(image.tag_v2.get(254, 0)) & 1
+    finally:
+        image.seek(0)
+    return full
 
 
 def _problem(path: Path, check: str) -> str | None:
@@ -361,16 +391,18 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def _reject_same_file_twice(paths: Sequence[Path]) -> None:
-    """One file reached under two names (a symbolic link into another class folder, a linked
-    class folder) would be scored twice, possibly with two labels."""
-    first_name: dict[Path, Path] = {}
-    repeats: list[str] = []
+    """One image of the set reached under two names (a symbolic link into another class
+    folder, a linked class folder) would be scored twice, possibly with two labels. Links
+    into a store outside the set (git-annex and DVC keep identical contents as one object)
+    are different images that happen to have the same bytes, and are read as such."""
+    by_target: dict[Path, list[Path]] = {}
     for path in paths:
-        target = path.resolve()
-        if target in first_name:
-            repeats.append(f"{first_name[target]} and {path} are one file")
-        else:
-            first_name[target] = path
+        by_target.setdefault(path.resolve(), []).append(path)
+    repeats: list[str] = []
+    for target, names in by_target.items():
+        # the file sits in the set under one of the names: the others are links to it
+        if len(names) > 1 and any(n.parent.resolve() / n.name == target for n in names):
+            repeats.append(f"{' and '.join(map(str, names))} are one file")
     if repeats:
         raise DataError(
             f"{len(repeats)} image(s) are the same file as another image of the set, through a "

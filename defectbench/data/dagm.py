@@ -49,7 +49,7 @@ def dagm_classes(root: str | os.PathLike[str]) -> dict[int, Path]:
         nested = _files.find_subdir(folder, folder.name)
         has_splits = any(_files.find_subdir(folder, s) for s in SPLIT_FOLDERS.values())
         found[index] = nested if nested is not None and not has_splits else folder
-    if strays:
+    if strays and found:  # none found: `_no_classes` says where the classes may be
         raise DataError(
             f"{root} has folder(s) holding images that are not named Class<n> "
             f"({_files.listing([f.name + '/' for f in strays])}), which would not be read; name "

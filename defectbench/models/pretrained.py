@@ -520,8 +520,10 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def _extract_state_dict(raw: Any, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(raw, Mapping) and not any(isinstance(v, torch.Tensor) for v in raw.values()):
-        found = [key for key in _STATE_DICT_KEYS if isinstance(raw.get(key), Mapping)]
+    if isinstance(raw, Mapping) and not all(isinstance(v, torch.Tensor) for v in raw.values()):
+        # a training checkpoint: the weights under one of the usual keys, beside metadata
+        # (which may hold a tensor, a config dict under 'model', ...)
+        found = [key for key in _STATE_DICT_KEYS if _holds_tensors(raw.get(key))]
         if len(found) > 1:
             # e.g. the raw and the EMA weights: which one was meant is not the loader's to guess
             raise WeightsError(
@@ -544,10 +546,18 @@ def _extract_state_dict(raw: Any, path: Path) -> dict[str, torch.Tensor]:
             "expected a state_dict (tensor name -> tensor)"
         )
     state_dict = dict(raw)
-    for prefix in _WRAPPER_PREFIXES:  # "module._orig_mod." too: a compiled DDP model
-        if all(k.startswith(prefix) for k in state_dict):
-            state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
+    stripped = True
+    while stripped:  # nested in either order: "module._orig_mod.", "_orig_mod.module."
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if all(k.startswith(prefix) for k in state_dict):
+                state_dict = {k[len(prefix) :]: v for k, v in state_dict.items()}
+                stripped = True
     return state_dict
+
+
+def _holds_tensors(value: Any) -> bool:
+    return isinstance(value, Mapping) and any(isinstance(v, torch.Tensor) for v in value.values())
 
 
 def _model_for_checkpoint(
