@@ -13,7 +13,7 @@ the artifact, runs one batch, and reports
 
 Both include the pages of the runtime's shared library code that loading and the call touch:
 a fork does not carry the parent's file-backed pages into the child's RSS, so they fault in
-again (on the smoke zoo about 16 MB of ONNX Runtime's module, 29 MB of torch's libraries).
+again, and they differ between runtimes (ONNX Runtime's module, torch's libraries).
 Warming them in the probe is not an option: a torch op run before forking leaves libgomp's
 thread pool in a state that deadlocks the child. Rows of one runtime compare as they are.
 
