@@ -592,3 +592,15 @@ def test_a_budget_no_result_can_pass_at_this_sample_size_says_so():
     worse = compare_recall(ids, [1] * 204, [1] * 204, [0] * 30 + [1] * 174)
     verdict = judge(budget, "v", Evidence(comparison=worse))
     assert not verdict.passed and "unreachable" not in verdict.message
+
+
+def test_the_readme_figures_on_tango_mcnemar_and_reachable_budgets():
+    # README, "Quality gates": the interval that excludes 0 where McNemar does not reject,
+    # and the smallest group a 0.08 drop bound at 95% can pass on
+    from defectbench.budgets import best_possible_bound
+    from defectbench.metrics import drop_interval, mcnemar_exact_p
+
+    low, high = drop_interval(4, 0, 204, 0.95)
+    assert (round(low, 4), round(high, 3), mcnemar_exact_p(4, 0)) == (0.0008, 0.049, 0.125)
+    drop = Budget("d", "recall_drop", "max_drop", 0.08, "upper_bound")
+    assert best_possible_bound(drop, 31) > 0.08 >= best_possible_bound(drop, 32)
