@@ -33,7 +33,8 @@ class UnknownNameError(DefectbenchError, KeyError):
 
 
 class TrainingDivergedError(DefectbenchError, FloatingPointError):
-    """Training produced no usable model (every epoch's dev score was NaN)."""
+    """Training produced no usable model: a training loss that is not finite, or no epoch
+    with a finite dev score."""
 
 
 class ArtifactError(DefectbenchError):

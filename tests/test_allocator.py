@@ -43,6 +43,15 @@ def test_defaults_are_restored_when_the_block_raises():
     assert _faults_of_second_use() >= FAULTS_OF_A_FRESH_BLOCK
 
 
+def test_a_nested_block_leaves_the_outer_one_in_effect():
+    # the inner block's exit restored glibc's defaults under the outer block
+    with retain_freed_memory() as outer:
+        with retain_freed_memory() as inner:
+            assert outer and inner
+        assert _faults_of_second_use() < FAULTS_OF_A_FRESH_BLOCK // 10
+    assert _faults_of_second_use() >= FAULTS_OF_A_FRESH_BLOCK
+
+
 def test_a_recipe_builds_the_same_weights_with_freed_memory_retained_or_not(
     monkeypatch, tmp_path
 ):

@@ -185,6 +185,14 @@ class _Diverged(_Tiny):
         return super().forward(x) * float("nan")
 
 
+class _NanWhenScored(_Tiny):
+    """Trains with a finite loss but scores nan on `dev` (eval mode)."""
+
+    def forward(self, x):
+        out = super().forward(x)
+        return out if self.training else out * float("nan")
+
+
 def _data(n=24, seed=0):
     rng = np.random.default_rng(seed)
     y = np.arange(n) % 2
@@ -433,7 +441,7 @@ def test_training_that_never_scores_raises_a_clear_error():
     x, y = _data()
     cfg = TrainConfig(epochs=2, img_size=16, batch_size=8, lr=0.05)
     with pytest.raises(TrainingDivergedError, match=r"no epoch produced a finite dev AUROC.*lower"):
-        fit(_Diverged(), x, y, x, y, cfg, description="diverged")
+        fit(_NanWhenScored(), x, y, x, y, cfg, description="diverged")
 
     # a defectbench error, and still the FloatingPointError it was before
     assert issubclass(TrainingDivergedError, DefectbenchError)
@@ -528,7 +536,8 @@ def test_fit_learns_the_annotated_probability_when_asked(targets):
                       class_balance="none", targets=targets, augment=off)
     torch.manual_seed(0)
     model = _Linear()
-    fit(model, x, y, x, y, cfg, train_probability=probability)
+    fit(model, x, y, x, y, cfg,
+        train_probability=probability if targets == "annotator_probability" else None)
     with torch.no_grad():
         p = torch.softmax(model(torch.from_numpy(x)), 1)[:, 1].numpy()
     low, high = p[group == 0].mean(), p[group == 1].mean()
@@ -594,3 +603,349 @@ def test_an_interrupted_qat_fit_resumes_to_the_same_weights_and_observer_state(t
     assert any(k.endswith("activation_post_process.min_val") for k in got)  # observers saved
     for name, value in expected.items():
         torch.testing.assert_close(got[name], value, msg=name)
+
+
+class _NanAfterSteps(_Tiny):
+    """Its training loss turns nan after `finite_steps` steps, as a diverging run's does."""
+
+    def __init__(self, finite_steps):
+        super().__init__()
+        self.finite_steps, self.steps = finite_steps, 0
+
+    def forward(self, x):
+        out = super().forward(x)
+        if self.training:
+            self.steps += 1
+            if self.steps > self.finite_steps:
+                out = out * float("nan")
+        return out
+
+
+def test_a_nan_training_loss_stops_training_before_the_step_instead_of_falling_back():
+    # it trained on with nan weights for the remaining epochs and then returned epoch 1's
+    # weights, as if the recipe had simply peaked early
+    x, y = _data()
+    cfg = TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05)
+    model = _NanAfterSteps(finite_steps=4)  # 3 batches per epoch: nan at epoch 2, batch 2
+    scored = []
+    with pytest.raises(TrainingDivergedError,
+                       match=r"diverged: the training loss is nan at epoch 2, batch 2 of 3 "
+                             r"\(learning rate .*, recipe lr 0.05\); training diverged: lower"):
+        fit(model, x, y, x, y, cfg, description="diverged", on_epoch=scored.append)
+    assert len(scored) == 1
+    # refused before the optimiser step: the weights are still finite
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(TrainingDivergedError, match="loss is nan at epoch 1, batch 1 of 3"):
+        fit(_Diverged(), x, y, x, y, cfg, description="diverged")
+
+
+class _Outputs(_Tiny):
+    def __init__(self, classes):
+        super().__init__()
+        self.head = torch.nn.Linear(4, classes)
+
+
+@pytest.mark.parametrize("classes", [1, 3])
+@pytest.mark.parametrize("class_balance", ["weighted_loss", "none"])
+def test_a_model_without_two_logits_is_refused_by_name(classes, class_balance):
+    # one logit crashed in cross_entropy on the class-weight length; three logits trained
+    # silently without class weights and were scored on column 1 of a 3-way softmax
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8, class_balance=class_balance)
+    with pytest.raises(ConfigError, match=rf"logits of shape \(8, {classes}\) for a batch of 8 "
+                                          r"images; .*num_classes=2"):
+        fit(_Outputs(classes), x, y, x, y, cfg, description="head")
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+@pytest.mark.parametrize(
+    "logits, match",
+    [(np.zeros((24, 1), np.float32), r"shape \(24, 1\), not \(24, 2\)"),
+     (np.zeros(24, np.float32), r"shape \(24,\), not \(24, 2\)"),
+     (np.zeros((24, 3), np.float32), r"shape \(24, 3\), not \(24, 2\)"),
+     (np.array([[0.0, np.nan]] + [[0.0, 1.0]] * 23, np.float32), "1 non-finite values")],
+    ids=["one-logit", "flat", "three-logits", "nan"],
+)
+def test_teacher_logits_that_are_not_two_finite_columns_are_refused(mode, logits, match):
+    # (n, 1) trained without an error: broadcast in the KL (soft) or argmax always 0 (hard);
+    # a nan was reported after training as "lower the learning rate"
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8)
+    with pytest.raises(ConfigError, match=match):
+        fit(_Tiny(), x, y, x, y, cfg, distill=DistillConfig(teacher="t", mode=mode),
+            teacher_logits=logits)
+
+
+def test_teacher_logits_as_a_tensor_train_like_the_array():
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8, lr=0.05)
+    logits = np.random.default_rng(0).standard_normal((24, 2)).astype(np.float32)
+    runs = []
+    for teacher in (logits, torch.from_numpy(logits)):
+        torch.manual_seed(0)
+        model = _Tiny()
+        fit(model, x, y, x, y, cfg, distill=DistillConfig(teacher="t"), teacher_logits=teacher)
+        runs.append(model.state_dict())
+    for a, b in zip(runs[0].values(), runs[1].values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_distilled_and_plain_runs_share_data_order_augmentation_and_dropout():
+    # the issue's control: KD and no-KD differ only by the loss. With a vanishing alpha the KD
+    # loss is the plain cross-entropy, so any RNG the distillation path consumed (data order,
+    # augmentation draws, dropout masks) would show up as other weights
+    x, y = _data()
+    cfg = TrainConfig(epochs=2, img_size=16, batch_size=8, lr=0.05)
+    torch.manual_seed(0)
+    plain = _TinyWithDropout()
+    distilled = copy.deepcopy(plain)
+    fit(plain, x, y, x, y, cfg)
+    torch.rand(7)  # whatever ran in between (the teacher's logits) must not matter
+    teacher = np.random.default_rng(3).standard_normal((24, 2)).astype(np.float32)
+    fit(distilled, x, y, x, y, cfg, distill=DistillConfig(teacher="t", alpha=1e-9),
+        teacher_logits=teacher)
+    for a, b in zip(plain.state_dict().values(), distilled.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_each_image_is_distilled_towards_its_own_teacher_row():
+    # alpha=1: only the teacher's rows teach, and the labels fit is given are the opposite of
+    # the truth; a student that learns the truth was paired with the right rows as the data
+    # order was shuffled
+    x, y = _data()
+    off = AugmentConfig(flips=False, rot90=False, max_rotation_deg=0, contrast=0, brightness=0)
+    cfg = TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05, augment=off,
+                      class_balance="none")
+    teacher = np.stack([-4.0 * (2 * y - 1), 4.0 * (2 * y - 1)], axis=1).astype(np.float32)
+    torch.manual_seed(0)
+    result = fit(_Tiny(), x, 1 - y, x, y, cfg,
+                 distill=DistillConfig(teacher="t", alpha=1.0), teacher_logits=teacher)
+    assert result.best_dev_auroc > 0.9
+
+
+@pytest.mark.parametrize(
+    "labels, match",
+    [(np.arange(24) % 3, r"train_y must be integer class labels 0 \(good\) or 1 .* \[0, 1, 2\]"),
+     (np.where(np.arange(24) % 2, -1, 0), r"values \[-1, 0\]"),
+     ((np.arange(24) % 2).astype(np.float32), "got dtype float32"),
+     (np.arange(10) % 2, r"train_y has shape \(10,\) for 24 images"),
+     (np.zeros(24, np.int64), "the training set holds 0 defective and 24 good images; it needs")],
+    ids=["label-2", "label-minus-1", "float", "short", "one-class"],
+)
+def test_bad_training_labels_are_refused_before_training(labels, match):
+    x, _ = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8)
+    epochs = []
+    with pytest.raises(DefectbenchError, match=match):
+        fit(_Tiny(), x, labels, x, np.arange(24) % 2, cfg, on_epoch=epochs.append)
+    assert epochs == []
+
+
+@pytest.mark.parametrize(
+    "dev_labels, match",
+    [(np.zeros(24, np.int64), "the dev set holds 0 defective and 24 good images"),
+     (np.arange(5) % 2, r"dev_y has shape \(5,\) for 24 images")],
+)
+def test_a_dev_set_that_cannot_be_scored_is_refused_before_the_first_epoch(dev_labels, match):
+    # it was found by roc_auc after an epoch had been trained (minutes on the full profile)
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8)
+    epochs = []
+    with pytest.raises(DefectbenchError, match=match):
+        fit(_Tiny(), x, y, x, dev_labels, cfg, on_epoch=epochs.append)
+    assert epochs == []
+
+
+def test_a_single_training_image_is_refused_not_trained_on_zero_batches():
+    # a batch of one is dropped for batch norm: one image trained nothing and reported loss 0
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8)
+    with pytest.raises(DataError, match="training set holds 1 defective and 0 good"):
+        fit(_Tiny(), x[1:2], y[1:2], x, y, cfg)
+
+
+def test_training_images_that_are_not_preprocessed_float32_are_refused():
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8)
+    with pytest.raises(ConfigError, match=r"float32 \(N, 3, H, W\) array .* got float64"):
+        fit(_Tiny(), x.astype(np.float64), y, x, y, cfg)
+
+
+def test_a_checkpoint_path_without_a_key_is_refused(tmp_path):
+    # both runs would save and match under None: the second recipe resumed the first's state
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8)
+    with pytest.raises(ConfigError, match="checkpoint_path= needs checkpoint_key="):
+        fit(_Tiny(), x, y, x, y, cfg, checkpoint_path=tmp_path / "state.pt")
+    assert not (tmp_path / "state.pt").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"weight_decay": -0.1}, "weight_decay must be finite and >= 0, got -0.1"),
+     ({"weight_decay": float("nan")}, "weight_decay must be finite and >= 0, got nan"),
+     ({"epochs": 2.5}, "epochs must be >= 1 and a whole number, got 2.5"),
+     ({"epochs": True}, "epochs must be >= 1 and a whole number, got True"),
+     ({"batch_size": 4.5}, r"batch_size must be >= 2 \(batch norm\) and a whole number, got 4.5"),
+     ({"img_size": 0}, "img_size must be >= 1 and a whole number, got 0"),
+     ({"seed": -1}, "seed must be >= 0 and a whole number, got -1"),
+     ({"max_train_images": 0}, r"max_train_images must be >= 1 or None \(the whole split\)"),
+     ({"max_dev_images": 3.0}, "max_dev_images must be >= 1 or None"),
+     ({"augment": None}, "augment must be an AugmentConfig"),
+     ({"augment": {"flips": "false"}}, "augment flips must be true or false, got 'false'")],
+)
+def test_train_config_refuses_values_that_failed_late_or_silently(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**{"epochs": 1, "img_size": 16, **kwargs})
+
+
+def test_soft_distillation_with_alpha_0_is_refused_as_the_undistilled_model():
+    with pytest.raises(ConfigError, match="alpha=0 gives the teacher no weight"):
+        DistillConfig(teacher="t", alpha=0.0)
+    DistillConfig(teacher="t", alpha=1e-3)
+
+
+@pytest.mark.parametrize("temperature", [float("nan"), float("inf")])
+def test_distillation_temperature_must_be_finite(temperature):
+    # nan passed `<= 0`; inf made every soft target uniform and the loss inf * 0 = nan
+    with pytest.raises(ConfigError, match="temperature must be > 0 and finite"):
+        DistillConfig(teacher="t", temperature=temperature)
+
+
+# The data pipeline that feeds training: defectbench.data.preprocess
+
+
+@pytest.mark.parametrize("shape", [(0, 0), (0, 5), (5, 0, 3)])
+def test_an_image_without_pixels_is_named_not_a_torch_interpolate_error(shape):
+    from defectbench.data.preprocess import Preprocess
+
+    images = [np.zeros((8, 8), np.uint8), np.zeros(shape, np.uint8)]
+    with pytest.raises(DataError, match=rf"image 1: image of shape \({shape[0]}, .*no pixels"):
+        Preprocess(16)(images)
+
+
+def test_a_single_image_given_as_the_batch_gets_a_hint():
+    # iterating one (H, W) image yields its rows: "got shape (48,)" alone did not say why
+    from defectbench.data.preprocess import Preprocess
+
+    with pytest.raises(DataError, match=r"image 0: .*got shape \(48,\); a single image was "
+                                        r"given where a sequence of images is expected"):
+        Preprocess(16)(np.zeros((48, 48), np.uint8))
+    with pytest.raises(DataError, match=r"image 2: expected uint8 pixels, got uint16"):
+        Preprocess(16)([np.zeros((8, 8), np.uint8)] * 2 + [np.zeros((8, 8), np.uint16)])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"size": 32.5}, "input size 32.5 must be a whole number of pixels"),
+     ({"size": "32"}, "input size '32' must be a whole number of pixels"),
+     ({"size": 32, "std": (float("nan"),) * 3}, r"mean/std must be finite"),
+     ({"size": 32, "mean": (0.5, float("inf"), 0.5)}, r"mean/std must be finite"),
+     ({"size": 32, "mean": 0.5}, r"mean/std must be 3 numbers each \(one per channel\), got 0.5"),
+     ({"size": 32, "std": "abc"}, r"mean/std must be 3 numbers each")],
+)
+def test_preprocess_refuses_sizes_and_statistics_that_failed_later(kwargs, match):
+    # 32.5 failed in np.empty at the first batch, a str with a TypeError; a nan std made
+    # every input nan without an error
+    from defectbench.data.preprocess import Preprocess
+
+    with pytest.raises(ConfigError, match=match):
+        Preprocess(**kwargs)
+    assert Preprocess(np.int64(32)).size == 32  # a numpy integer is a whole number
+
+
+def test_annotated_probabilities_given_to_a_labels_recipe_are_refused_not_ignored():
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8)
+    with pytest.raises(ConfigError, match="train_probability= was given, but the recipe trains "
+                                          "on targets='labels'"):
+        fit(_Tiny(), x, y, x, y, cfg, train_probability=np.full(24, 0.5))
+
+
+def test_the_distillation_loss_refuses_teacher_logits_that_do_not_pair():
+    student = torch.zeros(4, 2)
+    for teacher in (torch.zeros(4, 1), torch.zeros(2, 2)):
+        with pytest.raises(ConfigError, match=r"teacher logits of shape \(\d, \d\) do not pair"):
+            distillation_loss(student, torch.zeros(4, dtype=torch.long), teacher,
+                              DistillConfig(teacher="t"), None)
+
+
+def test_tied_dev_scores_keep_the_earliest_epoch():
+    # dev = train and separable: AUROC is 1.0 from the first epoch on
+    x, y = _data()
+    scored = []
+    model = _Tiny()
+    result = fit(model, x, y, x, y, TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05),
+                 on_epoch=lambda record: scored.append(copy.deepcopy(model.state_dict())))
+    assert [h["dev_auroc"] for h in result.history] == [1.0, 1.0, 1.0]
+    assert result.best_epoch == 0
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, scored[0][key]), key
+
+
+@pytest.mark.parametrize(
+    "kwargs, ignored",
+    [({}, "class_balance='weighted_loss'"),
+     ({"class_balance": "none", "targets": "annotator_probability"},
+      "targets='annotator_probability'")],
+)
+def test_soft_distillation_with_alpha_1_refuses_settings_only_the_cross_entropy_uses(
+    kwargs, ignored
+):
+    # alpha=1 drops the cross-entropy term: class weights and annotated targets keyed a
+    # variant whose weights they could not change
+    from defectbench.train.config import check_distillable
+
+    cfg = TrainConfig(epochs=1, img_size=16, **kwargs)
+    with pytest.raises(ConfigError, match=rf"alpha=1 leaves no cross-entropy term, so {ignored}"):
+        check_distillable(cfg, DistillConfig(teacher="t", alpha=1.0))
+    check_distillable(cfg, DistillConfig(teacher="t", alpha=0.9))
+    check_distillable(TrainConfig(epochs=1, img_size=16, class_balance="none"),
+                      DistillConfig(teacher="t", alpha=1.0))
+
+
+def test_preprocess_for_a_model_without_its_normalisation_is_refused_not_imagenet():
+    # a model without pretrained_cfg was fed ImageNet-normalised inputs without a word
+    import timm
+
+    from defectbench.data.preprocess import Preprocess
+
+    with pytest.raises(ConfigError, match=r"_Tiny has no pretrained_cfg with mean and std"):
+        Preprocess.for_model(_Tiny(), 32)
+    gray = timm.create_model("test_resnet.r160_in1k", pretrained=False, num_classes=2)
+    gray.pretrained_cfg = {**gray.pretrained_cfg, "mean": (0.5,), "std": (0.5,)}
+    with pytest.raises(ConfigError, match=r"normalises 1 input channel\(s\); .*in_chans=3"):
+        Preprocess.for_model(gray, 32)
+    lite = timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=2)
+    assert Preprocess.for_model(lite, 32) == Preprocess(32, (0.5,) * 3, (0.5,) * 3)
+
+
+def test_labels_given_as_lists_train_like_arrays():
+    # a list passed the class weights and failed on `.astype` when the targets were made
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8, lr=0.05)
+    runs = []
+    for labels in (y, y.tolist()):
+        torch.manual_seed(0)
+        model = _Tiny()
+        fit(model, x, labels, x, labels, cfg)
+        runs.append(model.state_dict())
+    for a, b in zip(runs[0].values(), runs[1].values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_augmentation_never_mixes_images_of_a_batch():
+    # each image stays itself (its label's image): constant images stay constant at their own
+    # value through flips, transposes and rotations, and brightness moves each by its own draw
+    values = torch.linspace(-0.9, 0.9, 8)
+    x = values.view(8, 1, 1, 1).expand(8, 3, 16, 16).contiguous()
+    geometric = AugmentConfig(max_rotation_deg=30, contrast=0, brightness=0)
+    out = augment_batch(x, geometric, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, x)
+    bright = augment_batch(x, AugmentConfig(contrast=0, brightness=0.05),
+                           torch.Generator().manual_seed(0))
+    shift = bright - x
+    assert (shift.abs() <= 0.1 + 1e-6).all()  # 0.05 of the pixel range: 0.1 after std 0.5
+    # one draw per image, applied to all of it (up to the rotation's rounding)
+    torch.testing.assert_close(shift, shift[:, :1, :1, :1].expand_as(shift))
+    assert len(set(shift[:, 0, 0, 0].tolist())) == 8

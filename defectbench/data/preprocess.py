@@ -7,8 +7,10 @@ by pair.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -28,26 +30,59 @@ class Preprocess:
 
     def __post_init__(self) -> None:
         # tuples, also when read back from JSON, so equal recipes hash equal
-        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
-        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        try:
+            object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+            object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+        except (TypeError, ValueError):  # mean=0.5, or a string: not iterable numbers
+            raise ConfigError(
+                f"mean/std must be 3 numbers each (one per channel), got {self.mean!r}/"
+                f"{self.std!r}"
+            ) from None
+        # an int: 32.5 passed the range check and failed in np.empty at the first batch
+        if isinstance(self.size, bool) or not isinstance(self.size, Integral):
+            raise ConfigError(f"input size {self.size!r} must be a whole number of pixels")
         if not 16 <= self.size <= 1024:
             raise ConfigError(f"input size {self.size} is outside 16..1024 pixels")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ConfigError(f"mean/std must be 3 values with std > 0, got {self.mean}/{self.std}")
+        if not all(math.isfinite(v) for v in self.mean + self.std):
+            # nan passed `std > 0` and made every input nan
+            raise ConfigError(f"mean/std must be finite, got {self.mean}/{self.std}")
 
     @classmethod
     def for_model(cls, model: torch.nn.Module, size: int) -> Preprocess:
         """Use the normalisation the model was pretrained with (timm's pretrained_cfg)."""
         cfg = getattr(model, "pretrained_cfg", None) or {}
-        mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
-        std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
+        if cfg.get("mean") is None or cfg.get("std") is None:
+            # ImageNet's statistics were assumed here without a word: a model pretrained with
+            # others (Lite's 0.5) would be fed shifted, rescaled inputs
+            raise ConfigError(
+                f"{type(model).__name__} has no pretrained_cfg with mean and std (timm models "
+                "carry one); build Preprocess(size, mean=..., std=...) with the normalisation "
+                "its weights were trained with"
+            )
+        mean = tuple(float(v) for v in cfg["mean"])
+        std = tuple(float(v) for v in cfg["std"])
+        if len(mean) != 3 or len(std) != 3:
+            raise ConfigError(
+                f"{type(model).__name__} normalises {len(mean)} input channel(s); images are "
+                "fed as 3 channels (grayscale repeated): create the model with in_chans=3"
+            )
         return cls(size=size, mean=mean, std=std)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def __call__(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-        batch = [self._to_chw(img) for img in images]
+        batch = []
+        for i, img in enumerate(images):
+            try:
+                batch.append(self._to_chw(img))
+            except DataError as err:
+                # which of a folder's images is bad, and the likely slip for a 1-D "image"
+                hint = ("; a single image was given where a sequence of images is expected "
+                        "(wrap it in a list)" if np.ndim(img) == 1 else "")
+                raise DataError(f"image {i}: {err}{hint}") from None
         if not batch:
             raise DataError("no images to preprocess; pass at least one (H, W[, 3]) uint8 image")
         shapes = sorted({img.shape for img in batch})
@@ -80,6 +115,9 @@ class Preprocess:
         img = np.asarray(img)
         if img.dtype != np.uint8:
             raise DataError(f"expected uint8 pixels, got {img.dtype}; decode images to 8-bit first")
+        if img.ndim in (2, 3) and 0 in img.shape[:2]:
+            # torch's interpolate refused it with "Input and output sizes should be greater than 0"
+            raise DataError(f"image of shape {img.shape} has no pixels; remove or re-export it")
         if img.ndim == 2:
             return np.repeat(img[None], 3, axis=0)
         if img.ndim == 3 and img.shape[2] == 3:

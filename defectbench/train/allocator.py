@@ -58,18 +58,35 @@ def _glibc() -> ctypes.CDLL | None:
     return libc
 
 
+# whether the outermost active block applied the setting, one entry per active block: an
+# inner block (a build started inside a caller's own block) must not restore the defaults
+# under the outer one, which would train the rest of it faulting pages in again
+_active: list[bool] = []
+
+
 @contextmanager
 def retain_freed_memory() -> Iterator[bool]:
-    """Keep freed blocks for reuse inside the block; yields whether that is in effect."""
+    """Keep freed blocks for reuse inside the block; yields whether that is in effect.
+
+    Blocks nest: only the outermost one changes and restores the allocator."""
+    if _active:
+        _active.append(_active[0])
+        try:
+            yield _active[0]
+        finally:
+            _active.pop()
+        return
     libc = _glibc()
     if libc is None:
         yield False
         return
     # mallopt returns 1 on success; a refusal leaves the allocator as it was
     applied = bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, -1))
+    _active.append(applied)
     try:
         yield applied
     finally:
+        _active.pop()
         libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
         libc.mallopt(M_MMAP_THRESHOLD, SETTLED_MMAP_THRESHOLD)
         libc.mallopt(M_TRIM_THRESHOLD, SETTLED_TRIM_THRESHOLD)

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
+from numbers import Integral
 
 from defectbench.errors import ConfigError
+
+
+def _require_int(name: str, value: object, minimum: int, why: str = "") -> None:
+    # a float or a bool passed here (a hand-written JSON recipe) would pass a comparison and
+    # fail much later inside range() or torch, or key a variant by the wrong type
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}{why} and a whole number, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -25,6 +34,11 @@ class AugmentConfig:
     brightness: float = 0.1
 
     def __post_init__(self) -> None:
+        for name in ("flips", "rot90"):
+            # a string such as "false" from a hand-edited recipe would switch it on
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"augment {name} must be true or false, got "
+                                  f"{getattr(self, name)!r}")
         if not 0 <= self.max_rotation_deg <= 30:
             raise ConfigError(f"max_rotation_deg {self.max_rotation_deg} outside 0..30")
         if not 0 <= self.contrast < 1 or not 0 <= self.brightness < 1:
@@ -58,10 +72,20 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("soft", "hard"):
             raise ConfigError(f"distillation mode {self.mode!r} is not one of 'soft', 'hard'")
-        if self.temperature <= 0:
-            raise ConfigError(f"distillation temperature must be > 0, got {self.temperature}")
+        if not (self.temperature > 0 and math.isfinite(self.temperature)):
+            # nan passed `<= 0`; inf divides every logit to 0 and times T^2 gives a nan loss
+            raise ConfigError(
+                f"distillation temperature must be > 0 and finite, got {self.temperature}"
+            )
         if not 0 <= self.alpha <= 1:
             raise ConfigError(f"distillation alpha must be in [0, 1], got {self.alpha}")
+        if self.mode == "soft" and self.alpha == 0:
+            # the loss is then the plain cross-entropy: a distilled variant that is the
+            # undistilled one under another name and key
+            raise ConfigError(
+                "distillation alpha=0 gives the teacher no weight, which trains the model "
+                "without distillation; use an alpha in (0, 1], or fit without distill="
+            )
         if self.mode == "hard" and (self.temperature, self.alpha) != (4.0, 0.7):
             # the DeiT loss has no temperature and a fixed 0.5 / 0.5 mix: settings it would
             # ignore must not key a variant that is the same model
@@ -118,12 +142,20 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ConfigError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise ConfigError(f"batch_size must be >= 2 (batch norm), got {self.batch_size}")
+        _require_int("epochs", self.epochs, 1)
+        _require_int("img_size", self.img_size, 1)
+        _require_int("batch_size", self.batch_size, 2, " (batch norm)")
+        _require_int("seed", self.seed, 0)
+        for name in ("max_train_images", "max_dev_images"):
+            if getattr(self, name) is not None:
+                # 0 did not mean "no images": the stratified cut still kept two of each
+                # class, so the recipe would record a subset size it did not train on
+                _require_int(name, getattr(self, name), 1, " or None (the whole split)")
         if not 0 < self.lr < 1:
             raise ConfigError(f"lr {self.lr} outside (0, 1)")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            # AdamW refuses it only when the optimiser is built, after the data is loaded
+            raise ConfigError(f"weight_decay must be finite and >= 0, got {self.weight_decay}")
         if not 0 <= self.label_smoothing < 1:  # torch refuses it only at the first step
             raise ConfigError(f"label_smoothing {self.label_smoothing} outside [0, 1)")
         if self.class_balance not in ("weighted_loss", "none"):
@@ -144,6 +176,12 @@ class TrainConfig:
             )
         if isinstance(self.augment, dict):  # from_dict round trip
             object.__setattr__(self, "augment", AugmentConfig(**self.augment))
+        if not isinstance(self.augment, AugmentConfig):
+            raise ConfigError(
+                f"augment must be an AugmentConfig (or its dict), got {self.augment!r}; to "
+                "train without augmentation give AugmentConfig(flips=False, rot90=False, "
+                "max_rotation_deg=0, contrast=0, brightness=0)"
+            )
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -162,4 +200,16 @@ def check_distillable(config: TrainConfig, distill: DistillConfig | None) -> Non
             "teacher's softened outputs already spread the targets); set it to 0 or train "
             "without distillation"
         )
+    if distill is not None and distill.mode == "soft" and distill.alpha == 1:
+        # alpha=1 leaves only the KL term: class weights and annotated targets enter the
+        # cross-entropy alone, so they would key a variant whose weights they do not change
+        ignored = [f"{name}={value!r}" for name, value, plain in (
+            ("class_balance", config.class_balance, "none"),
+            ("targets", config.targets, "labels")) if value != plain]
+        if ignored:
+            raise ConfigError(
+                f"distillation alpha=1 leaves no cross-entropy term, so {', '.join(ignored)} "
+                "would do nothing; set class_balance='none' and targets='labels', or an "
+                "alpha below 1"
+            )
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from defectbench.errors import ConfigError, TrainingDivergedError
+from defectbench.errors import ConfigError, DataError, TrainingDivergedError
 from defectbench.io import atomic_write_bytes
 from defectbench.metrics.ranking import roc_auc
 from defectbench.train.augment import augment_batch
@@ -56,6 +56,13 @@ def distillation_loss(
     class_weight: torch.Tensor | None,
 ) -> torch.Tensor:
     """`labels`: class indices, or per-class target probabilities (soft targets)."""
+    if teacher_logits.shape != student_logits.shape:
+        # kl_div broadcasts an (n, 1) teacher against (n, 2) students without a word
+        raise ConfigError(
+            f"teacher logits of shape {tuple(teacher_logits.shape)} do not pair with student "
+            f"logits of shape {tuple(student_logits.shape)}: give one teacher row per image, "
+            "one column per class"
+        )
     ce = F.cross_entropy(student_logits, labels, weight=class_weight)
     if config.mode == "hard":
         return 0.5 * ce + 0.5 * F.cross_entropy(
@@ -96,6 +103,72 @@ def defect_probability(logits: np.ndarray) -> np.ndarray:
     return (p[:, 1] / p.sum(axis=1)).astype(np.float64)
 
 
+def _binary_labels(labels: object, name: str, count: int, description: str) -> np.ndarray:
+    y = np.asarray(labels)
+    if y.shape != (count,):
+        raise ConfigError(
+            f"{description}: {name} has shape {y.shape} for {count} images; give one label "
+            "per image, in the images' order"
+        )
+    integral = y.dtype == bool or np.issubdtype(y.dtype, np.integer)
+    if not integral or not np.isin(y, (0, 1)).all():
+        # a 2 made a three-class weight and a torch error; a -1 a bincount error
+        found = np.unique(y)[:5].tolist() if y.size else []
+        raise ConfigError(
+            f"{description}: {name} must be integer class labels 0 (good) or 1 (defective), "
+            f"got dtype {y.dtype} with values {found}"
+        )
+    return y
+
+
+def _check_training_data(train_x, train_y, dev_x, dev_y, description: str) -> None:
+    """Refuse data that would fail only after an epoch of training, or train nothing."""
+    y = _binary_labels(train_y, "train_y", len(train_x), description)
+    dev = _binary_labels(dev_y, "dev_y", len(dev_x), description)
+    if isinstance(train_x, np.ndarray) and (train_x.dtype != np.float32 or train_x.ndim != 4):
+        raise ConfigError(
+            f"{description}: train_x must be a float32 (N, 3, H, W) array (what Preprocess "
+            f"returns), got {train_x.dtype} of shape {train_x.shape}"
+        )
+    for name, labels in (("training", y), ("dev", dev)):
+        defective = int(np.count_nonzero(labels))
+        if defective in (0, len(labels)):
+            # a train set of one class trains a constant; a dev set of one class has no
+            # AUROC, which was found only after the first epoch had been trained
+            # (both classes also means at least 2 images, so not every batch is one image
+            # long and dropped for batch norm, which trained nothing and reported loss 0)
+            raise DataError(
+                f"{description}: the {name} set holds {defective} defective and "
+                f"{len(labels) - defective} good images; it needs both classes"
+            )
+
+
+def _checked_teacher_logits(teacher_logits: object, count: int) -> np.ndarray:
+    """The teacher's logits as float32 (count, 2), or a ConfigError saying what is wrong."""
+    logits = np.asarray(teacher_logits, dtype=np.float32)
+    if logits.shape[:1] != (count,):
+        # rows are paired with images by position: a longer or shorter array would distil
+        # each image towards another image's teacher output
+        raise ConfigError(
+            f"teacher_logits has {logits.shape[0] if logits.ndim else 0} "
+            f"rows for {count} training images; compute them on the same training set, "
+            "in the same order"
+        )
+    if logits.shape != (count, 2):
+        # (n, 1) broadcast against the student's two columns (soft) or made every argmax
+        # 'good' (hard) without an error
+        raise ConfigError(
+            f"teacher_logits has shape {logits.shape}, not ({count}, 2): one logit per class "
+            "(good, defective) of a two-class teacher, as predict_logits returns them"
+        )
+    if not np.isfinite(logits).all():
+        raise ConfigError(
+            f"teacher_logits holds {int((~np.isfinite(logits)).sum())} non-finite values; "
+            "recompute them from a teacher whose outputs are finite"
+        )
+    return logits
+
+
 def _class_weight(labels: np.ndarray, mode: str) -> torch.Tensor | None:
     if mode == "none":
         return None
@@ -110,6 +183,12 @@ def _training_targets(
 ) -> torch.Tensor:
     """Class indices, or (n, 2) target distributions [1 - p, p] from annotated probabilities."""
     if targets == "labels":
+        if probability is not None:  # would train on the labels without a word
+            raise ConfigError(
+                "train_probability= was given, but the recipe trains on targets='labels', so "
+                "it would be ignored; set targets='annotator_probability' to train on it, or "
+                "leave it out"
+            )
         return torch.from_numpy(labels.astype(np.int64))
     if probability is None:
         raise ConfigError(
@@ -142,19 +221,34 @@ def fit(
     description: str = "train",
     on_epoch: Callable[[dict], None] | None = None,
 ) -> FitResult:
-    """Train `model` in place; leave it holding the weights of the best dev-AUROC epoch.
+    """Train `model` in place; leave it holding the weights of the best dev-AUROC epoch (the
+    earliest of tied epochs).
 
     With `config.ema_decay` the moving average of the weights is what `dev` scores each
     epoch and what the model is left holding.
 
     With `checkpoint_path`, the state after each epoch is saved atomically and a later call
     with the same path resumes from it, so an interrupted build loses at most one epoch.
-    `checkpoint_key` names what is being trained (the variant key): a saved state made under
-    another key (the recipe, data or libraries changed since) or one that cannot be read is
-    reported and ignored, never resumed from. `train_probability` is the annotated defect
-    probability of each training image, which `config.targets == "annotator_probability"`
-    trains on.
+    `checkpoint_key` (required with it) names what is being trained (the variant key): a
+    saved state made under another key (the recipe, data or libraries changed since) or one
+    that cannot be read is reported and ignored, never resumed from. `train_probability` is
+    the annotated defect probability of each training image, which
+    `config.targets == "annotator_probability"` trains on (and only then may be given).
+
+    Refused before the first step: labels other than 0/1, a train or dev set without both
+    classes, teacher logits that are not finite (n, 2); stopped at the first non-finite
+    training loss (`TrainingDivergedError`), before it reaches the weights.
     """
+    if checkpoint_path is not None and checkpoint_key is None:
+        # every state would be saved and matched under None: a later run of another recipe
+        # with the same path would resume this one's weights, optimiser and schedule
+        raise ConfigError(
+            f"{description}: checkpoint_path= needs checkpoint_key=, a string naming what is "
+            "trained (the zoo passes the variant's lineage key), so a state saved for another "
+            "recipe is never resumed"
+        )
+    _check_training_data(train_x, train_y, dev_x, dev_y, description)
+    train_y, dev_y = np.asarray(train_y), np.asarray(dev_y)  # lists work like arrays
     if distill is not None and teacher_logits is None:
         raise ConfigError(
             "distillation needs the teacher's logits on the training set (teacher_logits=); "
@@ -166,14 +260,8 @@ def fit(
             "DistillConfig to distil, or leave the logits out"
         )
     check_distillable(config, distill)
-    if teacher_logits is not None and np.shape(teacher_logits)[:1] != (len(train_x),):
-        # rows are paired with images by position: a longer or shorter array would distil
-        # each image towards another image's teacher output
-        raise ConfigError(
-            f"teacher_logits has {np.shape(teacher_logits)[0] if np.ndim(teacher_logits) else 0} "
-            f"rows for {len(train_x)} training images; compute them on the same training set, "
-            "in the same order"
-        )
+    if teacher_logits is not None:
+        teacher_logits = _checked_teacher_logits(teacher_logits, len(train_x))
     targets_t = _training_targets(train_y, train_probability, config.targets)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -246,6 +334,14 @@ def fit(
                 logits = model(x)
             # the loss in float32: log-softmax and KL of near-equal bf16 logits lose digits
             logits = logits.float()
+            if logits.shape != (len(idx), 2):
+                # one logit (a sigmoid head) failed inside cross_entropy on a class-weight
+                # length; three trained silently with defect_probability reading column 1
+                raise ConfigError(
+                    f"{description}: the model returns logits of shape "
+                    f"{tuple(logits.shape)} for a batch of {len(idx)} images; training needs "
+                    "two logits per image (good, defective): create it with num_classes=2"
+                )
             if distill is None:
                 loss = F.cross_entropy(
                     logits,
@@ -257,13 +353,24 @@ def fit(
                 loss = distillation_loss(
                     logits, targets_t[idx], teacher_t[idx], distill, class_weight
                 )
+            loss_value = loss.item()
+            if not math.isfinite(loss_value):
+                # checked before the step: its nan gradients would make every weight nan, the
+                # remaining epochs would run for nothing and `dev` would quietly fall back on
+                # an earlier epoch (the last saved state stays resumable)
+                raise TrainingDivergedError(
+                    f"{description}: the training loss is {loss_value} at epoch {epoch + 1}, "
+                    f"batch {b + 1} of {steps_per_epoch} (learning rate "
+                    f"{scheduler.get_last_lr()[0]:.3g}, recipe lr {config.lr}); training "
+                    "diverged: lower the learning rate, or check the inputs for inf or nan"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             scheduler.step()
             if ema is not None:  # step 1 copies the weights, later steps average at the decay
                 ema.update(model, step=epoch * steps_per_epoch + b + 1)
-            running += loss.item() * len(idx)
+            running += loss_value * len(idx)
             seen += len(idx)
             batches.set_postfix(loss=f"{running / seen:.4f}")
         scored = model if ema is None else ema.module
