@@ -1,7 +1,8 @@
 """Latency-only survey of the architectures the field names as teachers and students.
 
-No ImageNet weights for these install offline (FACTS.md), so they run with untrained weights:
-latency, throughput and memory do not depend on weight values, accuracy does. Every result is
+No ImageNet weights for these install offline (the project machines' environment notes), so
+they run with untrained weights: latency, throughput and memory do not depend on weight values,
+accuracy does. Every result is
 marked `latency_only` and carries no quality numbers.
 """
 
