@@ -756,3 +756,230 @@ def test_configs_are_frozen_and_serialisable() -> None:
         config.ratio = 0.9  # type: ignore[misc]
     assert PruneConfig(**config.to_dict()) == config
     assert OnnxExportConfig(**OnnxExportConfig(opset=17).to_dict()).opset == 17
+
+
+# --------------------------------------------------------------------------- hostile inputs
+
+
+def test_non_finite_images_are_refused_before_they_reach_a_model(tmp_path) -> None:
+    from defectbench.compress.pt2e import calibrate_pt2e, prepare_pt2e_int8
+    from defectbench.errors import DataError
+
+    good = images(3, seed=90, size=16)
+    path = export_onnx(tiny_cnn(), good, tmp_path / "m.onnx").path
+    for bad_value in (np.nan, np.inf):
+        bad = good.copy()
+        bad[1, 0, 2, 3] = bad_value
+        # an inf once stretched ORT's MinMax range so far that the INT8 model output zeros
+        with pytest.raises(DataError, match=r"calibration batch holds 1 NaN or infinite .*\[1\]"):
+            quantize_onnx_static(
+                path, tmp_path / "q.onnx", [bad],
+                OrtStaticInt8Config(num_calibration=3),
+            )
+        with pytest.raises(DataError, match=r"parity check batch holds 1 NaN or infinite"):
+            export_onnx(tiny_cnn(), good, tmp_path / "x.onnx", check_batches=[bad])
+        prepared = prepare_pt2e_int8(tiny_cnn(), good[:2])
+        # torch's own error was "torch.histc: range of [-nan, -nan] is not finite"
+        with pytest.raises(DataError, match=r"calibration batch holds 1 NaN or infinite"):
+            calibrate_pt2e(prepared, [bad])
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "q.onnx").exists()
+
+
+def test_parity_reports_a_nan_logit_as_a_nan_difference(tmp_path) -> None:
+    model = tiny_cnn()
+    with torch.no_grad():
+        model.head.bias[1] = float("nan")  # finite images, NaN scores in torch and ONNX alike
+    with pytest.raises(ArtifactError, match=r"max \|logit diff\| nan"):
+        export_onnx(model, images(2, seed=91, size=16), tmp_path / "nan.onnx")
+
+
+def test_parity_check_batches_of_another_size_are_named(tmp_path) -> None:
+    from defectbench.errors import DataError
+
+    x = images(2, seed=92, size=16)
+    with pytest.raises(
+        DataError, match=r"has samples of shape \(3, 24, 24\) .* takes \(3, 16, 16\)"
+    ):
+        export_onnx(tiny_cnn(), x, tmp_path / "s.onnx", check_batches=[images(2, 93, size=24)])
+    assert not (tmp_path / "s.onnx").exists()
+
+
+def test_fixed_batch_export_is_checked_in_chunks_of_its_batch(tmp_path) -> None:
+    from defectbench.errors import DataError
+
+    config = OnnxExportConfig(dynamic_batch=False)
+    x = images(2, seed=94, size=16)
+    # ONNX Runtime refused the batch of 6: "Got invalid dimensions for input"
+    report = export_onnx(tiny_cnn(), x, tmp_path / "f.onnx", config, check_batches=[
+        images(6, seed=95, size=16)
+    ])
+    assert report.parity.passed and report.parity.num_samples == 6
+    with pytest.raises(DataError, match=r"fixed batch of 2, so it cannot check a batch of 3"):
+        export_onnx(tiny_cnn(), x, tmp_path / "g.onnx", config, check_batches=[
+            images(3, seed=96, size=16)
+        ])
+
+
+def test_static_int8_calibration_of_another_shape_is_named(tmp_path) -> None:
+    from defectbench.errors import DataError
+
+    path = export_onnx(tiny_cnn(), images(2, seed=97, size=16), tmp_path / "m.onnx").path
+    for shape in ((2, 3, 24, 24), (2, 1, 16, 16)):
+        calib = np.random.default_rng(98).standard_normal(shape).astype(np.float32)
+        with pytest.raises(
+            DataError, match=rf"shape {re_tuple(shape[1:])} \(C, H, W\) but m.onnx takes"
+        ):
+            quantize_onnx_static(path, tmp_path / "q.onnx", [calib],
+                                 OrtStaticInt8Config(num_calibration=2))
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def re_tuple(shape) -> str:
+    return r"\(" + r", ".join(str(d) for d in shape) + r"\)"
+
+
+def test_pt2e_calibration_of_another_shape_is_named() -> None:
+    from defectbench.compress.pt2e import calibrate_pt2e, convert_pt2e_int8, prepare_pt2e_int8
+    from defectbench.errors import DataError
+
+    prepared = prepare_pt2e_int8(tiny_cnn(), images(2, seed=99, size=16))
+    # the exported graph's own error: AssertionError "Guard failed: x.size()[2] == 16"
+    with pytest.raises(DataError, match=r"shape \(3, 24, 24\) .* takes \(3, 16, 16\)"):
+        calibrate_pt2e(prepared, [images(2, seed=100, size=24)])
+    calibrate_pt2e(prepared, [images(2, seed=101, size=16)])
+    # the shape survives conversion, for the next graph made from it
+    assert convert_pt2e_int8(prepared).meta["defectbench_input_shape"] == (3, 16, 16)
+
+
+def test_blank_calibration_images_are_refused(tmp_path) -> None:
+    from defectbench.compress.pt2e import (
+        Pt2eDynamicInt8Config,
+        calibrate_pt2e,
+        prepare_pt2e_int8,
+        quantize_pt2e_dynamic_int8,
+    )
+    from defectbench.errors import DataError
+
+    blank = np.zeros((2, 3, 16, 16), np.float32)
+    path = export_onnx(tiny_cnn(), images(2, seed=102, size=16), tmp_path / "m.onnx").path
+    # calibrated on zeros, the INT8 graph was written and output 0 for every real image
+    with pytest.raises(DataError, match="every calibration sample is a constant image"):
+        quantize_onnx_static(path, tmp_path / "q.onnx", [blank, blank + 0.5],
+                             OrtStaticInt8Config(num_calibration=4))
+    prepared = prepare_pt2e_int8(tiny_cnn(), images(2, seed=103, size=16))
+    with pytest.raises(DataError, match="every calibration sample is a constant image"):
+        calibrate_pt2e(prepared, [blank])
+    # one varied image is enough, and dynamic INT8 observes only weights: a blank example is fine
+    calibrate_pt2e(prepared, [np.concatenate([blank, images(1, seed=104, size=16)])])
+    quantize_pt2e_dynamic_int8(tiny_cnn(), blank, Pt2eDynamicInt8Config())
+
+
+def test_pruning_that_would_empty_layers_is_refused_not_skipped() -> None:
+    # Torch-Pruning leaves a group whole when the ratio would leave it no channels: at 0.97
+    # TinyCNN (16 and 32 channels) came out unpruned, without a word
+    model = tiny_cnn()
+    with pytest.raises(
+        ArtifactError,
+        match=r"ratio 0.97 \(round_to=None\) left 2 layer group\(s\) whole.*features.0 \(16\)",
+    ):
+        prune_model(model, images(1, seed=105, size=16), PruneConfig(ratio=0.97))
+
+
+def test_vit_round_to_that_would_empty_head_dims_is_refused() -> None:
+    # 64-channel rounding of 32-wide pruned heads: every qkv kept all its head dimensions
+    # while the embedding shrank to a third
+    with pytest.raises(ArtifactError, match=r"left 12 layer group\(s\) whole.*attn.qkv \(576\)"):
+        prune_model(make_model("vit_tiny_patch16_224"), images(1, seed=106),
+                    PruneConfig(ratio=0.5, round_to=64))
+
+
+def test_head_pruning_that_removes_every_head_is_refused() -> None:
+    model = make_model("vit_tiny_patch16_224")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(
+        ConfigError, match=r"removes ceil\(0.7 \* 3\) = 3 of the 3 heads of blocks.0.attn"
+    ):
+        prune_model(model, images(1, seed=107), PruneConfig(ratio=0.7, prune_num_heads=True))
+    # refused before anything was pruned
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    # global ranking may empty one block only: said, not a ZeroDivisionError
+    with pytest.raises(ArtifactError, match=r"removed every head of blocks\.\d+\.attn"):
+        prune_model(make_model("vit_tiny_patch16_224"), images(1, seed=107),
+                    PruneConfig(ratio=0.9, prune_num_heads=True, global_pruning=True))
+
+
+def test_quantizing_an_int8_graph_or_in_place_is_refused(tmp_path) -> None:
+    x = images(2, seed=108, size=16)
+    fp32 = export_onnx(tiny_cnn(), x, tmp_path / "m.onnx").path
+    int8, config = tmp_path / "q.onnx", OrtStaticInt8Config(num_calibration=2)
+    quantize_onnx_static(fp32, int8, [x], config)
+    written = int8.read_bytes()
+    # ORT quantized the QDQ graph a second time (static) or only logged a warning (dynamic)
+    with pytest.raises(ArtifactError, match=r"q.onnx is already quantized \(it has .*QuantizeLin"):
+        quantize_onnx_static(int8, tmp_path / "qq.onnx", [x], config)
+    with pytest.raises(ArtifactError, match=r"q.onnx is already quantized"):
+        quantize_onnx_dynamic(int8, tmp_path / "qd.onnx")
+    assert not (tmp_path / "qq.onnx").exists() and not (tmp_path / "qd.onnx").exists()
+    # in place, the report gave the INT8 file's size as the fp32 model's
+    fp32_bytes = Path(fp32).read_bytes()
+    with pytest.raises(ConfigError, match=r"out_path .*m.onnx is the fp32 model itself"):
+        quantize_onnx_dynamic(fp32, Path(fp32))
+    assert Path(fp32).read_bytes() == fp32_bytes and int8.read_bytes() == written
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_calibration": 0}, r"num_calibration must be a positive int, got 0"),
+        ({"num_calibration": -4}, r"num_calibration must be a positive int, got -4"),
+        ({"calibration_seed": -1}, r"calibration_seed must be an int >= 0, got -1"),
+    ],
+    ids=["zero", "negative", "seed"],
+)
+def test_int8_recipes_check_their_calibration(kwargs, message) -> None:
+    from defectbench.zoo.derived import OrtInt8Recipe, Pt2eRecipe
+
+    # 0 calibrated on no rows and failed at build time as an empty "export example"; a
+    # negative count or seed failed inside numpy
+    with pytest.raises(ConfigError, match=rf"INT8 recipe of 'p': {message}"):
+        Pt2eRecipe("p", **kwargs)
+    if "calibration_seed" in kwargs:
+        with pytest.raises(ConfigError, match=message):
+            OrtInt8Recipe("p", OrtStaticInt8Config(), **kwargs)
+
+
+def test_load_pruned_names_a_truncated_file(tmp_path) -> None:
+    model = tiny_cnn()
+    save_pruned(model, tmp_path / "whole.pt")
+    data = (tmp_path / "whole.pt").read_bytes()
+    for name, cut in (("half.pt", len(data) // 2), ("empty.pt", 0)):
+        (tmp_path / name).write_bytes(data[:cut])
+        # torch's own words: "PytorchStreamReader failed reading zip archive", or an empty
+        # EOFError
+        with pytest.raises(ArtifactError, match=rf"{name} cannot be read as a pruned model"):
+            load_pruned(tmp_path / name, tiny_cnn())
+
+
+def test_one_array_passed_as_the_calibration_batches_is_named(tmp_path) -> None:
+    from defectbench.compress.pt2e import calibrate_pt2e, prepare_pt2e_int8
+    from defectbench.errors import DataError
+
+    x = images(2, seed=109, size=16)
+    path = export_onnx(tiny_cnn(), x, tmp_path / "m.onnx").path
+    # was: "must be a non-empty float32 NCHW numpy batch, got float32 (3, 16, 16)"
+    message = r"calibration batches must be an iterable .* shape \(2, 3, 16, 16\); wrap it"
+    with pytest.raises(DataError, match=message):
+        quantize_onnx_static(path, tmp_path / "q.onnx", x, OrtStaticInt8Config(num_calibration=2))
+    with pytest.raises(DataError, match=message):
+        calibrate_pt2e(prepare_pt2e_int8(tiny_cnn(), x), x)
+
+
+def test_global_pruning_that_removes_nothing_is_refused() -> None:
+    # at 0.999 every group would be emptied, so the model came back whole, reported as pruned
+    with pytest.raises(ArtifactError, match=r"global pruning at ratio 0.999 removed nothing"):
+        prune_model(tiny_cnn(), images(1, seed=110, size=16),
+                    PruneConfig(ratio=0.999, global_pruning=True))
+    report = prune_model(tiny_cnn(), images(1, seed=110, size=16),
+                         PruneConfig(ratio=0.9, global_pruning=True))
+    assert report.params_after < 0.3 * report.params_before

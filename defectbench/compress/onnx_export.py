@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectbench.compress._io import as_tensor, check_nchw, eval_mode
-from defectbench.errors import ArtifactError, ConfigError
+from defectbench.compress._io import as_tensor, check_nchw, check_same_shape, eval_mode
+from defectbench.errors import ArtifactError, ConfigError, DataError
 from defectbench.io import atomic_path, sha256_file
 from defectbench.runtime.predictor import defect_probability
 
@@ -118,6 +118,10 @@ def export_onnx(
     config = config or OnnxExportConfig()
     example = check_nchw(example, "export example")
     batches = [check_nchw(b, "parity check batch") for b in (check_batches or [example])]
+    for batch in batches:
+        # the exported graph fixes C, H and W to the example's; ONNX Runtime would only say
+        # "invalid dimensions"
+        check_same_shape(batch, example.shape[1:], "a parity check batch", "the export example")
     path = Path(path)
     with eval_mode(model), atomic_path(path) as tmp:
         _export(model, example, tmp, config)
@@ -186,17 +190,30 @@ def check_onnx_parity(
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     input_name = session.get_inputs()[0].name
+    batch_dim = session.get_inputs()[0].shape[0]
+    fixed_batch = batch_dim if isinstance(batch_dim, int) else None
     max_diff, within, flips, count = 0.0, True, 0, 0
     for batch in batches:
         with torch.inference_mode():
             expected = model(as_tensor(batch, model)).float().cpu().numpy()
-        actual = _onnx_logits(session, input_name, batch)
+        if fixed_batch is not None and len(batch) % fixed_batch:
+            raise DataError(
+                f"{onnx_path} was exported with a fixed batch of {fixed_batch}, so it cannot "
+                f"check a batch of {len(batch)}; pass check batches of a multiple of "
+                f"{fixed_batch} or export with OnnxExportConfig(dynamic_batch=True)"
+            )
+        step = fixed_batch or len(batch)
+        actual = np.concatenate(
+            [_onnx_logits(session, input_name, batch[i : i + step])
+             for i in range(0, len(batch), step)]
+        )
         if actual.shape != expected.shape:
             raise ArtifactError(
                 f"{onnx_path} returned logits of shape {actual.shape}, torch {expected.shape}"
             )
         diff = np.abs(actual.astype(np.float64) - expected)
-        max_diff = max(max_diff, float(diff.max()))
+        # np.max, not max(): a NaN logit must show as a NaN difference, not vanish
+        max_diff = float(np.max([max_diff, diff.max()]))
         within &= bool(np.all(diff <= atol + rtol * np.abs(expected)))
         decided = defect_probability(actual) >= threshold
         flips += int(np.sum(decided != (defect_probability(expected) >= threshold)))

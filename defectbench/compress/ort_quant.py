@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from defectbench.compress._io import take_samples
-from defectbench.errors import ArtifactError, ConfigError
+from defectbench.compress._io import check_not_blank, take_samples
+from defectbench.errors import ArtifactError, ConfigError, DataError
 from defectbench.io import atomic_path, scratch_dir_beside, sha256_file
 
 CALIBRATION_METHODS: tuple[str, ...] = ("entropy", "minmax", "percentile")
@@ -255,7 +255,7 @@ def quantize_onnx_static(
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, quantize_static
 
     config = config or OrtStaticInt8Config()
-    fp32_path = _existing(fp32_path)
+    fp32_path = _existing(fp32_path, out_path)
     batches = take_samples(calibration_batches, config.num_calibration, "calibration batch")
     count = sum(len(b) for b in batches)
     if count < config.num_calibration:
@@ -263,6 +263,8 @@ def quantize_onnx_static(
             f"calibration batches gave {count} samples but num_calibration is "
             f"{config.num_calibration}; pass more batches or lower num_calibration"
         )
+    check_not_blank(batches, "calibration")
+    _check_input_shape(fp32_path, batches)
     markers = transformer_ops_in(fp32_path)
     op_types, selection = _select_op_types(config.op_types, markers, TRANSFORMER_SAFE_STATIC)
     method = {
@@ -356,7 +358,7 @@ def quantize_onnx_dynamic(
     from onnxruntime.quantization import quantize_dynamic
 
     config = config or OrtDynamicInt8Config()
-    fp32_path = _existing(fp32_path)
+    fp32_path = _existing(fp32_path, out_path)
     markers = transformer_ops_in(fp32_path)
     op_types, selection = _select_op_types(config.op_types, markers, TRANSFORMER_SAFE_DYNAMIC)
     with scratch_dir_beside(out_path) as scratch, atomic_path(out_path) as tmp:
@@ -445,12 +447,32 @@ def _pre_process(fp32_path: Path, workdir: Path) -> Path:
     return out
 
 
-def _existing(path: str | Path) -> Path:
+# ops that mark a graph as already quantized (QDQ, QOperator or dynamic INT8)
+_QUANTIZED_OPS = frozenset({
+    "ConvInteger", "DequantizeLinear", "DynamicQuantizeLinear", "MatMulInteger", "QGemm",
+    "QLinearConv", "QLinearMatMul", "QuantizeLinear",
+})
+
+
+def _existing(path: str | Path, out_path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(
             f"fp32 ONNX file {path} not found; export it first with "
             "defectbench.compress.export_onnx"
+        )
+    if Path(out_path).resolve() == path.resolve():
+        # the report would also read the INT8 file's size as the fp32 one's
+        raise ConfigError(
+            f"out_path {out_path} is the fp32 model itself, which quantizing would overwrite; "
+            "write the INT8 model to another file"
+        )
+    quantized = sorted(_op_types(path) & _QUANTIZED_OPS)
+    if quantized:
+        # ORT quantizes such a graph again (static) or only logs a warning (dynamic)
+        raise ArtifactError(
+            f"{path} is already quantized (it has {', '.join(quantized)} nodes); quantize the "
+            "fp32 export of the model instead"
         )
     return path
 
@@ -549,6 +571,29 @@ def _require_quantized(
             f"({', '.join(present)}); set op_types to operators the graph has"
         )
     return count
+
+
+def _check_input_shape(onnx_path: Path, batches: list[np.ndarray]) -> None:
+    """DataError unless every calibration sample fits the graph's fixed input dimensions
+    (ONNX Runtime would fail mid-calibration with "invalid dimensions")."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    graph_input = next(i for i in graph.input if i.name not in initializers)
+    dims = [d.dim_value if d.HasField("dim_value") else None
+            for d in graph_input.type.tensor_type.shape.dim]
+    wanted = tuple("?" if d is None else d for d in dims[1:])
+    for batch in batches:
+        got = batch.shape[1:]
+        if len(got) != len(wanted) or any(
+            w not in ("?", g) for w, g in zip(wanted, got, strict=True)
+        ):
+            raise DataError(
+                f"calibration samples have shape {tuple(got)} (C, H, W) but {onnx_path.name} "
+                f"takes {wanted}; calibrate on images preprocessed like the export example "
+                "(same channels and size)"
+            )
 
 
 def _input_name(onnx_path: Path) -> str:

@@ -10,6 +10,8 @@ loads the weights with ``torch.load(weights_only=True)``, so no pickled code is 
 from __future__ import annotations
 
 import dataclasses
+import math
+import pickle
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,7 +118,9 @@ def prune_model(
     The classifier (``get_classifier()`` for timm models, else the last ``nn.Linear``) keeps
     its outputs. timm attention blocks are pruned per head and their ``num_heads`` /
     ``head_dim`` / ``attn_dim`` / ``scale`` updated. ``gradient_batches`` (images, labels)
-    are required for ``importance='taylor'``.
+    are required for ``importance='taylor'``. A ratio (with ``round_to``) that would leave a
+    layer group no channels, which Torch-Pruning answers by leaving the group whole, raises
+    ArtifactError (the model is then pruned in part: discard it).
     """
     import torch_pruning as tp
 
@@ -127,6 +131,7 @@ def prune_model(
             "batches to accumulate loss gradients on; or use importance='magnitude'"
         )
     attention = _timm_attention_modules(model)
+    _check_heads_left(model, attention, config)
     # random importance draws from torch's global generator: seeded here (and the caller's
     # state restored after), so one config prunes the same channels whatever ran before it
     with eval_mode(model), torch.random.fork_rng(devices=[]):
@@ -149,10 +154,21 @@ def prune_model(
         )
         if config.importance == "taylor":
             _accumulate_gradients(model, gradient_batches or ())
+        widths = _group_widths(pruner)
         pruner.step()
         model.zero_grad(set_to_none=True)
+        names = {module: name for name, module in model.named_modules()}
         for attn in attention:
-            _fix_attention(attn, pruner.num_heads[attn.qkv])
+            _fix_attention(attn, pruner.num_heads[attn.qkv], names[attn], config)
+        if not config.global_pruning:
+            _check_every_group_pruned(pruner, widths, names, config)
+        elif all(_channels(pruner, module, out) == width for module, out, width in widths):
+            # global ranking that would empty every group it reaches prunes none of them
+            raise ArtifactError(
+                f"global pruning at ratio {config.ratio} removed nothing: Torch-Pruning skips "
+                "a layer group that the ratio would leave with no channels, and here that was "
+                "every group; lower the ratio"
+            )
         macs_after, params_after = tp.utils.count_ops_and_params(model, example_t)
     attention_set = set(attention)
     return PruneReport(
@@ -206,9 +222,78 @@ def _timm_token_parameters(model: nn.Module) -> list[tuple[nn.Parameter, int]]:
     return [(p, p.ndim - 1) for p in tokens if isinstance(p, nn.Parameter)]
 
 
-def _fix_attention(attn: nn.Module, num_heads: int) -> None:
+def _check_heads_left(model: nn.Module, attention: list[nn.Module], config: PruneConfig) -> None:
+    """ConfigError, before anything is pruned, when local head pruning would remove every head
+    of a block (Torch-Pruning removes ceil(ratio * heads) of them)."""
+    if not config.prune_num_heads or config.global_pruning:
+        return
+    names = {module: name for name, module in model.named_modules()}
+    for attn in attention:
+        heads = int(attn.num_heads)
+        if math.ceil(config.ratio * heads) >= heads:
+            raise ConfigError(
+                f"prune_num_heads at ratio {config.ratio} removes ceil({config.ratio} * {heads}) "
+                f"= {math.ceil(config.ratio * heads)} of the {heads} heads of {names[attn]}, "
+                f"leaving none; use ratio <= {(heads - 1) / heads:.4g} or prune head "
+                "dimensions instead (prune_num_heads=False)"
+            )
+
+
+def _group_widths(pruner: Any) -> list[tuple[nn.Module, bool, int]]:
+    """(root module, out-channel side?, channels) of every group Torch-Pruning may prune."""
+    widths = []
+    for group in pruner.DG.get_all_groups(
+        ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
+    ):
+        dep = group[0].dep
+        is_out = pruner.DG.is_out_channel_pruning_fn(dep.handler)
+        channels = _channels(pruner, dep.target.module, is_out)
+        if channels is not None:
+            widths.append((dep.target.module, is_out, channels))
+    return widths
+
+
+def _channels(pruner: Any, module: nn.Module, is_out: bool) -> int | None:
+    get = pruner.DG.get_out_channels if is_out else pruner.DG.get_in_channels
+    return get(module)
+
+
+def _check_every_group_pruned(
+    pruner: Any,
+    widths: list[tuple[nn.Module, bool, int]],
+    names: dict[nn.Module, str],
+    config: PruneConfig,
+) -> None:
+    """ArtifactError when local pruning left a layer group whole.
+
+    Torch-Pruning skips, without a word, a group that the ratio (after ``round_to``) would
+    leave with no channels: at ratio 0.999 a ViT comes out unpruned, and at ratio 0.5 with
+    ``round_to=64`` its attention keeps every head dimension. Local pruning removes at least
+    one channel of every other group, so an unchanged group is one of those."""
+    whole = [
+        (names.get(module, type(module).__name__), channels)
+        for module, is_out, channels in widths
+        if channels > 1 and _channels(pruner, module, is_out) == channels
+    ]
+    if whole:
+        listed = ", ".join(f"{name} ({channels})" for name, channels in whole[:5])
+        more = f" and {len(whole) - 5} more" if len(whole) > 5 else ""
+        raise ArtifactError(
+            f"pruning at ratio {config.ratio} (round_to={config.round_to}) left {len(whole)} "
+            f"layer group(s) whole, because that ratio would leave them no channels and "
+            f"Torch-Pruning then skips them: {listed}{more} (channels); the model was pruned "
+            "only in part, so discard it and lower the ratio or round_to"
+        )
+
+
+def _fix_attention(attn: nn.Module, num_heads: int, name: str, config: PruneConfig) -> None:
     # Torch-Pruning shrinks the qkv / proj weights; the attention module still holds the old
     # head geometry that its forward uses to reshape
+    if int(num_heads) < 1:
+        raise ArtifactError(
+            f"global head pruning at ratio {config.ratio} removed every head of {name}; the "
+            "model was pruned only in part, so discard it and lower the ratio"
+        )
     attn.num_heads = int(num_heads)
     attn.head_dim = attn.qkv.out_features // (3 * attn.num_heads)
     attn.attn_dim = attn.num_heads * attn.head_dim
@@ -299,7 +384,15 @@ def _load_payload(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"pruned model {path} not found; write it with save_pruned")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        # a truncated file: torch says "failed finding central directory" or nothing at all
+        raise ArtifactError(
+            f"{path} cannot be read as a pruned model ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else 'file ends early'}); it is truncated "
+            "or not a torch file: write it again with save_pruned"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("format") != PRUNED_FORMAT:
         raise ArtifactError(
             f"{path} is not a defectbench pruned model (expected format {PRUNED_FORMAT!r})"

@@ -37,11 +37,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from defectbench.compress._io import as_tensor, check_nchw, eval_mode, take_samples
+from defectbench.compress._io import (
+    as_tensor,
+    check_nchw,
+    check_not_blank,
+    check_same_shape,
+    eval_mode,
+    take_samples,
+)
 from defectbench.errors import ConfigError
 from defectbench.runtime.predictor import TorchPredictor, is_quantized_module
 
 _MAX_BATCH_KEY = "defectbench_max_batch"
+_INPUT_SHAPE_KEY = "defectbench_input_shape"  # (C, H, W) the graph was exported at
 
 
 @dataclass(frozen=True)
@@ -114,7 +122,7 @@ def prepare_pt2e_int8(
     with eval_mode(model):
         exported = _export(model, example, config.max_batch)
     quantizer = _quantizer(is_qat=False, is_dynamic=False, reduce_range=config.reduce_range)
-    return _tag(prepare_pt2e(exported, quantizer), config.max_batch)
+    return _tag(prepare_pt2e(exported, quantizer), config.max_batch, example.shape[1:])
 
 
 def calibrate_pt2e(
@@ -130,12 +138,23 @@ def calibrate_pt2e(
             f"calibration batches gave {count} samples, expected {num_samples or 'at least 1'}; "
             "pass more batches or lower num_samples"
         )
+    check_not_blank(taken, "calibration")
+    _observe(prepared, taken, "calibration batch")
+    return count
+
+
+def _observe(prepared: torch.fx.GraphModule, batches: list[np.ndarray], what: str) -> None:
     step = _max_batch(prepared)
+    shape = prepared.meta.get(_INPUT_SHAPE_KEY)
+    for batch in batches:
+        if shape is not None:
+            # the exported graph guards H and W (and C) at the example's: its own error is an
+            # AssertionError "Guard failed: x.size()[2] == 32"
+            check_same_shape(batch, shape, f"a {what}", "the graph exported from the example")
     with torch.no_grad():
-        for batch in taken:
+        for batch in batches:
             for start in range(0, len(batch), step):
                 prepared(as_tensor(batch[start : start + step], prepared))
-    return count
 
 
 def convert_pt2e_int8(
@@ -149,13 +168,14 @@ def convert_pt2e_int8(
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e
 
     max_batch = _max_batch(prepared)
+    input_shape = prepared.meta.get(_INPUT_SHAPE_KEY)
     quantized = convert_pt2e(prepared)
     if drop_unused_float_weights:
         drop_unused_tensors(quantized)
     move_exported_model_to_eval(quantized)
     # lets .eval() / .train() work on the exported graph (TorchPredictor calls .eval())
     allow_exported_model_train_eval(quantized)
-    return _tag(quantized, max_batch)
+    return _tag(quantized, max_batch, input_shape)
 
 
 def drop_unused_tensors(graph_module: torch.fx.GraphModule) -> int:
@@ -233,8 +253,9 @@ def quantize_pt2e_dynamic_int8(
     with eval_mode(model):
         exported = _export(model, example, config.max_batch)
     quantizer = _quantizer(is_qat=False, is_dynamic=True, reduce_range=config.reduce_range)
-    prepared = _tag(prepare_pt2e(exported, quantizer), config.max_batch)
-    calibrate_pt2e(prepared, [check_nchw(example, "example")])
+    prepared = _tag(prepare_pt2e(exported, quantizer), config.max_batch, example.shape[1:])
+    # only the weight observers record anything here, so a blank example is no problem
+    _observe(prepared, [check_nchw(example, "example")], "example")
     return convert_pt2e_int8(prepared)
 
 
@@ -258,7 +279,7 @@ def prepare_qat_pt2e_int8(
         for module, training in flags:
             module.training = training
     quantizer = _quantizer(is_qat=True, is_dynamic=False, reduce_range=config.reduce_range)
-    prepared = _tag(prepare_qat_pt2e(exported, quantizer), config.max_batch)
+    prepared = _tag(prepare_qat_pt2e(exported, quantizer), config.max_batch, example.shape[1:])
     set_qat_mode(prepared, train=True)
     return prepared
 
@@ -405,8 +426,12 @@ def _int8_inductor_config() -> dict[str, Any]:
     return {"freezing": True, "pre_grad_custom_pass": quant_lift_up}
 
 
-def _tag(graph: torch.fx.GraphModule, max_batch: int) -> torch.fx.GraphModule:
+def _tag(
+    graph: torch.fx.GraphModule, max_batch: int, input_shape: tuple[int, ...] | None
+) -> torch.fx.GraphModule:
     graph.meta[_MAX_BATCH_KEY] = max_batch
+    if input_shape is not None:
+        graph.meta[_INPUT_SHAPE_KEY] = tuple(int(d) for d in input_shape)
     return graph
 
 

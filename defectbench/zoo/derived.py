@@ -83,6 +83,9 @@ class OrtInt8Recipe:
     score_dynamic_per_image: bool = True
     runtime = "onnxruntime"
 
+    def __post_init__(self) -> None:
+        _check_calibration(self.parent, None, self.calibration_seed)
+
     @property
     def precisions(self) -> dict[str, tuple[str, ...]]:
         # a symmetric int8 QDQ graph also becomes a TensorRT INT8 engine on CUDA hosts
@@ -127,6 +130,9 @@ class Pt2eRecipe:
     calibration_seed: int = 0
     runtime = "torch_compile"
     precisions = CPU_ONLY_INT8
+
+    def __post_init__(self) -> None:
+        _check_calibration(self.parent, self.num_calibration, self.calibration_seed)
 
     @property
     def parents(self) -> tuple[str, ...]:
@@ -209,6 +215,19 @@ class QatRecipe:
             # only when set, so the variants built before the option keep their keys
             **({"freeze_observers_in_eval": True} if self.freeze_observers_in_eval else {}),
         }
+
+
+def _check_calibration(parent: str, count: int | None, seed: int) -> None:
+    # checked when the recipe is made: otherwise 0 calibrated on nothing and failed at the
+    # build as an empty "export example", and a negative seed failed inside numpy
+    if count is not None and (not isinstance(count, int) or count < 1):
+        raise ConfigError(
+            f"INT8 recipe of {parent!r}: num_calibration must be a positive int, got {count!r}"
+        )
+    if not isinstance(seed, int) or seed < 0:
+        raise ConfigError(
+            f"INT8 recipe of {parent!r}: calibration_seed must be an int >= 0, got {seed!r}"
+        )
 
 
 # ----------------------------------------------------------------------------- helpers
