@@ -20,6 +20,7 @@ def atomic_write_many(files: Mapping[Path, bytes]) -> None:
     a failure while writing (a full disk, a folder without write permission) leaves every
     target as it was, not some files new beside others old."""
     staged: list[tuple[str, Path]] = []
+    path = Path()
     try:
         for path, data in files.items():
             path = Path(path)
@@ -35,9 +36,11 @@ def atomic_write_many(files: Mapping[Path, bytes]) -> None:
                 os.fsync(f.fileno())
         for tmp, path in staged:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         for tmp, _ in staged:
             Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            _raise_naming(exc, path)
         raise
     for folder in dict.fromkeys(path.parent for _, path in staged):
         _fsync_dir(folder)  # the renames themselves survive a power loss
@@ -55,13 +58,30 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     try:
-        yield tmp
-        with open(tmp, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, final)
+        try:
+            yield tmp  # the library's own write fills a disk as often as the sync does
+            with open(tmp, "rb") as written:
+                os.fsync(written.fileno())
+            os.replace(tmp, final)
+        except OSError as exc:
+            _raise_naming(exc, final)
     finally:
         tmp.unlink(missing_ok=True)
     _fsync_dir(final.parent)
+
+
+# errors of the place written to: a full disk surfaces in `write`, `fsync` or `close` as a
+# bare "[Errno 28] No space left on device", naming no file
+_STORAGE_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                             errno.EPERM, errno.EIO))
+
+
+def _raise_naming(exc: OSError, path: Path) -> None:
+    """Raise `exc` again, naming `path` when it names no file: as the same OSError subclass,
+    so callers that catch by errno or type still do."""
+    if exc.filename is not None or exc.errno not in _STORAGE_ERRNOS:
+        raise exc
+    raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 @contextlib.contextmanager

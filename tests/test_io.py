@@ -58,3 +58,36 @@ def test_scratch_dir_beside_holds_what_libraries_put_in_the_temp_folder(tmp_path
     with pytest.raises(RuntimeError), scratch_dir_beside(target):
         raise RuntimeError("quantizer failed")
     assert tempfile.gettempdir() == before and os.listdir(target.parent) == []
+
+
+def test_an_error_while_writing_names_the_file_being_written(tmp_path, monkeypatch):
+    import errno
+
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(io.os, "fsync", full)
+    with pytest.raises(OSError, match=r"No space left on device: '.*model.onnx'") as error:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"new graph")
+    assert error.value.errno == errno.ENOSPC and error.value.filename == str(target)
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.onnx"]
+    monkeypatch.undo()
+    # the library's own write fails so as often as the sync; an unrelated error is left as is
+    with pytest.raises(OSError, match="No space left on device: '.*model.onnx'"):
+        with atomic_path(target):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    with pytest.raises(FileNotFoundError) as error, atomic_path(target):
+        raise FileNotFoundError(errno.ENOENT, "no calibration file")
+    assert error.value.filename is None
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.onnx"]
+    monkeypatch.setattr(io.os, "fsync", full)
+    # a permission error stays a PermissionError for callers that catch it by type
+    monkeypatch.setattr(io.os, "fsync", lambda fd: (_ for _ in ()).throw(
+        OSError(errno.EACCES, os.strerror(errno.EACCES))))
+    with pytest.raises(PermissionError):
+        atomic_write_bytes(target, b"new")
+    assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.onnx"]

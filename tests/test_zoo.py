@@ -103,7 +103,7 @@ def test_zoo_build_refuses_a_thread_count_that_is_not_one(tmp_path, capsys, thre
         main(["zoo", "build", "--profile", "smoke", "--zoo", str(tmp_path),
               f"--threads={threads}"])
     assert exit_.value.code == 2
-    assert "give a whole number >= 1" in capsys.readouterr().err
+    assert "give a whole number from 1 to" in capsys.readouterr().err
     assert not (tmp_path / "smoke").exists()
 
 
@@ -536,6 +536,7 @@ def test_zoo_list_tells_current_from_stale_variants(tmp_path, capsys):
     assert main(["zoo", "show", onnx, "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["current"] is False and "built from another recipe" in shown["why_not_current"]
+    assert shown["built"] is True  # as an unbuilt variant's says False: one key to read
     # one unreadable manifest is listed as such, and the rest of the zoo still is
     store.manifest_path(onnx).write_text("{not json")
     assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
@@ -1442,3 +1443,219 @@ def test_a_training_state_resumes_only_on_the_processor_and_thread_count_it_was_
             assert lineage_key(ctx, "v", recipe) != two
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_empty_profile_variable_counts_as_unset_as_in_the_suite(tmp_path, monkeypatch,
+                                                                  capsys):
+    monkeypatch.setenv("DEFECTBENCH_PROFILE", "")
+    assert main(["zoo", "show", TEACHER, "--zoo", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["built"] is False  # quick, not "unknown ''"
+    monkeypatch.setenv("DEFECTBENCH_PROFILE", "fast")
+    assert main(["zoo", "list", "--zoo", str(tmp_path)]) == 2
+    assert "unknown profile 'fast'" in capsys.readouterr().err
+
+
+def test_an_empty_zoo_option_is_refused_not_taken_as_the_working_directory(
+        tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    for command in (["list"], ["build", "--variants", TEACHER]):
+        assert main(["zoo", *command, "--profile", "smoke", "--zoo", ""]) == 2
+        assert "--zoo is empty" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_zoo_path_naming_a_file_is_refused_by_every_zoo_command(tmp_path, monkeypatch,
+                                                                  capsys):
+    afile = tmp_path / "zoo"
+    afile.write_text("not a folder")
+    for command in (["list"], ["show", TEACHER], ["build", "--variants", TEACHER]):
+        assert main(["zoo", *command, "--profile", "smoke", "--zoo", str(afile)]) == 2
+        assert f"--zoo {afile} is a file, not a folder" in capsys.readouterr().err
+    monkeypatch.setenv("DEFECTBENCH_ZOO", str(afile))
+    assert main(["zoo", "list", "--profile", "smoke"]) == 2
+    assert "DEFECTBENCH_ZOO" in capsys.readouterr().err
+    # and the build's own lock says which file is in the way, not "Not a directory"
+    with pytest.raises(ArtifactError, match=rf"{re.escape(str(afile))} is a file, not a folder"):
+        from defectbench.zoo.build import build_zoo
+
+        build_zoo(get_profile("smoke"), afile, [TEACHER], log=lambda line: None)
+
+
+def test_a_home_relative_zoo_is_expanded_and_a_relative_xdg_cache_ignored(tmp_path,
+                                                                         monkeypatch):
+    from defectbench.zoo.store import default_zoo_root
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("DEFECTBENCH_ZOO", "~/zoo")  # as a .env file or CI config sets it
+    assert default_zoo_root() == tmp_path / "zoo"
+    assert ZooStore("~/zoo", "smoke").directory == tmp_path / "zoo" / "smoke"
+    monkeypatch.delenv("DEFECTBENCH_ZOO")
+    monkeypatch.setenv("XDG_CACHE_HOME", "cache")  # relative: invalid by the XDG spec
+    assert default_zoo_root() == tmp_path / ".cache" / "defectbench" / "zoo"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_zoo_root() == tmp_path / "xdg" / "defectbench" / "zoo"
+
+
+def test_the_rebuild_command_survives_a_copy_and_paste_of_a_path_with_spaces(tmp_path):
+    import shlex
+
+    root = tmp_path / "my zoo" / "zöo"
+    command = ZooStore(root, "smoke").rebuild_command("tf_efficientnet_lite0.*").strip("`")
+    assert shlex.split(command) == ["defectbench", "zoo", "build", "--profile", "smoke",
+                                    "--zoo", str(root), "--variants", "tf_efficientnet_lite0.*"]
+
+
+def test_zoo_list_says_how_much_is_built_and_where_the_other_profiles_are(tmp_path, capsys):
+    _committed(ZooStore(tmp_path, "smoke"))  # a zoo of another profile under the same root
+    assert main(["zoo", "list", "--profile", "quick", "--zoo", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert all(line.endswith("-") for line in captured.out.splitlines())  # stdout: one a line
+    assert captured.err.startswith(f"0 of {len(list_variants('quick'))} built in "
+                                   f"{tmp_path / 'quick'}; that folder does not exist")
+    assert f"({tmp_path} holds smoke: another --profile or --teacher?)" in captured.err
+    assert "`defectbench zoo build --profile quick" in captured.err
+
+
+def test_zoo_list_json_gives_recall_and_fnr_with_their_bounds(tmp_path, capsys):
+    import numpy as np
+
+    from defectbench.metrics.confusion import binary_report
+    from defectbench.zoo.catalog import Catalog
+
+    labels = np.array([1] * 20 + [0] * 44)
+    probs = np.concatenate([np.linspace(0.2, 0.9, 20), np.linspace(0.0, 0.6, 44)])
+    report = json.loads(json.dumps(binary_report(labels, probs, 0.3)))
+    keys = Catalog(tmp_path, "smoke").keys
+    store = ZooStore(tmp_path, "smoke")
+    store.commit({"name": TEACHER, "key": keys[TEACHER],
+                  "dev": {"operating_points": [{"name": "dev_recall_0.90", "threshold": 0.3}],
+                          "at": {"dev_recall_0.90": report}},
+                  "artifacts": {"model.pt": store.write_artifact(TEACHER, "model.pt", b"w")}})
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path), "--json"]) == 0
+    row = {r["name"]: r for r in json.loads(capsys.readouterr().out)}[TEACHER]
+    quality = row["dev_at_operating_point"]
+    assert row["state"] == "built"
+    assert quality["recall"] == report["recall"] and quality["fnr"] == report["fnr"]
+    assert quality["recall_lower"] == report["recall_interval"]["lower"]
+    assert quality["recall_upper"] == report["recall_interval"]["upper"]
+    assert quality["fnr_upper"] == report["fnr_upper_bound"]["upper"] > quality["fnr"]
+    assert quality["n_defective"] == 20 and quality["confidence"] == 0.95
+
+
+def test_a_misspelt_variant_pattern_gets_a_suggestion_not_every_name(tmp_path, capsys):
+    recipes = all_recipes("smoke")
+    for typed, meant in (("lite0.kd", "tf_efficientnet_lite0.kd"),
+                         ("TF_EFFICIENTNET_LITE0.KD", "tf_efficientnet_lite0.kd"),
+                         ("lite0.kd*", "*lite0.kd*")):
+        with pytest.raises(UnknownNameError) as error:
+            select_variants(recipes, [typed])
+        assert f"for {typed!r} did you mean {meant!r}?" in str(error.value)
+        assert "tf_efficientnet_lite2.teacher.pruned30" not in str(error.value)
+        assert select_variants(recipes, [meant])  # and the suggestion does select
+    # with nothing close, the names are the help
+    with pytest.raises(UnknownNameError, match="the variants are: tf_efficientnet_lite0.base"):
+        select_variants(recipes, ["resnet*"])
+    with pytest.raises(UnknownNameError, match="did you mean 'tf_efficientnet_lite0.kd'"):
+        get_recipe("Tf_EfficientNet_Lite0.KD", "smoke")
+    assert main(["zoo", "show", "", "--profile", "smoke", "--zoo", str(tmp_path)]) == 2
+    assert "no variant name given" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("threads", ["1025", "100000"])
+def test_zoo_build_refuses_a_thread_count_that_would_stall_the_machine(tmp_path, capsys,
+                                                                       monkeypatch, threads):
+    from defectbench.zoo import cli as zoo_cli
+
+    def accepted(args):  # what a build with that many threads would do: hang
+        raise AssertionError(f"--threads {args.threads} was accepted")
+
+    monkeypatch.setattr(zoo_cli, "_cmd_build", accepted)
+    # torch starts every thread it is told to: 100000 hung a 2-core machine
+    with pytest.raises(SystemExit):
+        main(["zoo", "build", "--profile", "smoke", "--zoo", str(tmp_path), "--threads",
+              threads])
+    assert "give a whole number from 1 to 1024" in capsys.readouterr().err
+    assert not (tmp_path / "smoke").exists()
+
+
+def test_a_manifest_of_a_newer_defectbench_is_named_so_and_not_built_over(tmp_path, capsys):
+    from defectbench.zoo.build import build_zoo
+
+    store = ZooStore(tmp_path, "smoke")
+    name = "tf_efficientnet_lite0.base"
+    store.manifest_path(name).parent.mkdir(parents=True)
+    newer = {"name": name, "key": "k", "manifest_format": 3, "manifest_sha256": "new scheme"}
+    store.manifest_path(name).write_text(json.dumps(newer))
+    with pytest.raises(ArtifactError, match=r"written by a newer defectbench \(manifest_format "
+                                            r"3; this one reads up to 2\); upgrade"):
+        store.read_manifest(name)
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
+    states = dict(line.split() for line in capsys.readouterr().out.splitlines())
+    assert states[name] == "newer"
+    with pytest.raises(ArtifactError, match="written by a newer defectbench"):
+        build_zoo(get_profile("smoke"), tmp_path, [name], log=lambda line: None)
+    assert json.loads(store.manifest_path(name).read_text()) == newer  # not built over
+
+
+def test_a_rebuild_says_why_the_variant_is_not_current(tmp_path):
+    from defectbench.zoo.build import _why_not_current
+
+    store = _committed(ZooStore(tmp_path, "smoke"))
+    assert _why_not_current(store, "a.variant", "k2").startswith("stale (built from another")
+    (store.variant_dir("a.variant") / "model.pt").write_bytes(b"weigh")
+    assert _why_not_current(store, "a.variant", "k1").startswith("damaged (an artifact")
+    store.manifest_path("a.variant").write_text("{trunc")
+    assert _why_not_current(store, "a.variant", "k1").startswith("damaged (its manifest")
+
+
+def test_a_full_disk_names_the_file_and_the_fix_and_keeps_the_old_file(tmp_path, monkeypatch,
+                                                                       capsys):
+    import errno
+
+    from defectbench import io
+    from defectbench.zoo import cli as zoo_cli
+
+    store = _committed(ZooStore(tmp_path, "smoke"))
+    before = store.manifest_path("a.variant").read_bytes()
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(io.os, "fsync", full)
+    with pytest.raises(OSError) as error:
+        store.commit({"name": "a.variant", "key": "k2", "artifacts": {}})
+    assert error.value.errno == errno.ENOSPC
+    assert error.value.filename == str(store.manifest_path("a.variant"))
+    assert store.manifest_path("a.variant").read_bytes() == before
+    assert sorted(os.listdir(store.variant_dir("a.variant"))) == ["manifest.json", "model.pt"]
+    # a command ending so says it without a traceback
+    monkeypatch.setattr(zoo_cli, "_cmd_build", lambda args: store.commit(
+        {"name": "a.variant", "key": "k2", "artifacts": {}}))
+    assert main(["zoo", "build", "--profile", "smoke", "--zoo", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"defectbench: error: {store.manifest_path('a.variant')}: No space "
+                          "left on device; free space on its disk")
+    assert "Traceback" not in err and "resumes" in err
+
+
+def test_zoo_show_and_list_print_json_that_strict_parsers_read(tmp_path, capsys):
+    from defectbench.zoo.catalog import Catalog
+
+    def strict(text):
+        def refuse(constant):
+            raise ValueError(f"{constant} is not JSON")
+        return json.loads(text, parse_constant=refuse)
+
+    keys = Catalog(tmp_path, "smoke").keys
+    store = ZooStore(tmp_path, "smoke")
+    # an epoch whose dev scores were NaN is kept in the history; the model is another epoch's
+    store.commit({"name": TEACHER, "key": keys[TEACHER],
+                  "fit": {"history": [{"dev_auroc": float("nan")}, {"dev_auroc": 0.7}]},
+                  "dev": {"auroc": float("inf")},
+                  "artifacts": {"model.pt": store.write_artifact(TEACHER, "model.pt", b"w")}})
+    assert main(["zoo", "show", TEACHER, "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
+    shown = strict(capsys.readouterr().out)
+    assert shown["fit"]["history"] == [{"dev_auroc": None}, {"dev_auroc": 0.7}]
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path), "--json"]) == 0
+    row = {r["name"]: r for r in strict(capsys.readouterr().out)}[TEACHER]
+    assert row["dev_auroc"] is None

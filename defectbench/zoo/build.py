@@ -325,16 +325,20 @@ def builders() -> dict[type, Callable[..., dict[str, Any]]]:
 
 
 def select_variants(recipes: dict[str, Any], patterns: Iterable[str] | None) -> list[str]:
-    from defectbench.zoo.registry import match_variants
+    from defectbench.zoo.registry import match_variants, suggest_variant
 
     names = sorted(recipes)
     if not patterns:
         return names
     chosen, unmatched = match_variants(names, patterns)
     if unmatched:
+        hints = {p: close for p in unmatched if (close := suggest_variant(p, names))}
+        # a likely intent says more than a wall of every name the profile has
+        meant = "; ".join(f"for {p!r} did you mean {c!r}?" for p, c in hints.items())
         raise UnknownNameError(
-            f"no variant matches {unmatched!r}; `defectbench zoo list` shows all: "
-            + ", ".join(names)
+            f"no variant matches {unmatched!r}"
+            + (f"; {meant} `defectbench zoo list` shows all" if hints else
+               "; the variants are: " + ", ".join(names))
         )
     return chosen
 
@@ -401,6 +405,20 @@ def variants_to_build(
     return rebuilt
 
 
+def _why_not_current(store: ZooStore, name: str, key: str) -> str:
+    try:
+        manifest = store.read_manifest(name)
+        if manifest is None:
+            return "not built"
+        if manifest["key"] != key:
+            return "stale (built from another recipe, data fixture or library version)"
+        if problem := store.lineage_problem(name, manifest):
+            return f"stale ({problem})"
+    except ArtifactError:
+        return "damaged (its manifest or a parent's is corrupt)"
+    return "damaged (an artifact is missing or does not match its sha256)"
+
+
 def build_zoo(
     profile: Profile,
     root: Path,
@@ -434,6 +452,13 @@ def build_zoo(
                     "--zoo-dir to the suite), or build there with write access"
                 )
         else:
+            if newer := [n for n in order if ctx.store.written_by_newer(n)]:
+                # rebuilt here, it would be rebuilt again by the newer checkout sharing the zoo
+                raise ArtifactError(
+                    f"{ctx.store.manifest_path(newer[0])} was written by a newer defectbench "
+                    f"(manifest_format {ctx.store.written_by_newer(newer[0])}); upgrade "
+                    "defectbench, or give this checkout a zoo of its own (--zoo or "
+                    "DEFECTBENCH_ZOO) instead of building over the newer one's variants")
             # no other build can be writing now: every temporary file is a killed build's
             for name in (None, *order):
                 for leftover in ctx.store.remove_leftovers(name, older_than_s=0):
@@ -450,8 +475,9 @@ def build_zoo(
                     log(f"{name}: removed {TRAIN_STATE}, left by a build interrupted after "
                         "its manifest was written")
                 continue
-            if ctx.store.manifest_path(name).is_file():
-                log(f"{name}: stale or damaged, rebuilding")
+            if ctx.store.manifest_path(name).exists():
+                # a rebuild can take an hour: say which of the reasons it is
+                log(f"{name}: {_why_not_current(ctx.store, name, key)}, rebuilding")
             log(f"building {name} ({profile.name})")
             recipe = recipes[name]
             started = time.perf_counter()

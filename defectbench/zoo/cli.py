@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import sys
 from pathlib import Path
 
 from defectbench.errors import ConfigError
@@ -13,9 +15,10 @@ from defectbench.zoo.store import default_zoo_root
 
 
 def _profile_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default=os.environ.get("DEFECTBENCH_PROFILE", "quick"),
+    # an empty variable counts as unset, as in the suite (shells export them empty)
+    p.add_argument("--profile", default=os.environ.get("DEFECTBENCH_PROFILE") or "quick",
                    choices=sorted(PROFILES), help="default: $DEFECTBENCH_PROFILE or quick")
-    p.add_argument("--zoo", type=Path, default=None,
+    p.add_argument("--zoo", default=None,
                    help="zoo directory (default: $DEFECTBENCH_ZOO, else "
                    "$XDG_CACHE_HOME/defectbench/zoo, else ~/.cache/defectbench/zoo)")
     p.add_argument("--teacher", default=None, metavar="ARCH",
@@ -48,17 +51,39 @@ def _export_teacher(args: argparse.Namespace) -> None:
                 else value)
 
 
+# more would be a typo: torch starts every thread it is told to, and the build then stalls
+# (100000 hung a 2-core machine); a count above the cores is still taken, to rebuild a zoo
+# with the thread count another machine built it with (`built_on.torch_threads`)
+MAX_THREADS = 1024
+
+
 def _positive_int(text: str) -> int:
     # 0 would silently mean "the default" and a negative count fails deep inside torch
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
+    if not 1 <= value <= MAX_THREADS:
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a thread count; give a whole number >= 1 (e.g. the machine's "
-            "cores), or leave --threads out for torch's default")
+            f"{text!r} is not a thread count; give a whole number from 1 to {MAX_THREADS} "
+            f"(this machine has {os.cpu_count()} cores), or leave --threads out for torch's "
+            "default")
     return value
+
+
+def _zoo_root(args: argparse.Namespace) -> Path:
+    """--zoo, else DEFECTBENCH_ZOO, else the cache folder; refused when it names a file."""
+    if args.zoo is None:
+        root, source = default_zoo_root(), "the zoo folder (DEFECTBENCH_ZOO, else the cache)"
+    elif not str(args.zoo).strip():
+        # Path("") is ".": a build would fill the working directory
+        raise ConfigError("--zoo is empty; give a folder, or leave the option out for "
+                          "DEFECTBENCH_ZOO or the cache folder")
+    else:
+        root, source = Path(args.zoo).expanduser(), "--zoo"
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"{source} {root} is a file, not a folder; name a folder for the zoo")
+    return root
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
@@ -77,10 +102,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
             raise ConfigError("--variants names no pattern; give globs such as "
                               "'tf_efficientnet_lite0.*', or leave the option out to build all")
     profile = get_profile(args.profile)
-    root = args.zoo or default_zoo_root()
+    root = _zoo_root(args)
     manifests = build_zoo(profile, root, patterns)
     # another teacher's zoo is a folder of its own (`quick@vit_base_patch16_224-224px-...`)
-    print(f"{len(manifests)} variants ready in {Path(root) / profile.zoo_folder}")
+    print(f"{len(manifests)} variant{'s' * (len(manifests) != 1)} ready in "
+          f"{root / profile.zoo_folder}")
     return 0
 
 
@@ -89,33 +115,58 @@ def _cmd_list(args: argparse.Namespace) -> int:
     from defectbench.errors import ArtifactError
     from defectbench.zoo.catalog import Catalog
 
-    catalog = Catalog(args.zoo or default_zoo_root(), args.profile)
+    catalog = Catalog(_zoo_root(args), args.profile)
     built = set(catalog.store.built_names())
     states = {}
     for name in catalog.names:
         try:
             manifest = catalog.store.read_manifest(name) if name in built else None
         except ArtifactError:  # one unreadable manifest must not hide the rest of the zoo
-            states[name] = ("corrupt", None)
+            # one a newer defectbench wrote is not damaged: this version cannot read it
+            states[name] = ("newer" if catalog.store.written_by_newer(name) else "corrupt",
+                            None)
             continue
         states[name] = (_state(catalog, name, manifest), manifest)
     if args.json:
-        print(json.dumps([_summary(name, state, manifest)
-                          for name, (state, manifest) in states.items()], indent=2))
-        return 0
-    for name, (state, _) in states.items():
-        print(f"{name:50s} {state}")
+        print(_strict_json([_summary(name, state, manifest)
+                            for name, (state, manifest) in states.items()]))
+    else:
+        for name, (state, _) in states.items():
+            print(f"{name:50s} {state}")
+    # on stderr, so the list stays one line per variant for a pipe or a diff
+    print(_zoo_footing(catalog.store, [s for s, _ in states.values()]), file=sys.stderr)
     return 0
 
 
+def _zoo_footing(store, states: list[str]) -> str:
+    """How much of the zoo is built, and where; for an empty one, what the folder holds: a
+    misspelt --zoo or the wrong --profile otherwise shows as an unbuilt zoo, line by line."""
+    counts = {s: states.count(s) for s in ("built", "stale", "corrupt", "newer") if s in states}
+    unusable = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "built")
+    line = (f"{counts.get('built', 0)} of {len(states)} built in {store.directory}"
+            + (f" ({unusable})" if unusable else ""))
+    if counts.get("built", 0) == len(states):
+        return line
+    if not store.directory.is_dir():
+        try:
+            others = sorted(p.name for p in store.root.iterdir()
+                            if p.is_dir() and any(p.glob("*/manifest.json")))
+        except OSError:  # no root, or one not readable: a hint is not worth an error
+            others = []
+        line += ("; that folder does not exist"
+                 + (f" ({store.root} holds {', '.join(others)}: another --profile or "
+                    "--teacher?)" if others else ""))
+    return line + f"; {store.rebuild_command()} builds the rest"
+
+
 def _state(catalog, name: str, manifest: dict | None) -> str:
-    """`built`, `stale`, `corrupt` or `-`, as `zoo build` would judge it. Stale: built from
-    another recipe, data fixture or library version, or from an earlier build of a parent.
-    Corrupt: the manifest does not match its own checksum, an artifact is missing or its
-    sha256 is not the manifest's (every artifact is hashed, as at load), the manifest lists
-    not the file its loader reads, or the parent a
-    PT2E or QAT variant is rebuilt from at load is itself corrupt. The next `zoo build`
-    replaces all of them."""
+    """`built`, `stale`, `corrupt` or `-`, as `zoo build` would judge it (`zoo list` adds
+    `newer` for a manifest a newer defectbench wrote, which `zoo build` refuses to replace).
+    Stale: built from another recipe, data fixture or library version, or from an earlier
+    build of a parent. Corrupt: the manifest does not match its own checksum, an artifact is
+    missing or its sha256 is not the manifest's (every artifact is hashed, as at load), the
+    manifest lists not the file its loader reads, or the parent a PT2E or QAT variant is
+    rebuilt from at load is itself corrupt. The next `zoo build` replaces all of them."""
     from defectbench.errors import ArtifactError
 
     store, key = catalog.store, catalog.keys[name]
@@ -138,7 +189,8 @@ def _state(catalog, name: str, manifest: dict | None) -> str:
 def _summary(name: str, state: str, manifest: dict | None) -> dict:
     """What a results document cites about one variant: cost to build and dev quality."""
     if manifest is None:
-        return {"name": name, "built": False, "stale": False, "corrupt": state == "corrupt"}
+        return {"name": name, "state": state, "built": False, "stale": False,
+                "corrupt": state == "corrupt"}
     def table(owner: dict, key: str) -> dict:
         # a hand-edited or partial manifest lists with nulls where `zoo list` shows its state
         value = owner.get(key) if isinstance(owner, dict) else None
@@ -149,7 +201,7 @@ def _summary(name: str, state: str, manifest: dict | None) -> dict:
     points = dev.get("operating_points")
     point = points[0] if isinstance(points, list) and points and isinstance(points[0], dict) else {}
     return {
-        "name": name, "built": state == "built", "stale": state == "stale",
+        "name": name, "state": state, "built": state == "built", "stale": state == "stale",
         "corrupt": state == "corrupt",
         "kind": table(manifest, "recipe").get("kind"),
         "build_seconds": manifest.get("build_seconds"),
@@ -157,14 +209,29 @@ def _summary(name: str, state: str, manifest: dict | None) -> dict:
         "best_epoch": fit.get("best_epoch"),
         "dev_auroc": dev.get("auroc"),
         "dev_operating_point": point,
-        "dev_at_operating_point": {k: table(at, str(point.get("name"))).get(k)
-                                   for k in ("recall", "specificity", "accuracy")},
+        "dev_at_operating_point": _quality(table(at, str(point.get("name")))),
         "dev_accuracy_at_0.5": table(at, "p0.5").get("accuracy"),
         "params": manifest.get("params"), "macs": manifest.get("macs"),
         "weights": table(manifest, "weights").get("source"),
         "created": manifest.get("created"),
         "built_on": manifest.get("built_on"),
     }
+
+
+def _quality(report: dict) -> dict:
+    """Recall and FNR with their exact bounds beside the point values: on a dev set of a few
+    hundred defective cells a recall alone cannot tell two variants apart."""
+    def bound(key: str, side: str):
+        value = report.get(key)
+        return value.get(side) if isinstance(value, dict) else None
+
+    return {"recall": report.get("recall"),
+            "recall_lower": bound("recall_interval", "lower"),
+            "recall_upper": bound("recall_interval", "upper"),
+            "fnr": report.get("fnr"), "fnr_upper": bound("fnr_upper_bound", "upper"),
+            "confidence": report.get("confidence"),
+            "specificity": report.get("specificity"), "accuracy": report.get("accuracy"),
+            "n_defective": report.get("n_defective")}
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -174,18 +241,35 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from defectbench.zoo.registry import get_recipe
 
     recipe = get_recipe(args.name, args.profile)
-    catalog = Catalog(args.zoo or default_zoo_root(), args.profile)
+    catalog = Catalog(_zoo_root(args), args.profile)
     manifest = catalog.store.read_manifest(args.name)
     if manifest is None:
         manifest = {"name": args.name, "built": False, "recipe": recipe.to_dict()}
     else:  # say whether this manifest is the variant the current recipe would build
         try:
             catalog.verify_loadable(args.name)
-            manifest = {**manifest, "current": True}
+            manifest = {**manifest, "built": True, "current": True}
         except ArtifactError as err:
-            manifest = {**manifest, "current": False, "why_not_current": str(err)}
-    print(json.dumps(manifest, indent=2))
+            manifest = {**manifest, "built": True, "current": False,
+                        "why_not_current": str(err)}
+    print(_strict_json(manifest))
     return 0
+
+
+def _strict_json(value) -> str:
+    """JSON any parser reads: a training epoch scored NaN is kept in the manifest, and
+    Python's `NaN` is no JSON (JavaScript's, Go's and Rust's parsers refuse it); null as in
+    the report's summary.json."""
+    def finite(item):
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {k: finite(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [finite(v) for v in item]
+        return item
+
+    return json.dumps(finite(value), indent=2, allow_nan=False)
 
 
 def add_zoo_commands(sub) -> None:

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -43,8 +44,14 @@ def manifest_checksum(manifest: dict[str, Any]) -> str:
 
 def default_zoo_root() -> Path:
     if env := os.environ.get("DEFECTBENCH_ZOO"):
-        return Path(env)
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        # set in a .env file or a CI config, `~` reaches here unexpanded and would make a
+        # folder named `~` in whatever directory the command runs in
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME")
+    # the XDG spec: a relative path there is invalid and ignored; taken as it is, every
+    # working directory would get a zoo of its own
+    if not cache or not os.path.isabs(cache):
+        cache = Path.home() / ".cache"
     return Path(cache) / "defectbench" / "zoo"
 
 
@@ -57,7 +64,7 @@ class ZooStore:
     """Variants of one profile under `root/<profile>/<variant name>/`."""
 
     def __init__(self, root: Path | str, profile: str, folder: str | None = None) -> None:
-        self.root = Path(root)
+        self.root = Path(root).expanduser()
         self.profile = profile
         self.directory = self.root / (folder or profile)  # another teacher: `zoo_folder`
 
@@ -79,6 +86,11 @@ class ZooStore:
             # a read-only zoo (shared, or mounted for a CI job) can still be checked and
             # used: nothing will be written to it
             why = str(exc.strerror or exc)
+            # `--zoo` naming a file says "Not a directory" about a path beneath it
+            blocker = next((p for p in (self.directory, *self.directory.parents)
+                            if p.exists() and not p.is_dir()), None)
+            if blocker is not None:
+                why = f"{blocker} is a file, not a folder"
             log(f"not locking {self.directory} ({why}): what is built there can be checked and "
                 "used, nothing can be built into it")
             yield why
@@ -102,8 +114,10 @@ class ZooStore:
 
     def rebuild_command(self, variant: str | None = None) -> str:
         """The command that rebuilds this zoo folder (or one variant in it), for messages."""
-        only = f" --variants {variant}" if variant else ""
-        command = f"`defectbench zoo build --profile {self.profile} --zoo {self.root}{only}`"
+        # quoted, so that a path with a space or a glob in a name survives a copy and paste
+        only = f" --variants {shlex.quote(variant)}" if variant else ""
+        command = (f"`defectbench zoo build --profile {self.profile} "
+                   f"--zoo {shlex.quote(str(self.root))}{only}`")
         if self.directory.name != self.profile:  # another teacher's folder: `zoo_folder`
             command += (f" with the --teacher options this folder ({self.directory.name}) was "
                         "built with")
@@ -130,6 +144,13 @@ class ZooStore:
             fmt = manifest.get("manifest_format", 1)
             if isinstance(fmt, bool) or not isinstance(fmt, int):
                 raise ValueError(f"manifest_format {fmt!r} is not a whole number")
+            if fmt > MANIFEST_FORMAT:
+                # not damage: its checksum or fields may mean what this version cannot know
+                raise ArtifactError(
+                    f"manifest {path} was written by a newer defectbench (manifest_format "
+                    f"{fmt}; this one reads up to {MANIFEST_FORMAT}); upgrade defectbench, or "
+                    "give this checkout a zoo of its own (--zoo or DEFECTBENCH_ZOO); `zoo "
+                    "build` does not build over it")
             if recorded is None and fmt >= MANIFEST_FORMAT:
                 raise ValueError(f"no {MANIFEST_CHECKSUM}, which its manifest_format {fmt} "
                                  "promises")
@@ -156,6 +177,16 @@ class ZooStore:
                 "rebuilds the variant (resuming from its saved training state, if any)"
             ) from exc
         return manifest
+
+    def written_by_newer(self, name: str) -> int | None:
+        """The manifest_format of a manifest a newer defectbench wrote, else None (none there,
+        unreadable, or one this version reads)."""
+        try:
+            fmt = json.loads(self.manifest_path(name).read_text()).get("manifest_format")
+        except (OSError, ValueError, AttributeError):
+            return None
+        newer = isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > MANIFEST_FORMAT
+        return fmt if newer else None
 
     def verify(self, name: str, expected_key: str | None = None) -> dict[str, Any]:
         """The manifest of a finished, intact variant, or ArtifactError saying how to fix it."""
