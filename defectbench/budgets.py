@@ -59,6 +59,12 @@ _OPTIONAL = ("confidence", "group", "variants", "operating_point")
 _DEFAULT_KEYS = ("confidence",)
 
 
+def relative_to_cwd(path: Path) -> str:
+    """' (read from the working directory, ...)' for a relative path: run from another folder
+    (`cd /tmp && pytest /repo/benchmarks --budgets fixtures/...`), it names another file."""
+    return "" if path.is_absolute() else f" (read from the working directory: {path.absolute()})"
+
+
 def _did_you_mean(word: str, choices: tuple[str, ...]) -> str:
     close = difflib.get_close_matches(word, choices, n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
@@ -207,11 +213,13 @@ def load_budgets(path: str | Path) -> list[Budget]:
     """Parse and validate a budget TOML file; ConfigError names the file, entry and fix."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: an editor's byte-order mark is not content, and tomllib reads it as a
+        # syntax error at line 1, column 1
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(
-            f"budget file {str(path)!r} not found; pass the reviewed budgets, e.g. "
-            "fixtures/budgets.toml"
+            f"budget file {str(path)!r} not found{relative_to_cwd(path)}; pass the reviewed "
+            "budgets, e.g. fixtures/budgets.toml of the checkout"
         ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(

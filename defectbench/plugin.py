@@ -59,6 +59,9 @@ _EXPORTED_BEFORE = pytest.StashKey[dict]()
 _STARTED = pytest.StashKey[float]()  # when the session was configured (wall clock)
 # test function node id -> why its cases could not be generated (see pytest_generate_tests)
 _GENERATE_ERRORS = pytest.StashKey[dict]()
+_GATED = pytest.StashKey[set]()  # the quality cases whose gate test ran (not only scored)
+_FINISHED = pytest.StashKey[int]()  # tests that ran to the end of their teardown
+_STOPPED_EARLY = pytest.StashKey[dict]()  # why selected tests never ran (-x, --maxfail...)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -86,14 +89,30 @@ def option(config: pytest.Config, name: str) -> str | None:
     raise KeyError(name)
 
 
+def _from_env(config: pytest.Config, name: str) -> str:
+    """' (from $VAR)' when the option's value came from its environment variable: a stale
+    variable exported long ago is named, not an option the user never gave."""
+    env = next(env for opt, env, *_ in _OPTIONS if opt == name)
+    given = config.getoption(name.lstrip("-").replace("-", "_"))
+    return f" (from ${env}={os.environ[env]!r})" if given is None and os.environ.get(env) else ""
+
+
 def _selection(config: pytest.Config) -> suite_mod.Selection:
+    from defectbench.errors import ConfigError, UnknownNameError
+
     if _SELECTION not in config.stash:
-        config.stash[_SELECTION] = suite_mod.Selection(
-            variants=suite_mod.parse_list(option(config, "--variants"), "variants"),
-            precisions=suite_mod.parse_list(option(config, "--precisions"), "precisions"),
-            devices=suite_mod.parse_list(option(config, "--devices"), "devices"),
-            batches=suite_mod.parse_batches(option(config, "--batch-sizes")),
-        )
+        fields = {}
+        for key, name in (("variants", "--variants"), ("precisions", "--precisions"),
+                          ("devices", "--devices"), ("batches", "--batch-sizes")):
+            text = option(config, name)
+            try:
+                value = (suite_mod.parse_batches(text) if key == "batches"
+                         else suite_mod.parse_list(text, key))
+                suite_mod.Selection(**{key: value})  # this one field checked
+            except (ConfigError, UnknownNameError) as exc:
+                raise type(exc)(f"{exc}{_from_env(config, name)}") from None
+            fields[key] = value
+        config.stash[_SELECTION] = suite_mod.Selection(**fields)
     return config.stash[_SELECTION]
 
 
@@ -405,31 +424,54 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         except DefectbenchError as exc:  # pytest's own "ERROR: ..." line, once
             raise pytest.UsageError(str(exc)) from None
     if not config.option.collectonly:  # listing what a GPU host would run is fine here
-        _refuse_a_selection_that_only_skips(items)
+        _refuse_a_selection_that_only_skips(config, items)
 
 
-def _skip_reason(item: pytest.Item) -> str | None:
-    """Why `item` will be skipped by its own marks (a host without CUDA or TensorRT), or None."""
+_HOST_FIX = "run them where they can run, or select cases this host has (--devices cpu)"
+
+
+def _skip_reason(item: pytest.Item, config: pytest.Config) -> tuple[str, str] | None:
+    """Why `item` will be skipped before it measures anything, and the fix, or None: by its
+    own marks (a host without CUDA or TensorRT), or by pytest-benchmark (--benchmark-skip
+    skips whatever takes its `benchmark` fixture)."""
+    if (config.getoption("benchmark_skip", default=False)
+            and "benchmark" in getattr(item, "fixturenames", ())):
+        return ("(--benchmark-skip skips every timed case)",
+                "drop --benchmark-skip, or select the quality gates (-m quality) beside it")
     for mark in item.iter_markers():
-        if mark.name == "skip":
-            return mark.kwargs.get("reason", "skipped")
-        if mark.name == "skipif" and mark.args and mark.args[0] is True:
-            return mark.kwargs.get("reason", "skipped")
+        if mark.name == "skip" or (mark.name == "skipif" and mark.args and mark.args[0] is True):
+            return f"on this host ({mark.kwargs.get('reason', 'skipped')})", _HOST_FIX
     return None
 
 
-def _refuse_a_selection_that_only_skips(items: list[pytest.Item]) -> None:
+def _refuse_a_selection_that_only_skips(config: pytest.Config, items: list[pytest.Item]) -> None:
     """A run whose every suite case skips (`--devices cuda`, `tox -e gpu`, on a host whose
-    CUDA or TensorRT does not load) would pass having measured and judged nothing."""
-    # speed targets are left out: they judge cases of the run and skip when those do
-    kinds = {"quality_case", "perf_case", "survey_case"}
+    CUDA or TensorRT does not load; a speed target's id given alone) would pass having
+    measured and judged nothing."""
+    kinds = {"quality_case", "perf_case", "survey_case", "speed_target"}
     cases = [i for i in items if kinds & set(getattr(i, "fixturenames", ()))]
-    reasons = [_skip_reason(i) for i in cases]
+    # a speed target re-times two cases benchmarked earlier in the session, and skips
+    # ("not measured") when this selection does not time both
+    timed = set() if config.getoption("benchmark_disable", default=False) else {
+        i.callspec.params["perf_case"] for i in cases
+        if "perf_case" in i.fixturenames and not _skip_reason(i, config)}
+    reasons = []
+    for item in cases:
+        reason = _skip_reason(item, config)
+        if not reason and "speed_target" in item.fixturenames:
+            target = item.callspec.params["speed_target"]
+            untimed = [c.id for c in target.cases if c not in timed]
+            if untimed:
+                reason = (f"(speed target {target.name!r} needs test_inference of "
+                          f"{', '.join(untimed)} timed in the same run)",
+                          "select those cases too (`pytest benchmarks --variants ...` runs "
+                          "test_latency.py before the targets), without --benchmark-disable")
+        reasons.append(reason)
     if cases and all(reasons):
+        why, fix = reasons[0]
         raise pytest.UsageError(
-            f"every one of the {len(cases)} selected benchmark cases would be skipped on this "
-            f"host ({reasons[0]}), so the run would pass having measured and judged nothing; "
-            "run them where they can run, or select cases this host has (--devices cpu)"
+            f"every one of the {len(cases)} selected benchmark cases would be skipped {why}, "
+            f"so the run would pass having measured and judged nothing; {fix}"
         )
 
 
@@ -508,9 +550,11 @@ def _parametrize_speed_targets(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def quality(defectbench_suite, quality_case):
+def quality(defectbench_suite, quality_case, request):
     """The quality result of this case (scored on `val`, budgets judged)."""
-    return defectbench_suite.evaluate(quality_case)
+    result = defectbench_suite.evaluate(quality_case)
+    request.config.stash.setdefault(_GATED, set()).add(quality_case)
+    return result
 
 
 @pytest.fixture
@@ -618,6 +662,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     """
     config = session.config
     path = config.getoption("benchmark_json", default=None)
+    stopped = _stopped_early(session)
+    if stopped:  # read by pytest_benchmark_update_json, called by the writes below
+        config.stash[_STOPPED_EARLY] = stopped
     if exitstatus == pytest.ExitCode.INTERRUPTED:
         _keep_previous_json(config)
     else:
@@ -626,6 +673,31 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     result = yield
     _say_when_an_earlier_json_is_left(config, path)
     return result
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    result = yield
+    item.config.stash[_FINISHED] = item.config.stash.get(_FINISHED, 0) + 1
+    return result
+
+
+def _stopped_early(session: pytest.Session) -> dict | None:
+    """Why some selected tests never ran, when they did not (-x, --maxfail, a session
+    stopped by `pytest.exit`): the JSON of such a run holds part of the gates and would
+    otherwise read as a complete run whose other cases were never selected."""
+    config = session.config
+    if config.option.collectonly or hasattr(config, "workerinput"):
+        return None
+    selected, finished = len(session.items), config.stash.get(_FINISHED, 0)
+    if finished >= selected:
+        return None
+    reason = session.shouldfail or session.shouldstop
+    return {
+        "reason": reason if isinstance(reason, str) else "the session stopped early",
+        "selected": selected,
+        "not_run": selected - finished,
+    }
 
 
 def _say_when_an_earlier_json_is_left(config: pytest.Config, path) -> None:
@@ -705,6 +777,67 @@ def _write_quality_only_json(config: pytest.Config) -> None:
     bench.json = None
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """The gates' verdicts where a CI log ends: the short summary shows only test ids, and
+    the failures section is pages above. Each failing budget is named with its case, value,
+    bound and limit; then the speed targets, and whether the run stopped early."""
+    if hasattr(config, "workerinput"):
+        return
+    lines = _gate_summary(config)
+    stopped = config.stash.get(_STOPPED_EARLY, None)
+    if stopped:
+        path = config.getoption("benchmark_json", default=None)
+        lines.append((
+            f"stopped early ({stopped['reason']}): {stopped['not_run']} of "
+            f"{stopped['selected']} selected tests never ran"
+            + (f"; {path} holds only what ran and says so under defectbench.stopped_early"
+               if path else ""), {"red": True, "bold": True}))
+    if not lines:
+        return
+    terminalreporter.write_sep("=", "defectbench gates")
+    for text, markup in lines:
+        terminalreporter.line(text, **markup)
+
+
+def _gate_summary(config: pytest.Config) -> list[tuple[str, dict]]:
+    suite = config.stash.get(_SUITE, None)
+    if suite is None:
+        return []
+    red, green = {"red": True}, {"green": True}
+    lines = []
+    gated = config.stash.get(_GATED, set())
+    judged = [(case, suite.quality[case]) for case in sorted(suite.quality) if case in gated]
+    failed = [(case, result) for case, result in judged if not result["passed"]]
+    if judged:
+        lines.append((f"quality: {len(judged) - len(failed)} of {len(judged)} cases pass "
+                      f"every budget of {suite.budgets_path}", red if failed else green))
+    for case, result in failed:
+        for verdict in result["verdicts"]:
+            if not verdict["passed"]:
+                # the message opens with the variant; the case id adds precision and device
+                message = verdict["message"].removeprefix(f"{case.variant}: ")
+                lines.append((f"  FAIL {case.id}: {message}", red))
+    # scored for their timings' JSON by test_inference, judged by no gate in this run
+    unjudged = [case for case in sorted(suite.quality)
+                if case not in gated and not suite.quality[case]["passed"]]
+    if unjudged:
+        lines.append((
+            f"not gated in this run (test_quality.py not selected), but failing their budgets "
+            f"in the JSON: {', '.join(case.id for case in unjudged)}", {"yellow": True}))
+    results = suite.speed_results
+    if results:
+        measured = [r for r in results if r["measured"]]
+        broken = [r for r in measured if not r["passed"]]
+        lines.append((
+            f"speed targets: {len(measured) - len(broken)} of {len(results)} pass"
+            + (f", {len(broken)} fail" if broken else "")
+            + (f", {len(results) - len(measured)} not measured"
+               if len(measured) < len(results) else ""),
+            red if broken else green))
+        lines += [(f"  FAIL {r['message']}", red) for r in broken]
+    return lines
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     suite = config.stash.get(_SUITE, None)
     if suite is not None:
@@ -728,5 +861,10 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json:
         output_json["defectbench"] = suite_mod.json_section(suite)
     elif any(b.get("extra_info", {}).get("latency_only") for b in output_json["benchmarks"]):
         output_json["defectbench"] = suite_mod.survey_section()
+    stopped = config.stash.get(_STOPPED_EARLY, None)
+    if stopped and "defectbench" in output_json:
+        # part of the selection never ran: a reader must not take the missing cases and
+        # targets for ones the run did not select
+        output_json["defectbench"]["stopped_early"] = stopped
     suite_mod.add_speedups(output_json["benchmarks"],
                            suite.catalog.profile.teacher if suite else suite_mod.TEACHER)

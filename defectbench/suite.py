@@ -24,6 +24,7 @@ from defectbench.budgets import (
     check_table_keys,
     judge_all,
     load_budgets,
+    relative_to_cwd,
 )
 from defectbench.data.preprocess import Preprocess, preprocess_set
 from defectbench.errors import ConfigError
@@ -88,15 +89,23 @@ class Selection:
 
 
 def parse_list(text: str, what: str) -> tuple[str, ...]:
-    items = tuple(t.strip() for t in text.split(",") if t.strip())
-    if not items:
+    items = tuple(t.strip() for t in text.split(","))
+    if not any(items):
         raise ConfigError(f"--{what} is empty; give a comma-separated list")
+    if not all(items):
+        # `1,,8` is a value lost in editing (1,32,8?), not a list of two: running the
+        # remainder would drop it from the gate without a word
+        raise ConfigError(
+            f"--{what} {text!r} has an empty item; separate the values by single commas "
+            f"with none left out, e.g. {','.join(t for t in items if t)}"
+        )
     return items
 
 
 def parse_batches(text: str) -> tuple[int, ...]:
+    items = parse_list(text, "batch-sizes")
     try:
-        return tuple(sorted({int(t) for t in parse_list(text, "batch-sizes")}))
+        return tuple(sorted({int(t) for t in items}))
     except ValueError:
         raise ConfigError(
             f"--batch-sizes {text!r} must be comma-separated integers, e.g. 1,8,32"
@@ -107,10 +116,23 @@ def select_names(names: list[str], patterns: tuple[str, ...]) -> list[str]:
     chosen, unmatched = match_variants(names, patterns)
     if unmatched:
         raise ConfigError(
-            f"--variants {','.join(unmatched)!r} matches no variant; choose from: "
-            f"{', '.join(names)}"
+            f"--variants {','.join(unmatched)!r} matches no variant"
+            + _variant_hint(unmatched[0], names)
+            + f"; choose from: {', '.join(names)} (globs such as '*.kd*' select several)"
         )
     return chosen
+
+
+def _variant_hint(pattern: str, names: list[str]) -> str:
+    """'; did you mean ...' for a pattern that is a shortened or misspelt name: a name is
+    matched whole, so 'lite0.kd' selects nothing where '*lite0.kd' would."""
+    if any(c in pattern for c in "*?["):
+        return ""
+    ending = [n for n in names if n.endswith(pattern) or n.endswith("." + pattern)]
+    if ending:
+        return f" (did you mean {ending[0]!r}, or the glob '*{pattern}'?)"
+    close = difflib.get_close_matches(pattern, names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def quality_cases(catalog: Catalog, selection: Selection) -> list[Case]:
@@ -508,8 +530,14 @@ def load_speed_targets(path: Path, teacher: str = TEACHER) -> list[SpeedTarget]:
         import tomli as tomllib
 
     try:
-        data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
+        # utf-8-sig: an editor's byte-order mark is not content (tomllib refuses it)
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"speed targets file {str(path)!r} not found{relative_to_cwd(Path(path))}; pass "
+            "the reviewed targets, e.g. fixtures/speed_targets.toml of the checkout"
+        ) from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"speed targets file {path} is unreadable or malformed: {exc}") from exc
     unknown = sorted(set(data) - {"target"})
     if unknown:

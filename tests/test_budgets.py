@@ -604,3 +604,28 @@ def test_the_readme_figures_on_tango_mcnemar_and_reachable_budgets():
     assert (round(low, 4), round(high, 3), mcnemar_exact_p(4, 0)) == (0.0008, 0.049, 0.125)
     drop = Budget("d", "recall_drop", "max_drop", 0.08, "upper_bound")
     assert best_possible_bound(drop, 31) > 0.08 >= best_possible_bound(drop, 32)
+
+
+ONE_BUDGET = """
+[[budget]]
+name = "fnr-ceiling"
+metric = "fnr"
+kind = "ceiling"
+value = 0.2
+judged_on = "upper_bound"
+"""
+
+
+def test_a_byte_order_mark_from_an_editor_is_not_a_syntax_error(tmp_path):
+    path = tmp_path / "budgets.toml"
+    path.write_text("\ufeff" + ONE_BUDGET, encoding="utf-8")
+    assert [b.name for b in load_budgets(path)] == ["fnr-ceiling"]
+
+
+def test_a_relative_path_not_found_names_the_folder_it_was_read_from(tmp_path, monkeypatch):
+    # `cd /tmp && pytest /repo/benchmarks --budgets fixtures/budgets.toml`: the path is the
+    # one the user meant, read from another folder
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"'fixtures/budgets.toml' not found \(read from the "
+                       rf"working directory: {tmp_path}/fixtures/budgets.toml\)"):
+        load_budgets("fixtures/budgets.toml")

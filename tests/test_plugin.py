@@ -217,13 +217,26 @@ def test_gates_fail_when_a_variant_breaks_its_budget(suite_dir, smoke_zoo):
             f"*_ test_recall_budgets[[]{STUDENT}-fp32-cpu[]] _*",
         ]
     )
-    # the message names variant, metric, value, bound and budget
+    # the message names variant, metric, value, bound and budget, without the verdicts' repr
     result.stdout.fnmatch_lines(
         [
-            f"*AssertionError: {STUDENT}: recall_drop * (95% upper bound *) exceeds budget "
+            f"{STUDENT}: recall_drop * (95% upper bound *) exceeds budget "
             "max_drop 0.030 [[]budget 'recall-drop', judged on the point estimate, "
             "204 defective[]]",
-            f"*{STUDENT}: fnr 1.000 (95% upper bound 1.000) exceeds budget ceiling 0.200*",
+            f"{STUDENT}: fnr 1.000 (95% upper bound 1.000) exceeds budget ceiling 0.200*",
+        ]
+    )
+    assert "assert not [{" not in result.stdout.str()
+    # and again where a CI log ends, each failing budget under its case's id
+    result.stdout.fnmatch_lines(
+        [
+            "*= defectbench gates =*",
+            "quality: * of 2 cases pass every budget of */fixtures/budgets.toml",
+            f"  FAIL {STUDENT}-fp32-cpu: recall_drop * exceeds budget max_drop 0.030 "
+            "[[]budget 'recall-drop'*",
+            f"  FAIL {STUDENT}-fp32-cpu: fnr 1.000 (95% upper bound 1.000) exceeds budget "
+            "ceiling 0.200*",
+            "*short test summary info*",
         ]
     )
     # nothing was timed, so pytest-benchmark wrote no file; the gate's verdicts still land
@@ -242,6 +255,31 @@ def test_gates_fail_when_a_variant_breaks_its_budget(suite_dir, smoke_zoo):
                        r"quality-only run such as `-m quality`; its verdicts are under "
                        r"`defectbench.quality`"):
         load_report([out])
+
+
+def test_a_run_stopped_by_x_marks_its_json_as_holding_part_of_the_selection(
+    suite_dir, smoke_zoo
+):
+    # -x stops at the first failing gate; the JSON is still written (CI needs the failure's
+    # verdicts), but without a word it read as a run that had selected only the cases it holds
+    suite_dir.makeconftest(COLLAPSED_CONFTEST)
+    out = suite_dir.path / "quality.json"
+    result = _run(
+        suite_dir, smoke_zoo, "--budgets", str(REPO / "fixtures" / "budgets.toml"), "-m",
+        "quality", "--devices", "cpu", "--benchmark-disable", "--benchmark-json", str(out), "-x",
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=1)  # the student's case sorts first; the teacher's never ran
+    result.stdout.fnmatch_lines([
+        "*= defectbench gates =*",
+        "quality: 0 of 1 cases pass every budget of *",
+        "stopped early (stopping after 1 failures): 1 of 2 selected tests never ran; "
+        f"{out} holds only what ran and says so under defectbench.stopped_early",
+    ])
+    section = json.loads(out.read_text())["defectbench"]
+    assert [q["variant"] for q in section["quality"]] == [STUDENT]
+    assert section["stopped_early"] == {"reason": "stopping after 1 failures", "selected": 2,
+                                        "not_run": 1}
 
 
 GROUP_AND_TYPO_BUDGETS = """
@@ -306,12 +344,25 @@ def test_bad_selection_names_the_choices(smoke_zoo):
         suite_mod.Selection(batches=(0,))
     with pytest.raises(ConfigError, match="must be comma-separated integers"):
         suite_mod.parse_batches("1,x")
+    # a value lost in editing must not shrink the gate to the rest
+    with pytest.raises(ConfigError, match=r"--batch-sizes '1,,8' has an empty item; .* e.g. 1,8"):
+        suite_mod.parse_batches("1,,8")
+    with pytest.raises(ConfigError, match=r"--variants 'a,' has an empty item"):
+        suite_mod.parse_list("a,", "variants")
+    with pytest.raises(ConfigError, match="--batch-sizes is empty"):
+        suite_mod.parse_batches(" , ")
     catalog = Catalog(smoke_zoo, "smoke")
     with pytest.raises(ConfigError, match="matches no variant; choose from: "):
         suite_mod.quality_cases(catalog, suite_mod.Selection(variants=("resnet*",)))
     # a misspelt glob beside a good one would silently run fewer cases
     with pytest.raises(ConfigError, match=r"--variants 'tf_efficientnet_lite0.kdd' matches no"):
         suite_mod.quality_cases(catalog, suite_mod.Selection(variants=(TEACHER, f"{STUDENT}d")))
+    # a name is matched whole: the short name gets the full one and the glob that works
+    with pytest.raises(ConfigError, match=r"'lite0.kd' matches no variant \(did you mean "
+                       rf"'{STUDENT}', or the glob '\*lite0.kd'\?\)"):
+        suite_mod.quality_cases(catalog, suite_mod.Selection(variants=("lite0.kd",)))
+    with pytest.raises(ConfigError, match=rf"\(did you mean '{STUDENT}'\?\)"):
+        suite_mod.quality_cases(catalog, suite_mod.Selection(variants=(STUDENT[:-2] + "dk",)))
 
 
 def test_tensorrt_cases_exist_for_cuda_and_skip_with_the_fix_where_tensorrt_is_missing(
@@ -602,6 +653,32 @@ def test_a_selection_with_no_build_is_refused_not_skipped(suite_dir, tmp_path):
     assert not zoo.exists()
 
 
+def test_a_selection_whose_speed_targets_and_timings_can_only_skip_is_refused(
+    suite_dir, tmp_path
+):
+    # a speed target's id copied from a run's output, given alone: its cases are not timed in
+    # this session, so it skipped as "not measured" and the run exited 0 having judged nothing
+    target = ("benchmarks/test_speed_targets.py::"
+              "test_speed_target[smoke-teacher-ort-int8-not-slower]")
+    common = ("--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"), "--batch-sizes", "1",
+              "-p", "no:cacheprovider")
+    alone = suite_dir.runpytest_subprocess(target, *common)
+    assert alone.ret == pytest.ExitCode.USAGE_ERROR
+    alone.stderr.fnmatch_lines([
+        "ERROR: every one of the 1 selected benchmark cases would be skipped (speed target "
+        f"'smoke-teacher-ort-int8-not-slower' needs test_inference of {TEACHER}.int8_ort-int8-"
+        f"cpu-b1, {TEACHER}.onnx-fp32-cpu-b1 timed in the same run), so the run would pass "
+        "having measured and judged nothing; select those cases too*"])
+    # and timings only, under --benchmark-skip, which skips every one of them
+    skipped = suite_dir.runpytest_subprocess("benchmarks", *common, "--variants", TEACHER,
+                                             "--devices", "cpu", "-m", "perf and not slow",
+                                             "--benchmark-skip")
+    assert skipped.ret == pytest.ExitCode.USAGE_ERROR
+    skipped.stderr.fnmatch_lines(["ERROR: every one of the * selected benchmark cases would be "
+                                  "skipped (--benchmark-skip skips every timed case)*"])
+    assert not (tmp_path / "zoo").exists()  # refused before any build
+
+
 def test_benchmark_only_is_refused_while_it_would_skip_the_gates(suite_dir, tmp_path):
     common = ("benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
               "--variants", TEACHER, "-p", "no:cacheprovider", "--benchmark-only")
@@ -879,6 +956,26 @@ def test_an_empty_option_is_refused_not_read_as_the_default(suite_dir, tmp_path)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: --budgets is empty; give it a value, or leave it out "
                                  "for the default (or $DEFECTBENCH_BUDGETS)"])
+
+
+def test_a_bad_selection_from_the_environment_names_its_variable(suite_dir, tmp_path,
+                                                                  monkeypatch):
+    # a variable exported long ago, not an option the user gave: said so, with its value
+    monkeypatch.setenv("DEFECTBENCH_BATCH_SIZES", "1,,8")
+    monkeypatch.setenv("DEFECTBENCH_PRECISIONS", "int9")
+    common = ("benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
+              "-p", "no:cacheprovider", "--collect-only")
+    result = suite_dir.runpytest_subprocess(*common, "--precisions", "fp32")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: --batch-sizes '1,,8' has an empty item; * "
+                                 "(from $DEFECTBENCH_BATCH_SIZES='1,,8')"])
+    result = suite_dir.runpytest_subprocess(*common, "--batch-sizes", "1")
+    result.stderr.fnmatch_lines(["ERROR: unknown precision 'int9'*(from "
+                                 "$DEFECTBENCH_PRECISIONS='int9')"])
+    # the command line's own value is not blamed on the variable
+    result = suite_dir.runpytest_subprocess(*common, "--batch-sizes", "1", "--precisions", "fp33")
+    result.stderr.fnmatch_lines(["ERROR: unknown precision 'fp33'*"])
+    assert "DEFECTBENCH_PRECISIONS" not in result.stderr.str()
 
 
 def test_speed_targets_come_from_the_file_the_option_names(suite_dir, tmp_path):

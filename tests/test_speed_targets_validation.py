@@ -210,3 +210,15 @@ def test_a_cuda_target_carries_the_gpu_marks_of_its_cases(tmp_path, catalog, mon
     plugin._parametrize_speed_targets(Metafunc())
     assert seen["teacher-ort-int8-vs-fp32-b1"] == set()
     assert seen["teacher-ort-int8-vs-fp32-cuda"] == {"gpu", "skipif"}
+
+
+def test_a_byte_order_mark_is_read_and_a_relative_path_not_found_names_its_folder(
+    tmp_path, monkeypatch
+):
+    path = tmp_path / "speed_targets.toml"
+    path.write_text("\ufeff" + TARGET, encoding="utf-8")
+    assert [t.name for t in load_speed_targets(path)] == ["teacher-ort-int8-vs-fp32-b1"]
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"'fixtures/speed_targets.toml' not found \(read from "
+                       rf"the working directory: {tmp_path}/fixtures/speed_targets.toml\)"):
+        load_speed_targets(Path("fixtures/speed_targets.toml"))
