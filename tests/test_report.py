@@ -1070,6 +1070,21 @@ def test_findings_of_a_file_without_a_cpu_reference_row_say_so(tmp_path):
                         "compared with it; the drops are as the run recorded them.")
 
 
+def test_findings_open_with_a_run_that_stopped_early(tmp_path):
+    # `-x` leaves a JSON of what ran: without the sentence, its fastest passing artifact reads
+    # as the fastest of the whole selection
+    data = _load(CPU)
+    complete = _findings(tmp_path, data)
+    assert not any("stopped early" in ln for ln in complete)
+    data["defectbench"]["stopped_early"] = {
+        "reason": "stopping after 1 failures", "selected": 40, "not_run": 31}
+    lines = _findings(tmp_path, data)
+    assert lines[0].startswith("The run in `")
+    assert lines[0].endswith("` stopped early (pytest: stopping after 1 failures); 31 of its "
+                             "40 selected tests never ran, so this report covers only what did.")
+    assert lines[1:] == complete
+
+
 def test_an_exact_specificity_gap_of_a_tenth_is_not_more_than_a_tenth(tmp_path):
     # 0.731 - 0.631 is 0.1 in cells (45 of 450) but 0.10000000000000009 in floats
     data = _load(CPU)

@@ -11,10 +11,10 @@ row's; a reader can find each in the table below it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from defectbench.report.format import DASH, fixed, significant
-from defectbench.report.load import run_labels
+from defectbench.report.load import BenchmarkRun, run_labels
 from defectbench.report.rows import Report, ReportRow, model_key
 
 # McNemar p-values are reported uncorrected: the sentence says so and how many were tested
@@ -185,9 +185,31 @@ def _speed_finding(rows: Sequence[ReportRow], device: str, machine: str, batch: 
     return text
 
 
+def _stopped_early(runs: Sequence[BenchmarkRun]) -> list[str]:
+    """One sentence per run that `-x`, `--maxfail` or an exit cut short: its missing cases
+    are not cases the run left out of its selection, and a fastest variant chosen among what
+    did run may not be the fastest of the selection."""
+    out = []
+    labels = run_labels(runs)
+    for run in runs:
+        stopped = run.section.get("stopped_early")
+        if not isinstance(stopped, Mapping):
+            continue
+        not_run, selected = stopped.get("not_run"), stopped.get("selected")
+        counted = (f"{not_run} of its {selected} selected tests never ran"
+                   if isinstance(not_run, int) and isinstance(selected, int)
+                   else "part of its selection never ran")
+        reason = stopped.get("reason")
+        out.append(f"The run in `{labels[run.path]}` stopped early"
+                   + (f" (pytest: {reason})" if isinstance(reason, str) and reason else "")
+                   + f"; {counted}, so this report covers only what did.")
+    return out
+
+
 def findings(report: Report) -> list[str]:
     """The written analysis, one sentence group per item, in a fixed order."""
-    out: list[str] = []
+    # first: every sentence below is about what ran, not about the whole selection
+    out: list[str] = _stopped_early(report.runs)
     groups = sorted({(r.device, r.machine) for r in report.rows if r.passed is not None})
     for device, machine in groups:
         rows = [r for r in report.rows if (r.device, r.machine) == (device, machine)]
