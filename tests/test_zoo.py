@@ -1516,6 +1516,74 @@ def test_zoo_list_says_how_much_is_built_and_where_the_other_profiles_are(tmp_pa
     assert "`defectbench zoo build --profile quick" in captured.err
 
 
+def test_zoo_list_calls_an_interrupted_training_partial_and_says_build_resumes_it(tmp_path,
+                                                                                  capsys):
+    from defectbench.zoo.build import TRAIN_STATE
+    from defectbench.zoo.catalog import Catalog
+
+    # it showed `-`: the user could not tell the next build resumes from the epochs saved
+    catalog = Catalog(tmp_path, "smoke")
+    _commit_under_catalog_key(catalog, TEACHER, {"model.pt": b"w"})
+    interrupted = ["tf_efficientnet_lite0.kd", "vit_tiny_patch16_224.kd"]
+    for name in interrupted:  # a state in its folder and no manifest, as a killed build leaves
+        catalog.store.variant_dir(name).mkdir(parents=True)
+        (catalog.store.variant_dir(name) / TRAIN_STATE).write_bytes(
+            b"defectbench-train-state/1\n" + bytes(32) + b"payload")
+    # a folder with only a temporary file in it is not partial: nothing there resumes
+    catalog.store.variant_dir("tf_efficientnet_lite0.base").mkdir()
+    (catalog.store.variant_dir("tf_efficientnet_lite0.base") / f".{TRAIN_STATE}.x.tmp").touch()
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    states = dict(line.split() for line in captured.out.splitlines())
+    assert {n for n, s in states.items() if s == "partial"} == set(interrupted)
+    assert states["tf_efficientnet_lite0.base"] == "-"
+    assert f"1 of {len(states)} built in {catalog.store.directory} (2 partial)" in captured.err
+    assert "2 partial: `zoo build` resumes them from their saved training state" in captured.err
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path), "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert all(rows[n]["state"] == "partial" and not rows[n]["built"] for n in interrupted)
+    (catalog.store.variant_dir(interrupted[1]) / TRAIN_STATE).unlink()
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
+    assert "1 partial: `zoo build` resumes it from its saved" in capsys.readouterr().err
+
+
+def test_zoo_list_names_folders_that_are_no_variant_of_the_profile_and_keeps_them(tmp_path,
+                                                                                  capsys):
+    from defectbench.zoo.catalog import Catalog
+
+    # they were skipped without a word: a renamed variant's old folder held its disk space
+    catalog = Catalog(tmp_path, "smoke")
+    store = catalog.store
+    _commit_under_catalog_key(catalog, TEACHER, {"model.pt": b"w"})
+    strays = ["a.typo", "b.renamed", "c.removed", "d.old", "e.old"]
+    for name in strays:
+        _committed(store, name)
+    # the zoo's own entries: the shared cache, the lock, scratch folders; and a stray file
+    (store.cache_dir() / "tensorrt").mkdir(parents=True)
+    (store.cache_dir() / "teacher_logits-0123-10.npy").write_bytes(b"logits")
+    (store.directory / ".build.lock").write_text("pid 1\n")
+    (store.directory / f".{TEACHER}.abc.tmp").mkdir()
+    (store.directory / "notes.txt").write_text("mine")
+    before = sorted(p.name for p in store.directory.iterdir())
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert "5 folders there are no variants of this defectbench's smoke profile (renamed or " \
+           "removed since, or misspelt): a.typo, b.renamed, c.removed and 2 more; nothing " \
+           "uses them and they can be deleted" in captured.err
+    for own in ("_cache", ".build.lock", ".tmp", "notes.txt", "d.old"):
+        assert own not in captured.err
+    assert len(captured.out.splitlines()) == len(catalog.names)  # stdout: the variants only
+    assert sorted(p.name for p in store.directory.iterdir()) == before  # nothing deleted
+    for name in strays[1:]:
+        (store.variant_dir(name) / "manifest.json").unlink()
+        (store.variant_dir(name) / "model.pt").unlink()
+        store.variant_dir(name).rmdir()
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
+    assert ("1 folder there is no variant of this defectbench's smoke profile (renamed or "
+            "removed since, or misspelt): a.typo; nothing uses it and it can be deleted"
+            in capsys.readouterr().err)
+
+
 def test_zoo_list_json_gives_recall_and_fnr_with_their_bounds(tmp_path, capsys):
     import numpy as np
 

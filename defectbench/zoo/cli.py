@@ -7,6 +7,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from defectbench.errors import ConfigError
@@ -134,19 +135,44 @@ def _cmd_list(args: argparse.Namespace) -> int:
         for name, (state, _) in states.items():
             print(f"{name:50s} {state}")
     # on stderr, so the list stays one line per variant for a pipe or a diff
-    print(_zoo_footing(catalog.store, [s for s, _ in states.values()]), file=sys.stderr)
+    print(_zoo_footing(catalog.store, [s for s, _ in states.values()],
+                       catalog.store.unknown_folders(catalog.names)), file=sys.stderr)
     return 0
 
 
-def _zoo_footing(store, states: list[str]) -> str:
+# folders named in full in the footer; more are counted
+_NAMED_UNKNOWN = 3
+
+
+def _zoo_footing(store, states: list[str], unknown: Sequence[str] = ()) -> str:
     """How much of the zoo is built, and where; for an empty one, what the folder holds: a
-    misspelt --zoo or the wrong --profile otherwise shows as an unbuilt zoo, line by line."""
-    counts = {s: states.count(s) for s in ("built", "stale", "corrupt", "newer") if s in states}
+    misspelt --zoo or the wrong --profile otherwise shows as an unbuilt zoo, line by line.
+    Then the folders there that are no variant of this profile (`unknown`): nothing reads
+    them, and a renamed variant's old folder would otherwise hold its disk space unseen."""
+    counts = {s: states.count(s) for s in ("built", "stale", "corrupt", "newer", "partial")
+              if s in states}
     unusable = ", ".join(f"{n} {s}" for s, n in counts.items() if s != "built")
     line = (f"{counts.get('built', 0)} of {len(states)} built in {store.directory}"
             + (f" ({unusable})" if unusable else ""))
-    if counts.get("built", 0) == len(states):
-        return line
+    if counts.get("built", 0) != len(states):
+        line += _unbuilt_footing(store, counts.get("partial", 0))
+    if unknown:
+        shown = [n if n.isprintable() else ascii(n) for n in unknown[:_NAMED_UNKNOWN]]
+        more = len(unknown) - len(shown)
+        one = len(unknown) == 1
+        line += (f"; {len(unknown)} folder{'' if one else 's'} there "
+                 f"{'is no variant' if one else 'are no variants'} of this defectbench's "
+                 f"{store.profile} profile (renamed or removed since, or misspelt): "
+                 f"{', '.join(shown)}" + (f" and {more} more" if more else "")
+                 + f"; nothing uses {'it' if one else 'them'} and "
+                 f"{'it' if one else 'they'} can be deleted")
+    return line
+
+
+def _unbuilt_footing(store, partial: int) -> str:
+    """Where the rest comes from: the command that builds it, and whether the folder is
+    there at all."""
+    line = ""
     if not store.directory.is_dir():
         try:
             others = sorted(p.name for p in store.root.iterdir()
@@ -156,22 +182,31 @@ def _zoo_footing(store, states: list[str]) -> str:
         line += ("; that folder does not exist"
                  + (f" ({store.root} holds {', '.join(others)}: another --profile or "
                     "--teacher?)" if others else ""))
-    return line + f"; {store.rebuild_command()} builds the rest"
+    line += f"; {store.rebuild_command()} builds the rest"
+    if partial:
+        line += (f"; {partial} partial: `zoo build` resumes "
+                 f"{'it from its' if partial == 1 else 'them from their'} saved training state "
+                 "(unopened here: one that proves damaged or another recipe's restarts)")
+    return line
 
 
 def _state(catalog, name: str, manifest: dict | None) -> str:
-    """`built`, `stale`, `corrupt` or `-`, as `zoo build` would judge it (`zoo list` adds
-    `newer` for a manifest a newer defectbench wrote, which `zoo build` refuses to replace).
+    """`built`, `stale`, `corrupt`, `partial` or `-`, as `zoo build` would judge it (`zoo
+    list` adds `newer` for a manifest a newer defectbench wrote, which `zoo build` refuses to
+    replace). Partial: no manifest, but the training state an interrupted build saved, which
+    the next build resumes from; it is not read (a teacher's is hundreds of MB), so one saved
+    under another key or damaged shows as partial too, and that build restarts it.
     Stale: built from another recipe, data fixture or library version, or from an earlier
     build of a parent. Corrupt: the manifest does not match its own checksum, an artifact is
     missing or its sha256 is not the manifest's (every artifact is hashed, as at load), the
     manifest lists not the file its loader reads, or the parent a PT2E or QAT variant is
     rebuilt from at load is itself corrupt. The next `zoo build` replaces all of them."""
     from defectbench.errors import ArtifactError
+    from defectbench.zoo.build import TRAIN_STATE
 
     store, key = catalog.store, catalog.keys[name]
     if manifest is None:
-        return "-"
+        return "partial" if (store.variant_dir(name) / TRAIN_STATE).is_file() else "-"
     if manifest["key"] != key:
         return "stale"
     try:

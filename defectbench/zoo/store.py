@@ -313,6 +313,20 @@ class ZooStore:
             json.dumps(manifest, indent=2, sort_keys=True) + "\n",
         )
 
+    def unknown_folders(self, names: Iterable[str]) -> list[str]:
+        """Folders here that are none of the variants `names` (renamed or removed since they
+        were built, or misspelt), sorted. Not the zoo's own: hidden entries (`.build.lock`,
+        scratch folders) and `_`-prefixed shared ones (`_cache/`, and any a newer defectbench
+        adds: a user told to delete it would lose its cache)."""
+        try:
+            entries = list(self.directory.iterdir()) if self.directory.is_dir() else []
+        except OSError:  # not readable: a hint is not worth an error
+            return []
+        known = set(names)
+        return sorted(p.name for p in entries
+                      if not p.name.startswith((".", "_")) and p.name not in known
+                      and p.is_dir())
+
     def built_names(self) -> list[str]:
         if not self.directory.is_dir():
             return []
