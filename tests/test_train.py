@@ -729,8 +729,9 @@ def test_each_image_is_distilled_towards_its_own_teacher_row():
      (np.where(np.arange(24) % 2, -1, 0), r"values \[-1, 0\]"),
      ((np.arange(24) % 2).astype(np.float32), "got dtype float32"),
      (np.arange(10) % 2, r"train_y has shape \(10,\) for 24 images"),
-     (np.zeros(24, np.int64), "the training set holds 0 defective and 24 good images; it needs")],
-    ids=["label-2", "label-minus-1", "float", "short", "one-class"],
+     (np.zeros(24, np.int64), "the training set holds 0 defective and 24 good images; it needs"),
+     (np.array([0, 1, None] * 8, dtype=object), r"got dtype object with values \[0, 1, None\]")],
+    ids=["label-2", "label-minus-1", "float", "short", "one-class", "none"],
 )
 def test_bad_training_labels_are_refused_before_training(labels, match):
     x, _ = _data()
@@ -833,6 +834,19 @@ def test_a_single_image_given_as_the_batch_gets_a_hint():
         Preprocess(16)(np.zeros((48, 48), np.uint8))
     with pytest.raises(DataError, match=r"image 2: expected uint8 pixels, got uint16"):
         Preprocess(16)([np.zeros((8, 8), np.uint8)] * 2 + [np.zeros((8, 8), np.uint16)])
+
+
+def test_a_bad_image_of_a_large_set_is_named_by_its_id_not_its_place_in_a_chunk():
+    # preprocess_set works in chunks of 64: "image 6" pointed at the 7th of the second chunk
+    from defectbench.data.image_set import in_memory
+    from defectbench.data.preprocess import Preprocess, preprocess_set
+
+    images = [np.zeros((8, 8), np.uint8)] * 100
+    images[70] = np.zeros((8, 8), np.float32)
+    ids = [f"cell{i:03d}" for i in range(100)]
+    image_set = in_memory(ids, np.zeros(100, np.int8), images)
+    with pytest.raises(DataError, match=r"image 'cell070': expected uint8 pixels"):
+        preprocess_set(image_set, Preprocess(16))
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,9 @@ class Preprocess:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    def __call__(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    def __call__(self, images: Sequence[np.ndarray] | np.ndarray,
+                 names: Sequence[str] | None = None) -> np.ndarray:
+        """`names`, one per image, name a bad image in the error (default: its position)."""
         batch = []
         for i, img in enumerate(images):
             try:
@@ -82,7 +84,8 @@ class Preprocess:
                 # which of a folder's images is bad, and the likely slip for a 1-D "image"
                 hint = ("; a single image was given where a sequence of images is expected "
                         "(wrap it in a list)" if np.ndim(img) == 1 else "")
-                raise DataError(f"image {i}: {err}{hint}") from None
+                name = f"image {names[i]!r}" if names is not None else f"image {i}"
+                raise DataError(f"{name}: {err}{hint}") from None
         if not batch:
             raise DataError("no images to preprocess; pass at least one (H, W[, 3]) uint8 image")
         shapes = sorted({img.shape for img in batch})
@@ -152,5 +155,7 @@ def preprocess_set(images, preprocess: Preprocess, batch_size: int = 64) -> np.n
     out = np.empty((len(images), 3, preprocess.size, preprocess.size), dtype=np.float32)
     for start in range(0, len(images), batch_size):
         idx = range(start, min(start + batch_size, len(images)))
-        out[start : idx.stop] = preprocess(images.load_all(idx))
+        # named by id: a position within the chunk would point at another image
+        out[start : idx.stop] = preprocess(images.load_all(idx),
+                                           names=[images.ids[i] for i in idx])
     return out

@@ -113,7 +113,12 @@ def _binary_labels(labels: object, name: str, count: int, description: str) -> n
     integral = y.dtype == bool or np.issubdtype(y.dtype, np.integer)
     if not integral or not np.isin(y, (0, 1)).all():
         # a 2 made a three-class weight and a torch error; a -1 a bincount error
-        found = np.unique(y)[:5].tolist() if y.size else []
+        found = list(dict.fromkeys(y.ravel().tolist()))
+        try:
+            found.sort()
+        except TypeError:  # None beside ints (an object array): as they come
+            pass
+        found = found[:5]
         raise ConfigError(
             f"{description}: {name} must be integer class labels 0 (good) or 1 (defective), "
             f"got dtype {y.dtype} with values {found}"
