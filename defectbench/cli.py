@@ -11,11 +11,9 @@ from pathlib import Path
 
 from defectbench import __version__
 from defectbench.errors import DefectbenchError
+from defectbench.io import STORAGE_ERRNOS
 from defectbench.report.cli import add_report_command
 from defectbench.zoo.cli import add_zoo_commands
-
-# OSErrors of the place written to, which its user must fix
-_STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 def _cmd_data_summary(args: argparse.Namespace) -> int:
@@ -129,14 +127,17 @@ def main(argv: list[str] | None = None) -> int:
             pass
         return 141  # as a shell reports a process ended by SIGPIPE
     except OSError as exc:
-        if exc.errno not in _STORAGE_ERRNOS:
+        if exc.errno not in STORAGE_ERRNOS:
             raise
         # a full disk or a folder one cannot write is the user's to fix, not a bug: the file
-        # and the fix say more than a traceback through torch.save
-        fix = ("free space on its disk (or, for the zoo, point --zoo or DEFECTBENCH_ZOO at "
-               "another)"
-               if exc.errno in (errno.ENOSPC, errno.EDQUOT) else
-               "fix its permissions, or choose a place you can write")
+        # and the fix say more than a traceback through the writer
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            fix = ("free space on its disk (or, for the zoo, point --zoo or DEFECTBENCH_ZOO at "
+                   "another)")
+        elif exc.errno == errno.EIO:
+            fix = "check the disk it is on (the system reports an I/O error)"
+        else:
+            fix = "fix its permissions, or choose a place you can write"
         print(f"defectbench: error: {exc.filename or 'a file'}: {exc.strerror}; {fix}, then run "
               "the command again: every file written is whole (writes are atomic), and a "
               "`zoo build` resumes where it stopped", file=sys.stderr)

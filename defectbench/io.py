@@ -72,14 +72,14 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
 
 # errors of the place written to: a full disk surfaces in `write`, `fsync` or `close` as a
 # bare "[Errno 28] No space left on device", naming no file
-_STORAGE_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+STORAGE_ERRNOS = frozenset((errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
                              errno.EPERM, errno.EIO))
 
 
 def _raise_naming(exc: OSError, path: Path) -> None:
     """Raise `exc` again, naming `path` when it names no file: as the same OSError subclass,
     so callers that catch by errno or type still do."""
-    if exc.filename is not None or exc.errno not in _STORAGE_ERRNOS:
+    if exc.filename is not None or exc.errno not in STORAGE_ERRNOS:
         raise exc
     raise OSError(exc.errno, exc.strerror, str(path)) from exc
 

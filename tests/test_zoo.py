@@ -1706,6 +1706,31 @@ def test_a_full_disk_names_the_file_and_the_fix_and_keeps_the_old_file(tmp_path,
     assert "Traceback" not in err and "resumes" in err
 
 
+@pytest.mark.parametrize("code, fix", [("EIO", "check the disk it is on"),
+                                       ("EFBIG", "free space on its disk"),
+                                       ("EROFS", "fix its permissions")])
+def test_each_storage_error_the_io_layer_names_gets_its_own_fix(code, fix, tmp_path,
+                                                                 monkeypatch, capsys):
+    # the io layer names the file for these; the command must then say it, not a traceback,
+    # and not the advice of another error ("fix its permissions" for an I/O error)
+    import errno
+
+    from defectbench import io
+    from defectbench.zoo import cli as zoo_cli
+
+    number = getattr(errno, code)
+    assert number in io.STORAGE_ERRNOS
+
+    def fail(args):
+        raise OSError(number, os.strerror(number), str(tmp_path / "model.onnx"))
+
+    monkeypatch.setattr(zoo_cli, "_cmd_build", fail)
+    assert main(["zoo", "build", "--profile", "smoke", "--zoo", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"defectbench: error: {tmp_path / 'model.onnx'}: {os.strerror(number)}; "
+                          f"{fix}")
+
+
 def test_zoo_show_and_list_print_json_that_strict_parsers_read(tmp_path, capsys):
     from defectbench.zoo.catalog import Catalog
 
