@@ -983,3 +983,44 @@ def test_global_pruning_that_removes_nothing_is_refused() -> None:
     report = prune_model(tiny_cnn(), images(1, seed=110, size=16),
                          PruneConfig(ratio=0.9, global_pruning=True))
     assert report.params_after < 0.3 * report.params_before
+
+
+def test_groups_too_narrow_for_round_to_are_kept_whole_and_reported() -> None:
+    # round_to=8 rounds what ratio 0.3 keeps of a squeeze-excitation bottleneck (4 to 10
+    # channels) down to none, so Torch-Pruning skips it at any ratio: this raised ArtifactError
+    # ("lower the ratio") and failed a zoo build with an efficientnet_b0 teacher
+    model = timm.create_model("mobilenetv3_small_100", pretrained=False, num_classes=2)
+    with pytest.warns(UserWarning, match=r"round_to=8 rounds .* blocks.0.0.se.conv_reduce \(8\)"):
+        report = prune_model(model, images(1, seed=111), PruneConfig(ratio=0.3, round_to=8))
+    assert report.kept_whole == (("blocks.0.0.se.conv_reduce", 8),)
+    assert report.to_dict()["kept_whole"] == [["blocks.0.0.se.conv_reduce", 8]]
+    assert model.blocks[0][0].se.conv_reduce.out_channels == 8
+    assert report.params_after < 0.8 * report.params_before
+    assert torch_logits(model, images(1, seed=112)).shape == (1, 2)
+
+
+def test_save_pruned_writes_torch_bytes_and_unreadable_files_say_so(tmp_path) -> None:
+    import io
+    import os
+
+    from defectbench.compress.prune import PRUNED_FORMAT, pruned_structure
+
+    model = tiny_cnn()
+    path = tmp_path / "m.pt"
+    save_pruned(model, path, metadata={"arch": "tiny"})
+    # serialized in memory and written by defectbench.io (a full disk names the file)
+    buffer = io.BytesIO()
+    torch.save({"format": PRUNED_FORMAT, "structure": pruned_structure(model),
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "metadata": {"arch": "tiny"}}, buffer)
+    assert path.read_bytes() == buffer.getvalue()
+    if os.geteuid() != 0:  # root reads a 0o000 file
+        path.chmod(0)
+        try:
+            # was "cannot be read as a pruned model ...; it is truncated or not a torch file"
+            with pytest.raises(PermissionError, match=r"m.pt"):
+                load_pruned(path, tiny_cnn())
+        finally:
+            path.chmod(0o644)
+    np.testing.assert_array_equal(torch_logits(load_pruned(path, tiny_cnn()), images(1, 113, 16)),
+                                  torch_logits(model, images(1, 113, 16)))

@@ -10,8 +10,10 @@ loads the weights with ``torch.load(weights_only=True)``, so no pickled code is 
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import pickle
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +25,7 @@ from torch import nn
 
 from defectbench.compress._io import as_tensor, check_nchw, eval_mode
 from defectbench.errors import ArtifactError, ConfigError
-from defectbench.io import atomic_path
+from defectbench.io import atomic_write_bytes
 
 IMPORTANCES: tuple[str, ...] = ("magnitude", "random", "taylor")
 PRUNED_FORMAT = "defectbench.pruned/1"
@@ -83,6 +85,9 @@ class PruneReport:
     macs_after: int
     attention_heads: tuple[tuple[str, int, int], ...]  # (module, num_heads, head_dim) after
     config: PruneConfig
+    # (module, channels) of layer groups left whole because round_to could not prune them:
+    # the ratio keeps fewer than round_to channels (per channel group), which rounds to none
+    kept_whole: tuple[tuple[str, int], ...] = ()
 
     @property
     def macs_ratio(self) -> float:
@@ -103,6 +108,7 @@ class PruneReport:
             "macs_ratio": self.macs_ratio,
             "attention_heads": [list(h) for h in self.attention_heads],
             "config": self.config.to_dict(),
+            "kept_whole": [list(k) for k in self.kept_whole],
         }
 
 
@@ -120,7 +126,10 @@ def prune_model(
     ``head_dim`` / ``attn_dim`` / ``scale`` updated. ``gradient_batches`` (images, labels)
     are required for ``importance='taylor'``. A ratio (with ``round_to``) that would leave a
     layer group no channels, which Torch-Pruning answers by leaving the group whole, raises
-    ArtifactError (the model is then pruned in part: discard it).
+    ArtifactError (the model is then pruned in part: discard it). A group too narrow for
+    ``round_to`` (the ratio keeps fewer than ``round_to`` of its channels, per channel group,
+    e.g. a squeeze-excitation bottleneck at ``round_to=8``) is left whole by design: it is
+    listed in the report's ``kept_whole`` and a warning names it.
     """
     import torch_pruning as tp
 
@@ -160,9 +169,10 @@ def prune_model(
         names = {module: name for name, module in model.named_modules()}
         for attn in attention:
             _fix_attention(attn, pruner.num_heads[attn.qkv], names[attn], config)
+        kept_whole: list[tuple[str, int]] = []
         if not config.global_pruning:
-            _check_every_group_pruned(pruner, widths, names, config)
-        elif all(_channels(pruner, module, out) == width for module, out, width in widths):
+            kept_whole = _check_every_group_pruned(pruner, widths, names, config)
+        elif all(_channels(pruner, module, out) == width for module, out, width, _ in widths):
             # global ranking that would empty every group it reaches prunes none of them
             raise ArtifactError(
                 f"global pruning at ratio {config.ratio} removed nothing: Torch-Pruning skips "
@@ -183,6 +193,7 @@ def prune_model(
             if m in attention_set
         ),
         config=config,
+        kept_whole=tuple(kept_whole),
     )
 
 
@@ -239,8 +250,9 @@ def _check_heads_left(model: nn.Module, attention: list[nn.Module], config: Prun
             )
 
 
-def _group_widths(pruner: Any) -> list[tuple[nn.Module, bool, int]]:
-    """(root module, out-channel side?, channels) of every group Torch-Pruning may prune."""
+def _group_widths(pruner: Any) -> list[tuple[nn.Module, bool, int, int]]:
+    """(root module, out-channel side?, channels, channel groups) of every group Torch-Pruning
+    may prune; channel groups (grouped convs, attention heads) are pruned alike."""
     widths = []
     for group in pruner.DG.get_all_groups(
         ignored_layers=pruner.ignored_layers, root_module_types=pruner.root_module_types
@@ -249,7 +261,7 @@ def _group_widths(pruner: Any) -> list[tuple[nn.Module, bool, int]]:
         is_out = pruner.DG.is_out_channel_pruning_fn(dep.handler)
         channels = _channels(pruner, dep.target.module, is_out)
         if channels is not None:
-            widths.append((dep.target.module, is_out, channels))
+            widths.append((dep.target.module, is_out, channels, pruner._get_channel_groups(group)))
     return widths
 
 
@@ -260,30 +272,66 @@ def _channels(pruner: Any, module: nn.Module, is_out: bool) -> int | None:
 
 def _check_every_group_pruned(
     pruner: Any,
-    widths: list[tuple[nn.Module, bool, int]],
+    widths: list[tuple[nn.Module, bool, int, int]],
     names: dict[nn.Module, str],
     config: PruneConfig,
-) -> None:
-    """ArtifactError when local pruning left a layer group whole.
+) -> list[tuple[str, int]]:
+    """The (module, channels) of conv groups that ``round_to`` left whole, with a warning;
+    ArtifactError when local pruning left any other layer group whole.
 
     Torch-Pruning skips, without a word, a group that the ratio (after ``round_to``) would
-    leave with no channels: at ratio 0.999 a ViT comes out unpruned, and at ratio 0.5 with
-    ``round_to=64`` its attention keeps every head dimension. Local pruning removes at least
-    one channel of every other group, so an unchanged group is one of those."""
-    whole = [
-        (names.get(module, type(module).__name__), channels)
-        for module, is_out, channels in widths
-        if channels > 1 and _channels(pruner, module, is_out) == channels
-    ]
+    leave with no channels. Local pruning keeps ``int(width * (1 - ratio))`` channels of each
+    channel group (rounded down to a multiple of ``round_to``) and removes at least one of
+    every other group. Kept whole by design: a group whose kept count only ``round_to``
+    rounds to none, such as a squeeze-excitation bottleneck or a RegNet conv group of 8 at
+    ``round_to=8``. Refused: a ratio that keeps no channel at all (0.999 leaves a ViT
+    unpruned), and attention head dimensions that ``round_to`` rounds to none (a ViT at
+    ratio 0.5 and ``round_to=64`` keeps every head dimension while its embedding shrinks)."""
+    kept: list[tuple[str, int]] = []
+    emptied: list[tuple[str, int]] = []
+    rounded: list[tuple[str, int]] = []
+    for module, is_out, channels, groups in widths:
+        if channels <= 1 or _channels(pruner, module, is_out) != channels:
+            continue
+        name = names.get(module, type(module).__name__)
+        keep = int(channels // groups * (1 - config.ratio))  # Torch-Pruning's own count
+        if keep == 0:
+            emptied.append((name, channels))
+        elif config.round_to and keep < config.round_to and module not in pruner.num_heads:
+            kept.append((name, channels))
+        else:
+            rounded.append((name, channels))
+    whole = emptied + rounded
     if whole:
         listed = ", ".join(f"{name} ({channels})" for name, channels in whole[:5])
         more = f" and {len(whole) - 5} more" if len(whole) > 5 else ""
+        if emptied:
+            cause = (
+                f"that ratio keeps int(channels * {1 - config.ratio:.4g}) = 0 channels of "
+                f"{len(emptied)} of them"
+            )
+            fix = "lower the ratio"
+        else:
+            cause = (
+                f"round_to={config.round_to} rounds the channels that ratio keeps (per head or "
+                "channel group) down to 0"
+            )
+            fix = "lower round_to (to a divisor of the head dimension) or prune whole heads"
         raise ArtifactError(
             f"pruning at ratio {config.ratio} (round_to={config.round_to}) left {len(whole)} "
-            f"layer group(s) whole, because that ratio would leave them no channels and "
-            f"Torch-Pruning then skips them: {listed}{more} (channels); the model was pruned "
-            "only in part, so discard it and lower the ratio or round_to"
+            f"layer group(s) whole, because {cause} and Torch-Pruning then skips them: "
+            f"{listed}{more} (channels); the model was pruned only in part, so discard it and "
+            f"{fix}"
         )
+    if kept:
+        listed = ", ".join(f"{name} ({channels})" for name, channels in kept)
+        warnings.warn(
+            f"pruning at ratio {config.ratio} left {len(kept)} layer group(s) whole: "
+            f"round_to={config.round_to} rounds the channels it would keep of them to none, so "
+            f"Torch-Pruning skips them: {listed} (channels); PruneReport.kept_whole lists them",
+            stacklevel=3,
+        )
+    return kept
 
 
 def _fix_attention(attn: nn.Module, num_heads: int, name: str, config: PruneConfig) -> None:
@@ -343,8 +391,10 @@ def save_pruned(model: nn.Module, path: str | Path, metadata: dict[str, Any] | N
     bad = [k for k, v in payload["metadata"].items() if not _is_plain(v)]
     if bad:
         raise ConfigError(f"metadata values must be plain numbers/strings/tuples; not {bad}")
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    # written by defectbench.io, not torch: a full disk is then an OSError naming the file
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_pruned_metadata(path: str | Path) -> dict[str, Any]:
@@ -384,10 +434,12 @@ def _load_payload(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"pruned model {path} not found; write it with save_pruned")
+    data = path.read_bytes()  # an unreadable file raises its own OSError, naming it
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        # a truncated file: torch says "failed finding central directory" or nothing at all
+        payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except (RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
+        # a truncated file: torch says "failed finding central directory", "negative seek
+        # value" or nothing at all
         raise ArtifactError(
             f"{path} cannot be read as a pruned model ({type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else 'file ends early'}); it is truncated "
