@@ -62,6 +62,10 @@ _GENERATE_ERRORS = pytest.StashKey[dict]()
 _GATED = pytest.StashKey[set]()  # the quality cases whose gate test ran (not only scored)
 _FINISHED = pytest.StashKey[int]()  # tests that ran to the end of their teardown
 _STOPPED_EARLY = pytest.StashKey[dict]()  # why selected tests never ran (-x, --maxfail...)
+_STOPPED_EARLY_IN_JSON = pytest.StashKey[bool]()  # ...and the JSON written says so
+_CASES_SELECTED = pytest.StashKey[bool]()  # the selection holds a suite or survey case
+# the parameters the suite's and the survey's tests are recognised by
+_CASE_PARAMS = frozenset({"quality_case", "perf_case", "survey_case", "speed_target"})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -124,11 +128,18 @@ def _threads(config: pytest.Config) -> int:
 
 
 def _parse_threads(value: str) -> int:
-    if not value.isdigit() or int(value) < 1:
-        from defectbench.errors import ConfigError
+    from defectbench.errors import ConfigError
+    from defectbench.zoo.cli import MAX_THREADS  # light: no torch, no plugin import
 
+    if not (value.isascii() and value.isdigit()) or int(value) < 1:
         raise ConfigError(
             f"--threads (DEFECTBENCH_THREADS) must be a positive integer, got {value!r}"
+        )
+    if int(value) > MAX_THREADS:
+        # the zoo build the suite may start takes no more, and would fail with exit 2
+        raise ConfigError(
+            f"--threads (DEFECTBENCH_THREADS) must be at most {MAX_THREADS} (what `defectbench "
+            f"zoo build --threads` takes; this machine has {os.cpu_count()} cores), got {value!r}"
         )
     return int(value)
 
@@ -411,6 +422,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     would otherwise surface only after the build, under every case."""
     from defectbench.errors import DefectbenchError
 
+    # before any refusal: the terminal summary's section is for runs that select cases
+    config.stash[_CASES_SELECTED] = any(
+        _CASE_PARAMS & set(getattr(item, "fixturenames", ())) for item in items)
     _refuse_generate_errors(config, items)
     _refuse_benchmark_only_with_gates(config, items)
     suite_cases = ("quality_case", "perf_case")
@@ -448,8 +462,7 @@ def _refuse_a_selection_that_only_skips(config: pytest.Config, items: list[pytes
     """A run whose every suite case skips (`--devices cuda`, `tox -e gpu`, on a host whose
     CUDA or TensorRT does not load; a speed target's id given alone) would pass having
     measured and judged nothing."""
-    kinds = {"quality_case", "perf_case", "survey_case", "speed_target"}
-    cases = [i for i in items if kinds & set(getattr(i, "fixturenames", ()))]
+    cases = [i for i in items if _CASE_PARAMS & set(getattr(i, "fixturenames", ()))]
     # a speed target re-times two cases benchmarked earlier in the session, and skips
     # ("not measured") when this selection does not time both
     timed = set() if config.getoption("benchmark_disable", default=False) else {
@@ -662,7 +675,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int):
     """
     config = session.config
     path = config.getoption("benchmark_json", default=None)
-    stopped = _stopped_early(session)
+    stopped = _stopped_early(session, exitstatus)
     if stopped:  # read by pytest_benchmark_update_json, called by the writes below
         config.stash[_STOPPED_EARLY] = stopped
     if exitstatus == pytest.ExitCode.INTERRUPTED:
@@ -682,17 +695,23 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     return result
 
 
-def _stopped_early(session: pytest.Session) -> dict | None:
-    """Why some selected tests never ran, when they did not (-x, --maxfail, a session
-    stopped by `pytest.exit`): the JSON of such a run holds part of the gates and would
-    otherwise read as a complete run whose other cases were never selected."""
+def _stopped_early(session: pytest.Session, exitstatus: int) -> dict | None:
+    """Why some selected suite cases never ran, when tests did run and the session was then
+    stopped (-x, --maxfail, `session.shouldstop`): the JSON of such a run holds part of the
+    gates and would otherwise read as a complete run whose other cases were never selected.
+
+    A session refused or broken at collection (a usage error, a collection error) ran
+    nothing and writes nothing (or keeps the previous file): it did not stop early; neither
+    did an interrupted one, whose JSON is not written either."""
     config = session.config
-    if config.option.collectonly or hasattr(config, "workerinput"):
-        return None
-    selected, finished = len(session.items), config.stash.get(_FINISHED, 0)
-    if finished >= selected:
+    if (config.option.collectonly or hasattr(config, "workerinput")
+            or not config.stash.get(_CASES_SELECTED, False)
+            or exitstatus in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERRUPTED)):
         return None
     reason = session.shouldfail or session.shouldstop
+    selected, finished = len(session.items), config.stash.get(_FINISHED, 0)
+    if not reason or finished == 0 or finished >= selected:
+        return None
     return {
         "reason": reason if isinstance(reason, str) else "the session stopped early",
         "selected": selected,
@@ -783,10 +802,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     bound and limit; then the speed targets, and whether the run stopped early."""
     if hasattr(config, "workerinput"):
         return
+    if not config.stash.get(_CASES_SELECTED, False) and _SUITE not in config.stash:
+        return  # no suite or survey case selected (the unit tests): nothing to add to pytest's
     lines = _gate_summary(config)
     stopped = config.stash.get(_STOPPED_EARLY, None)
     if stopped:
-        path = config.getoption("benchmark_json", default=None)
+        # named only when this run's JSON was written and holds the mark
+        path = (config.getoption("benchmark_json", default=None)
+                if config.stash.get(_STOPPED_EARLY_IN_JSON, False) else None)
         lines.append((
             f"stopped early ({stopped['reason']}): {stopped['not_run']} of "
             f"{stopped['selected']} selected tests never ran"
@@ -807,11 +830,16 @@ def _gate_summary(config: pytest.Config) -> list[tuple[str, dict]]:
     lines = []
     gated = config.stash.get(_GATED, set())
     judged = [(case, suite.quality[case]) for case in sorted(suite.quality) if case in gated]
-    failed = [(case, result) for case, result in judged if not result["passed"]]
+    # no verdict: no budget applies, and test_quality.py fails the case (all([]) is True)
+    failed = [(case, result) for case, result in judged
+              if not result["passed"] or not result["verdicts"]]
     if judged:
         lines.append((f"quality: {len(judged) - len(failed)} of {len(judged)} cases pass "
                       f"every budget of {suite.budgets_path}", red if failed else green))
     for case, result in failed:
+        if not result["verdicts"]:
+            lines.append((f"  FAIL {case.id}: no budget applies to this variant; check "
+                          f"{suite.budgets_path}", red))
         for verdict in result["verdicts"]:
             if not verdict["passed"]:
                 # the message opens with the variant; the case id adds precision and device
@@ -819,7 +847,8 @@ def _gate_summary(config: pytest.Config) -> list[tuple[str, dict]]:
                 lines.append((f"  FAIL {case.id}: {message}", red))
     # scored for their timings' JSON by test_inference, judged by no gate in this run
     unjudged = [case for case in sorted(suite.quality)
-                if case not in gated and not suite.quality[case]["passed"]]
+                if case not in gated and not (suite.quality[case]["passed"]
+                                              and suite.quality[case]["verdicts"])]
     if unjudged:
         lines.append((
             f"not gated in this run (test_quality.py not selected), but failing their budgets "
@@ -866,5 +895,6 @@ def pytest_benchmark_update_json(config: pytest.Config, benchmarks, output_json:
         # part of the selection never ran: a reader must not take the missing cases and
         # targets for ones the run did not select
         output_json["defectbench"]["stopped_early"] = stopped
+        config.stash[_STOPPED_EARLY_IN_JSON] = True
     suite_mod.add_speedups(output_json["benchmarks"],
                            suite.catalog.profile.teacher if suite else suite_mod.TEACHER)

@@ -987,3 +987,75 @@ def test_speed_targets_come_from_the_file_the_option_names(suite_dir, tmp_path):
         "--speed-targets", str(targets), "-p", "no:cacheprovider", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{targets}: speed target * which is not a variant*"])
+
+
+def test_a_run_refused_or_broken_at_collection_did_not_stop_early(suite_dir, tmp_path):
+    # a refusal (a speed target's id given alone) and a collection error ran nothing and
+    # wrote nothing, yet the summary said the JSON held "only what ran"
+    out = tmp_path / "x" / "out.json"
+    target = ("benchmarks/test_speed_targets.py::"
+              "test_speed_target[smoke-teacher-ort-int8-not-slower]")
+    common = ("--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"), "--batch-sizes", "1",
+              "--variants", TEACHER, "-p", "no:cacheprovider", "--benchmark-json", str(out))
+    refused = suite_dir.runpytest_subprocess(target, *common)
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
+    suite_dir.makepyfile(test_broken="import no_such_module_here\n")
+    broken = suite_dir.runpytest_subprocess("benchmarks", "test_broken.py", *common)
+    assert broken.ret == pytest.ExitCode.INTERRUPTED
+    broken.stdout.fnmatch_lines(["*1 error during collection*"])
+    for result in (refused, broken):
+        said = result.stdout.str() + result.stderr.str()
+        assert "stopped early" not in said and "defectbench.stopped_early" not in said
+    assert not out.exists() and not (tmp_path / "zoo").exists()
+
+
+def test_a_run_without_suite_cases_gets_no_gates_section(pytester):
+    # the plugin is loaded for every session: `pytest tests -x` must not repeat pytest's own
+    # "stopping after 1 failures" under a "defectbench gates" heading
+    pytester.makeconftest('pytest_plugins = ["defectbench.plugin"]')
+    pytester.makepyfile(test_plain="""
+        def test_one():
+            assert False
+
+        def test_two():
+            assert False
+    """)
+    result = pytester.runpytest_subprocess("-x", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    assert "defectbench gates" not in result.stdout.str()
+    assert "stopped early" not in result.stdout.str()
+
+
+def test_a_gated_case_no_budget_applies_to_is_a_failure_in_the_summary():
+    # all([]) is True: a case without verdicts was counted as passing its budgets, while
+    # test_quality.py fails it ("no budget applies to this variant")
+    from collections import namedtuple
+    from types import SimpleNamespace
+
+    from defectbench import plugin
+
+    case = namedtuple("Case", "id variant")(f"{STUDENT}-fp32-cpu", STUDENT)
+    suite = SimpleNamespace(quality={case: {"passed": True, "verdicts": []}},
+                            budgets_path=Path("fixtures/budgets.toml"), speed_results=[])
+    config = SimpleNamespace(stash=pytest.Stash())
+    config.stash[plugin._SUITE] = suite
+    config.stash[plugin._GATED] = {case}
+    assert plugin._gate_summary(config) == [
+        ("quality: 0 of 1 cases pass every budget of fixtures/budgets.toml", {"red": True}),
+        (f"  FAIL {STUDENT}-fp32-cpu: no budget applies to this variant; check "
+         "fixtures/budgets.toml", {"red": True}),
+    ]
+
+
+def test_threads_above_what_a_zoo_build_takes_are_refused_up_front():
+    # 2000 reached the zoo build the suite starts, which exited 2: a generic ZooBuildError
+    from defectbench.plugin import _parse_threads
+    from defectbench.zoo.cli import MAX_THREADS
+
+    assert _parse_threads(str(MAX_THREADS)) == MAX_THREADS
+    with pytest.raises(ConfigError, match=rf"--threads \(DEFECTBENCH_THREADS\) must be at most "
+                       rf"{MAX_THREADS} \(what `defectbench zoo build --threads` takes; .*"
+                       r"got '2000'"):
+        _parse_threads("2000")
+    with pytest.raises(ConfigError, match="must be a positive integer, got '²'"):
+        _parse_threads("²")
