@@ -446,3 +446,127 @@ def test_an_untrained_survey_row_gets_no_speedup_against_the_trained_teacher():
     add_speedups([teacher, survey], "t.teacher")
     assert teacher["extra_info"]["speedup_vs_reference"] == 1.0
     assert survey["extra_info"]["speedup_vs_reference"] is None
+
+
+def test_a_stuck_isolated_child_is_killed_and_named_not_waited_for(monkeypatch):
+    # a runtime's thread pool can deadlock in a forked child: the probe (and the suite behind
+    # it) waited for its answer for ever
+    import time
+
+    from defectbench.measure import isolated
+
+    monkeypatch.setattr(isolated, "_measure_in_child", lambda catalog, request: time.sleep(60))
+    start = time.monotonic()
+    answer = isolated._answer_forked(None, {}, timeout_s=0.5)
+    assert time.monotonic() - start < 10
+    assert answer == {"error": "measuring child gave no answer within 0.5 s and was killed (a "
+                      "runtime deadlocked after the fork, or a load far slower than any "
+                      "artifact's)"}
+
+
+def test_an_isolated_child_killed_by_a_signal_is_named(monkeypatch):
+    import os
+    import signal
+
+    from defectbench.measure import isolated
+
+    monkeypatch.setattr(isolated, "_measure_in_child",
+                        lambda catalog, request: os.kill(os.getpid(), signal.SIGKILL))
+    assert isolated._answer_forked(None, {}) == {
+        "error": "measuring child was killed by signal 9 (SIGKILL) (the kernel's out-of-memory "
+        "killer sends it) without an answer; its traceback, if any, is in the probe's stderr"}
+
+
+def test_a_truncated_isolated_answer_is_an_error_not_a_crash_of_the_probe(monkeypatch):
+    import json
+    import types
+
+    from defectbench.measure import isolated
+
+    half_written = types.SimpleNamespace(dumps=lambda result: '{"kind": "cpu_rss', loads=json.loads,
+                                         JSONDecodeError=json.JSONDecodeError)
+    monkeypatch.setattr(isolated, "_measure_in_child", lambda catalog, request: {})
+    monkeypatch.setattr(isolated, "json", half_written)
+    assert isolated._answer_forked(None, {}) == {
+        "error": "measuring child ended (exit code 0) after writing a malformed answer "
+        "'{\"kind\": \"cpu_rss'"}
+
+
+@pytest.mark.parametrize("stdout, match", [
+    ("hello from a library\n", r"probe wrote 'hello from a library\\n', not a JSON answer; "
+                               r"its stderr \(end\): warned"),
+    ('{"peak": 1}\n', r"b1: the probe answered \{\"peak\": 1\}, not the fields \['batch', "),
+])
+def test_an_isolated_probe_that_answers_garbage_is_named(stdout, match):
+    import subprocess
+    import sys
+    import tempfile
+
+    from defectbench.measure.isolated import IsolatedMemoryError, IsolatedMemoryProbe
+
+    probe = IsolatedMemoryProbe.__new__(IsolatedMemoryProbe)
+    probe._stderr = tempfile.TemporaryFile(mode="w+")
+    garbage = (f"import sys\nsys.stderr.write('warned'); sys.stderr.flush()\n"
+               f"for line in sys.stdin:\n    sys.stdout.write({stdout!r}); sys.stdout.flush()\n")
+    probe._process = subprocess.Popen(
+        [sys.executable, "-c", garbage],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=probe._stderr, text=True,
+    )
+    with pytest.raises(IsolatedMemoryError, match=match):
+        probe.measure("v", "fp32", "cpu", 1, 1)
+    probe.close()
+
+
+@pytest.mark.parametrize("samples", [[0.001, float("nan")], [0.002, -0.001], [float("inf")]])
+def test_latency_of_nan_or_negative_samples_is_refused_not_averaged(samples):
+    with pytest.raises(ValueError, match="latency samples must be finite, non-negative seconds"):
+        LatencyStats.from_seconds(samples)
+
+
+@pytest.mark.parametrize("block_seconds", [float("nan"), float("inf")])
+def test_alternating_blocks_refuse_a_block_that_never_ends(block_seconds):
+    calls = []
+
+    def timer():  # the block would time calls until memory ran out: stop it early instead
+        if len(calls) > 1000:
+            raise RuntimeError("the block never ended")
+        return float(len(calls))
+
+    with pytest.raises(ValueError, match="need blocks >= 1 and block_seconds > 0"):
+        alternating_blocks(lambda: calls.append(1), lambda: calls.append(2), blocks=1,
+                           block_seconds=block_seconds, timer=timer)
+    assert calls == []
+
+
+def test_cpu_identity_of_an_arm_core_tells_cores_apart_and_claims_no_x86_isa():
+    block = ("processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: {features}\nCPU implementer\t: 0x41\n"
+             "CPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: {part}\nCPU revision\t: 1\n")
+    neoverse_n1 = cpu_identity(block.format(features="fp asimd aes", part="0xd0c"))
+    neoverse_v1 = cpu_identity(block.format(features="fp asimd aes sve", part="0xd40"))
+    # all None and the hash of no flags made every ARM core the same processor
+    assert (neoverse_n1["vendor"], neoverse_n1["model"]) == ("0x41", "0xd0c")
+    assert neoverse_n1["model"] != neoverse_v1["model"]
+    assert neoverse_n1["flags_sha256"] != neoverse_v1["flags_sha256"]
+    assert neoverse_n1["isa"] == {}  # unknown, not "no AVX2"
+    no_flags = cpu_identity("processor\t: 0\nmodel name\t: Mystery\n")
+    assert no_flags["flags_sha256"] is None and no_flags["isa"] == {}
+
+
+def test_cpu_identity_reads_past_leading_blank_lines():
+    # an empty first "block" read as a processor with no name and no AVX2
+    text = ("\n\nprocessor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Xeon\n"
+            "flags\t\t: fpu avx2\n")
+    identity = cpu_identity(text)
+    assert identity["name"] == "Xeon" and identity["isa"]["avx2"]
+    assert identity == cpu_identity(text.lstrip("\n"))
+
+
+def test_counting_macs_of_a_model_that_fails_leaves_it_in_training_mode():
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            raise RuntimeError("broken forward")
+
+    model = Broken().train()
+    with pytest.raises(RuntimeError, match="broken forward"):
+        count_macs(model, 8)
+    assert model.training

@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import json
+import numbers
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +27,8 @@ from defectbench.data.elpv import (
     load_elpv,
 )
 from defectbench.data.image_set import ImageSet
-from defectbench.errors import DataError, FixtureMismatchError, UnknownNameError
-from defectbench.io import atomic_write_text
+from defectbench.errors import ConfigError, DataError, FixtureMismatchError, UnknownNameError
+from defectbench.io import atomic_write_many
 
 SPLITS = ("train", "dev", "val")
 FIXTURE_VERSION = 1
@@ -66,6 +67,9 @@ def make_elpv_split(
     Stratifying on severity (not only on the binary label) keeps the split valid for any defect
     threshold and keeps the hard 1/3 and 2/3 cells in proportion in `val`.
     """
+    if not isinstance(seed, numbers.Integral) or seed < 0:
+        # numpy's generator takes only non-negative integer seeds
+        raise ConfigError(f"split seed must be a non-negative integer, got {seed!r}")
     fractions = fractions or DEFAULT_FRACTIONS
     data = load_elpv()
     rng = np.random.default_rng(seed)
@@ -153,9 +157,28 @@ def _split_csv_text(assignment: dict[str, str], data: ImageSet) -> str:
 
 
 def write_elpv_fixture(directory: Path, seed: int = DEFAULT_SEED) -> dict:
-    """Make the split, write `split.csv` + `fixture.json` (used once; the result is committed)."""
+    """Make the split, write `split.csv` + `fixture.json` (used once; the result is committed).
+
+    Both files are staged before either replaces its old version: the hash in one file is of
+    the other, so an interrupted `--force` must leave the old pair, not a new split beside the
+    old hashes."""
+    directory = Path(directory)
+    for folder in (directory, *directory.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise ConfigError(
+                    f"cannot write the fixture into {directory}: {folder} is a file, not a "
+                    "folder; pass --fixture-dir a folder (new or existing)"
+                )
+            break
+    for path in (directory / "split.csv", directory / "fixture.json"):
+        if path.exists() and not path.is_file():
+            raise ConfigError(
+                f"cannot write the fixture: {path} exists and is not a file; move it away or "
+                "pass --fixture-dir another folder"
+            )
+    assignment = make_elpv_split(seed)  # first: it checks the seed before any slow work
     data = load_elpv()
-    assignment = make_elpv_split(seed)
     text = _split_csv_text(assignment, data)
     meta = {
         "dataset": "elpv",
@@ -168,9 +191,12 @@ def write_elpv_fixture(directory: Path, seed: int = DEFAULT_SEED) -> dict:
         "content_sha256": content_hash(data),
         "split_sha256": hashlib.sha256(text.encode()).hexdigest(),
     }
-    directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(directory / "split.csv", text)
-    atomic_write_text(directory / "fixture.json", json.dumps(meta, indent=2) + "\n")
+    atomic_write_many(
+        {
+            directory / "split.csv": text.encode(),
+            directory / "fixture.json": (json.dumps(meta, indent=2) + "\n").encode(),
+        }
+    )
     return meta
 
 

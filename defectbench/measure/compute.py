@@ -21,9 +21,11 @@ def count_macs(model: torch.nn.Module, img_size: int) -> int:
     model.eval()
     x = torch.zeros(1, 3, img_size, img_size)
     counter = FlopCounterMode(display=False)
-    with counter, torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
-        model(x)
-    model.train(was_training)
+    try:
+        with counter, torch.inference_mode(), sdpa_kernel(SDPBackend.MATH):
+            model(x)
+    finally:  # a model that fails here must not go on in eval mode (dropout, batch norm off)
+        model.train(was_training)
     return int(counter.get_total_flops() // 2)
 
 

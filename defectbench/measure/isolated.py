@@ -31,9 +31,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,6 +60,9 @@ class IsolatedMemory:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+_FIELDS = frozenset(IsolatedMemory.__dataclass_fields__)
 
 
 def _measure_in_child(catalog, request: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +94,14 @@ def _measure_in_child(catalog, request: dict[str, Any]) -> dict[str, Any]:
     ).to_dict()
 
 
-def _answer_forked(catalog, request: dict[str, Any]) -> dict[str, Any]:
+# a child that has not answered by then is stuck (a runtime's thread pool deadlocked after the
+# fork, see the module docstring), not slow: the largest full-profile artifact loads,
+# recalibrates and runs batch 32 within a few minutes on 2 cores
+CHILD_TIMEOUT_S = 1200.0
+
+
+def _answer_forked(catalog, request: dict[str, Any],
+                   timeout_s: float = CHILD_TIMEOUT_S) -> dict[str, Any]:
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: measure, report through the pipe, leave without cleanup handlers
@@ -109,15 +122,45 @@ def _answer_forked(catalog, request: dict[str, Any]) -> dict[str, Any]:
         finally:
             os._exit(code)
     os.close(write_fd)
-    with os.fdopen(read_fd) as inp:
-        text = inp.read()
+    chunks, timed_out = [], False
+    deadline = time.monotonic() + timeout_s
+    with os.fdopen(read_fd, "rb") as inp:
+        while True:
+            ready, _, _ = select.select([inp], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:  # a deadlocked child would otherwise hold the probe, and the suite
+                timed_out = True
+                os.kill(pid, signal.SIGKILL)
+                break
+            chunk = os.read(inp.fileno(), 1 << 16)
+            if not chunk:
+                break
+            chunks.append(chunk)
     _, status = os.waitpid(pid, 0)
+    text = b"".join(chunks).decode(errors="replace")
+    if timed_out:
+        return {"error": f"measuring child gave no answer within {timeout_s:g} s and was "
+                "killed (a runtime deadlocked after the fork, or a load far slower than any "
+                "artifact's)"}
     if not text:
-        return {
-            "error": f"measuring child ended (exit code {os.waitstatus_to_exitcode(status)}) "
-            "without an answer; its traceback, if any, is in the probe's stderr"
-        }
-    return json.loads(text)
+        return {"error": f"measuring child {_how_it_ended(status)} without an answer; its "
+                "traceback, if any, is in the probe's stderr"}
+    try:
+        answer = json.loads(text)
+    except json.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):  # cut off mid-write (killed), or not ours
+        return {"error": f"measuring child {_how_it_ended(status)} after writing a "
+                f"malformed answer {text[:200]!r}"}
+    return answer
+
+
+def _how_it_ended(status: int) -> str:
+    code = os.waitstatus_to_exitcode(status)
+    if code >= 0:
+        return f"ended (exit code {code})"
+    name = signal.Signals(-code).name if -code in signal.valid_signals() else "?"
+    why = " (the kernel's out-of-memory killer sends it)" if -code == signal.SIGKILL else ""
+    return f"was killed by signal {-code} ({name}){why}"
 
 
 def serve(zoo: str, profile: str, inp: IO[str] = sys.stdin, out: IO[str] | None = None) -> None:
@@ -159,7 +202,24 @@ class IsolatedMemoryProbe:
         line = self._process.stdout.readline()
         if not line:
             raise self._exited()
-        return json.loads(line)
+        try:
+            answer = json.loads(line)
+        except json.JSONDecodeError:
+            answer = None
+        if not isinstance(answer, dict):
+            # something other than the probe wrote to its stdout (a library printing before
+            # serve() redirected it): the protocol is lost, so is every later answer
+            raise IsolatedMemoryError(
+                f"the isolated-memory probe wrote {line[:200]!r}, not a JSON answer; "
+                f"its stderr (end): {self._stderr_tail()}"
+            )
+        return answer
+
+    def _stderr_tail(self, size: int = 2000) -> str:
+        # pread: the probe shares this file's offset and may still be writing to it
+        fd = self._stderr.fileno()
+        end = os.fstat(fd).st_size
+        return os.pread(fd, size, max(0, end - size)).decode(errors="replace").strip()
 
     def _exited(self) -> IsolatedMemoryError:
         """The probe is gone: its exit status and the end of what it wrote to stderr."""
@@ -185,13 +245,12 @@ class IsolatedMemoryProbe:
         except BrokenPipeError:
             raise self._exited() from None
         answer = self._read()
-        if "error" in answer:
-            # pread: the probe shares this file's offset and is still writing to it
-            fd = self._stderr.fileno()
-            size = os.fstat(fd).st_size
-            stderr = os.pread(fd, 2000, max(0, size - 2000)).decode(errors="replace").strip()
+        if "error" in answer or set(answer) != _FIELDS:
+            stderr = self._stderr_tail()
+            error = answer.get("error", f"the probe answered {json.dumps(answer)[:200]}, not "
+                                        f"the fields {sorted(_FIELDS)}")
             raise IsolatedMemoryError(
-                f"isolated memory of {variant} {precision} {device} b{batch}: {answer['error']}"
+                f"isolated memory of {variant} {precision} {device} b{batch}: {error}"
                 + (f"\nprobe stderr (end): {stderr}" if stderr else "")
             )
         return IsolatedMemory(**answer)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -26,6 +27,14 @@ class LatencyStats:
         if len(samples) == 0:
             raise ValueError("no latency samples: the benchmark ran zero rounds")
         ms = np.asarray(samples, dtype=np.float64) * 1e3
+        if not (np.isfinite(ms).all() and (ms >= 0).all()):
+            # a NaN would make every percentile NaN, and a negative time (a timer that is not
+            # monotonic, a mocked clock) a negative throughput
+            bad = [float(s) for s in ms / 1e3 if not (math.isfinite(s) and s >= 0)]
+            raise ValueError(
+                f"latency samples must be finite, non-negative seconds; got {bad[:3]} "
+                f"({len(bad)} of {len(ms)}): time with a monotonic clock (time.perf_counter)"
+            )
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
         return cls(float(p50), float(p90), float(p99), float(ms.mean()), float(ms.min()),
                    float(ms.max()), len(ms))
@@ -62,7 +71,9 @@ def alternating_blocks(
     on 2 cores slowed each other in a trial here (probably the idle session's threads still
     spinning), and a few warm-up calls at the start of each block absorb that.
     """
-    if blocks < 1 or block_seconds <= 0:
+    if blocks < 1 or not (math.isfinite(block_seconds) and block_seconds > 0):
+        # NaN passed `<= 0`, and a NaN or infinite block never ends: the loop below timed
+        # calls until memory ran out
         raise ValueError(f"need blocks >= 1 and block_seconds > 0, got {blocks}, {block_seconds}")
     samples: tuple[list[float], list[float]] = ([], [])
     calls = (first, second)

@@ -35,12 +35,27 @@ def cpu_identity(cpuinfo: str | None = None) -> dict:
             cpuinfo = Path("/proc/cpuinfo").read_text()
         except OSError:
             return {}
-    text = cpuinfo
+    text = cpuinfo.lstrip("\n")  # a leading blank line made an empty "first block"
     first = text.split("\n\n", 1)[0]  # the first logical processor's block
     fields = dict(
         (k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in first.splitlines())
     )
-    flags = sorted(fields.get("flags", "").split())
+    if "flags" not in fields:
+        # not x86 (ARM lists `Features` and names its core by implementer and part), or no
+        # flags at all: claim no x86 extension absent, and hash ARM's Features (none: None),
+        # or every ARM core read as the same processor (all None, the hash of nothing)
+        return {
+            "name": fields.get("model name"),
+            "vendor": fields.get("vendor_id") or fields.get("CPU implementer"),
+            "family": fields.get("cpu family") or fields.get("CPU architecture"),
+            "model": fields.get("model") or fields.get("CPU part"),
+            "stepping": fields.get("stepping") or fields.get("CPU revision"),
+            "flags_sha256": hashlib.sha256(
+                " ".join(sorted(fields.get("Features", "").split())).encode()
+            ).hexdigest()[:16] if "Features" in fields else None,
+            "isa": {},
+        }
+    flags = sorted(fields["flags"].split())
     return {
         "name": fields.get("model name"),
         "vendor": fields.get("vendor_id"),
