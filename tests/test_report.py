@@ -662,10 +662,12 @@ def test_not_json_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("content, why", [
-    ([1, 2], "top level is a list, not an object"),
+    ([1, 2], "top level is an array, not an object"),
+    (3, "top level is a number, not an object"),
+    (None, "top level is null, not an object"),
     ({"machine_info": {}}, "no 'benchmarks' list"),
     ({"benchmarks": []}, "no 'machine_info' object"),
-], ids=["list", "no-benchmarks", "no-machine-info"])
+], ids=["list", "number", "null", "no-benchmarks", "no-machine-info"])
 def test_json_that_is_not_pytest_benchmark_output_is_refused(tmp_path, content, why):
     path = _dump(content, tmp_path / "x.json")
     with pytest.raises(ReportError, match=rf"x\.json: not pytest-benchmark output \({why}\)"):
@@ -1246,7 +1248,7 @@ def test_a_file_gated_at_another_operating_point_is_named_not_silently_ungated(t
 def test_a_variant_that_is_not_a_name_is_refused(tmp_path):
     data = _load(CPU)
     data["benchmarks"][0]["extra_info"]["variant"] = 5
-    with pytest.raises(ReportError, match=r"extra_info.variant must be a name, got 5"):
+    with pytest.raises(ReportError, match=r"extra_info.variant must be a name on one line, got 5"):
         load_report([_dump(data, tmp_path / "odd.json")])
 
 

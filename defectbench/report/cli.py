@@ -9,11 +9,21 @@ from pathlib import Path
 from defectbench.errors import DefectbenchError
 
 
+def _out_dir(value: str) -> Path:
+    """--out as a folder; an empty value (an unset shell variable) is refused: as a Path it
+    would be the current folder, whose own table.md it would overwrite unasked."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(
+            "empty; name the folder for the report, e.g. --out report/ (an unset shell "
+            "variable in `--out \"$DIR\"` reads this way)")
+    return Path(value)
+
+
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", type=Path, metavar="JSON",
                         help="files written by `pytest benchmarks --benchmark-json out.json`; "
                         "several (e.g. a CPU and a GPU host) merge into one report")
-    parser.add_argument("--out", type=Path, default=Path("report"),
+    parser.add_argument("--out", type=_out_dir, default=Path("report"),
                         help="output folder for table.md, table.csv, summary.json and the "
                         "Pareto plots (default: report/)")
     parser.add_argument("--operating-point", default=None, metavar="NAME",
@@ -29,7 +39,8 @@ def run_report_command(args: argparse.Namespace) -> int:
     report, paths = write_report(args.inputs, args.out, operating_point=args.operating_point,
                                  plots=not args.no_plots)
     failing = sum(1 for r in report.rows if r.passed is False)
-    print(f"{len(report.rows)} rows at operating point {report.operating_point!r} "
+    rows = f"{len(report.rows)} row" + ("" if len(report.rows) == 1 else "s")
+    print(f"{rows} at operating point {report.operating_point!r} "
           f"({failing} failing a budget) -> {args.out}/")
     for path in paths:
         print(f"  {path}")

@@ -8,7 +8,9 @@ on the same validation fixture.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,11 @@ class BenchmarkRun:
         return list(self.section.get("quality") or [])
 
     @property
+    def recipes(self) -> Mapping[str, Any]:
+        """How each variant of the run's zoo was built (files from before: none)."""
+        return self.section.get("recipes") or {}
+
+    @property
     def host(self) -> str:
         return str(self.machine_info.get("node") or "unknown host")
 
@@ -89,6 +96,21 @@ class BenchmarkRun:
         if device.startswith("cuda"):
             return self.gpu_name or f"unknown GPU on {self.host}"
         return self.cpu_name
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words: "a number", not Python's "a int"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
 
 
 def _not_pytest_benchmark(path: Path, why: str) -> ReportError:
@@ -134,7 +156,7 @@ def read_run(path: str | Path) -> BenchmarkRun:
             f"{HOW_TO_PRODUCE}"
         )
     if not isinstance(data, dict):
-        raise _not_pytest_benchmark(path, f"top level is a {type(data).__name__}, not an object")
+        raise _not_pytest_benchmark(path, f"top level is {_json_kind(data)}, not an object")
     if not isinstance(data.get("benchmarks"), list):
         raise _not_pytest_benchmark(path, "no 'benchmarks' list")
     if not isinstance(data.get("machine_info"), dict):
@@ -147,7 +169,7 @@ def read_run(path: str | Path) -> BenchmarkRun:
         )
     if not isinstance(section, dict):
         raise ReportError(f"{path}: 'defectbench' must be an object, got "
-                          f"{type(section).__name__}; {HOW_TO_PRODUCE}")
+                          f"{_json_kind(section)}; {HOW_TO_PRODUCE}")
     schema = section.get("schema")
     if schema != SCHEMA:
         raise ReportError(
@@ -169,7 +191,7 @@ def read_run(path: str | Path) -> BenchmarkRun:
         entries = section.get(key) or []
         if not isinstance(entries, list):
             raise ReportError(f"{path}: 'defectbench.{key}' must be a list, got "
-                              f"{type(section[key]).__name__}; {HOW_TO_PRODUCE}")
+                              f"{_json_kind(section[key])}; {HOW_TO_PRODUCE}")
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict):
                 raise ReportError(f"{path}: 'defectbench.{key}[{i}]' must be an object, got "
@@ -177,6 +199,24 @@ def read_run(path: str | Path) -> BenchmarkRun:
             if key == "quality" and not isinstance(entry.get("verdicts") or [], list):
                 raise ReportError(f"{path}: 'defectbench.quality[{i}].verdicts' must be a "
                                   f"list, got {entry['verdicts']!r}; {HOW_TO_PRODUCE}")
+
+    # fields the header, the labels and the findings read as text or as an object: another
+    # type is an edited file, and would end in a traceback or print as `5` or `{'x': 1}`
+    for where, value, expected in (
+        ("commit_info", data.get("commit_info"), dict),
+        ("datetime", data.get("datetime"), str),
+        ("defectbench.profile", section.get("profile"), str),
+        ("defectbench.reference", section.get("reference"), str),
+        ("defectbench.gated_operating_point", section.get("gated_operating_point"), str),
+        # a run cut short by -x whose marker is unreadable must not read as a complete run
+        ("defectbench.stopped_early", section.get("stopped_early"), dict),
+        ("defectbench.recipes", section.get("recipes"), dict),
+    ):
+        if value is not None and not isinstance(value, expected):
+            shape = "an object" if expected is dict else "a string"
+            raise ReportError(f"{path}: '{where}' must be {shape} or absent, got "
+                              f"{_json_kind(value)} ({value!r:.60}); the file was edited or "
+                              f"written by an incompatible plugin; {HOW_TO_PRODUCE}")
 
     ours = []
     for entry in data["benchmarks"]:
@@ -239,7 +279,14 @@ def check_distinct_runs(runs: Sequence[BenchmarkRun]) -> None:
 def run_labels(runs: Sequence[BenchmarkRun]) -> dict[Path, str]:
     """Each run's shortest trailing path that no other input shares: ``out.json`` alone, but
     ``run1/out.json`` and ``run2/out.json`` when two runs wrote files of one name."""
-    parts = {run.path: run.path.resolve().parts for run in runs}
+    # asked for once per row: cached, or 30 inputs of 130 rows each took 17 s here alone
+    # (relative paths resolve against the working folder, so it is part of the key)
+    return dict(_run_labels(tuple(run.path for run in runs), os.getcwd()))
+
+
+@functools.lru_cache(maxsize=16)
+def _run_labels(paths: tuple[Path, ...], cwd: str) -> tuple[tuple[Path, str], ...]:
+    parts = {path: path.resolve().parts for path in paths}
     labels: dict[Path, str] = {}
     for path, mine in parts.items():
         for k in range(1, len(mine) + 1):
@@ -247,7 +294,7 @@ def run_labels(runs: Sequence[BenchmarkRun]) -> dict[Path, str]:
             if all(other[-k:] != tail for p, other in parts.items() if p != path):
                 break
         labels[path] = "/".join(tail)
-    return labels
+    return tuple(labels.items())
 
 
 def read_runs(paths: Sequence[str | Path]) -> list[BenchmarkRun]:

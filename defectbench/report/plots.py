@@ -63,6 +63,8 @@ _ARCH_SHORTHANDS = (
     (re.compile(r"_patch\d+_\d+$"), ""),            # vit_tiny_patch16_224 -> vit_tiny
 )
 MAX_LINES_PER_LABEL = 4
+# characters of a point label: a name of hundreds would cover its panel and its neighbours
+LABEL_WIDTH = 40
 MIN_TICK_GAP_PX = 40  # between labelled x ticks, enough for "1000" with room to spare
 
 
@@ -192,7 +194,7 @@ def _labels(labelled: Sequence[ReportRow], reference: str | None,
     """One label per position: variants with identical cost and recall share a label."""
     by_xy: dict[tuple[float, float], list[str]] = {}
     for row in labelled:
-        text = short_label(row)
+        text = _short_middle(short_label(row), LABEL_WIDTH)
         if row.variant == reference and row.precision == "fp32":
             text += " (reference)"
         by_xy.setdefault((cost(row), row.recall), []).append(text)
@@ -486,6 +488,15 @@ def _legend_columns(fig: Figure, handles: Sequence[Line2D], names: Sequence[str]
 
 def _short(text: str, width: int = 48) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _short_middle(text: str, width: int) -> str:
+    """``text`` cut in the middle to ``width``: a variant's recipe suffix (``.int8_ort.cal1``)
+    is what tells it from its neighbours, so both ends stay."""
+    if len(text) <= width:
+        return text
+    tail = (width - 3) // 2
+    return text[: width - 3 - tail] + "..." + text[-tail:]
 
 
 def latency_figure(report: Report) -> Figure:

@@ -9,6 +9,7 @@ batch of a variant shows the same recall.
 from __future__ import annotations
 
 import fnmatch
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -268,10 +269,22 @@ def _required(entry: Mapping[str, Any], key: str, where: str) -> Any:
     if value is None or value == "":
         raise ReportError(f"{where} has no {key!r}; every defectbench entry records variant, "
                           "precision, device (and batch for benchmarks); re-run the benchmarks")
-    if key in ("variant", "precision", "device") and not isinstance(value, str):
-        raise ReportError(f"{where}.{key} must be a name, got {value!r}; the file was edited or "
-                          "written by an incompatible plugin")
+    if key in ("variant", "precision", "device") and (
+        not isinstance(value, str) or not value.isprintable()
+    ):
+        # a line break in a name would end its Markdown table row and findings item part-way
+        raise ReportError(f"{where}.{key} must be a name on one line, got {value!r}; the file "
+                          "was edited or written by an incompatible plugin")
     return value
+
+
+def _text(value: Any, where: str) -> str | None:
+    """An optional name (a runtime, a memory kind): a list or a number is no name, and would
+    end in a traceback where rows are grouped by it, or print as one."""
+    if value is None or isinstance(value, str):
+        return value
+    raise ReportError(f"{where} must be a name or null, got {value!r}; the file was edited or "
+                      "written by an incompatible plugin")
 
 
 def _op_name(quality: Mapping[str, Any], where: str) -> str:
@@ -425,6 +438,12 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
         lat["rounds"] = stats.get("rounds")
     if not isinstance(lat, Mapping):
         raise ReportError(f"{where}.latency_ms must be an object, got {lat!r}")
+    if _number(lat.get("p50"), f"{where}.latency_ms.p50", positive=True) is None:
+        # every timed case records its median: a row without one is no measurement, and the
+        # findings would call its panel "nothing timed"
+        raise ReportError(f"{where} has no latency (latency_ms.p50, or stats.median in an older "
+                          "file, is missing or NaN); the file was edited or cut; re-run the "
+                          "benchmarks")
     mem = extra.get("memory") or {}
     if not isinstance(mem, Mapping):
         raise ReportError(f"{where}.memory must be an object, got {mem!r}")
@@ -433,6 +452,12 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
         raise ReportError(f"{where}.memory.isolated must be an object, got {isolated!r}")
     q = quality or {}
     qw = f"{where}.quality"
+    if quality is not None and _number(q.get("recall"), f"{qw}.recall") is None:
+        # its verdict would stand in the gate column beside "no quality", and the findings
+        # would rank it with no recall to show
+        raise ReportError(f"{qw} has no recall, yet is the quality result at operating point "
+                          f"{operating_point!r}; the file was edited or written by a broken "
+                          "run; re-run the benchmarks")
     op = q.get("operating_point") if isinstance(q.get("operating_point"), Mapping) else {}
     recall_low, recall_high = _interval(q.get("recall_interval"), f"{qw}.recall_interval")
     drop_low, drop_high = _interval(q.get("recall_drop_interval"), f"{qw}.recall_drop_interval",
@@ -446,8 +471,9 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
         variant=str(_required(extra, "variant", where)),
         precision=str(_required(extra, "precision", where)),
         device=device,
-        batch=_number(_required(extra, "batch", where), f"{where}.batch", integer=True),
-        runtime=extra.get("runtime"),
+        batch=_number(_required(extra, "batch", where), f"{where}.batch", integer=True,
+                      positive=True),
+        runtime=_text(extra.get("runtime"), f"{where}.runtime"),
         threads=_number(extra.get("threads"), f"{where}.threads", integer=True),
         latency_only=latency_only,
         operating_point=operating_point if quality is not None else None,
@@ -484,18 +510,20 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
                                   positive=True),
         latency_mean_ms=_number(lat.get("mean"), f"{where}.latency_ms.mean",
                                   positive=True),
-        rounds=_number(lat.get("rounds"), f"{where}.latency_ms.rounds", integer=True),
+        rounds=_number(lat.get("rounds"), f"{where}.latency_ms.rounds", integer=True,
+                       positive=True),
         throughput_ips=_number(extra.get("throughput_ips"), f"{where}.throughput_ips",
                                positive=True),
         # without a resettable high-water mark the figure is the session's peak so far: not
         # this case's, and it only grows from row to row
         peak_memory_mb=None if mem.get("kind") == "cpu_rss_high_water_not_reset"
         else _number(mem.get("peak_mb"), f"{where}.memory.peak_mb"),
-        memory_kind=mem.get("kind"),
+        memory_kind=_text(mem.get("kind"), f"{where}.memory.kind"),
         isolated_memory_mb=_number(isolated.get("peak_delta_mb"),
                                    f"{where}.memory.isolated.peak_delta_mb"),
         isolated_load_mb=_number(isolated.get("load_mb"), f"{where}.memory.isolated.load_mb"),
-        size_mb=_number(extra.get("size_mb", q.get("size_mb")), f"{where}.size_mb"),
+        size_mb=_number(extra.get("size_mb", q.get("size_mb")), f"{where}.size_mb",
+                        positive=True),
         params=_number(extra.get("params", q.get("params")), f"{where}.params", integer=True),
         macs=_number(extra.get("macs", q.get("macs")), f"{where}.macs", integer=True),
         gflops_per_s=_number(extra.get("gflops_per_s"), f"{where}.gflops_per_s"),
@@ -507,7 +535,8 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
                                            f"{where}.cost_gpu_hours_per_million"),
         # files from before these fields existed say nothing either way
         threshold_from_other_case=q.get("threshold_from_this_case") is False,
-        differs_from_build=q.get("differs_from_build") or None,
+        differs_from_build=_text(q.get("differs_from_build") or None,
+                                 f"{qw}.differs_from_build"),
     )
 
 
@@ -557,6 +586,61 @@ def _reference_recall(runs: Sequence[BenchmarkRun], rows: Sequence[ReportRow],
         if panel not in found and panel in own:
             found[panel] = own[panel]
     return found
+
+
+# recipe keys that name the variant a build starts from: an INT8 copy of a teacher trained
+# another way is another model, though its own recipe reads the same
+ANCESTOR_KEYS = ("parent", "teacher")
+
+
+def _lineage(recipes: Mapping[str, Any], variant: str) -> dict[str, Any]:
+    """The recipes of ``variant`` and of every variant it was built or distilled from."""
+    found: dict[str, Any] = {}
+    pending = [variant]
+    while pending:
+        name = pending.pop()
+        if name in found or name not in recipes:
+            continue
+        found[name] = recipes[name]
+        stack = [recipes[name]]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, Mapping):
+                for key, value in node.items():
+                    if key in ANCESTOR_KEYS and isinstance(value, str):
+                        pending.append(value)
+                    else:
+                        stack.append(value)
+            elif isinstance(node, list):
+                stack.extend(node)
+    return found
+
+
+def _renamed_recipes(runs: Sequence[BenchmarkRun], variants: Iterable[str]) -> list[str]:
+    """One entry per set of inputs of one profile name (inputs of different profiles get a
+    note of their own) that built some tabulated variants differently, in their own recipe
+    or that of a variant they were built or distilled from: a teacher trained at 192 px in
+    one run and 260 px in the other has one name and two recalls, and so has its student."""
+    labels = run_labels(runs)
+    by_files: dict[tuple[str, ...], list[str]] = {}
+    for variant in sorted(variants):
+        by_profile: dict[str | None, dict[str, list[str]]] = {}
+        for run in runs:
+            lineage = _lineage(run.recipes, variant)
+            if lineage:
+                text = json.dumps(lineage, sort_keys=True, default=str)
+                by_profile.setdefault(run.profile, {}).setdefault(text, []).append(
+                    labels[run.path])
+        for recipes in by_profile.values():
+            if len(recipes) > 1:
+                files = tuple(label for group in recipes.values() for label in group)
+                by_files.setdefault(files, []).append(variant)
+    return [f"{', '.join(files)} differ in {_plural(len(names), 'variant')} "
+            f"({', '.join(names)})" for files, names in by_files.items()]
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def merge_runs(runs: Sequence[BenchmarkRun], operating_point: str | None = None) -> Report:
@@ -619,6 +703,11 @@ def merge_runs(runs: Sequence[BenchmarkRun], operating_point: str | None = None)
     if len(profiles) > 1:
         notes.append(f"inputs come from different profiles ({', '.join(profiles)}): a variant "
                      "name may stand for differently trained models")
+    rebuilt = _renamed_recipes(runs, {r.variant for r in rows})
+    if rebuilt:
+        notes.append("inputs of one profile built variants of one name from different "
+                     "recipes (the profile or a recipe was edited between the runs), so the "
+                     f"name stands for different models: {'; '.join(rebuilt)}")
     # a latency-only survey names no reference: it measured nothing against a teacher
     references = sorted({str(r.reference) for r in runs if r.reference is not None})
     if len(references) > 1:

@@ -172,9 +172,15 @@ def _fastest_line(row: ReportRow) -> str:
             f"p50 {significant(row.latency_p50_ms)} ms{speedup}")
 
 
+def _markdown_cell(text: str) -> str:
+    """A cell as Markdown shows it: a `|` in a name (or a machine's) would split its column."""
+    return text.replace("|", "\\|")
+
+
 def table_markdown(report: Report) -> str:
     """The header, the findings (a short written analysis) and one table row per benchmark."""
-    body = tabulate([table_cells(r) for r in report.rows], headers=list(TABLE_COLUMNS),
+    cells = [[_markdown_cell(cell) for cell in table_cells(r)] for r in report.rows]
+    body = tabulate(cells, headers=list(TABLE_COLUMNS),
                     tablefmt="github", disable_numparse=True)
     return f"{header_markdown(report)}\n\n{findings_markdown(report)}\n\n## Table\n\n{body}\n"
 
@@ -268,10 +274,18 @@ def write_files(files: Mapping[str, bytes], out_dir: str | Path) -> list[Path]:
     everything first: a failure part-way must not leave new tables beside an older run's."""
     out = Path(out_dir)
     paths = {out / name: data for name, data in files.items()}
+    for path in paths:
+        # the files are renamed into place one by one: a folder of one name found at the
+        # second rename would leave the first file new beside the rest old
+        if path.exists() and not path.is_file():
+            raise ReportError(f"cannot write {path}: something other than a file is there (a "
+                              "folder?); move it away or choose another --out directory. "
+                              "Nothing was written")
     try:
         atomic_write_many(paths)
     except OSError as exc:
-        where = exc.filename or out
+        # a failed rename names its temporary source first: the target is the file to fix
+        where = exc.filename2 or exc.filename or out
         raise ReportError(f"cannot write {where}: {exc.strerror or exc}; choose a writable "
                           "--out directory") from exc
     return list(paths)

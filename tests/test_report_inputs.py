@@ -1,0 +1,388 @@
+"""`defectbench report` on odd and edited inputs: each is refused with a message that names the
+file and the field, or labelled in the report, never a traceback or a silent misreading.
+
+Inputs are copies of tests/data/report/cpu.json (see tests/test_report.py), changed one field
+at a time.
+"""
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from defectbench.errors import ReportError
+from defectbench.report import load_report, write_report
+from defectbench.report.cli import main
+from defectbench.report.plots import LABEL_WIDTH, latency_figure, point_labels, size_figure
+
+DATA = Path(__file__).parent / "data" / "report"
+CPU = DATA / "cpu.json"
+TEACHER = "tf_efficientnet_lite2.teacher"
+INT8 = "tf_efficientnet_lite0.kd.int8_ort"
+STUDENT = "tf_efficientnet_lite0.kd"
+
+TEACHER_RECIPE = {
+    "kind": "trained",
+    "model": {"arch": "tf_efficientnet_lite2", "img_size": 260},
+    "train": {"epochs": 8},
+}
+RECIPES = {
+    TEACHER: TEACHER_RECIPE,
+    STUDENT: {
+        "kind": "trained",
+        "model": {"arch": "tf_efficientnet_lite0", "img_size": 176},
+        "distill": {"teacher": TEACHER, "mode": "soft"},
+    },
+    f"{STUDENT}.onnx": {"kind": "onnx", "parent": STUDENT},
+    INT8: {"kind": "ort_int8", "parent": f"{STUDENT}.onnx", "quant": {"calibration": "minmax"}},
+}
+
+
+def _load() -> dict:
+    return json.loads(CPU.read_text())
+
+
+def _dump(data: object, path: Path) -> Path:
+    path.write_text(json.dumps(data))
+    return path
+
+
+def _int8_bench(data: dict) -> dict:
+    return next(b for b in data["benchmarks"] if b["extra_info"]["variant"] == INT8)
+
+
+def _int8_quality(data: dict) -> list[dict]:
+    entries = [q for q in data["defectbench"]["quality"] if q["variant"] == INT8]
+    entries += [
+        b["extra_info"]["quality"]
+        for b in data["benchmarks"]
+        if b["extra_info"]["variant"] == INT8 and b["extra_info"].get("quality")
+    ]
+    return entries
+
+
+def _refused_by_main(path: Path, tmp_path: Path, capsys, match: str) -> None:
+    """The command exits 2 with one error naming the file, writes nothing, and shows no
+    traceback."""
+    out = tmp_path / "out"
+    assert main([str(path), "--out", str(out), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("defectbench: error: ") and "Traceback" not in err
+    assert str(path) in err
+    assert re.search(match, err), err
+    assert not out.exists()
+
+
+# --- fields of another JSON type --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "where, value, match",
+    [
+        ("commit_info", [1], r"'commit_info' must be an object or absent, got an array"),
+        ("datetime", 5, r"'datetime' must be a string or absent, got a number"),
+        (
+            "profile",
+            {"name": "quick"},
+            r"'defectbench.profile' must be a string or absent, got an "
+            "object",
+        ),
+        ("reference", 5, r"'defectbench.reference' must be a string or absent, got a number"),
+        ("gated_operating_point", ["p"], r"'defectbench.gated_operating_point' must be a string"),
+        # a run cut short by -x whose marker is unreadable would read as a complete run
+        (
+            "stopped_early",
+            "yes",
+            r"'defectbench.stopped_early' must be an object or absent, got a "
+            "string",
+        ),
+        ("recipes", [1], r"'defectbench.recipes' must be an object or absent, got an array"),
+    ],
+    ids=lambda v: v if isinstance(v, str) and " " not in v else None,
+)
+def test_run_fields_of_another_type_are_refused_by_name(tmp_path, capsys, where, value, match):
+    # commit_info and datetime as these types ended in an AttributeError / TypeError traceback;
+    # the others printed as `5` in the header or were dropped without a word
+    data = _load()
+    if where in ("commit_info", "datetime"):
+        data[where] = value
+    else:
+        data["defectbench"][where] = value
+    path = _dump(data, tmp_path / "odd.json")
+    with pytest.raises(ReportError, match=match):
+        load_report([path])
+    _refused_by_main(path, tmp_path, capsys, match)
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("runtime", ["onnxruntime"], r"extra_info.runtime must be a name or null, got \['onnx"),
+        ("memory.kind", 7, r"extra_info.memory.kind must be a name or null, got 7"),
+        (
+            "quality.differs_from_build",
+            ["pt2e"],
+            r"extra_info.quality.differs_from_build must be a name or null, got \['pt2e'\]",
+        ),
+    ],
+)
+def test_row_names_of_another_type_are_refused_by_name(tmp_path, capsys, field, value, match):
+    # a list as the runtime ended in "TypeError: unhashable type: 'list'"
+    data = _load()
+    if field == "quality.differs_from_build":
+        for q in _int8_quality(data):
+            q["differs_from_build"] = value
+    else:
+        extra = _int8_bench(data)["extra_info"]
+        if field == "memory.kind":
+            extra.setdefault("memory", {})["kind"] = value
+        else:
+            extra[field] = value
+    path = _dump(data, tmp_path / "odd.json")
+    with pytest.raises(ReportError, match=match):
+        load_report([path])
+    _refused_by_main(path, tmp_path, capsys, match)
+
+
+@pytest.mark.parametrize(
+    "top, kind",
+    [
+        (3, "a number"),
+        ("hello", "a string"),
+        (None, "null"),
+        (True, "a boolean"),
+        ([], "an array"),
+    ],
+)
+def test_top_level_json_is_named_in_json_words(tmp_path, capsys, top, kind):
+    # was "top level is a int" / "a NoneType": Python's names, not the file's
+    path = _dump(top, tmp_path / "odd.json")
+    _refused_by_main(path, tmp_path, capsys, rf"top level is {kind}, not an object")
+
+
+# --- values no run writes ---------------------------------------------------------------------
+
+
+def _without_latency(data: dict, how: str) -> None:
+    bench = _int8_bench(data)
+    if how == "null":
+        bench["extra_info"]["latency_ms"]["p50"] = None
+    elif how == "nan":
+        bench["extra_info"]["latency_ms"]["p50"] = float("nan")
+    else:  # an older file: no latency_ms, and pytest-benchmark's stats without a median
+        del bench["extra_info"]["latency_ms"]
+        bench["stats"] = {k: v for k, v in bench.get("stats", {}).items() if k != "median"}
+
+
+@pytest.mark.parametrize("how", ["null", "nan", "no-median"])
+def test_a_benchmark_without_a_latency_is_refused(tmp_path, how):
+    # was tabulated as "- / -", and a file of such rows had findings saying "nothing gated
+    # was timed" of a run that timed every case
+    data = _load()
+    _without_latency(data, how)
+    with pytest.raises(
+        ReportError,
+        match=r"odd\.json: benchmark .*int8_ort.* has no latency "
+        r"\(latency_ms\.p50",
+    ):
+        load_report([_dump(data, tmp_path / "odd.json")])
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("batch", 0, r"extra_info.batch is 0, which no measurement gives"),
+        ("batch", -4, r"extra_info.batch is -4, which no measurement gives"),
+        ("rounds", 0, r"latency_ms.rounds is 0, which no measurement gives"),
+        ("size_mb", -5.0, r"extra_info.size_mb is -5.0, which no measurement gives"),
+        ("size_mb", 0, r"extra_info.size_mb is 0, which no measurement gives"),
+    ],
+)
+def test_counts_and_sizes_no_run_writes_are_refused(tmp_path, field, value, match):
+    # all were tabulated as given: a batch of -4, a model of -5 MiB heading the size frontier
+    data = _load()
+    extra = _int8_bench(data)["extra_info"]
+    if field == "rounds":
+        extra["latency_ms"]["rounds"] = value
+    else:
+        extra[field] = value
+    with pytest.raises(ReportError, match=match):
+        load_report([_dump(data, tmp_path / "odd.json")])
+
+
+def test_a_quality_result_without_a_recall_is_refused(tmp_path):
+    # its PASS stood in the gate column beside "no quality", and the findings named it the
+    # fastest passing artifact with "recall -"
+    data = _load()
+    for q in _int8_quality(data):
+        q["recall"] = None
+    with pytest.raises(
+        ReportError,
+        match=r"odd\.json: .*quality has no recall, yet is the "
+        r"quality result at operating point",
+    ):
+        load_report([_dump(data, tmp_path / "odd.json")])
+
+
+@pytest.mark.parametrize("name", ["a\nb", "a\rb", "a\tb"])
+def test_a_name_with_a_line_break_is_refused(tmp_path, name):
+    data = _load()
+    _int8_bench(data)["extra_info"]["variant"] = name
+    with pytest.raises(ReportError, match=r"extra_info.variant must be a name on one line"):
+        load_report([_dump(data, tmp_path / "odd.json")])
+
+
+def test_a_pipe_in_a_name_stays_in_its_markdown_column(tmp_path):
+    data = _load()
+    for bench in data["benchmarks"]:
+        if bench["extra_info"]["variant"] == INT8:
+            bench["extra_info"]["variant"] = "lite0|kd"
+    for q in _int8_quality(data):
+        q["variant"] = "lite0|kd"
+    _, _ = write_report([_dump(data, tmp_path / "pipe.json")], tmp_path / "out", plots=False)
+    table = (tmp_path / "out" / "table.md").read_text().split("## Table\n\n")[1]
+    lines = table.strip().splitlines()
+    header_columns = lines[0].count("|")
+    assert all(line.replace("\\|", "").count("|") == header_columns for line in lines)
+    assert any("lite0\\|kd" in line for line in lines)
+
+
+# --- merged inputs ----------------------------------------------------------------------------
+
+
+def _with_recipes(recipes: dict, stamp: str, path: Path) -> Path:
+    data = _load()
+    data["datetime"] = stamp
+    data["defectbench"]["recipes"] = recipes
+    return _dump(data, path)
+
+
+def test_one_profile_built_two_ways_is_noted_with_its_descendants(tmp_path):
+    # quick-cpu.json and noise/quick-192px-run1.json (both "quick") trained the teacher at
+    # 260 and 192 px: merged, nothing said that one name stood for two teachers and students
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _with_recipes(RECIPES, "2026-11-22T10:00:00", tmp_path / "a" / "out.json")
+    other = copy.deepcopy(RECIPES)
+    other[TEACHER]["model"]["img_size"] = 192
+    second = _with_recipes(other, "2026-11-23T10:00:00", tmp_path / "b" / "out.json")
+    report = load_report([first, second])
+    notes = [n for n in report.notes if "different recipes" in n]
+    assert len(notes) == 1
+    # the INT8 student's own recipe is unchanged: its teacher's is not
+    assert (f"a/out.json, b/out.json differ in 2 variants ({INT8}, {TEACHER})") in notes[0]
+    assert "the name stands for different models" in notes[0]
+
+
+def test_same_recipes_or_different_profiles_get_no_recipe_note(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = _with_recipes(RECIPES, "2026-11-22T10:00:00", tmp_path / "a" / "out.json")
+    same = _with_recipes(copy.deepcopy(RECIPES), "2026-11-23T10:00:00", tmp_path / "b" / "out.json")
+    assert not [n for n in load_report([first, same]).notes if "recipes" in n]
+    # another profile is another zoo by design, and has its own note
+    other = copy.deepcopy(RECIPES)
+    other[TEACHER]["train"]["epochs"] = 10
+    data = json.loads(_with_recipes(other, "2026-11-24T10:00:00", tmp_path / "c.json").read_text())
+    data["defectbench"]["profile"] = "full"
+    notes = load_report([first, _dump(data, tmp_path / "c.json")]).notes
+    assert not [n for n in notes if "recipes" in n]
+    assert any("different profiles" in n for n in notes)
+
+
+# --- the command line and the plots -----------------------------------------------------------
+
+
+def test_an_empty_out_is_refused_not_the_current_folder(tmp_path, capsys, monkeypatch):
+    # `--out "$DIR"` with DIR unset wrote table.md into the current folder
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main([str(CPU), "--out", "", "--no-plots"])
+    assert exit_.value.code == 2
+    assert "argument --out: empty; name the folder for the report" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_report_of_one_row_says_row(tmp_path, capsys):
+    data = _load()
+    data["benchmarks"] = [_int8_bench(data)]
+    path = _dump(data, tmp_path / "one.json")
+    assert main([str(path), "--out", str(tmp_path / "out"), "--no-plots"]) == 0
+    assert capsys.readouterr().out.startswith("1 row at operating point ")
+
+
+def test_a_long_variant_name_gets_a_short_point_label(tmp_path):
+    # a 400-character name drew labels across its panel and the next
+    long = "x" * 400 + ".kd.int8_ort"
+    data = _load()
+    for bench in data["benchmarks"]:
+        if bench["extra_info"]["variant"] == INT8:
+            bench["extra_info"]["variant"] = long
+    for q in _int8_quality(data):
+        q["variant"] = long
+    report = load_report([_dump(data, tmp_path / "long.json")])
+    labels = [
+        text
+        for figure in (latency_figure(report), size_figure(report))
+        for panel in point_labels(figure)
+        for label in panel
+        for text in label.split("\n")
+    ]
+    assert any(text.endswith(".kd.int8_ort") and "..." in text for text in labels)
+    assert max(len(text) for text in labels) <= LABEL_WIDTH + len(" (reference)")
+
+
+def test_input_labels_are_worked_out_once_not_per_row(tmp_path, monkeypatch):
+    # every row asked for the inputs' labels, resolving every path each time: 30 inputs of
+    # 130 rows took 12 s, 10 of them in Path.resolve and its comparisons
+    paths = []
+    for k in range(3):
+        data = _load()
+        data["datetime"] = f"2026-11-2{k}T10:00:00"
+        (tmp_path / f"run{k}").mkdir()
+        paths.append(_dump(data, tmp_path / f"run{k}" / "out.json"))
+    resolve = Path.resolve
+    calls = []
+
+    def counting_resolve(self, *args, **kwargs):
+        calls.append(self)
+        return resolve(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "resolve", counting_resolve)
+    report = load_report(paths)
+    assert len(report.rows) == 3 * len(load_report([CPU]).rows)
+    # once to refuse a file given twice, once for its label
+    assert len([c for c in calls if c in paths]) <= 2 * len(paths)
+
+
+def test_a_folder_where_a_file_goes_is_refused_before_anything_is_written(tmp_path):
+    # table.md was renamed into place, then table.csv's rename failed: a new table beside the
+    # old CSV, and an error naming the temporary file `.table.csv.XXXX.tmp`
+    out = tmp_path / "out"
+    (out / "table.csv").mkdir(parents=True)
+    (out / "table.md").write_text("earlier report\n")
+    with pytest.raises(
+        ReportError,
+        match=r"cannot write .*out/table\.csv: something other than "
+        r"a file is there .*Nothing was written",
+    ):
+        write_report([CPU], out, plots=False)
+    assert (out / "table.md").read_text() == "earlier report\n"
+    assert sorted(p.name for p in out.iterdir()) == ["table.csv", "table.md"]
+
+
+def test_a_failed_rename_names_the_target_not_its_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    def refuse(src, dst):
+        raise OSError(errno.EACCES, "Permission denied", str(src), None, str(dst))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(ReportError) as refused:
+        write_report([CPU], tmp_path / "out", plots=False)
+    message = str(refused.value)
+    assert re.match(r"cannot write .*out/table\.(md|csv): Permission denied", message), message
+    assert ".tmp" not in message
