@@ -89,3 +89,11 @@ def test_a_negative_seed_is_refused_with_the_rule(tmp_path, capsys, tiny_elpv):
     assert main(argv) == 2
     assert "split seed must be a non-negative integer, got -1" in capsys.readouterr().err
     assert not (tmp_path / "fx").exists()
+
+
+def test_summary_of_a_fixture_dir_that_is_a_file_names_it(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    assert main(["data", "summary", "--fixture-dir", str(tmp_path / "a_file")]) == 2
+    err = capsys.readouterr().err
+    assert f"fixture folder {tmp_path / 'a_file'} is a file, not a folder" in err
+    assert "git checkout" not in err

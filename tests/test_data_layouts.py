@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -1121,3 +1122,80 @@ def test_dagm_images_outside_train_test_and_label_are_refused(tmp_path: Path) ->
     write_image(tmp_path / "other/Class1/Val/0009.PNG")
     with pytest.raises(DataError, match=r"DAGM class folder .*Class1 has sub-folder.*Val"):
         load_dagm(tmp_path / "other")
+
+
+# --- inputs found by the data-loader probe -------------------------------------------------
+
+
+def test_mvtec_masks_without_their_images_are_refused_not_dropped(tmp_path: Path) -> None:
+    # a lost test image, and a whole defect type lost in extraction, leave only their masks
+    mvtec_tree(tmp_path)
+    write_image(tmp_path / "bottle/ground_truth/broken_large/002_mask.png")
+    write_image(tmp_path / "bottle/ground_truth/scratch/000_mask.png")
+    with pytest.raises(DataError, match=r"ground_truth has 2 defect mask\(s\) whose image is "
+                       r"missing from .*bottle/test \(broken_large/002_mask.png, "
+                       r"scratch/000_mask.png\): those defective images would not be read; "
+                       r"re-extract the category"):
+        load_mvtec_ad(tmp_path, "bottle")
+    # the train split has no masks: only the test split is checked against them
+    assert len(load_mvtec_ad(tmp_path, "bottle", "train")) == 3
+
+
+def test_mvtec_masks_match_their_images_in_any_case(tmp_path: Path) -> None:
+    mvtec_tree(tmp_path)
+    (tmp_path / "bottle/ground_truth/Contamination").mkdir()
+    (tmp_path / "bottle/ground_truth/contamination/000_mask.png").rename(
+        tmp_path / "bottle/ground_truth/Contamination/000_MASK.PNG"
+    )
+    (tmp_path / "bottle/ground_truth/contamination").rmdir()
+    assert load_mvtec_ad(tmp_path, "bottle").labels.tolist() == [1, 1, 1, 0, 0]
+
+
+def test_a_hidden_image_is_refused_while_dot_files_that_are_no_images_are_ignored(
+    tmp_path: Path,
+) -> None:
+    root = folder_tree(tmp_path, {"good": 1, "defect": 1})
+    (root / "defect/.DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(20))
+    (root / "defect/._000.png").write_bytes(b"\x00\x05\x16\x07" + bytes(40))  # AppleDouble
+    assert len(load_image_folder(root)) == 2
+    write_image(root / "defect/.001.png")
+    with pytest.raises(DataError, match=r"defect holds 1 hidden image file\(s\) \(.001.png\), "
+                       r"which would not be read: .*rename them without the leading dot"):
+        load_image_folder(root)
+
+
+def test_names_that_are_not_utf8_are_refused_with_their_bytes(tmp_path: Path) -> None:
+    root = folder_tree(tmp_path, {"good": 1, "defect": 1})
+    latin1 = os.fsdecode(os.fsencode(root / "defect") + b"/d\xe9faut.png")
+    try:
+        write_image(Path(latin1))
+    except (OSError, UnicodeError):
+        pytest.skip("this file system does not store names that are not UTF-8")
+    with pytest.raises(DataError, match=r"1 file or folder name\(s\) under .* are not valid "
+                       r"UTF-8 \(defect/d\\xe9faut.png\); rename them to UTF-8") as info:
+        load_image_folder(root)
+    str(info.value).encode("utf-8")  # the message itself prints anywhere
+
+
+def test_dagm_table_without_its_header_line_reads_its_first_row(tmp_path: Path) -> None:
+    # skipping line 1 dropped its row: 0001 would be labelled from the masks alone
+    root = dagm_tree(tmp_path, classes=(1,))
+    table = root / "Class1/Train/Label/Labels.txt"
+    table.write_text("1\t1\t0001.PNG\t0\t0001_label.PNG\n2\t1\t0002.PNG\t0\t0002_label.PNG\n")
+    with pytest.raises(DataError, match=r"line 1 marks 0001.PNG defective but Label/ has no "
+                       r"0001_label.PNG"):
+        load_dagm(root)
+
+
+def test_dagm_label_table_that_is_a_folder_or_spelt_twice(tmp_path: Path) -> None:
+    root = dagm_tree(tmp_path, classes=(1,))
+    label_dir = root / "Class1/Test/Label"
+    (label_dir / "LABELS.TXT").write_bytes((label_dir / "Labels.txt").read_bytes())
+    with pytest.raises(DataError, match=r"has 2 label tables in different case "
+                       r"\(LABELS.TXT, Labels.txt\); keep one"):
+        load_dagm(root)
+    (label_dir / "LABELS.TXT").unlink()
+    (label_dir / "Labels.txt").unlink()
+    (label_dir / "Labels.txt").mkdir()
+    with pytest.raises(DataError, match=r"Labels.txt is not a file; .*re-extract"):
+        load_dagm(root)

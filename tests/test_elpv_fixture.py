@@ -304,3 +304,33 @@ def test_version_option_prints_the_package_version(capsys):
         main(["--version"])
     assert exit_info.value.code == 0
     assert capsys.readouterr().out.strip() == f"defectbench {__version__}"
+
+
+@pytest.mark.parametrize("edit, match", [
+    # a fifth field (a merge that left a column behind) was kept under the key None
+    (lambda raw: raw.replace(b"images/cell0001.png,train,1.000000,mono\n",
+                             b"images/cell0001.png,train,1.000000,mono,val\n", 1),
+     r"1 row\(s\) without exactly 4 fields \(id, split, probability, cell_type\): line \d+ has "
+     r"5 field\(s\): 'images/cell0001.png,train,1.000000,mono,val'; restore the fixture"),
+    # a one-field row was reported as an unknown split 'None'
+    (lambda raw: raw + b"images/cell0001.png\n",
+     r"1 row\(s\) without exactly 4 fields .*: line 2626 has 1 field\(s\): "
+     r"'images/cell0001.png'; restore"),
+], ids=["five-fields", "one-field"])
+def test_a_row_of_the_wrong_width_is_refused_with_its_line(tmp_path, elpv_fixture, edit, match):
+    with pytest.raises(FixtureMismatchError, match=match):
+        fixture.load_fixture(_edited_copy(tmp_path, elpv_fixture, edit))
+
+
+def test_a_fixture_dir_that_is_a_file_or_absent_is_named_not_sent_to_git(tmp_path):
+    # `git checkout -- fixtures/elpv` cannot fix a --fixture-dir the user mistyped
+    (tmp_path / "a_file").write_text("")
+    for given, state in ((tmp_path / "a_file", "is a file, not a folder"),
+                         (tmp_path / "absent", "does not exist")):
+        with pytest.raises(DataError, match=f"fixture folder {given} {state}; pass the folder "
+                           "holding fixture.json and split.csv") as info:
+            fixture.load_fixture(given)
+        assert "git" not in str(info.value)
+    (tmp_path / "dir" / "fixture.json").mkdir(parents=True)
+    with pytest.raises(DataError, match="fixture.json is not a file"):
+        fixture.load_fixture(tmp_path / "dir")

@@ -144,7 +144,20 @@ def image_files(folder: Path) -> list[Path]:
     """Image files directly inside `folder` (extension case ignored), sorted by name.
 
     Images in a format the loaders do not read are refused, not skipped."""
-    entries = [p for p in folder.iterdir() if not _is_hidden(p)]
+    everything = list(folder.iterdir())
+    entries = [p for p in everything if not _is_hidden(p)]
+    hidden_images = [
+        p for p in everything if _is_hidden(p) and p.is_file() and _looks_like_image(p)
+    ]
+    if hidden_images:
+        # `.DS_Store` and macOS's `._name.png` resource forks are not images and stay ignored;
+        # a real image whose name starts with a dot would be dropped without a word
+        raise DataError(
+            f"{folder} holds {len(hidden_images)} hidden image file(s) "
+            f"({listing(sorted(hidden_images))}), which would not be read: names starting with "
+            "a dot are skipped; rename them without the leading dot, or move them out of the "
+            "dataset if they are not meant to be read"
+        )
     dangling = [
         p for p in entries
         if p.suffix.lower() in IMAGE_EXTENSIONS + _UNREAD_IMAGE_EXTENSIONS
@@ -411,6 +424,32 @@ def _reject_same_file_twice(paths: Sequence[Path]) -> None:
         )
 
 
+def _reject_undecodable_names(root: Path, ids: Sequence[str]) -> None:
+    """A file or folder name that is not UTF-8 (a Latin-1 archive unpacked on Linux) reaches
+    Python as lone surrogates: the set would load, and then every id written to JSON, CSV or
+    a report would fail far from here. Refuse it while indexing, with the bytes shown."""
+    bad = [id_ for id_ in ids if not _encodes_as_utf8(id_)]
+    if bad:
+        shown = [os.fsencode(id_).decode("utf-8", "backslashreplace") for id_ in bad]
+        raise DataError(
+            f"{len(bad)} file or folder name(s) under {_printable(str(root))} are not valid "
+            f"UTF-8 ({listing(shown)}); rename them to UTF-8 (for Latin-1 names, `convmv -r -f "
+            "latin1 -t utf-8 FOLDER` shows the renames and `--notest` makes them)"
+        )
+
+
+def _encodes_as_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(text: str) -> str:
+    return os.fsencode(text).decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class LazyImages:
     """`ImageSet.loader` that decodes `paths[i]` on each call (a class so it can be pickled)."""
@@ -438,10 +477,12 @@ def build_image_set(
     """Check every file, then wrap paths, labels and metadata in a lazily decoding ImageSet."""
     if not paths:
         raise DataError(f"no images found under {root}; see the loader's docstring for the layout")
+    ids = tuple(p.relative_to(root).as_posix() for p in paths)
+    _reject_undecodable_names(root, ids)
     _reject_same_file_twice(paths)
     check_images(paths, check)
     return ImageSet(
-        ids=tuple(p.relative_to(root).as_posix() for p in paths),
+        ids=ids,
         labels=np.asarray(labels, dtype=np.int8),
         class_names=tuple(class_names),
         loader=LazyImages(tuple(paths)),

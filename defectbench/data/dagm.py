@@ -144,7 +144,7 @@ def _split_labels(split_dir: Path) -> tuple[list[Path], list[int]]:
         )
     mask_names = {p.name.lower() for p in _files.image_files(label_dir)}
     mask_stems = {Path(name).stem for name in mask_names}
-    table_path = next((p for p in label_dir.iterdir() if p.name.lower() == "labels.txt"), None)
+    table_path = _labels_txt(label_dir)
     if table_path is None and not mask_names:
         # an empty Label/ is as unusable as a missing one: every image would read defect-free
         raise DataError(
@@ -193,11 +193,33 @@ def _split_labels(split_dir: Path) -> tuple[list[Path], list[int]]:
     return files, labels
 
 
+def _labels_txt(label_dir: Path) -> Path | None:
+    """Label/Labels.txt in any case, or None; two spellings (an archive extracted twice) or
+    a folder of that name are errors, since either could be the table meant."""
+    found = sorted(p for p in label_dir.iterdir() if p.name.lower() == "labels.txt")
+    if len(found) > 1:
+        raise DataError(
+            f"{label_dir} has {len(found)} label tables in different case "
+            f"({', '.join(p.name for p in found)}); keep one"
+        )
+    if found and not found[0].is_file():
+        raise DataError(
+            f"{found[0]} is not a file; DAGM 2007 keeps the image labels in a text file there; "
+            "re-extract the class archive"
+        )
+    return found[0] if found else None
+
+
 def _read_labels_txt(path: Path) -> dict[str, tuple[int, str | None, int]]:
     """Image name (lower case) -> (defective, label file or None, line number)."""
     rows: dict[str, tuple[int, str | None, int]] = {}
     lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    for number, line in enumerate(lines[1:], start=2):
+    # the published tables start with a header line; a table written without one starts with
+    # a row, which skipping would drop (its image then labelled from the masks alone)
+    first_is_row = bool(lines) and _is_row(lines[0].split())
+    for number, line in enumerate(lines, start=1):
+        if number == 1 and not first_is_row:
+            continue
         fields = line.split()
         if not fields:
             continue
@@ -211,6 +233,14 @@ def _read_labels_txt(path: Path) -> dict[str, tuple[int, str | None, int]]:
         mask = fields[4] if len(fields) >= 5 and fields[4] != "0" else None
         rows[name] = (int(fields[1]), mask, number)
     return rows
+
+
+def _is_row(fields: list[str]) -> bool:
+    return (
+        len(fields) >= 3
+        and fields[1] in ("0", "1")
+        and Path(fields[2]).suffix.lower() in _files.IMAGE_EXTENSIONS
+    )
 
 
 def _no_classes(root: Path) -> str:

@@ -204,10 +204,30 @@ def load_fixture(
     directory: Path | None = None, defect_threshold: float = DEFAULT_DEFECT_THRESHOLD
 ) -> Fixture:
     """Load the committed ELPV split and verify it against the installed data."""
-    directory = Path(directory) if directory else default_fixture_dir()
+    chosen = directory is not None and str(directory) != ""
+    directory = Path(directory).expanduser() if chosen else default_fixture_dir()
     meta_path, csv_path = directory / "fixture.json", directory / "split.csv"
+    if chosen and not directory.is_dir():
+        # a path the caller chose: restoring the project's own fixture from git fixes nothing
+        state = "is a file, not a folder" if directory.exists() else "does not exist"
+        raise DataError(
+            f"fixture folder {directory} {state}; pass the folder holding fixture.json and "
+            "split.csv (`--fixture-dir`, load_fixture(directory=...)), such as the project's "
+            "fixtures/elpv or one written by `defectbench data make-fixture --fixture-dir`"
+        )
     for path in (meta_path, csv_path):
+        if path.exists() and not path.is_file():
+            raise DataError(
+                f"fixture file {path} is not a file; move it away and restore the fixture "
+                "(from git for the project's fixtures/elpv)"
+            )
         if not path.is_file():
+            if chosen:
+                raise DataError(
+                    f"fixture file {path} is missing: {directory} holds no complete fixture; "
+                    "pass the folder holding fixture.json and split.csv, or write one there "
+                    "with `defectbench data make-fixture --fixture-dir`"
+                )
             raise DataError(
                 f"fixture file {path} is missing. In a clone of the project, restore it from git "
                 f"(`git checkout -- fixtures/elpv`); the fixture is not part of a wheel, so "
@@ -234,18 +254,8 @@ def load_fixture(
             f"{expected_split}; restore it from git, or regenerate both files deliberately with "
             "`defectbench data make-fixture` and review the diff"
         )
-    try:
-        # utf-8-sig: a spreadsheet that re-saved the file put a byte-order mark before `id`
-        reader = csv.DictReader(io.StringIO(raw.decode("utf-8-sig")))
-        rows = list(reader)
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"fixture file {csv_path} is corrupt ({exc}); restore it from git") from exc
-    if reader.fieldnames != list(_CSV_COLUMNS):
-        raise FixtureMismatchError(
-            f"fixture file {csv_path} has columns {reader.fieldnames}, not {list(_CSV_COLUMNS)}; "
-            "restore it from git"
-        )
-    unknown = sorted({str(row.get("split")) for row in rows} - set(SPLITS))
+    rows = _read_split_rows(csv_path, raw)
+    unknown = sorted({row["split"] for row in rows} - set(SPLITS))
     if unknown:
         # a row in an unknown split would be in no split at all: its image silently unscored
         raise FixtureMismatchError(
@@ -268,6 +278,37 @@ def load_fixture(
 
 
 _CSV_COLUMNS = ("id", "split", "probability", "cell_type")
+
+
+def _read_split_rows(csv_path: Path, raw: bytes) -> list[dict[str, str]]:
+    """split.csv's rows as dicts, every row with exactly the header's columns.
+
+    `csv.DictReader` alone would keep a row with a fifth field (its extra value under the key
+    None) and fill a short row with None, which then read as a split called 'None'."""
+    try:
+        # utf-8-sig: a spreadsheet that re-saved the file put a byte-order mark before `id`
+        reader = csv.reader(io.StringIO(raw.decode("utf-8-sig")))
+        header = next(reader, None)
+        numbered = [(reader.line_num, fields) for fields in reader if fields]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"fixture file {csv_path} is corrupt ({exc}); restore it from git") from exc
+    if header != list(_CSV_COLUMNS):
+        raise FixtureMismatchError(
+            f"fixture file {csv_path} has columns {header}, not {list(_CSV_COLUMNS)}; "
+            "restore it from git"
+        )
+    misshapen = [
+        f"line {line} has {len(fields)} field(s): {','.join(fields)!r}"
+        for line, fields in numbered
+        if len(fields) != len(_CSV_COLUMNS)
+    ]
+    if misshapen:
+        raise FixtureMismatchError(
+            f"{csv_path} has {len(misshapen)} row(s) without exactly {len(_CSV_COLUMNS)} fields "
+            f"({', '.join(_CSV_COLUMNS)}): {'; '.join(misshapen[:3])}"
+            f"{'; ...' if len(misshapen) > 3 else ''}; restore the fixture from git"
+        )
+    return [dict(zip(_CSV_COLUMNS, fields, strict=True)) for _, fields in numbered]
 
 
 def _check_rows(csv_path: Path, rows: list[dict[str, str]], data: ImageSet) -> None:

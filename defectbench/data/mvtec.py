@@ -18,6 +18,7 @@ from defectbench.errors import ConfigError, DataError
 
 SPLITS = ("train", "test")
 GOOD = "good"
+_MASK_SUFFIX = "_mask"
 _ROOT_EXPECTED = "the MVTec AD root folder holding one folder per category (bottle/, cable/, ...)"
 
 
@@ -82,15 +83,45 @@ def load_mvtec_ad(
             "defect they hold"
         )
     paths, labels, defect_types = [], [], []
+    stems_by_type: dict[str, set[str]] = {}
     for type_dir in type_dirs:
         files = _files.nonempty_image_files(type_dir, "defect-type folder")
         _files.reject_nested_images(type_dir, "defect-type folder")
         paths += files
         labels += [int(type_dir.name.lower() != GOOD)] * len(files)
         defect_types += [type_dir.name] * len(files)
+        stems_by_type[type_dir.name.lower()] = {p.stem.lower() for p in files}
+    if split == "test":
+        _reject_masks_without_images(root / category, split_dir, stems_by_type)
     return _files.build_image_set(
         root, paths, labels, _files.BINARY_CLASS_NAMES, {"defect_type": defect_types}, check
     )
+
+
+def _reject_masks_without_images(
+    category_dir: Path, test_dir: Path, stems_by_type: dict[str, set[str]]
+) -> None:
+    """Every mask in ground_truth/ belongs to a defective test image: a mask whose image is
+    not in test/ (a defect-type folder lost in extraction, a deleted file) means defective
+    images the set would silently lack. Masks are not otherwise read."""
+    truth_dir = _files.find_subdir(category_dir, "ground_truth")
+    if truth_dir is None:
+        return
+    orphans: list[str] = []
+    for mask_dir in _files.subdirs(truth_dir):
+        stems = stems_by_type.get(mask_dir.name.lower(), set())
+        for mask in _files.image_files(mask_dir):
+            stem = mask.stem.lower()
+            image_stem = stem[: -len(_MASK_SUFFIX)] if stem.endswith(_MASK_SUFFIX) else stem
+            if image_stem not in stems:
+                orphans.append(f"{mask_dir.name}/{mask.name}")
+    if orphans:
+        raise DataError(
+            f"{truth_dir} has {len(orphans)} defect mask(s) whose image is missing from "
+            f"{test_dir} ({_files.listing(orphans)}): those defective images would not be "
+            "read; re-extract the category from mvtec_anomaly_detection.tar.xz (or delete the "
+            "masks of images removed on purpose)"
+        )
 
 
 def _normalised(name: str) -> str:

@@ -12,7 +12,7 @@ from defectbench.metrics.operating_point import OperatingPoint
 from defectbench.zoo.build import compute_keys, library_versions, load_trained_model
 from defectbench.zoo.profiles import Profile, get_profile
 from defectbench.zoo.recipes import TrainedRecipe
-from defectbench.zoo.registry import all_recipes
+from defectbench.zoo.registry import all_recipes, suggest_variant
 from defectbench.zoo.store import ZooStore
 
 
@@ -32,15 +32,31 @@ class Catalog:
         return sorted(self.recipes)
 
     def recipe(self, name: str) -> Any:
-        if name not in self.recipes:
-            raise UnknownNameError(f"unknown variant {name!r}; `defectbench zoo list` shows all")
+        self._require_known(name)
         return self.recipes[name]
+
+    def _key(self, name: str) -> str:
+        self._require_known(name)
+        return self.keys[name]
+
+    def _require_known(self, name: str) -> None:
+        """Every per-variant method starts here, so a misspelt name is an UnknownNameError
+        with a suggestion, not a bare KeyError from the keys or recipes dict."""
+        if name in self.recipes:
+            return
+        close = suggest_variant(name, self.recipes) if isinstance(name, str) else None
+        hint = f"did you mean {close!r}? " if close else ""
+        raise UnknownNameError(
+            f"unknown variant {name!r} in profile {self.profile.name!r}; {hint}"
+            f"`defectbench zoo list --profile {self.profile.name}` shows all "
+            f"{len(self.recipes)}"
+        )
 
     def manifest(self, name: str) -> dict[str, Any]:
         """A built variant's manifest, checked for what the read side uses (preprocessing and
         the dev operating points), so a hand-edited or truncated one is reported, not a
         KeyError deep in a benchmark."""
-        manifest = self.store.verify(name, self.keys[name])
+        manifest = self.store.verify(name, self._key(name))
         if problem := _read_side_problem(manifest):
             path = self.store.manifest_path(name)
             raise ArtifactError(
@@ -56,7 +72,7 @@ class Catalog:
         `built` while its load would fail."""
         from defectbench.zoo.derived import load_requirements
 
-        manifest = self.store.verify(name, self.keys[name])
+        manifest = self.store.verify(name, self._key(name))
         files, parent = load_requirements(self.recipe(name))
         for filename in files:
             self.store.artifact_path(name, manifest, filename)
@@ -97,7 +113,7 @@ class Catalog:
         if isinstance(recipe, TrainedRecipe):
             from defectbench.runtime.predictor import TorchPredictor
 
-            model = load_trained_model(self.store, name, recipe, self.keys[name])
+            model = load_trained_model(self.store, name, recipe, self._key(name))
             return TorchPredictor(model, device=device, precision=precision, name=name)
         from defectbench.zoo.derived import open_derived_predictor
 
