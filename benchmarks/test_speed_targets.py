@@ -10,7 +10,7 @@ skipped with the missing case ids.
 
 import pytest
 
-from defectbench.plugin import latency_seconds
+from defectbench.plugin import latency_seconds, not_measured_reason
 from defectbench.suite import judge_speed_target
 
 pytestmark = pytest.mark.perf
@@ -21,8 +21,5 @@ def test_speed_target(defectbench_suite, speed_target, request):
     result = judge_speed_target(defectbench_suite, speed_target, seconds)
     defectbench_suite.speed_results.append(result)
     if not result["measured"]:
-        pytest.skip(
-            f"not measured in this run: {', '.join(result['missing'])}; "
-            "run test_latency.py for those cases in the same session"
-        )
+        pytest.skip(not_measured_reason(request.config, result["missing"]))
     assert result["passed"], result["message"]

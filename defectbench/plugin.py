@@ -434,11 +434,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # an empty selection would be an empty parameter set: skipped, exit 0, nothing
             # judged (said here with the builds there are, before the general check below)
             suite_mod.check_selection_has_cases(catalog, _selection(config))
+            _check_batches_fit(config, len(catalog.fixture.split("val")))
             suite_mod.load_checked_budgets(_budgets_path(config, catalog), catalog)
         except DefectbenchError as exc:  # pytest's own "ERROR: ..." line, once
             raise pytest.UsageError(str(exc)) from None
+    elif (any("survey_case" in getattr(item, "fixturenames", ()) for item in items)
+          and max(_selection(config).batches) > max(suite_mod.DEFAULT_BATCHES)):
+        # the survey times random inputs and never reads the fixture: it is loaded (seconds)
+        # only to bound a batch above the default sizes by the same limit as the suite's
+        from defectbench.data.fixture import load_fixture
+
+        try:
+            _check_batches_fit(config, len(load_fixture().split("val")))
+        except DefectbenchError as exc:
+            raise pytest.UsageError(str(exc)) from None
     if not config.option.collectonly:  # listing what a GPU host would run is fine here
         _refuse_a_selection_that_only_skips(config, items)
+
+
+def _check_batches_fit(config: pytest.Config, val_images: int) -> None:
+    from defectbench.errors import ConfigError
+
+    try:
+        suite_mod.check_batches_fit(_selection(config).batches, val_images,
+                                    option(config, "--batch-sizes"))
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}{_from_env(config, '--batch-sizes')}") from None
 
 
 _HOST_FIX = "run them where they can run, or select cases this host has (--devices cpu)"
@@ -611,6 +632,18 @@ def measure_latency(defectbench_suite, perf_case, benchmark, request):
         return info
 
     return run
+
+
+def not_measured_reason(config: pytest.Config, missing: list[str]) -> str:
+    """Why a speed target was skipped as not measured, and the fix: under --benchmark-disable
+    its cases ran untimed, and "run test_latency.py for those cases" sent the user after
+    cases that had run."""
+    cases = ", ".join(missing)
+    if config.getoption("benchmark_disable", default=False):
+        return (f"not measured in this run: {cases}; --benchmark-disable times nothing, so "
+                "no target can be judged: run without it")
+    return (f"not measured in this run: {cases}; run test_latency.py for those cases in the "
+            "same session")
 
 
 def _memory_isolated(config: pytest.Config) -> bool:

@@ -104,12 +104,14 @@ def parse_list(text: str, what: str) -> tuple[str, ...]:
 
 def parse_batches(text: str) -> tuple[int, ...]:
     items = parse_list(text, "batch-sizes")
-    try:
-        return tuple(sorted({int(t) for t in items}))
-    except ValueError:
+    # ASCII digits only: int() also reads '1_8' as 18 (a lost comma) and non-Latin digits
+    wrong = [t for t in items if not (t.isascii() and t.isdigit())]
+    if wrong:
         raise ConfigError(
-            f"--batch-sizes {text!r} must be comma-separated integers, e.g. 1,8,32"
-        ) from None
+            f"--batch-sizes {text!r} must be comma-separated integers, e.g. 1,8,32 "
+            f"({wrong[0]!r} is not one)"
+        )
+    return tuple(sorted({int(t) for t in items}))
 
 
 def select_names(names: list[str], patterns: tuple[str, ...]) -> list[str]:
@@ -162,6 +164,22 @@ def check_selection_has_cases(catalog: Catalog, selection: Selection) -> None:
         f"build of the {catalog.profile.name!r} zoo, so nothing would be gated or timed. The "
         f"selected variants run as: {'; '.join(offers)}"
     )
+
+
+def check_batches_fit(batches: tuple[int, ...], val_images: int, given: str) -> None:
+    """ConfigError for a batch size above the number of `val` images: every timed batch is
+    cut from them (`Suite.perf_batch`), so a larger one repeats images, and 100000 was
+    accepted without a word: val tiled 153 times into one input of 81 GB at the quick
+    profile's 260 px, allocated only when its case ran, after the zoo build and the cases
+    before it. `given` is the option's text, for the message."""
+    too_large = [b for b in batches if b > val_images]
+    if too_large:
+        raise ConfigError(
+            f"--batch-sizes {given!r}: {too_large[-1]} is more than the {val_images} images of "
+            "the `val` fixture, from which every timed batch is cut (a larger one would repeat "
+            f"images, and can exhaust memory); use sizes of at most {val_images}, e.g. "
+            f"{','.join(map(str, DEFAULT_BATCHES))}"
+        )
 
 
 def interval_confidence(budgets: list[Budget]) -> float:

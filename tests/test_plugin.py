@@ -1059,3 +1059,88 @@ def test_threads_above_what_a_zoo_build_takes_are_refused_up_front():
         _parse_threads("2000")
     with pytest.raises(ConfigError, match="must be a positive integer, got '²'"):
         _parse_threads("²")
+
+
+def test_p_no_defectbench_turns_the_plugin_off(pytester, monkeypatch):
+    # the root conftest listed the plugin in pytest_plugins, which registers it under its
+    # module name: `-p no:defectbench` blocked nothing, and a stale variable the plugin
+    # refuses at every session start still stopped the unit tests
+    shutil.copy(REPO / "conftest.py", pytester.path / "conftest.py")
+    pytester.makepyfile(test_plain="def test_one():\n    pass\n")
+    monkeypatch.setenv("DEFECTBENCH_BATCH_SIZES", "0")
+    on = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    assert on.ret == pytest.ExitCode.USAGE_ERROR
+    on.stderr.fnmatch_lines(["ERROR: *batch sizes*(from $DEFECTBENCH_BATCH_SIZES='0')"])
+    for off in ("no:defectbench", "no:defectbench.plugin"):
+        result = pytester.runpytest_inprocess("-p", off, "-p", "no:cacheprovider")
+        assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+        result.assert_outcomes(passed=1)
+    # the suite cannot run without it, and says so once instead of "fixture not found" per test
+    shutil.copytree(REPO / "benchmarks", pytester.path / "benchmarks")
+    suite = pytester.runpytest_inprocess("benchmarks", "-p", "no:defectbench",
+                                          "-p", "no:cacheprovider")
+    assert suite.ret == pytest.ExitCode.USAGE_ERROR
+    suite.stderr.fnmatch_lines(["ERROR: the benchmark suite needs the defectbench plugin, *"])
+    assert "fixture" not in suite.stdout.str() + suite.stderr.str()
+
+
+def test_a_batch_size_above_the_val_images_is_refused_before_anything_runs(
+    suite_dir, tmp_path, monkeypatch
+):
+    # every timed batch is cut from val's 654 images: 100000 was accepted without a word, to
+    # tile val into an input of 81 GB at 260 px once its case ran, after the zoo build
+    import defectbench.data.fixture
+    import defectbench.zoo.catalog
+
+    # in process, so the fixture is verified once (seconds) for the three runs, not per run
+    fixture = defectbench.data.fixture.load_fixture()
+    for module in (defectbench.data.fixture, defectbench.zoo.catalog):
+        monkeypatch.setattr(module, "load_fixture", lambda *args, **kwargs: fixture)
+    common = ("benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
+              "--variants", TEACHER, "-p", "no:cacheprovider", "--collect-only")
+    monkeypatch.setenv("DEFECTBENCH_BATCH_SIZES", "1,100000")
+    result = suite_dir.runpytest_inprocess(*common)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: --batch-sizes '1,100000': 100000 is more than the 654 images of the `val` "
+        "fixture, from which every timed batch is cut *; use sizes of at most 654, e.g. "
+        "1,8,32 (from $DEFECTBENCH_BATCH_SIZES='1,100000')"])
+    assert not (tmp_path / "zoo").exists()
+    # the survey takes the same bound; the val set itself is a batch the suite can time
+    survey = suite_dir.runpytest_inprocess(*common, "-m", "slow", "--batch-sizes", "655")
+    assert survey.ret == pytest.ExitCode.USAGE_ERROR
+    survey.stderr.fnmatch_lines(["ERROR: --batch-sizes '655': 655 is more than the 654 *"])
+    fine = suite_dir.runpytest_inprocess(*common, "--batch-sizes", "654")
+    assert fine.ret == pytest.ExitCode.OK, fine.stderr.str()
+    fine.stdout.fnmatch_lines([f"*test_inference[[]{TEACHER}-fp32-cpu-b654[]]*"])
+
+
+def test_batch_sizes_are_ascii_digits_so_a_lost_comma_is_not_read_as_one_number():
+    # int() reads '1_8' as 18 and '٣' as 3: the run timed a batch nobody asked for
+    assert suite_mod.parse_batches(" 8, 1,08") == (1, 8)
+    for text, item in (("1_8", "1_8"), ("1,٣", "٣"), ("1,-8", "-8"), ("1,+8", "+8")):
+        with pytest.raises(ConfigError, match=re.escape(
+                f"--batch-sizes '{text}' must be comma-separated integers, e.g. 1,8,32 "
+                f"('{item}' is not one)")):
+            suite_mod.parse_batches(text)
+    suite_mod.check_batches_fit((1, 654), 654, "1,654")
+    with pytest.raises(ConfigError, match=r"--batch-sizes '8,1000,655': 1000 is more than the "
+                       "654 images"):
+        suite_mod.check_batches_fit((8, 655, 1000), 654, "8,1000,655")
+
+
+def test_a_target_not_measured_under_benchmark_disable_says_why():
+    # its cases ran (untimed), yet the skip sent the user to run them in the same session
+    from types import SimpleNamespace
+
+    from defectbench.plugin import not_measured_reason
+
+    def config(**options):
+        return SimpleNamespace(getoption=lambda name, default=None: options.get(name, default))
+
+    missing = [f"{TEACHER}.int8_ort-int8-cpu-b1"]
+    assert not_measured_reason(config(benchmark_disable=True), missing) == (
+        f"not measured in this run: {missing[0]}; --benchmark-disable times nothing, so no "
+        "target can be judged: run without it")
+    assert not_measured_reason(config(), missing).endswith(
+        "run test_latency.py for those cases in the same session")
