@@ -136,7 +136,17 @@ class Budget:
                 f"{where}: a {self.kind} judged on the {self.judged_on} passes whenever the "
                 f"evidence is too thin to show a failure; use judged_on = 'point' or {bound!r}"
             )
-        # a confidence bound never reaches 1 from below or 0 from above on finite evidence
+        # a confidence bound never reaches 1 from below or 0 from above on finite evidence;
+        # a drop is a difference, and its upper bound goes below 0 only for a variant shown
+        # better than its reference, which a compressed variant is not meant to have to be
+        if self.judged_on != "point" and self.value == 0.0 and self.metric == "recall_drop":
+            raise ConfigError(
+                f"{where}: a max_drop of 0 judged on the upper_bound passes only a variant "
+                "shown to catch more defects than its reference (more new catches than new "
+                "misses, by a margin its sample size can show), never one that merely matches "
+                "it; judge it on 'point' to allow no drop at all, or give the positive limit "
+                "the bound may reach"
+            )
         if self.judged_on != "point" and self.value == (1.0 if self.kind == "floor" else 0.0):
             raise ConfigError(
                 f"{where}: a {self.kind} of {self.value:g} judged on the {self.judged_on} can "
@@ -478,16 +488,29 @@ def best_possible_bound(budget: Budget, n_items: int) -> float:
 
 def _unreachable_note(budget: Budget, n_items: int, population: str) -> str:
     """Why a bound budget fails whatever the model does, when it does: on a small group the
-    bound of even a flawless result lies beyond the limit (a 0.08 drop bound at 95% needs at
-    least 32 defective items), which no retraining can fix."""
+    bound of even a flawless result lies beyond the limit, which no retraining can fix. For a
+    drop budget "flawless" is agreeing with the reference on every item (a 0.08 drop bound at
+    95% then needs at least 32 defective items); a variant better than its reference can
+    still pass below that, so the note says what agreement gets, not that nothing can pass."""
     best = best_possible_bound(budget, n_items)
-    if (best < budget.value) if budget.kind == "floor" else (best > budget.value):
+    if not ((best < budget.value) if budget.kind == "floor" else (best > budget.value)):
+        return ""
+    advice = (
+        "judge on more items, on a coarser group, or at a lower confidence, or set a "
+        "limit the bound can reach"
+    )
+    if budget.metric == "recall_drop":
+        # not "unreachable": a variant that catches defects its reference misses gets a lower
+        # bound than agreement (3 new catches of 20 pass a 0.08 limit that agreement fails)
         return (
-            f"; unreachable at {n_items} {population}: even a flawless result's bound is "
-            f"{best:.3f}; judge on more items, on a coarser group, or at a lower confidence, "
-            "or set a limit the bound can reach"
+            f"; out of reach at {n_items} {population} for a variant that matches its "
+            f"reference: agreeing on every item gives a bound of {best:.3f}, so only more new "
+            f"catches than new misses can pass; {advice}"
         )
-    return ""
+    return (
+        f"; unreachable at {n_items} {population}: even a flawless result's bound is "
+        f"{best:.3f}; {advice}"
+    )
 
 
 def _digits(judged: float, limit: float) -> int:

@@ -23,6 +23,7 @@ from defectbench.metrics import (
     clopper_pearson,
     compare_recall,
     compare_recall_by_group,
+    drop_interval,
     threshold_for_recall,
 )
 
@@ -478,16 +479,29 @@ def test_missing_evidence_raises_instead_of_passing(budget, evidence, match):
 
 @pytest.mark.parametrize(
     "metric, kind, value, judged_on",
-    [("recall", "floor", 1, "lower_bound"), ("fnr", "ceiling", 0, "upper_bound"),
-     ("recall_drop", "max_drop", 0, "upper_bound")],
+    [("recall", "floor", 1, "lower_bound"), ("fnr", "ceiling", 0, "upper_bound")],
 )
 def test_a_budget_no_bound_can_meet_is_refused(metric, kind, value, judged_on):
-    # a Clopper-Pearson lower bound is below 1 (and Tango's upper bound above 0) on any
-    # finite evidence: even a perfect model would fail such a gate in every run
+    # a Clopper-Pearson lower bound is below 1 (an upper bound above 0) on any finite
+    # evidence: even a perfect model would fail such a gate in every run
     with pytest.raises(ConfigError, match=rf"a {kind} of {value} judged on the {judged_on} "
                                           r"can never pass.*judge it on 'point'"):
         Budget("never", metric, kind, value, judged_on)
     assert Budget("perfect", metric, kind, value, "point").value == value
+
+
+def test_a_zero_drop_bound_is_refused_for_what_it_really_demands():
+    # Tango's upper bound on a drop does go below 0: 3 new catches and no new miss of 205
+    # defective items put it at -0.0014. A max drop of 0 on that bound passes only a variant
+    # shown better than its reference; "can never pass" was untrue
+    assert drop_interval(0, 3, 205, 0.95, "upper")[1] < 0
+    with pytest.raises(
+        ConfigError,
+        match=r"a max_drop of 0 judged on the upper_bound passes only a variant shown to catch "
+        r"more defects than its reference.*judge it on 'point'",
+    ):
+        Budget("never", "recall_drop", "max_drop", 0, "upper_bound")
+    assert Budget("none", "recall_drop", "max_drop", 0, "point").value == 0
 
 
 def test_a_failure_message_shows_the_bound_apart_from_its_limit():
@@ -585,8 +599,20 @@ def test_a_budget_no_result_can_pass_at_this_sample_size_says_so():
     budget = Budget("drop", "recall_drop", "max_drop", 0.08, "upper_bound")
     verdict = judge(budget, "v", Evidence(comparison=same))
     assert not verdict.passed
-    assert "unreachable at 20 defective: even a flawless result's bound is 0.119" in (
-        verdict.message)
+    assert (
+        "out of reach at 20 defective for a variant that matches its reference: agreeing "
+        "on every item gives a bound of 0.119, so only more new catches than new misses "
+        "can pass"
+    ) in verdict.message
+    assert "unreachable" not in verdict.message
+    # ... and that is what it says, not "unreachable": 3 new catches of 20 pass
+    better = compare_recall(ids, y, [0] * 3 + [1] * 17, [1] * 20)
+    assert judge(budget, "v", Evidence(comparison=better)).passed
+    # a ceiling a flawless model cannot meet is unreachable, and says so
+    fnr_budget = Budget("f", "fnr", "ceiling", 0.1, "upper_bound")
+    fnr = judge(fnr_budget, "v", BinaryCounts(tp=20, fn=0, fp=0, tn=5))
+    assert not fnr.passed
+    assert "unreachable at 20 defective: even a flawless result's bound is 0.139" in fnr.message
     # failing for what the model did, at a size where the limit is reachable: no such note
     ids = [f"c{i}" for i in range(204)]
     worse = compare_recall(ids, [1] * 204, [1] * 204, [0] * 30 + [1] * 174)

@@ -264,11 +264,13 @@ def test_operating_point_round_trip_and_predict():
     "kwargs,match",
     [
         ({"name": ""}, r"name must be a non-empty string"),
-        ({"threshold": math.nan}, r"'p': threshold is NaN"),
+        ({"threshold": math.nan}, r"'p': threshold must be a finite number, got nan"),
+        ({"threshold": math.inf}, r"'p': threshold must be a finite number, got inf"),
+        ({"threshold": -math.inf}, r"'p': threshold must be a finite number, got -inf"),
         ({"target_recall": 1.2}, r"'p': target_recall must be in \(0, 1\]"),
         ({"chosen_on": ""}, r"chosen_on must name the split"),
     ],
-    ids=["name", "nan-threshold", "target", "chosen_on"],
+    ids=["name", "nan-threshold", "inf-threshold", "minus-inf-threshold", "target", "chosen_on"],
 )
 def test_operating_point_validates(kwargs, match):
     base = {"name": "p", "threshold": 0.5, "target_recall": None, "chosen_on": "val"}
@@ -319,17 +321,41 @@ def test_multilabel_input_errors():
         _ = per_class_recall([[0, 0]], [[1, 0]], ["a", "b"]).worst
 
 
+def test_a_class_name_given_twice_is_refused():
+    # r["crack"] would read the first such column only, and the worst class (here the second
+    # column, recall 0) would be reported under a name that also means a perfect class
+    y = np.array([[1, 1], [1, 1]])
+    p = np.array([[1, 0], [1, 0]])
+    with pytest.raises(DataError, match=r"class names must be unique, got \['crack'\] more than"):
+        per_class_recall(y, p, ["crack", "crack"])
+    assert per_class_recall(y, p, ["crack", "finger"]).worst.name == "finger"
+
+
 def test_a_nan_threshold_is_refused_not_read_as_flag_nothing():
     # NaN compares false with every score: recall 0, and NaN written into the JSON
     from defectbench.metrics.confusion import predict
 
-    with pytest.raises(DataError, match="threshold must be a number, got nan"):
+    with pytest.raises(DataError, match="threshold must be a finite number, got nan"):
         binary_report([1, 1, 0], [0.9, 0.8, 0.1], float("nan"))
     assert predict([0.1, 0.9], np.float32(0.5)).tolist() == [False, True]
 
 
+@pytest.mark.parametrize("threshold", [math.inf, -math.inf], ids=["inf", "minus-inf"])
+def test_an_infinite_threshold_is_refused_not_read_as_flag_none_or_all(threshold):
+    # scores are finite (as_scores), so +inf flags nothing and -inf every item: -inf would
+    # pass every recall budget at recall 1
+    from defectbench.metrics.confusion import predict
+
+    with pytest.raises(DataError, match="threshold must be a finite number, got -?inf"):
+        predict([0.1, 0.9], threshold)
+    with pytest.raises(DataError, match="threshold must be a finite number"):
+        binary_report([1, 1, 0], [0.9, 0.8, 0.1], threshold)
+    with pytest.raises(DataError, match="threshold must be a finite number"):
+        recall_at([1, 1, 0], [0.9, 0.8, 0.1], threshold)
+
+
 def test_recall_at_refuses_a_nan_threshold_and_takes_numpy_targets():
-    with pytest.raises(DataError, match="threshold must be a number, got nan"):
+    with pytest.raises(DataError, match="threshold must be a finite number, got nan"):
         recall_at([1, 1, 0], [0.9, 0.8, 0.1], float("nan"))  # read as recall 0.0 before
     assert recall_at([1, 1, 0], [0.9, 0.8, 0.1], np.float32(0.85)) == 0.5
     # a target or threshold read from an array is a number like any other

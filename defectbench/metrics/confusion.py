@@ -185,10 +185,14 @@ def binary_counts(y_true: Any, y_pred: Any) -> BinaryCounts:
 
 def predict(scores: Any, threshold: float) -> np.ndarray:
     """The decision rule used everywhere: defective when ``score >= threshold``."""
-    if isinstance(threshold, bool) or not isinstance(threshold, numbers.Real) \
-            or math.isnan(threshold):
-        # NaN compares false with everything: nothing flagged, recall 0, and NaN in the JSON
-        raise DataError(f"threshold must be a number, got {threshold!r}")
+    if (
+        isinstance(threshold, bool)
+        or not isinstance(threshold, numbers.Real)
+        or not math.isfinite(threshold)
+    ):
+        # NaN compares false with everything: nothing flagged, recall 0, and NaN in the JSON;
+        # +inf flags nothing and -inf everything, as scores (finite) can never tie them
+        raise DataError(f"threshold must be a finite number, got {threshold!r}")
     return as_scores(scores) >= threshold
 
 

@@ -101,6 +101,15 @@ def per_class_recall(
         raise DataError(f"y_true has shape {t.shape} but y_pred has shape {p.shape}")
     if len(class_names) != t.shape[1]:
         raise DataError(f"{len(class_names)} class names for {t.shape[1]} label columns")
+    names = [str(name) for name in class_names]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        # result[name] would read the first column of that name only, and worst_class would
+        # name a class without saying which column
+        raise DataError(
+            f"class names must be unique, got {repeated} more than once in {names}; name each "
+            "label column once"
+        )
     classes = []
     for j, name in enumerate(class_names):
         n_pos = int(t[:, j].sum())

@@ -38,8 +38,13 @@ class OperatingPoint:
             raise ConfigError(
                 f"OperatingPoint {self.name!r}: threshold must be a number, got {self.threshold!r}"
             )
-        if math.isnan(self.threshold):
-            raise ConfigError(f"OperatingPoint {self.name!r}: threshold is NaN")
+        if not math.isfinite(self.threshold):
+            # NaN flags nothing; +-inf flags nothing or everything: no threshold
+            # threshold_for_recall can choose, so a broken or hand-edited one
+            raise ConfigError(
+                f"OperatingPoint {self.name!r}: threshold must be a finite number, got "
+                f"{self.threshold!r}; choose it on dev with choose_operating_point"
+            )
         object.__setattr__(self, "threshold", float(self.threshold))
         if self.target_recall is not None:  # stored as a float: a numpy one is not JSON
             object.__setattr__(self, "target_recall", _check_target(
