@@ -22,6 +22,7 @@ CPU = DATA / "cpu.json"
 TEACHER = "tf_efficientnet_lite2.teacher"
 INT8 = "tf_efficientnet_lite0.kd.int8_ort"
 STUDENT = "tf_efficientnet_lite0.kd"
+PRUNED = "tf_efficientnet_lite0.kd.pruned50"
 
 TEACHER_RECIPE = {
     "kind": "trained",
@@ -124,7 +125,8 @@ def test_run_fields_of_another_type_are_refused_by_name(tmp_path, capsys, where,
         (
             "quality.differs_from_build",
             ["pt2e"],
-            r"extra_info.quality.differs_from_build must be a name or null, got \['pt2e'\]",
+            r"defectbench.quality\[\d+\]\.differs_from_build must be a name or null, got "
+            r"\['pt2e'\]",
         ),
     ],
 )
@@ -220,7 +222,7 @@ def test_a_quality_result_without_a_recall_is_refused(tmp_path):
         q["recall"] = None
     with pytest.raises(
         ReportError,
-        match=r"odd\.json: .*quality has no recall, yet is the "
+        match=r"odd\.json: defectbench\.quality\[\d+\] has no recall, yet is the "
         r"quality result at operating point",
     ):
         load_report([_dump(data, tmp_path / "odd.json")])
@@ -386,3 +388,120 @@ def test_a_failed_rename_names_the_target_not_its_temporary_file(tmp_path, monke
     message = str(refused.value)
     assert re.match(r"cannot write .*out/table\.(md|csv): Permission denied", message), message
     assert ".tmp" not in message
+
+
+# --- budgets and verdicts ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        (
+            "value",
+            "x",
+            r"'defectbench.budgets\[0\].value' must be a number in \[0, 1\] \(the "
+            r"budget's limit\), got a string \('x'\)",
+        ),
+        ("value", 3, r"budgets\[0\].value' must be a number in \[0, 1\].*got a number \(3\)"),
+        ("value", True, r"budgets\[0\].value' must be a number .*got a boolean"),
+        ("value", None, r"budgets\[0\].value' must be a number .*got null"),
+        (
+            "confidence",
+            95,
+            r"budgets\[0\].confidence' must be a number between 0 and 1 "
+            r"\(0.95, not 95\) or null, got a number \(95\)",
+        ),
+        ("confidence", "0.95", r"budgets\[0\].confidence' must be .*got a string"),
+        ("name", 5, r"budgets\[0\].name' must be a name on one line, got a number \(5\)"),
+        ("name", "recall\ndrop", r"budgets\[0\].name' must be a name on one line, got a string"),
+        ("metric", None, r"budgets\[0\].metric' must be a name on one line, got null"),
+        ("kind", ["max_drop"], r"budgets\[0\].kind' must be a name on one line, got an array"),
+        (
+            "judged_on",
+            {"a": 1},
+            r"budgets\[0\].judged_on' must be a name on one line, got an "
+            r"object",
+        ),
+        ("group", 5, r"budgets\[0\].group' must be a name on one line or null, got a number"),
+        ("variants", ["*"], r"budgets\[0\].variants' must be a name on one line or null"),
+    ],
+)
+def test_budget_fields_of_another_type_are_refused_by_name(tmp_path, capsys, field, value, match):
+    # the header printed them as the limits the rows were judged at ("recall_drop max_drop x",
+    # "the 9500% upper bound"); a plot skipped a line without a word
+    data = _load()
+    data["defectbench"]["budgets"][0][field] = value
+    path = _dump(data, tmp_path / "odd.json")
+    with pytest.raises(ReportError, match=match):
+        load_report([path])
+    _refused_by_main(path, tmp_path, capsys, match)
+
+
+def _set_verdict_field(data: dict, variant: str, field: str, value: object) -> None:
+    """Change the variant's gated quality entry: ``verdict`` replaces its first verdict,
+    ``verdict.X`` a field of it, anything else a field of the entry."""
+    (entry,) = [
+        q for q in data["defectbench"]["quality"] if q["variant"] == variant and q.get("verdicts")
+    ]
+    if field == "verdict":
+        entry["verdicts"][0] = value
+    elif field.startswith("verdict."):
+        entry["verdicts"][0][field.removeprefix("verdict.")] = value
+    else:
+        entry[field] = value
+
+
+@pytest.mark.parametrize(
+    "variant, field, value, match",
+    [
+        # a verdict that is no object was dropped: a FAIL among them could read as a PASS
+        (
+            PRUNED,
+            "verdict",
+            "failed",
+            r"defectbench.quality\[4\].verdicts\[0\] must be an object, got 'failed'",
+        ),
+        # "false" is true to Python: a failed budget read as passed
+        (
+            PRUNED,
+            "verdict.passed",
+            "false",
+            r"defectbench.quality\[4\].verdicts\[0\].passed must be true or false, got 'false'",
+        ),
+        (
+            INT8,
+            "verdict.budget",
+            5,
+            r"defectbench.quality\[2\].verdicts\[0\].budget must be a budget's name on one line, "
+            r"got 5",
+        ),
+        (
+            INT8,
+            "passed",
+            "no",
+            r"defectbench.quality\[2\].passed must be true, false or null, got 'no'",
+        ),
+    ],
+)
+def test_verdict_fields_of_another_type_are_refused_by_name(
+    tmp_path, capsys, variant, field, value, match
+):
+    data = _load()
+    _set_verdict_field(data, variant, field, value)
+    path = _dump(data, tmp_path / "odd.json")
+    with pytest.raises(ReportError, match=match):
+        load_report([path])
+    _refused_by_main(path, tmp_path, capsys, match)
+
+
+@pytest.mark.parametrize("value", [95, 0, 1.0, -0.5])
+def test_an_interval_confidence_outside_0_1_is_refused(tmp_path, capsys, value):
+    # 95 was printed in the header as "recall two-sided 9500%"
+    data = _load()
+    for q in _int8_quality(data):
+        q["interval_confidence"] = value
+    path = _dump(data, tmp_path / "odd.json")
+    match = r"defectbench.quality\[2\].interval_confidence is .*, outside \(0, 1\)"
+    with pytest.raises(ReportError, match=match):
+        load_report([path])
+    _refused_by_main(path, tmp_path, capsys, match)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from defectbench.report.format import DASH, fixed, significant
+from defectbench.report.format import DASH, count, fixed, significant
 from defectbench.report.load import BenchmarkRun, run_labels
 from defectbench.report.rows import Report, ReportRow, model_key
 
@@ -24,9 +24,17 @@ SIGNIFICANCE = 0.05
 SPECIFICITY_GAP = 0.10
 
 
-def _count(n: int, noun: str, plural: str | None = None) -> str:
-    """"1 artifact", "2 artifacts"."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+def _misses_and_catches(row: ReportRow) -> str:
+    """"17 new misses and 4 new catches, "; nothing where the file did not record them (an
+    unrecorded count is not a count of 0)."""
+    if row.new_misses is None or row.new_catches is None:
+        return ""
+    return (f"{count(row.new_misses, 'new miss', 'new misses')} and "
+            f"{count(row.new_catches, 'new catch', 'new catches')}, ")
+
+
+def _failed_budgets(row: ReportRow) -> str:
+    return ", ".join(row.failed_budgets) or "failed"
 
 
 def _p(value: float) -> str:
@@ -65,6 +73,50 @@ def _reference_row(report: Report, models: Sequence[ReportRow]) -> ReportRow | N
                  and r.has_quality and not r.threshold_from_other_case), None)
 
 
+def _missing_reference(report: Report, device: str, machine: str,
+                       models: Sequence[ReportRow]) -> str:
+    """The opening sentence of a group whose file has no CPU FP32 row of its reference with
+    quality: what the file holds of the reference instead (scored but not timed, timed but
+    not scored at this operating point, or neither), so that a CPU run whose selection left
+    the reference's benchmarks out does not read as a `--devices cuda` run."""
+    labels = run_labels(report.runs)
+    sources = {r.source for r in models}
+    runs = [run for run in report.runs if labels[run.path] in sources]
+    reference_of = {labels[run.path]: run.reference for run in runs}
+    names = sorted({name for name in reference_of.values() if name is not None})
+    if len(names) == 1:
+        what_of = f"the reference `{names[0]}` fp32"
+    else:  # no file names one (an edited file), or merged files of two teachers
+        what_of = "the reference"
+
+    scored = any(q.get("variant") == run.reference and q.get("precision") == "fp32"
+                 and q.get("device") == "cpu" and _op_name(q) == report.operating_point
+                 for run in runs for q in run.quality)
+    timed = any(r.source in sources and r.variant == reference_of[r.source]
+                and r.precision == "fp32" and r.device == "cpu" for r in report.rows)
+    ran_on_cpu = (any(r.source in sources and r.device == "cpu" for r in report.rows)
+                  or any(q.get("device") == "cpu" for run in runs for q in run.quality))
+    if timed:
+        what = (f"its file timed {what_of} on CPU but holds no quality result for it at "
+                f"operating point `{report.operating_point}`")
+    elif scored:
+        what = (f"its file scored {what_of} on CPU but did not time it (no row in the "
+                "table; the header's notes name it)")
+    elif ran_on_cpu:
+        what = f"its file has no result of {what_of} on CPU (the run's selection left it out)"
+    else:
+        what = "its file has no row of the reference (FP32 on CPU; a `--devices cuda` run has none)"
+    return (f"{device} ({machine}): {what}, so the reference's recall and specificity are not "
+            "stated here and no artifact's specificity is compared with it; the drops are as "
+            "the run recorded them.")
+
+
+def _op_name(quality: Mapping) -> object:
+    operating_point = quality.get("operating_point")
+    return (operating_point.get("name") if isinstance(operating_point, Mapping)
+            else operating_point)
+
+
 def _is_reference(row: ReportRow, reference: ReportRow | None) -> bool:
     return reference is not None and model_key(row) == model_key(reference)
 
@@ -75,36 +127,44 @@ def _far_below(specificity: float, reference_specificity: float) -> bool:
     return specificity < reference_specificity - SPECIFICITY_GAP - 1e-9
 
 
-def _quality_findings(device: str, machine: str, models: Sequence[ReportRow],
+def _quality_findings(report: Report, device: str, machine: str, models: Sequence[ReportRow],
                       reference: ReportRow | None) -> list[str]:
     out = []
-    if reference is not None and reference.device == device and reference.n_defective:
-        caught = round(reference.recall * reference.n_defective)
+    if reference is not None and reference.device == device:
         interval = (f" [{fixed(reference.recall_low)}, {fixed(reference.recall_high)}]"
                     if reference.recall_low is not None else "")
         specificity = (f", at specificity {fixed(reference.specificity)}"
                        if reference.specificity is not None else "")
-        out.append(f"{device} ({machine}): the reference {_name(reference)} catches {caught} of "
-                   f"{reference.n_defective} defective cells, recall {fixed(reference.recall)}"
-                   f"{interval}{specificity}.")
+        # a file without the count (edited, or older) still has its recall stated
+        caught = (f"catches {round(reference.recall * reference.n_defective)} of "
+                  f"{count(reference.n_defective, 'defective cell')}, recall"
+                  if reference.n_defective else "has recall")
+        out.append(f"{device} ({machine}): the reference {_name(reference)} {caught} "
+                   f"{fixed(reference.recall)}{interval}{specificity}.")
     elif reference is None:
-        # a `--devices cuda` run scores no CPU FP32 reference of its own
-        out.append(f"{device} ({machine}): its file has no row of the reference (FP32 on CPU; "
-                   "a `--devices cuda` run has none), so the reference's recall and "
-                   "specificity are not stated here and no artifact's specificity is compared "
-                   "with it; the drops are as the run recorded them.")
+        out.append(_missing_reference(report, device, machine, models))
     passing = [r for r in models if r.passed]
     failing = [r for r in models if not r.passed]
-    verb = "passes" if len(passing) == 1 else "pass"
-    summary = (f"{device} ({machine}): {len(passing)} of "
-               f"{_count(len(models), 'gated artifact')} {verb} every budget")
-    if any(_is_reference(r, reference) for r in passing):
-        summary += " (the reference among them)"
-    elif any(_is_reference(r, reference) for r in failing):
-        summary += " (the reference itself fails its budgets)"
-    if failing:
-        summary += f"; {len(failing)} {'fails' if len(failing) == 1 else 'fail'}: " + _join(
-            [f"{_name(r)} ({', '.join(r.failed_budgets) or 'failed'})" for r in failing])
+    if len(models) == 1:
+        # not "0 of 1 gated artifact pass" nor "(the reference among them)" of one
+        (only,) = models
+        who = (f"the reference {_name(only)}" if _is_reference(only, reference)
+               else _name(only))
+        summary = (f"{device} ({machine}): the one gated artifact, {who}, "
+                   + ("passes every budget" if only.passed
+                      else f"fails ({_failed_budgets(only)})"))
+    else:
+        verb = "passes" if len(passing) == 1 else "pass"
+        summary = (f"{device} ({machine}): {len(passing)} of {len(models)} gated artifacts "
+                   f"{verb} every budget")
+        if any(_is_reference(r, reference) for r in passing):
+            summary += (" (the reference among them)" if len(passing) > 1
+                        else " (only the reference)")
+        elif any(_is_reference(r, reference) for r in failing):
+            summary += " (the reference itself fails its budgets)"
+        if failing:
+            summary += f"; {len(failing)} {'fails' if len(failing) == 1 else 'fail'}: " + _join(
+                [f"{_name(r)} ({_failed_budgets(r)})" for r in failing])
     out.append(summary + ".")
     # every artifact compared: a loss shown on one that passes its budgets (a drop within
     # the budget, but real) is as much a finding as on one that fails
@@ -117,11 +177,10 @@ def _quality_findings(device: str, machine: str, models: Sequence[ReportRow],
     if shown:
         out.append(
             f"A recall loss against the reference is shown (exact McNemar p < {SIGNIFICANCE:g}, "
-            f"not corrected for the {_count(tested, 'artifact')} compared) for "
+            f"not corrected for the {count(tested, 'artifact')} compared) for "
             + _join([f"{_name(r)}: drop {fixed(r.recall_drop, signed=True)}, "
-                     f"{_count(r.new_misses or 0, 'new miss', 'new misses')} and "
-                     f"{_count(r.new_catches or 0, 'new catch', 'new catches')}, "
-                     f"p = {_p(r.mcnemar_p)}"
+                     + _misses_and_catches(r)
+                     + f"p = {_p(r.mcnemar_p)}"
                      + (" (within its budgets: it passes)" if r.passed else "")
                      for r in shown]) + ".")
     if open_:
@@ -154,10 +213,14 @@ def _speed_line(row: ReportRow) -> str:
 
 
 def _speed_finding(rows: Sequence[ReportRow], device: str, machine: str, batch: int,
-                   reference_specificity: float | None) -> str:
+                   reference_specificity: float | None, gated: int) -> str:
+    """``gated``: how many gated artifacts the (device, machine) group has at any batch."""
     timed = [r for r in rows if r.latency_p50_ms is not None and r.passed is not None]
     passing = [r for r in timed if r.passed]
-    where = f"{device} b{batch} ({machine})"
+    # a batch only some variants ran at: its fastest is not the fastest of the group
+    partly = (f"; only {len(timed)} of the {gated} gated artifacts timed at this batch"
+              if timed and len(timed) < gated else "")
+    where = f"{device} b{batch} ({machine}{partly})"
     if not timed:
         return f"{where}: nothing gated was timed."
     fastest = min(timed, key=lambda r: r.latency_p50_ms)
@@ -181,7 +244,7 @@ def _speed_finding(rows: Sequence[ReportRow], device: str, machine: str, batch: 
     if fastest is not best and fastest.latency_p50_ms < best.latency_p50_ms:
         text += (f" The fastest gated artifact, {_name(fastest)} at "
                  f"{significant(fastest.latency_p50_ms)} ms, fails "
-                 f"({', '.join(fastest.failed_budgets) or 'failed'}).")
+                 f"({_failed_budgets(fastest)}).")
     return text
 
 
@@ -196,7 +259,7 @@ def _stopped_early(runs: Sequence[BenchmarkRun]) -> list[str]:
         if not isinstance(stopped, Mapping):
             continue
         not_run, selected = stopped.get("not_run"), stopped.get("selected")
-        counted = (f"{not_run} of its {selected} selected tests never ran"
+        counted = (f"{not_run} of its {count(selected, 'selected test')} never ran"
                    if isinstance(not_run, int) and isinstance(selected, int)
                    else "part of its selection never ran")
         reason = stopped.get("reason")
@@ -215,14 +278,16 @@ def findings(report: Report) -> list[str]:
         rows = [r for r in report.rows if (r.device, r.machine) == (device, machine)]
         models = _models(rows)
         reference = _reference_row(report, models)
-        out += _quality_findings(device, machine, models, reference)
+        out += _quality_findings(report, device, machine, models, reference)
         specificity = reference.specificity if reference is not None else None
         for batch in sorted({r.batch for r in rows}):
             out.append(_speed_finding([r for r in rows if r.batch == batch],
-                                      device, machine, batch, specificity))
+                                      device, machine, batch, specificity, len(models)))
     if not groups:
         out.append("Nothing in the inputs is gated at this operating point, so there is "
-                   "nothing to conclude about recall.")
+                   "nothing to conclude about recall." if report.operating_point is not None
+                   else "Nothing in the inputs was scored for quality, so there is nothing to "
+                   "conclude about recall.")
     latency_only = sorted({r.variant for r in report.rows if r.latency_only})
     if latency_only:
         out.append(f"Latency-only architectures (untrained weights), timed in the table with no "

@@ -7,6 +7,11 @@ import math
 DASH = "-"
 
 
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """"1 artifact", "2 artifacts": a count with its noun in the right number."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
+
+
 def fixed(value: float | None, digits: int = 3, signed: bool = False) -> str:
     """Recall, drops, FNR, specificity: fixed decimals, so columns line up."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

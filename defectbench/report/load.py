@@ -113,6 +113,37 @@ def _json_kind(value: Any) -> str:
     return "an object"
 
 
+def _edited(where: str, field: str, shape: str, value: Any) -> ReportError:
+    return ReportError(f"{where}.{field}' must be {shape}, got {_json_kind(value)} "
+                       f"({value!r:.60}); the file was edited or written by an incompatible "
+                       f"plugin; {HOW_TO_PRODUCE}")
+
+
+def _check_budget(budget: Mapping[str, Any], where: str) -> None:
+    """The fields of one recorded budget that the header prints, the plots draw and the merge
+    compares: a limit of "x" or a confidence of 95 would be printed as the budget the rows
+    were judged at (the suite writes each from a checked `Budget`)."""
+    for field, required in (("name", True), ("metric", True), ("kind", True),
+                            ("judged_on", True), ("group", False), ("variants", False),
+                            ("operating_point", False)):
+        value = budget.get(field)
+        if value is None and not required:
+            continue
+        if not isinstance(value, str) or not value.strip() or not value.isprintable():
+            shape = "a name on one line" + ("" if required else " or null")
+            raise _edited(where, field, shape, value)
+    value = budget.get("value")
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not 0.0 <= value <= 1.0):  # NaN fails the comparison too
+        raise _edited(where, "value", "a number in [0, 1] (the budget's limit)", value)
+    confidence = budget.get("confidence")
+    if confidence is not None and (isinstance(confidence, bool)
+                                   or not isinstance(confidence, (int, float))
+                                   or not 0.0 < confidence < 1.0):
+        raise _edited(where, "confidence", "a number between 0 and 1 (0.95, not 95) or null",
+                      confidence)
+
+
 def _not_pytest_benchmark(path: Path, why: str) -> ReportError:
     return ReportError(f"{path}: not pytest-benchmark output ({why}); {HOW_TO_PRODUCE}")
 
@@ -199,6 +230,8 @@ def read_run(path: str | Path) -> BenchmarkRun:
             if key == "quality" and not isinstance(entry.get("verdicts") or [], list):
                 raise ReportError(f"{path}: 'defectbench.quality[{i}].verdicts' must be a "
                                   f"list, got {entry['verdicts']!r}; {HOW_TO_PRODUCE}")
+            if key == "budgets":
+                _check_budget(entry, f"{path}: 'defectbench.budgets[{i}]")
 
     # fields the header, the labels and the findings read as text or as an object: another
     # type is an edited file, and would end in a traceback or print as `5` or `{'x': 1}`

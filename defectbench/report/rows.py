@@ -256,6 +256,16 @@ def _number(value: Any, where: str, integer: bool = False, positive: bool = Fals
     return None if math.isnan(value) else float(value)
 
 
+def _confidence(value: Any, where: str) -> float | None:
+    """A confidence level, 0.95 for 95%: the header prints it as a percentage (95 would read
+    "9500%"), and 0 or 1 is no interval at all."""
+    number = _number(value, where)
+    if number is not None and not 0.0 < number < 1.0:
+        raise ReportError(f"{where} is {value!r}, outside (0, 1) (write 0.95, not 95); the file "
+                          "was edited or written by a broken run; re-run the benchmarks")
+    return number
+
+
 def _interval(value: Any, where: str, low: float = 0.0) -> tuple[float | None, float | None]:
     if value is None:
         return None, None
@@ -354,8 +364,9 @@ def choose_operating_point(runs: Sequence[BenchmarkRun], name: str | None = None
 
 def _quality_index(
     runs: Sequence[BenchmarkRun], operating_point: str | None
-) -> dict[tuple[str, str, str, str], Mapping[str, Any]]:
-    index: dict[tuple[str, str, str, str], Mapping[str, Any]] = {}
+) -> dict[tuple[str, str, str, str], tuple[Mapping[str, Any], str]]:
+    """(entry, where it is in its file) per (file, variant, precision, device) at the point."""
+    index: dict[tuple[str, str, str, str], tuple[Mapping[str, Any], str]] = {}
     for run in runs:
         for k, q in enumerate(run.quality):
             where = f"{run.path}: defectbench.quality[{k}]"
@@ -363,14 +374,14 @@ def _quality_index(
                 continue
             key = (str(run.path), str(_required(q, "variant", where)),
                    str(_required(q, "precision", where)), str(_required(q, "device", where)))
-            if key in index and index[key] != q:
+            if key in index and index[key][0] != q:
                 # which one is the verdict? a FAIL silently shadowed would read as a PASS
                 raise ReportError(
                     f"{where} is a second, different quality result for {key[1]} {key[2]} on "
                     f"{key[3]} at operating point {operating_point!r}; one run records each "
                     "once: the file was edited or concatenated; report the runs as separate files"
                 )
-            index.setdefault(key, q)
+            index.setdefault(key, (q, where))
     return index
 
 
@@ -391,15 +402,35 @@ def _check_unique_benchmarks(run: BenchmarkRun) -> None:
         seen[key] = name
 
 
-def _verdict(quality: Mapping[str, Any] | None, latency_only: bool) -> tuple:
-    """(passed, failed budget names, verdict text)."""
+def _verdict(quality: Mapping[str, Any] | None, latency_only: bool, where: str) -> tuple:
+    """(passed, failed budget names, verdict text); ``where`` names the quality entry."""
     if latency_only:
         return None, (), LATENCY_ONLY
     if quality is None:
         return None, (), NO_QUALITY
-    verdicts = [v for v in quality.get("verdicts") or [] if isinstance(v, Mapping)]
-    failed = tuple(dict.fromkeys(str(v.get("budget")) for v in verdicts if not v.get("passed")))
+    verdicts = quality.get("verdicts") or []
+    if not isinstance(verdicts, list):
+        raise ReportError(f"{where}.verdicts must be a list, got {verdicts!r:.60}; the file was "
+                          "edited or written by an incompatible plugin")
+    for i, v in enumerate(verdicts):
+        # a verdict dropped, or a "passed": "false" read as true, would turn a FAIL into a PASS
+        if not isinstance(v, Mapping):
+            raise ReportError(f"{where}.verdicts[{i}] must be an object, got {v!r:.60}; the "
+                              "file was edited or written by an incompatible plugin")
+        if not isinstance(v.get("passed"), bool):
+            raise ReportError(f"{where}.verdicts[{i}].passed must be true or false, got "
+                              f"{v.get('passed')!r:.60}; the file was edited or written by an "
+                              "incompatible plugin")
+        budget = v.get("budget")
+        if not isinstance(budget, str) or not budget.strip() or not budget.isprintable():
+            raise ReportError(f"{where}.verdicts[{i}].budget must be a budget's name on one "
+                              f"line, got {budget!r:.60}; the file was edited or written by an "
+                              "incompatible plugin")
+    failed = tuple(dict.fromkeys(v["budget"] for v in verdicts if not v["passed"]))
     passed = quality.get("passed")
+    if passed is not None and not isinstance(passed, bool):
+        raise ReportError(f"{where}.passed must be true, false or null, got {passed!r:.60}; the "
+                          "file was edited or written by an incompatible plugin")
     if not verdicts and passed is not False:
         # all([]) is True: a variant no budget applies to was not judged, so it did not pass
         return None, (), NOT_GATED
@@ -419,7 +450,10 @@ def machine_label(run: BenchmarkRun, device: str, runs: Sequence[BenchmarkRun]) 
 
 
 def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any] | None,
-         operating_point: str | None, runs: Sequence[BenchmarkRun]) -> ReportRow:
+         quality_where: str, operating_point: str | None,
+         runs: Sequence[BenchmarkRun]) -> ReportRow:
+    """``quality_where`` names the quality entry in its file: the run's list or the
+    benchmark's own extra_info."""
     name = bench.get("fullname") or bench.get("name") or "?"
     where = _where(run, f"benchmark {name!r} extra_info")
     extra = bench["extra_info"]
@@ -451,7 +485,7 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
     if not isinstance(isolated, Mapping):
         raise ReportError(f"{where}.memory.isolated must be an object, got {isolated!r}")
     q = quality or {}
-    qw = f"{where}.quality"
+    qw = quality_where
     if quality is not None and _number(q.get("recall"), f"{qw}.recall") is None:
         # its verdict would stand in the gate column beside "no quality", and the findings
         # would rank it with no recall to show
@@ -462,7 +496,7 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
     recall_low, recall_high = _interval(q.get("recall_interval"), f"{qw}.recall_interval")
     drop_low, drop_high = _interval(q.get("recall_drop_interval"), f"{qw}.recall_drop_interval",
                                     low=-1.0)
-    passed, failed, verdict = _verdict(quality, latency_only)
+    passed, failed, verdict = _verdict(quality, latency_only, qw)
     return ReportRow(
         source=run_labels(runs)[run.path],
         host=run.host,
@@ -488,8 +522,8 @@ def _row(run: BenchmarkRun, bench: Mapping[str, Any], quality: Mapping[str, Any]
                                     low=-1.0),
         fnr=_fraction(q.get("fnr"), f"{qw}.fnr"),
         fnr_upper=_fraction(q.get("fnr_upper"), f"{qw}.fnr_upper"),
-        interval_confidence=(_number(q.get("interval_confidence", UNRECORDED_CONFIDENCE),
-                                     f"{qw}.interval_confidence") if quality else None),
+        interval_confidence=(_confidence(q.get("interval_confidence", UNRECORDED_CONFIDENCE),
+                                         f"{qw}.interval_confidence") if quality else None),
         precision_score=_fraction(q.get("precision_score"), f"{qw}.precision_score"),
         specificity=_fraction(q.get("specificity"), f"{qw}.specificity"),
         accuracy=_fraction(q.get("accuracy"), f"{qw}.accuracy"),
@@ -657,7 +691,7 @@ def merge_runs(runs: Sequence[BenchmarkRun], operating_point: str | None = None)
             extra = bench["extra_info"]
             key = (str(run.path), str(extra.get("variant")), str(extra.get("precision")),
                    str(extra.get("device")))
-            quality = index.get(key)
+            quality, where = index.get(key, (None, ""))
             fallback = extra.get("quality")
             if quality is None and isinstance(fallback, Mapping):
                 where = f"{run.path}: benchmark {bench.get('name')!r} extra_info.quality"
@@ -665,7 +699,7 @@ def merge_runs(runs: Sequence[BenchmarkRun], operating_point: str | None = None)
                     quality = fallback
             if quality is not None:
                 used.add(key)
-            rows.append(_row(run, bench, quality, op, runs))
+            rows.append(_row(run, bench, quality, where, op, runs))
     if not rows:
         judged = sum(len(r.quality) for r in runs)
         raise ReportError(

@@ -14,7 +14,7 @@ from tabulate import tabulate
 from defectbench.errors import ReportError
 from defectbench.io import atomic_write_many
 from defectbench.report.findings import findings, findings_markdown
-from defectbench.report.format import DASH, fixed, significant
+from defectbench.report.format import DASH, count, fixed, significant
 from defectbench.report.rows import INT_FIELDS, LATENCY_ONLY, NO_QUALITY, Report, ReportRow
 
 SUMMARY_SCHEMA = 1
@@ -67,7 +67,7 @@ def _memory_cell(row: ReportRow) -> str:
 
 
 def _budget_line(budget: Mapping[str, Any]) -> str:
-    judged = str(budget.get("judged_on", "point"))  # shown as written, whatever its type
+    judged = budget["judged_on"]  # a name: read_run checked every field printed here
     conf = budget.get("confidence")
     on = ("the point estimate" if judged == "point"
           else f"the {conf * 100:g}% {judged.replace('_', ' ')}" if isinstance(conf, (int, float))
@@ -89,7 +89,8 @@ def _input_line(run) -> str:
     if commit:
         dirty = " (dirty)" if run.commit_info.get("dirty") else ""
         parts.append(f"commit {str(commit)[:10]}{dirty}")
-    parts.append(f"{len(run.benchmarks)} benchmarks, {len(run.quality)} quality entries")
+    parts.append(f"{count(len(run.benchmarks), 'benchmark')}, "
+                 f"{count(len(run.quality), 'quality entry', 'quality entries')}")
     return f"  - `{run.path}`: {', '.join(parts)}"
 
 

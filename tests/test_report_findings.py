@@ -1,0 +1,223 @@
+"""The written analysis ("Findings" in table.md) on runs that leave things out: every sentence
+must say what the rows show, in the right number, and name what happened to a missing reference.
+
+Inputs are copies of tests/data/report/cpu.json (see tests/test_report.py): the reference
+teacher, a passing INT8 student and a failing pruned one, timed at batch 1 (and 8 for the
+first two), plus one latency-only survey model.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from defectbench.report import load_report
+from defectbench.report.findings import findings
+from defectbench.report.table import header_markdown
+
+DATA = Path(__file__).parent / "data" / "report"
+CPU = DATA / "cpu.json"
+XEON = "Intel(R) Xeon(R) Platinum 8480+"
+TEACHER = "tf_efficientnet_lite2.teacher"
+INT8 = "tf_efficientnet_lite0.kd.int8_ort"
+PRUNED = "tf_efficientnet_lite0.kd.pruned50"
+SURVEY = "vit_base_patch16_224.survey"
+NOT_STATED = (
+    "so the reference's recall and specificity are not stated here and no "
+    "artifact's specificity is compared with it; the drops are as the run recorded "
+    "them."
+)
+
+
+def _load() -> dict:
+    return json.loads(CPU.read_text())
+
+
+def _findings(tmp_path: Path, data: dict) -> list[str]:
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(data))
+    return findings(load_report([path]))
+
+
+def _keep_only(data: dict, variants: set[str]) -> None:
+    """The run as a `--variants` selection of ``variants`` (and the survey) would write it."""
+    data["benchmarks"] = [
+        b for b in data["benchmarks"] if b["extra_info"]["variant"] in variants | {SURVEY}
+    ]
+    data["defectbench"]["quality"] = [
+        q for q in data["defectbench"]["quality"] if q["variant"] in variants
+    ]
+
+
+def _fail(data: dict, variant: str) -> None:
+    for q in data["defectbench"]["quality"]:
+        if q["variant"] == variant and q.get("verdicts"):
+            q["passed"] = False
+            q["verdicts"][-1]["passed"] = False  # the FNR ceiling
+
+
+def _untimed(data: dict, variant: str) -> None:
+    """Its quality tests ran, its latency benchmarks did not (`-k`, a `--variants` glob)."""
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["variant"] != variant]
+
+
+# --- one gated artifact ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "variants, failing, expected",
+    [
+        (
+            {TEACHER},
+            None,
+            f"the one gated artifact, the reference `{TEACHER}` fp32, passes every budget.",
+        ),
+        # was "0 of 1 gated artifact pass every budget (the reference itself fails its budgets);
+        # 1 fails: ..."
+        (
+            {TEACHER},
+            TEACHER,
+            f"the one gated artifact, the reference `{TEACHER}` fp32, fails (fnr-ceiling).",
+        ),
+        (
+            {PRUNED},
+            None,
+            f"the one gated artifact, `{PRUNED}` fp32, fails (recall-drop, "
+            "recall-drop-upper-bound, fnr-ceiling).",
+        ),
+    ],
+)
+def test_one_gated_artifact_is_not_counted_as_a_plural(tmp_path, variants, failing, expected):
+    data = _load()
+    _keep_only(data, variants | ({TEACHER} if PRUNED in variants else set()))
+    if PRUNED in variants:
+        _untimed(data, TEACHER)  # its quality stays: what the drops were measured against
+    if failing:
+        _fail(data, failing)
+    lines = _findings(tmp_path, data)
+    assert f"cpu ({XEON}): {expected}" in lines, lines
+    assert not any(" of 1 gated artifact" in line for line in lines)
+
+
+def test_a_reference_that_alone_passes_is_not_among_them(tmp_path):
+    # "1 of 3 gated artifacts passes every budget (the reference among them)": among one
+    data = _load()
+    _fail(data, INT8)
+    lines = _findings(tmp_path, data)
+    assert any(
+        line.startswith(
+            f"cpu ({XEON}): 1 of 3 gated artifacts passes every budget "
+            "(only the reference); 2 fail:"
+        )
+        for line in lines
+    ), lines
+
+
+def test_counts_of_one_take_the_singular(tmp_path):
+    data = _load()
+    for q in data["defectbench"]["quality"]:
+        if q["variant"] == TEACHER:
+            q["n_defective"], q["recall"] = 1, 1.0
+    data["defectbench"]["stopped_early"] = {"reason": "interrupted", "selected": 1, "not_run": 1}
+    lines = _findings(tmp_path, data)
+    assert any(
+        f"the reference `{TEACHER}` fp32 catches 1 of 1 defective cell, recall 1.000" in line
+        for line in lines
+    ), lines
+    assert "1 of its 1 selected test never ran" in lines[0]
+    # the header's input line: was "1 benchmarks, 1 quality entries"
+    _keep_only(data, {TEACHER})
+    data["benchmarks"] = [
+        b
+        for b in data["benchmarks"]
+        if b["extra_info"]["variant"] == TEACHER and b["extra_info"]["batch"] == 1
+    ]
+    data["defectbench"]["quality"] = data["defectbench"]["quality"][:1]
+    path = tmp_path / "one.json"
+    path.write_text(json.dumps(data))
+    assert "1 benchmark, 1 quality entry" in header_markdown(load_report([path]))
+
+
+# --- a reference without a row -----------------------------------------------------------------
+
+
+def test_a_reference_scored_but_not_timed_is_said_so(tmp_path):
+    # was "its file has no row of the reference (FP32 on CPU; a `--devices cuda` run has
+    # none)" of a CPU run that scored the reference but deselected its latency benchmarks
+    data = _load()
+    _untimed(data, TEACHER)
+    lines = _findings(tmp_path, data)
+    assert lines[0] == (
+        f"cpu ({XEON}): its file scored the reference `{TEACHER}` fp32 on CPU "
+        "but did not time it (no row in the table; the header's notes name "
+        f"it), {NOT_STATED}"
+    )
+    assert not any("--devices cuda" in line for line in lines)
+
+
+def test_a_reference_timed_but_not_scored_is_said_so(tmp_path):
+    data = _load()
+    data["defectbench"]["quality"] = [
+        q for q in data["defectbench"]["quality"] if q["variant"] != TEACHER
+    ]
+    for bench in data["benchmarks"]:
+        if bench["extra_info"]["variant"] == TEACHER:
+            bench["extra_info"].pop("quality", None)
+    lines = _findings(tmp_path, data)
+    assert lines[0] == (
+        f"cpu ({XEON}): its file timed the reference `{TEACHER}` fp32 on CPU "
+        "but holds no quality result for it at operating point "
+        f"`dev_recall_0.90`, {NOT_STATED}"
+    )
+
+
+def test_a_cpu_run_without_the_reference_is_not_called_a_cuda_run(tmp_path):
+    data = _load()
+    _keep_only(data, {INT8, PRUNED})
+    lines = _findings(tmp_path, data)
+    assert lines[0] == (
+        f"cpu ({XEON}): its file has no result of the reference `{TEACHER}` "
+        f"fp32 on CPU (the run's selection left it out), {NOT_STATED}"
+    )
+
+
+# --- numbers a file did not record, batches only some ran at ---------------------------------
+
+
+def test_unrecorded_new_misses_are_not_printed_as_zero(tmp_path):
+    data = _load()
+    for q in data["defectbench"]["quality"]:
+        if q["variant"] == PRUNED:
+            q["mcnemar_p"] = 0.002
+            q.pop("new_misses", None)
+            q.pop("new_catches", None)
+    for bench in data["benchmarks"]:
+        bench["extra_info"].pop("quality", None)
+    (shown,) = [line for line in _findings(tmp_path, data) if "is shown" in line]
+    assert f"`{PRUNED}` fp32: drop +0.074, p = 0.002" in shown
+    assert "0 new misses" not in shown
+
+
+def test_a_batch_only_some_artifacts_ran_at_says_so(tmp_path):
+    # the pruned student was timed at batch 1 only: at batch 8 "the fastest artifact passing
+    # every budget" is the fastest of two, not of the three the gates judged
+    lines = _findings(tmp_path, _load())
+    b1 = next(line for line in lines if line.startswith("cpu b1 "))
+    b8 = next(line for line in lines if line.startswith("cpu b8 "))
+    assert b1.startswith(f"cpu b1 ({XEON}): the fastest")
+    assert b8.startswith(
+        f"cpu b8 ({XEON}; only 2 of the 3 gated artifacts timed at this batch): the fastest"
+    )
+
+
+def test_a_run_without_quality_is_not_said_to_be_ungated_at_a_point(tmp_path):
+    # "at this operating point" of a run that has none
+    data = _load()
+    data["defectbench"]["quality"] = []
+    for bench in data["benchmarks"]:
+        bench["extra_info"].pop("quality", None)
+    lines = _findings(tmp_path, data)
+    assert lines[0] == (
+        "Nothing in the inputs was scored for quality, so there is nothing to "
+        "conclude about recall."
+    )
