@@ -439,6 +439,60 @@ def test_keys_that_do_not_fit_are_named(tmp_path, edit, expected):
         create_model(SMALL, weights=path)
 
 
+def test_integer_tensor_for_a_float_weight_is_refused_not_cast(tmp_path):
+    state_dict = _random_state_dict(1000)
+    state_dict["layer1.0.conv1.weight"] = state_dict["layer1.0.conv1.weight"].to(torch.int64)
+    path = tmp_path / "int.pth"
+    torch.save(state_dict, path)
+    with pytest.raises(
+        WeightsError,
+        match=r"1 non-float tensors for float weights: "
+        r"\['layer1.0.conv1.weight: file torch.int64 vs model torch.float32'\]",
+    ):
+        create_model(SMALL, weights=path)
+
+
+def test_half_precision_checkpoint_loads_exactly(tmp_path):
+    state_dict = {
+        k: v.half() if v.is_floating_point() else v for k, v in _random_state_dict(1000).items()
+    }
+    path = tmp_path / "half.pth"
+    torch.save(state_dict, path)
+    model, _ = create_model(SMALL, weights=path)
+    assert torch.equal(model.conv1[0].weight, state_dict["conv1.0.weight"].float())
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("layer1.0.conv1.weight", float("nan")), ("layer1.0.bn1.running_var", float("inf"))],
+)
+def test_non_finite_weights_are_refused(tmp_path, key, value):
+    state_dict = _random_state_dict(1000)
+    state_dict[key][0] = value
+    path = tmp_path / "damaged.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(state_dict, str(path))
+    with pytest.raises(WeightsError, match=rf"NaN or infinite values in 1 tensors: {key} \(\d+ of"):
+        create_model(SMALL, weights=path)
+
+
+def test_non_finite_hub_weights_are_refused(monkeypatch):
+    real_create = timm.create_model
+
+    def fake_hub(name, pretrained=False, **kwargs):
+        model = real_create(name, pretrained=False, **kwargs)
+        if pretrained:
+            with torch.no_grad():
+                model.fc.weight[0, 0] = float("nan")
+        return model
+
+    monkeypatch.setattr(timm, "create_model", fake_hub)
+    _network_up(monkeypatch)
+    with pytest.raises(WeightsError, match=r"hub weights hf-hub:timm/resnet10t.c3_in1k holds NaN"):
+        create_model(SMALL)
+
+
 @pytest.mark.parametrize(
     ("content", "expected"),
     [([1, 2, 3], r"holds no state_dict"), ({"fc.weight": 1.0}, r"entries \['fc.weight'\] are not")],
@@ -502,6 +556,17 @@ def test_model_without_registered_hub_weights(monkeypatch, hub_calls):
     monkeypatch.setattr(timm.models, "get_pretrained_cfg", lambda name: None)
     with pytest.raises(WeightsError, match=r"timm registers no pretrained weights for"):
         create_model(SMALL)
+    assert hub_calls == []
+
+
+def test_unknown_pretrained_tag_lists_the_tags_timm_has(monkeypatch, hub_calls):
+    _network_up(monkeypatch)
+    with pytest.raises(
+        WeightsError,
+        match=r"Invalid pretrained tag \(a1_in1k\).*"
+        r"timm has: resnet10t.c3_in1k\)",
+    ):
+        create_model(f"{SMALL}.a1_in1k")
     assert hub_calls == []
 
 

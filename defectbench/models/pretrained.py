@@ -316,7 +316,7 @@ def _try_hub(name: str, timm_kwargs: dict[str, Any]) -> tuple[nn.Module | None, 
         cfg = timm.models.get_pretrained_cfg(name)
     except Exception as exc:  # noqa: BLE001 - any failure here just means "no hub weights"
         cfg = None
-        cfg_error = f" ({type(exc).__name__}: {exc})"
+        cfg_error = f" ({type(exc).__name__}: {exc}{_pretrained_tags_hint(name)})"
     else:
         cfg_error = ""
     hub_id = _hub_location(cfg.to_dict() if cfg is not None else {})
@@ -335,9 +335,20 @@ def _try_hub(name: str, timm_kwargs: dict[str, Any]) -> tuple[nn.Module | None, 
     return model, hub_id
 
 
+def _pretrained_tags_hint(name: str) -> str:
+    """The weights timm does register for ``name``'s architecture, to pick from."""
+    base, _ = timm.models.split_model_name_tag(name)
+    tagged = timm.list_pretrained(f"{base}.*")
+    if not tagged:
+        return f"; timm has no pretrained weights for {base!r} at all"
+    more = f" (+{len(tagged) - _MAX_LISTED} more)" if len(tagged) > _MAX_LISTED else ""
+    return f"; timm has: {', '.join(tagged[:_MAX_LISTED])}{more}"
+
+
 def _finish_hub(
     name: str, num_classes: int, model: nn.Module, hub_id: str
 ) -> tuple[nn.Module, WeightsProvenance]:
+    _check_finite(model, model.state_dict(), f"hub weights {hub_id}")
     ckpt_classes = int(getattr(model, "num_classes", IMAGENET_NUM_CLASSES))
     _replace_head(model, ckpt_classes, num_classes)
     return model, WeightsProvenance(
@@ -599,11 +610,19 @@ def _load_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], origi
         for k, v in state_dict.items()
         if k in expected and v.shape != expected[k].shape
     ]
+    # load_state_dict casts silently: an integer tensor would land in a float weight as
+    # whole numbers (a float16 or bfloat16 file widens exactly, and is fine)
+    mistyped = [
+        f"{k}: file {v.dtype} vs model {expected[k].dtype}"
+        for k, v in state_dict.items()
+        if k in expected and expected[k].is_floating_point() and not v.is_floating_point()
+    ]
     problems = []
     for label, items in (
         ("missing keys", missing),
         ("unexpected keys", unexpected),
         ("shape mismatches", mismatched),
+        ("non-float tensors for float weights", mistyped),
     ):
         if items:
             more = f" (+{len(items) - _MAX_LISTED} more)" if len(items) > _MAX_LISTED else ""
@@ -615,7 +634,29 @@ def _load_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], origi
             + ". Check the model name and timm keyword arguments match the checkpoint (for a "
             "zoo teacher, --teacher ARCH or $DEFECTBENCH_TEACHER names its architecture)"
         )
+    _check_finite(model, state_dict, origin)
     model.load_state_dict(state_dict, strict=True)
+
+
+def _check_finite(model: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str) -> None:
+    """Refuse NaN or infinite weights: a damaged (or diverged) checkpoint loads without a word
+    otherwise, and every prediction of the model is NaN. Checked on the model's parameters and
+    normalisation statistics, not on other buffers (an attention mask may hold -inf)."""
+    learned = {name for name, _ in model.named_parameters()} | {
+        name for name, _ in model.named_buffers() if name.endswith(("running_mean", "running_var"))
+    }
+    bad = [
+        f"{key} ({int((~torch.isfinite(value)).sum())} of {value.numel()})"
+        for key, value in state_dict.items()
+        if key in learned and value.is_floating_point() and not torch.isfinite(value).all()
+    ]
+    if bad:
+        more = f" (+{len(bad) - _MAX_LISTED} more)" if len(bad) > _MAX_LISTED else ""
+        raise WeightsError(
+            f"{origin} holds NaN or infinite values in {len(bad)} tensors: "
+            f"{', '.join(bad[:_MAX_LISTED])}{more}; the file is damaged or was saved from a "
+            "diverged training run: re-copy it or use another checkpoint"
+        )
 
 
 def _replace_head(model: nn.Module, checkpoint_classes: int, num_classes: int) -> None:

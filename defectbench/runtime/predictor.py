@@ -54,6 +54,11 @@ class Predictor(abc.ABC):
     device: str
     runtime: str
     max_batch: int | None = None
+    # (channels, height, width) of one image the artifact takes, None for a dimension it does
+    # not fix; None when it does not say. Checked before every call, so a batch in another
+    # layout or size is named here instead of failing deep inside the runtime (or, for an
+    # eager CNN that takes any size, computing another function without a word)
+    input_shape: tuple[int | None, int | None, int | None] | None = None
     # why this instance computes another function than the build whose dev threshold it is
     # judged at (a PT2E graph recalibrated at load into other parameters); None: the same
     differs_from_build: str | None = None
@@ -64,7 +69,7 @@ class Predictor(abc.ABC):
 
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
         """Float32 ``(N, 2)`` logits for a float32 NCHW batch."""
-        _check_batch(x, self.name)
+        _check_batch(x, self.name, self.input_shape)
         step = self.max_batch or len(x)
         chunks = [self._predict_batch(x[i : i + step]) for i in range(0, len(x), step)]
         logits = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
@@ -95,7 +100,7 @@ class Predictor(abc.ABC):
         return f"{type(self).__name__}({fields})"
 
 
-def _check_batch(x: Any, name: str) -> None:
+def _check_batch(x: Any, name: str, input_shape: tuple[int | None, ...] | None = None) -> None:
     if not isinstance(x, np.ndarray) or x.dtype != np.float32 or x.ndim != 4 or len(x) == 0:
         got = (
             f"{type(x).__name__} {x.dtype} {x.shape}"
@@ -106,6 +111,25 @@ def _check_batch(x: Any, name: str) -> None:
             f"predictor {name!r} needs a non-empty float32 NCHW numpy batch, got {got}; "
             "preprocess images with defectbench.data.preprocess first"
         )
+    if input_shape is not None and any(
+        want is not None and want != got for want, got in zip(input_shape, x.shape[1:], strict=True)
+    ):
+        raise DataError(_wrong_shape_message(name, input_shape, x.shape))
+
+
+def _wrong_shape_message(name: str, input_shape: Sequence[int | None], got: tuple) -> str:
+    wanted = "(" + ", ".join("any" if d is None else str(d) for d in input_shape) + ")"
+    channels = input_shape[0]
+    layout = (
+        " (channels last? the batch must be NCHW: x.transpose(0, 3, 1, 2))"
+        if channels is not None and got[1] != channels and got[3] == channels
+        else ""
+    )
+    return (
+        f"predictor {name!r} takes images of shape (C, H, W) = {wanted}, got a batch of shape "
+        f"{tuple(got)}{layout}; preprocess them with the artifact's own Preprocess "
+        "(Catalog.preprocess(variant): its size, mean and std)"
+    )
 
 
 # --------------------------------------------------------------------------- torch
@@ -170,6 +194,8 @@ class TorchPredictor(Predictor):
     graph);
     ``inductor_config`` is applied with ``torch._inductor.config.patch`` around every call, so
     settings such as ``freezing`` stay local to this predictor instead of process-wide.
+    ``input_shape`` (channels, height, width; None for any) is checked on every call; without
+    it an exported graph's (PT2E) is read from the graph, while an eager CNN takes any size.
     """
 
     def __init__(
@@ -183,6 +209,7 @@ class TorchPredictor(Predictor):
         compile_mode: str | None = None,
         inductor_config: Mapping[str, Any] | None = None,
         max_batch: int | None = None,
+        input_shape: Sequence[int | None] | None = None,
         name: str | None = None,
     ) -> None:
         self.device = resolve_device(device)
@@ -190,6 +217,9 @@ class TorchPredictor(Predictor):
         self.runtime = "torch_compile" if compile else "torch"
         self.name = name or f"{type(model).__name__}.{self.runtime}.{self.precision}.{self.device}"
         self.max_batch = _check_max_batch(max_batch)
+        self.input_shape = (
+            _graph_input_shape(model) if input_shape is None else _check_input_shape(input_shape)
+        )
         self.channels_last = channels_last
         if self.device == "cuda":
             require_cuda(f"TorchPredictor {self.name!r} on device 'cuda'")
@@ -248,7 +278,17 @@ class TorchPredictor(Predictor):
                 stack.enter_context(torch.autocast(self.device, dtype=self._autocast_dtype))
             elif self.device == "cuda" and self.precision == "fp32":
                 stack.enter_context(ieee_fp32_on_cuda())
-            logits = self._run(tensor)
+            try:
+                logits = self._run(tensor)
+            except RuntimeError as exc:
+                # an eager module fixes no input shape up front; its first layer tells what
+                # a wrong channel count (an NHWC batch, grey images) ran into
+                channels = _first_conv_channels(self.model)
+                if channels is not None and x.shape[1] != channels:
+                    raise DataError(
+                        _wrong_shape_message(self.name, (channels, None, None), x.shape)
+                    ) from exc
+                raise
         logits = logits.float()
         if self.device == "cuda":
             # kernels run asynchronously; wait so a timer around this call sees the real work
@@ -263,9 +303,51 @@ class TorchPredictor(Predictor):
 
 
 def _check_max_batch(max_batch: int | None) -> int | None:
-    if max_batch is not None and (not isinstance(max_batch, int) or max_batch < 1):
+    if max_batch is not None and not _is_positive_int(max_batch):
         raise ConfigError(f"max_batch must be a positive int or None, got {max_batch!r}")
     return max_batch
+
+
+def _is_positive_int(value: Any) -> bool:
+    # bool is an int to Python, but max_batch=True is a mistake, not a batch of 1
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_input_shape(input_shape: Sequence[int | None]) -> tuple[int | None, ...]:
+    shape = tuple(input_shape) if isinstance(input_shape, Sequence) else ()
+    if len(shape) != 3 or not all(d is None or _is_positive_int(d) for d in shape):
+        raise ConfigError(
+            f"input_shape must be (channels, height, width) of positive ints or None (any), "
+            f"got {input_shape!r}"
+        )
+    return shape
+
+
+def _graph_input_shape(model: nn.Module) -> tuple[int | None, ...] | None:
+    """(C, H, W) the module fixes: an exported graph's (PT2E) traced shape, a timm ViT's
+    image size; None for a module that takes any size (a CNN) or does not say.
+
+    torch.export records each input's shape on its placeholder node; a dynamic dimension
+    (the batch) is a symbol there, not an int."""
+    graph = getattr(model, "graph", None)
+    if isinstance(graph, torch.fx.Graph):
+        for node in graph.nodes:
+            value = node.meta.get("val") if node.op == "placeholder" else None
+            if isinstance(value, torch.Tensor) and value.dim() == 4:
+                return tuple(d if isinstance(d, int) else None for d in value.shape[1:])
+        return None
+    embed = getattr(model, "patch_embed", None)
+    size = getattr(embed, "img_size", None)
+    proj = getattr(embed, "proj", None)
+    if getattr(embed, "strict_img_size", False) and isinstance(proj, nn.Conv2d) and size:
+        return (int(proj.in_channels), int(size[0]), int(size[1]))
+    return None
+
+
+def _first_conv_channels(model: nn.Module) -> int | None:
+    """Input channels of the model's first convolution (a CNN's stem, a ViT's patch embedding)."""
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return None if conv is None else int(conv.in_channels)
 
 
 # --------------------------------------------------------------------------- ONNX Runtime
@@ -387,9 +469,7 @@ TENSORRT_MAX_BATCH = 32
 def tensorrt_profile_shapes(onnx_path: str | Path, max_batch: int = TENSORRT_MAX_BATCH) -> dict:
     """ONNX Runtime's ``trt_profile_{min,opt,max}_shapes`` for a graph whose only dynamic
     dimension is the batch: min 1, opt and max ``max_batch``."""
-    import onnx
-
-    proto = onnx.load(str(onnx_path), load_external_data=False)
+    proto = load_onnx_proto(onnx_path)
     initializers = {t.name for t in proto.graph.initializer}
     shapes: dict[str, list[str]] = {"min": [], "opt": [], "max": []}
     for graph_input in proto.graph.input:
@@ -456,11 +536,18 @@ def ort_execution(
     names, not weights: give every artifact its own ``engine_cache``. ``profile_shapes``
     (``tensorrt_profile_shapes``) fixes the engines' optimization profile.
     """
+    # the names every other entry point takes ("FP32", "gpu"), not only the canonical ones;
+    # a name no alias covers is refused below, saying what this function can run
+    with contextlib.suppress(UnknownNameError):
+        precision = resolve_precision(precision)
+    with contextlib.suppress(UnknownNameError):
+        device = resolve_device(device)
     if device == "cpu":
         if precision not in ("fp32", "int8"):
             raise ConfigError(
                 f"ONNX Runtime on cpu runs the graph's own precision (fp32 or int8), not "
-                f"{precision!r}; use the torch variant for bf16"
+                f"{precision!r}; use the torch variant for bf16 on cpu"
+                + (", or device 'cuda' (TensorRT) for fp16" if precision == "fp16" else "")
             )
         return OrtExecution((PROVIDER_ALIASES["cpu"],))
     if device != "cuda":
@@ -489,11 +576,33 @@ def ort_execution(
     )
 
 
+def load_onnx_proto(model_path: str | Path) -> Any:
+    """The ModelProto of an ONNX file (weights stored outside it not read); ArtifactError
+    for a file that is not one: truncated, damaged, empty or another kind of file."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    fix = (
+        "it may be truncated or damaged, or not an ONNX model; re-copy it or export it again "
+        "(defectbench.compress.export_onnx; for a zoo variant, delete its folder and rebuild it)"
+    )
+    try:
+        proto = onnx.load(str(model_path), load_external_data=False)
+    except (DecodeError, ValueError, OSError) as exc:
+        raise ArtifactError(
+            f"ONNX file {model_path} cannot be read ({type(exc).__name__}: {exc}); {fix}"
+        ) from exc
+    # protobuf reads an empty file, and some foreign bytes, as a model without a graph
+    if not proto.graph.node or not proto.graph.output:
+        raise ArtifactError(f"ONNX file {model_path} holds no graph; {fix}")
+    return proto
+
+
 def onnx_precision(model_path: str | Path) -> str:
     """fp32, fp16 or int8: what an ONNX graph computes in, read from its ops and inputs."""
     import onnx
 
-    proto = onnx.load(str(model_path), load_external_data=False)
+    proto = load_onnx_proto(model_path)
     if any(node.op_type in _INT8_OPS for node in proto.graph.node):
         return "int8"
     input_types = {i.type.tensor_type.elem_type for i in proto.graph.input}
@@ -534,8 +643,11 @@ class OrtPredictor(Predictor):
             reason = tensorrt_library_reason()  # also loads the pip wheel's libnvinfer
             if reason:
                 raise ConfigError(reason)
-        if intra_op_threads is not None and intra_op_threads < 1:
-            raise ConfigError(f"intra_op_threads must be >= 1 or None, got {intra_op_threads}")
+        if intra_op_threads is not None and not _is_positive_int(intra_op_threads):
+            raise ConfigError(
+                f"intra_op_threads must be an int >= 1, or None for ONNX Runtime's default; "
+                f"got {intra_op_threads!r}"
+            )
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads is not None:
@@ -545,12 +657,26 @@ class OrtPredictor(Predictor):
                 f"provider_options has {len(provider_options)} entries for "
                 f"{len(self.providers)} providers; give one mapping per provider"
             )
-        self.session = ort.InferenceSession(
-            str(path),
-            sess_options=options,
-            providers=list(self.providers),
-            provider_options=[dict(o) for o in provider_options] if provider_options else None,
-        )
+        # read first: a damaged file is named here, not in ONNX Runtime's protobuf error
+        graph_precision = onnx_precision(path)
+        try:
+            self.session = ort.InferenceSession(
+                str(path),
+                sess_options=options,
+                providers=list(self.providers),
+                provider_options=[dict(o) for o in provider_options] if provider_options else None,
+            )
+        except Exception as exc:
+            if not type(exc).__module__.startswith("onnxruntime"):
+                raise
+            gpu = set(self.providers) & set(_GPU_PROVIDERS)
+            raise ArtifactError(
+                f"ONNX Runtime cannot load {path} with {', '.join(self.providers)} "
+                f"({type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc) else ''})"
+                "; the graph may be damaged or made by a newer exporter: export it again "
+                "(for a zoo variant, delete its folder and rebuild it)"
+                + (f", or check the CUDA/TensorRT libraries ({CUDA_HINT})" if gpu else "")
+            ) from exc
         # ORT drops a provider whose libraries fail to load and carries on with CPU
         missing = [p for p in self.providers if p not in self.session.get_providers()]
         if missing:
@@ -568,7 +694,7 @@ class OrtPredictor(Predictor):
             for k, v in trt_options.items() if k.startswith("trt_profile_")
         }
         self.device = "cuda" if self.providers[0] in _GPU_PROVIDERS else "cpu"
-        self.precision = onnx_precision(path)
+        self.precision = graph_precision
         trt_fp16 = any(
             str((o or {}).get("trt_fp16_enable", "")).lower() in ("1", "true")
             for o in (provider_options or ())
@@ -577,9 +703,11 @@ class OrtPredictor(Predictor):
             self.precision = "fp16"
         self.runtime = "onnxruntime"
         self.name = name or f"{path.stem}.onnxruntime.{self.precision}.{self.device}"
-        graph_input = self.session.get_inputs()[0]
+        graph_input = _image_input(self.session, path)
         self.input_name = graph_input.name
-        batch_dim = graph_input.shape[0] if graph_input.shape else None
+        # a named (symbolic) dimension is dynamic: any size
+        self.input_shape = tuple(d if isinstance(d, int) else None for d in graph_input.shape[1:])
+        batch_dim = graph_input.shape[0]
         # a graph exported with a fixed batch takes exactly that batch; a dynamic one takes
         # `max_batch` at most (a TensorRT engine's profile ends there)
         self._fixed_batch = batch_dim if isinstance(batch_dim, int) else None
@@ -603,3 +731,29 @@ class OrtPredictor(Predictor):
             **({"tensorrt_profile": self._tensorrt_profile} if self._tensorrt_profile else {}),
             "path": str(self.path),
         }
+
+
+def _image_input(session: Any, path: Path) -> Any:
+    """The graph's one input, checked to be an NCHW image batch with (N, 2) logits out: a
+    graph that is not a defectbench export is named when it is opened, not at its first call."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    problem = None
+    if len(inputs) != 1:
+        problem = f"has {len(inputs)} inputs ({', '.join(i.name for i in inputs)}), not 1"
+    elif len(inputs[0].shape or ()) != 4:
+        problem = f"takes input {inputs[0].name!r} of shape {inputs[0].shape}, not (N, C, H, W)"
+    elif (
+        not outputs
+        or outputs[0].shape is None
+        or len(outputs[0].shape) != 2
+        or (isinstance(outputs[0].shape[1], int) and outputs[0].shape[1] != NUM_CLASSES)
+    ):
+        got = outputs[0].shape if outputs else "nothing"
+        problem = f"returns {got}, not (N, {NUM_CLASSES}) logits"
+    if problem:
+        raise ArtifactError(
+            f"ONNX graph {path} {problem}: it is not a 2-class image classifier exported by "
+            "defectbench (class 1 = defective); export the model with "
+            "defectbench.compress.export_onnx"
+        )
+    return inputs[0]
