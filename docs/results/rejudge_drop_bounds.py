@@ -11,7 +11,8 @@ rerunning anything. Prints, per case, the old and the corrected one-sided upper 
 budget judged on it (old verdict -> corrected verdict), then the cases whose overall verdict
 changes.
 
-Committed output: `drop-bounds-rejudged.txt` (full runs 3, 1 and 2 and the quick run).
+Committed output: `drop-bounds-rejudged.txt` (full runs 3, 1 and 2, the quick run, the
+224-px quick run and the two 192-px noise runs: every committed run that stored the old bound).
 """
 
 import json
