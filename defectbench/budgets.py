@@ -26,11 +26,14 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import math
+import numbers
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from defectbench.errors import ConfigError
 from defectbench.metrics.confusion import BinaryCounts
@@ -63,6 +66,15 @@ def relative_to_cwd(path: Path) -> str:
     """' (read from the working directory, ...)' for a relative path: run from another folder
     (`cd /tmp && pytest /repo/benchmarks --budgets fixtures/...`), it names another file."""
     return "" if path.is_absolute() else f" (read from the working directory: {path.absolute()})"
+
+
+def _as_float(number: numbers.Real) -> float:
+    """``float(number)``, except that a numpy float narrower than 64 bits becomes the decimal
+    it prints as: float32 0.03 is 0.0299999993..., a limit a hair below the one its writer
+    read, which a drop of exactly 0.03 would fail."""
+    if isinstance(number, np.floating) and np.finfo(number.dtype).bits < 64:
+        return float(str(number))
+    return float(number)
 
 
 def _did_you_mean(word: str, choices: tuple[str, ...]) -> str:
@@ -108,17 +120,25 @@ class Budget:
                 f"{where}: metric {self.metric!r} cannot have kind {self.kind!r}; "
                 f"use kind = {expected_kind!r}"
             )
-        if (
-            isinstance(self.value, bool)
-            or not isinstance(self.value, (int, float))
-            or math.isnan(self.value)
-            or not 0.0 <= self.value <= 1.0
-        ):
+        # any real number (a numpy float from a computed limit too); a bool is not a limit
+        if isinstance(self.value, bool) or not isinstance(self.value, numbers.Real):
+            quoted = isinstance(self.value, str)
+            raise ConfigError(
+                f"{where}: value must be a number in [0, 1], got {self.value!r}"
+                + (" (a string: write the number without quotes)" if quoted else "")
+            )
+        value = _as_float(self.value)
+        if math.isnan(value):
+            raise ConfigError(
+                f"{where}: value must be a number in [0, 1], got {self.value!r}; give the "
+                "limit the gate is meant to hold, such as 0.03"
+            )
+        if not 0.0 <= value <= 1.0:
             raise ConfigError(
                 f"{where}: value must be a number in [0, 1], got {self.value!r} "
                 "(write 0.03 for three points, not 3)"
             )
-        object.__setattr__(self, "value", float(self.value))
+        object.__setattr__(self, "value", value)
         # a floor of 0, a ceiling of 1 or a max drop of 1 holds for every possible result
         if self.value == (0.0 if self.kind == "floor" else 1.0):
             raise ConfigError(
@@ -154,9 +174,10 @@ class Budget:
                 "model's); judge it on 'point' to demand perfection, or give a limit the "
                 "bound can reach"
             )
-        object.__setattr__(
-            self, "confidence", check_confidence(self.confidence, f"{where}: confidence")
-        )
+        confidence = self.confidence
+        if isinstance(confidence, np.floating):
+            confidence = _as_float(confidence)
+        object.__setattr__(self, "confidence", check_confidence(confidence, f"{where}: confidence"))
         if self.confidence <= 0.5:
             # a one-sided bound at 0.5 is about the median, with no margin for sampling error,
             # and below it can collapse onto the estimate (Clopper-Pearson clamps it there), so
@@ -230,6 +251,12 @@ def load_budgets(path: str | Path) -> list[Budget]:
         raise ConfigError(
             f"budget file {str(path)!r} not found{relative_to_cwd(path)}; pass the reviewed "
             "budgets, e.g. fixtures/budgets.toml of the checkout"
+        ) from None
+    except IsADirectoryError:
+        # not "cannot be read as UTF-8 text": the text was never the problem
+        raise ConfigError(
+            f"budget file {str(path)!r} is a folder, not a file{relative_to_cwd(path)}; pass "
+            "the budgets TOML file, e.g. fixtures/budgets.toml"
         ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(

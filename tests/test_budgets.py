@@ -540,7 +540,9 @@ def test_a_group_value_without_defective_items_is_not_judged_by_omission():
 
 
 def test_an_unreadable_budget_file_names_itself(tmp_path):
-    with pytest.raises(ConfigError, match=rf"budget file '{tmp_path}' cannot be read"):
+    # a folder was "cannot be read as UTF-8 text ([Errno 21] Is a directory ...)"
+    with pytest.raises(ConfigError, match=rf"budget file '{tmp_path}' is a folder, not a file; "
+                       "pass the budgets TOML file"):
         load_budgets(tmp_path)
     bad = tmp_path / "b.toml"
     bad.write_bytes(b"\xff\xfe")
@@ -655,3 +657,34 @@ def test_a_relative_path_not_found_names_the_folder_it_was_read_from(tmp_path, m
     with pytest.raises(ConfigError, match=r"'fixtures/budgets.toml' not found \(read from the "
                        rf"working directory: {tmp_path}/fixtures/budgets.toml\)"):
         load_budgets("fixtures/budgets.toml")
+
+
+def test_real_numbers_of_any_type_are_limits_at_the_value_written():
+    # a limit computed with numpy (float32 0.03) was refused as "must be a number"; accepted
+    # as float(), it would be 0.0299999993 and fail a drop of exactly 0.03
+    from fractions import Fraction
+
+    for limit in (np.float32(0.03), np.float16(0.03), np.float64(0.03), Fraction(3, 100)):
+        budget = Budget("b", "recall_drop", "max_drop", limit, "point")
+        assert budget.value == 0.03 and type(budget.value) is float
+        assert judge(budget, VARIANT, comparison(200, 6, 0)).passed  # drop 6/200 = 0.03
+    assert Budget("b", "recall_drop", "max_drop", np.int64(0), "point").value == 0.0
+    bound = Budget("b", "fnr", "ceiling", 0.2, "upper_bound", confidence=np.float32(0.95))
+    assert bound.confidence == 0.95
+
+
+@pytest.mark.parametrize(
+    "value, match",
+    [
+        ("0.03", r"got '0.03' \(a string: write the number without quotes\)"),
+        (None, r"got None$"),
+        (True, r"got True$"),
+        (np.float32("nan"), r"got np.float32\(nan\); give the limit the gate is meant to hold"),
+        (np.float64(3), r"got np.float64\(3.0\) \(write 0.03 for three points, not 3\)"),
+    ],
+)
+def test_values_that_are_no_limits_are_refused_naming_the_value(value, match):
+    with pytest.raises(ConfigError, match=r"budget 'b': value must be a number in \[0, 1\], "
+                       + match):
+        Budget("b", "recall_drop", "max_drop", value, "point")
+

@@ -1199,3 +1199,53 @@ def test_dagm_label_table_that_is_a_folder_or_spelt_twice(tmp_path: Path) -> Non
     (label_dir / "Labels.txt").mkdir()
     with pytest.raises(DataError, match=r"Labels.txt is not a file; .*re-extract"):
         load_dagm(root)
+
+
+@pytest.mark.parametrize("where", ["defect/.extra", ".extra", ".extra/defect"])
+def test_a_hidden_folder_of_images_is_refused_not_skipped(tmp_path: Path, where: str) -> None:
+    # a class folder's `.extra/`, or a `.extra/` class tree beside the class folders, was
+    # skipped like a hidden file: its images dropped without a word
+    root = folder_tree(tmp_path, {"good": 1, "defect": 1})
+    write_image(root / where / "007.png")
+    parent = (root / where).parent
+    parent = parent if parent.name != ".extra" else root
+    with pytest.raises(
+        DataError,
+        match=rf"^{parent} has 1 hidden folder\(s\) holding images \(\.extra/\), which would not "
+        r"be read: folders whose names start with a dot are skipped; move the images ",
+    ):
+        load_image_folder(root)
+
+
+def test_tool_folders_and_hidden_folders_without_images_are_ignored(tmp_path: Path) -> None:
+    root = folder_tree(tmp_path, {"good": 1, "defect": 1})
+    # copies and caches of the set's own images, version-control objects, trash
+    write_image(root / "defect/.ipynb_checkpoints/000-checkpoint.png")
+    write_image(root / "good/.thumbnails/normal/000.png")
+    write_image(root / ".git/lfs/objects/ab/cd/000.png")
+    write_image(root / ".dvc/cache/000.png")
+    write_image(root / ".Trash-1000/files/deleted.png")
+    (root / ".cache").mkdir()
+    (root / ".cache/notes.txt").write_text("no images here")
+    # a resource fork in a hidden folder is no image either
+    (root / "defect/.meta").mkdir()
+    (root / "defect/.meta/._000.png").write_bytes(b"\x00\x05\x16\x07" + bytes(40))
+    assert load_image_folder(root).ids == ("defect/000.png", "good/000.png")
+
+
+def test_a_hidden_folder_of_images_below_a_sub_folder_is_not_skipped(tmp_path: Path) -> None:
+    root = folder_tree(tmp_path, {"good": 1, "defect": 1})
+    write_image(root / "defect/scratch/.old/007.png")
+    with pytest.raises(DataError, match=r"has sub-folder\(s\) holding images \(scratch\)"):
+        load_image_folder(root)
+
+
+def test_mvtec_and_neu_refuse_hidden_folders_of_images(tmp_path: Path) -> None:
+    root = mvtec_tree(tmp_path / "mvtec")
+    write_image(root / "bottle/test/broken_large/.more/009.png")
+    with pytest.raises(DataError, match=r"broken_large has 1 hidden folder\(s\) holding images"):
+        load_mvtec_ad(root, "bottle")
+    neu = neu_flat_tree(tmp_path / "neu")
+    write_image(neu / ".backup/Cr_3.bmp")
+    with pytest.raises(DataError, match=r"neu has 1 hidden folder\(s\) holding images"):
+        load_neu_cls(neu)

@@ -885,6 +885,33 @@ def test_a_panel_without_an_answer_is_said_and_an_ungated_point_lists_no_budgets
                    for t in latency_figure(fixed).legends[0].get_texts())
 
 
+@pytest.mark.parametrize("latency_only", [False, True])
+def test_a_header_of_runs_that_scored_nothing_names_no_operating_point(tmp_path, latency_only):
+    # was "budgets: none judged at this operating point", "not gated at this operating point"
+    # and a note "no quality at operating point None for: ...", of a run that has no point
+    from defectbench.report.table import header_markdown
+
+    data = _load(CPU)
+    data["defectbench"]["quality"] = []
+    for bench in data["benchmarks"]:
+        bench["extra_info"].pop("quality", None)
+    if latency_only:  # the architecture survey alone
+        data["benchmarks"] = [b for b in data["benchmarks"]
+                              if b["extra_info"]["variant"] == SURVEY]
+        data["defectbench"].update(fixture=None, latency_only=True, budgets=[])
+    report = load_report([_dump(data, tmp_path / "run.json")])
+    assert report.operating_point is None
+    text = header_markdown(report)
+    assert "operating point" not in text
+    assert ("- fastest variant passing every budget: none (nothing in the inputs was scored "
+            "for quality)") in text
+    assert ("- budgets: none recorded" if latency_only else
+            "- budgets: none judged (nothing in the inputs was scored for quality)") in text
+    if not latency_only:
+        assert (f"- note: no quality recorded in the inputs for: {INT8} int8 cpu, {PRUNED} fp32 "
+                f"cpu, {TEACHER} fp32 cpu") in text
+
+
 def test_memory_column_shows_only_memory_that_belongs_to_the_artifact(tmp_path):
     data = _load(CPU)
     chosen = next(b for b in data["benchmarks"]
@@ -1085,6 +1112,37 @@ def test_findings_open_with_a_run_that_stopped_early(tmp_path):
     assert lines[0].endswith("` stopped early (pytest: stopping after 1 failures); 31 of its "
                              "40 selected tests never ran, so this report covers only what did.")
     assert lines[1:] == complete
+
+
+@pytest.mark.parametrize(
+    "stopped, error",
+    [
+        # was "True of its 40 selected tests never ran"
+        ({"selected": 40, "not_run": True}, r"stopped_early.not_run' must be a whole number of "
+         r"tests, at least 1, or absent, got a boolean \(True\)"),
+        ({"selected": True, "not_run": 1}, r"stopped_early.selected' must be a whole number"),
+        ({"selected": 40, "not_run": -3}, r"stopped_early.not_run' .* got a number \(-3\)"),
+        ({"selected": 40.0, "not_run": 3}, r"stopped_early.selected' .* got a number \(40.0\)"),
+        ({"selected": 4, "not_run": 9}, r"stopped_early' says 9 of 4 selected tests never ran, "
+         r"more than were selected"),
+        ({"reason": 5, "selected": 4, "not_run": 2}, r"stopped_early.reason' must be a string"),
+    ],
+    ids=["bool-not-run", "bool-selected", "negative", "float", "more-than-selected", "reason"],
+)
+def test_a_stopped_early_marker_with_counts_that_are_no_counts_is_refused(
+        tmp_path, stopped, error):
+    data = _load(CPU)
+    data["defectbench"]["stopped_early"] = stopped
+    with pytest.raises(ReportError, match=error):
+        load_report([_dump(data, tmp_path / "run.json")])
+
+
+def test_a_stopped_early_marker_without_counts_says_part_of_the_selection(tmp_path):
+    data = _load(CPU)
+    data["defectbench"]["stopped_early"] = {"reason": "interrupted"}
+    (first, *_) = _findings(tmp_path, data)
+    assert first.endswith("stopped early (pytest: interrupted); part of its selection never "
+                          "ran, so this report covers only what did.")
 
 
 def test_an_exact_specificity_gap_of_a_tenth_is_not_more_than_a_tenth(tmp_path):

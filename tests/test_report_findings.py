@@ -210,6 +210,35 @@ def test_a_batch_only_some_artifacts_ran_at_says_so(tmp_path):
     )
 
 
+def test_the_header_says_a_batch_only_some_artifacts_ran_at_as_the_findings_do(tmp_path):
+    # the header's "fastest variant passing every budget" at batch 8 was the fastest of two
+    # timed there, printed as if of all three
+    data = _load()
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(data))
+    report = load_report([path])
+    partly = f"cpu b8 ({XEON}; only 2 of the 3 gated artifacts timed at this batch)"
+    header = header_markdown(report).splitlines()
+    assert (
+        f"  - cpu b1 ({XEON}): `{INT8}` int8, p50 8.70 ms, 4.79x the reference's "
+        "throughput" in header
+    )
+    assert f"  - {partly}: `{INT8}` int8, p50 52.3 ms, 5.55x the reference's throughput" in header
+    assert any(line.startswith(f"{partly}: the fastest") for line in findings(report))
+    # a panel where none passes is labelled the same way: only the pruned student, timed at
+    # batch 1 alone, passes
+    _fail(data, INT8)
+    _fail(data, TEACHER)
+    for q in data["defectbench"]["quality"]:
+        if q["variant"] == PRUNED:
+            q["passed"] = True
+            for verdict in q["verdicts"]:
+                verdict["passed"] = True
+    path.write_text(json.dumps(data))
+    header = header_markdown(load_report([path])).splitlines()
+    assert f"  - {partly}: none passes" in header
+
+
 def test_a_run_without_quality_is_not_said_to_be_ungated_at_a_point(tmp_path):
     # "at this operating point" of a run that has none
     data = _load()

@@ -99,11 +99,47 @@ def _is_hidden(path: Path) -> bool:
     return path.name.startswith(".") or path.name == "__MACOSX"
 
 
-def subdirs(folder: Path) -> list[Path]:
-    """Visible sub-folders, sorted by name."""
-    return sorted(
-        (p for p in folder.iterdir() if p.is_dir() and not _is_hidden(p)), key=lambda p: p.name
+# Hidden folders that tools keep beside a dataset's files, ignored whatever they hold (as
+# .DS_Store is): their images are never images of the set. Version-control and data-version
+# stores hold compressed or content-addressed objects; Jupyter's checkpoints and thumbnail
+# caches hold copies of the set's own images, which read as images would be scored twice;
+# macOS metadata (resource forks, Spotlight) and a drive's trash hold no images or ones deleted
+# on purpose. Any other folder whose name starts with a dot is refused when it holds images
+# (`_reject_hidden_image_folders`): `.extra/` is as likely a person's folder as a tool's, and
+# skipping it like a hidden file would drop its images without a word.
+_TOOL_FOLDERS = frozenset(
+    name.lower()
+    for name in (
+        "__MACOSX", ".git", ".hg", ".svn", ".dvc", ".ipynb_checkpoints", ".thumbnails",
+        ".@__thumb", ".AppleDouble", ".Spotlight-V100", ".fseventsd", ".TemporaryItems",
+        ".DocumentRevisions-V100",
     )
+)
+# .Trash, macOS's .Trashes, and a freedesktop trash on a removable drive (.Trash-1000)
+_TRASH_FOLDER = re.compile(r"^\.trash(es|-\d+)?$", re.IGNORECASE)
+
+
+def _is_tool_folder(name: str) -> bool:
+    return name.lower() in _TOOL_FOLDERS or _TRASH_FOLDER.match(name) is not None
+
+
+def subdirs(folder: Path) -> list[Path]:
+    """Visible sub-folders, sorted by name. A hidden one holding images is refused."""
+    folders = [p for p in folder.iterdir() if p.is_dir()]
+    _reject_hidden_image_folders(folder, [p for p in folders if _is_hidden(p)])
+    return sorted((p for p in folders if not _is_hidden(p)), key=lambda p: p.name)
+
+
+def _reject_hidden_image_folders(folder: Path, hidden: Sequence[Path]) -> None:
+    holding = sorted(d for d in hidden if not _is_tool_folder(d.name) and holds_images(d))
+    if holding:
+        raise DataError(
+            f"{folder} has {len(holding)} hidden folder(s) holding images "
+            f"({listing([d.name + '/' for d in holding])}), which would not be read: folders "
+            "whose names start with a dot are skipped; move the images where they belong in "
+            "the dataset (or rename the folder without the leading dot), or move the folder "
+            "out of the dataset if its images are not meant to be read"
+        )
 
 
 def reject_case_twins(folders: Sequence[Path], what: str) -> None:
@@ -255,12 +291,20 @@ def reject_nested_images(folder: Path, what: str, allowed: Sequence[Path] = ()) 
 
 
 def holds_images(folder: Path) -> bool:
-    """Whether any image file lies in `folder` or below it."""
-    return any(
-        p.suffix.lower() in IMAGE_EXTENSIONS + _UNREAD_IMAGE_EXTENSIONS
-        and not any(_is_hidden(Path(part)) for part in p.relative_to(folder).parts)
-        for p in folder.rglob("*")
-    )
+    """Whether any image file lies in `folder` or below it, outside tools' folders (`.git/`,
+    `__MACOSX/`...). A hidden file counts only if its bytes are an image's (not a macOS
+    `._name.png` resource fork); a hidden folder counts, since the loaders would skip it."""
+    # os.walk, not rglob: a tool's folder (a large .git/) is pruned before it is walked; like
+    # rglob, it does not follow links to folders
+    for current, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not _is_tool_folder(name)]
+        for name in files:
+            path = Path(current, name)
+            if path.suffix.lower() in IMAGE_EXTENSIONS + _UNREAD_IMAGE_EXTENSIONS and (
+                not name.startswith(".") or _looks_like_image(path)
+            ):
+                return True
+    return False
 
 
 def reject_loose_images(folder: Path, expected: str) -> None:

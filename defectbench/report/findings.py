@@ -212,15 +212,28 @@ def _speed_line(row: ReportRow) -> str:
             f"specificity {fixed(row.specificity)}")
 
 
+def _timed_gated(rows: Iterable[ReportRow]) -> list[ReportRow]:
+    return [r for r in rows if r.latency_p50_ms is not None and r.passed is not None]
+
+
+def panel_label(rows: Sequence[ReportRow], device: str, machine: str, batch: int) -> str:
+    """"cpu b32 (machine)", or "cpu b32 (machine; only 3 of the 43 gated artifacts timed at
+    this batch)" where that batch timed fewer gated artifacts than its (device, machine) gated
+    at any batch: its fastest is then the fastest of those, not of all. The header's fastest
+    per panel is labelled by this too."""
+    group = [r for r in rows if (r.device, r.machine) == (device, machine)]
+    timed, gated = len(_timed_gated(r for r in group if r.batch == batch)), len(_models(group))
+    partly = (f"; only {timed} of the {gated} gated artifacts timed at this batch"
+              if 0 < timed < gated else "")
+    return f"{device} b{batch} ({machine}{partly})"
+
+
 def _speed_finding(rows: Sequence[ReportRow], device: str, machine: str, batch: int,
-                   reference_specificity: float | None, gated: int) -> str:
-    """``gated``: how many gated artifacts the (device, machine) group has at any batch."""
-    timed = [r for r in rows if r.latency_p50_ms is not None and r.passed is not None]
+                   reference_specificity: float | None) -> str:
+    """``rows``: the (device, machine) group's, at every batch."""
+    timed = _timed_gated(r for r in rows if r.batch == batch)
     passing = [r for r in timed if r.passed]
-    # a batch only some variants ran at: its fastest is not the fastest of the group
-    partly = (f"; only {len(timed)} of the {gated} gated artifacts timed at this batch"
-              if timed and len(timed) < gated else "")
-    where = f"{device} b{batch} ({machine}{partly})"
+    where = panel_label(rows, device, machine, batch)
     if not timed:
         return f"{where}: nothing gated was timed."
     fastest = min(timed, key=lambda r: r.latency_p50_ms)
@@ -281,8 +294,7 @@ def findings(report: Report) -> list[str]:
         out += _quality_findings(report, device, machine, models, reference)
         specificity = reference.specificity if reference is not None else None
         for batch in sorted({r.batch for r in rows}):
-            out.append(_speed_finding([r for r in rows if r.batch == batch],
-                                      device, machine, batch, specificity, len(models)))
+            out.append(_speed_finding(rows, device, machine, batch, specificity))
     if not groups:
         out.append("Nothing in the inputs is gated at this operating point, so there is "
                    "nothing to conclude about recall." if report.operating_point is not None

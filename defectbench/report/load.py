@@ -144,6 +144,26 @@ def _check_budget(budget: Mapping[str, Any], where: str) -> None:
                       confidence)
 
 
+def _check_stopped_early(stopped: Mapping[str, Any], where: str) -> None:
+    """The counts the findings print ("31 of its 40 selected tests never ran"): the plugin
+    writes whole numbers, `not_run` from 1 to `selected`; a boolean would print as "True of
+    its 40", a negative or too large count as a fact. Absent counts are said as "part of its
+    selection"."""
+    for field in ("selected", "not_run"):
+        value = stopped.get(field)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise _edited(where, field, "a whole number of tests, at least 1, or absent", value)
+    not_run, selected = stopped.get("not_run"), stopped.get("selected")
+    if not_run is not None and selected is not None and not_run > selected:
+        raise ReportError(f"{where}' says {not_run} of {selected} selected tests never ran, "
+                          f"more than were selected; the file was edited or written by an "
+                          f"incompatible plugin; {HOW_TO_PRODUCE}")
+    reason = stopped.get("reason")
+    if reason is not None and not isinstance(reason, str):
+        raise _edited(where, "reason", "a string or absent", reason)
+
+
 def _not_pytest_benchmark(path: Path, why: str) -> ReportError:
     return ReportError(f"{path}: not pytest-benchmark output ({why}); {HOW_TO_PRODUCE}")
 
@@ -250,6 +270,8 @@ def read_run(path: str | Path) -> BenchmarkRun:
             raise ReportError(f"{path}: '{where}' must be {shape} or absent, got "
                               f"{_json_kind(value)} ({value!r:.60}); the file was edited or "
                               f"written by an incompatible plugin; {HOW_TO_PRODUCE}")
+    if isinstance(section.get("stopped_early"), dict):
+        _check_stopped_early(section["stopped_early"], f"{path}: 'defectbench.stopped_early")
 
     ours = []
     for entry in data["benchmarks"]:

@@ -724,7 +724,9 @@ def merge_runs(runs: Sequence[BenchmarkRun], operating_point: str | None = None)
     missing = sorted({f"{r.variant} {r.precision} {r.device}" for r in rows
                       if r.verdict == NO_QUALITY})
     if missing:
-        notes.append(f"no quality at operating point {op!r} for: {', '.join(missing)}")
+        # no operating point at all: the inputs hold no quality result to have one
+        at = f"at operating point {op!r}" if op is not None else "recorded in the inputs"
+        notes.append(f"no quality {at} for: {', '.join(missing)}")
     orphans = sorted({f"{k[1]} {k[2]} {k[3]}" for k in index if k not in used})
     if orphans:
         notes.append(f"quality measured but not benchmarked (not in the table): "

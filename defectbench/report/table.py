@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from defectbench.errors import ReportError
 from defectbench.io import atomic_write_many
-from defectbench.report.findings import findings, findings_markdown
+from defectbench.report.findings import findings, findings_markdown, panel_label
 from defectbench.report.format import DASH, count, fixed, significant
 from defectbench.report.rows import INT_FIELDS, LATENCY_ONLY, NO_QUALITY, Report, ReportRow
 
@@ -138,8 +138,14 @@ def header_markdown(report: Report) -> str:
         lines.append(f"- scored on another graph than the build's (judged at the build's "
                      f"threshold): {', '.join(f'`{v}`' for v in differing)}")
     budgets = report.budgets_at_operating_point()
-    lines.append("- budgets:" if budgets else "- budgets: none judged at this operating point"
-                 if report.budgets else "- budgets: none recorded")
+    # a run that scored nothing has no operating point to be ungated at (the findings say so
+    # too): "not gated at this operating point" would read as a point the gates skipped
+    scored = any(r.has_quality for r in report.rows)
+    unscored = "nothing in the inputs was scored for quality"
+    lines.append("- budgets:" if budgets
+                 else f"- budgets: none judged ({unscored})" if report.budgets and not scored
+                 else "- budgets: none judged at this operating point" if report.budgets
+                 else "- budgets: none recorded")
     lines += [_budget_line(b) for b in budgets]
     lines.append("- memory MiB (2^20 bytes, as every `_mb` field): on CUDA what torch's allocator "
                  "holds for the artifact's weights plus the most its first call allocates "
@@ -150,16 +156,16 @@ def header_markdown(report: Report) -> str:
     judged_anywhere = any(r.passed is not None for r in report.rows)
     lines.append("- fastest variant passing every budget:" if fastest
                  else "- fastest variant passing every budget: none passes" if judged_anywhere
-                 else "- fastest variant passing every budget: not gated at this operating point")
-    lines += [_fastest_line(report.rows[i]) for i in fastest]
+                 else "- fastest variant passing every budget: not gated at this operating point"
+                 if scored else f"- fastest variant passing every budget: none ({unscored})")
+    lines += [f"  - {panel_label(report.rows, *report.rows[i].panel)}: "
+              f"{_fastest_line(report.rows[i])}" for i in fastest]
     if fastest:
         # a panel with no answer is said, not left out (a GPU where every case fails)
         answered = {report.rows[i].panel for i in fastest}
-        for device, machine, batch in sorted({r.panel for r in report.rows if r.has_quality}
-                                             - answered):
-            judged = any(r.passed is not None for r in report.rows
-                         if r.panel == (device, machine, batch))
-            lines.append(f"  - {device} b{batch} ({machine}): "
+        for panel in sorted({r.panel for r in report.rows if r.has_quality} - answered):
+            judged = any(r.passed is not None for r in report.rows if r.panel == panel)
+            lines.append(f"  - {panel_label(report.rows, *panel)}: "
                          + ("none passes" if judged else "not gated at this operating point"))
     for note in report.notes:
         lines.append(f"- note: {note}")
@@ -169,8 +175,7 @@ def header_markdown(report: Report) -> str:
 def _fastest_line(row: ReportRow) -> str:
     speedup = (f", {row.speedup_vs_reference:.2f}x the reference's throughput"
                if row.speedup_vs_reference else "")
-    return (f"  - {row.device} b{row.batch} ({row.machine}): `{row.variant}` {row.precision}, "
-            f"p50 {significant(row.latency_p50_ms)} ms{speedup}")
+    return f"`{row.variant}` {row.precision}, p50 {significant(row.latency_p50_ms)} ms{speedup}"
 
 
 def _markdown_cell(text: str) -> str:
