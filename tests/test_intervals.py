@@ -118,6 +118,13 @@ def test_bad_arguments_raise_config_error(args, match):
         clopper_pearson(*args)
 
 
+def test_a_nan_confidence_is_not_told_to_drop_a_percentage():
+    # "(write 0.95, not 95)" answers a percentage; a NaN confidence got it too
+    with pytest.raises(ConfigError) as info:
+        clopper_pearson(3, 10, float("nan"))
+    assert "got nan" in str(info.value) and "not 95" not in str(info.value)
+
+
 def test_config_error_is_a_value_error():
     with pytest.raises(ValueError):
         clopper_pearson(1, 0)

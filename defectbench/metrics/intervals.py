@@ -44,8 +44,10 @@ def check_confidence(confidence: float, what: str = "confidence") -> float:
     if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real):
         raise ConfigError(f"{what} must be a number in (0, 1) such as 0.95, got {confidence!r}")
     if not 0.0 < float(confidence) < 1.0:
+        # the hint fits a percentage written as a number, not a NaN
+        hint = " (write 0.95, not 95)" if float(confidence) > 1.0 else ""
         raise ConfigError(
-            f"{what} must be in (0, 1) such as 0.95, got {confidence!r} (write 0.95, not 95)"
+            f"{what} must be in (0, 1) such as 0.95, got {confidence!r}{hint}"
         )
     return float(confidence)
 
