@@ -6,10 +6,13 @@ Latency-only: no quality claims (no ImageNet weights for these install offline).
 
 import pytest
 
+from defectbench.plugin import check_timings
+
 pytestmark = [pytest.mark.slow, pytest.mark.perf]
 
 
 def test_architecture_latency(measure_survey_latency):
     info = measure_survey_latency()
-    if info:
+    if info:  # empty under --benchmark-disable
         assert info["latency_only"] and info["quality"] is None
+        check_timings(info)

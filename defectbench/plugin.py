@@ -189,6 +189,7 @@ def pytest_configure(config: pytest.Config) -> None:
         threads = _parse_threads(value) if value else None
         _selection(config)  # --variants, --precisions, --devices, --batch-sizes
         get_profile(option(config, "--zoo-profile"))
+        _zoo_root(config)  # a file: found now, not by the zoo build the suite starts
         _refuse_xdist_with_json(config)
         _check_benchmark_json_path(config)
     except (ConfigError, UnknownNameError) as exc:  # pytest's own "ERROR: ..." line
@@ -229,6 +230,13 @@ def _check_benchmark_json_path(config: pytest.Config) -> None:
     if (not path or hasattr(config, "workerinput") or config.option.collectonly
             or config.getoption("help", default=False)):
         return
+    if str(path).startswith("~"):
+        # `--benchmark-json=~/out.json`: no shell expands a ~ after `=`, and the mkdir below
+        # made a folder literally named `~` in the working directory
+        raise ConfigError(
+            f"--benchmark-json {path} starts with `~`, which the shell did not expand (it does "
+            "not after `=`); write `--benchmark-json ~/...` with a space, or use $HOME"
+        )
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"--benchmark-json {path} is a folder; name a file, e.g. "
@@ -246,16 +254,39 @@ def _check_benchmark_json_path(config: pytest.Config) -> None:
         ) from None
 
 
+def _zoo_root(config: pytest.Config) -> Path:
+    """--zoo-dir, else DEFECTBENCH_ZOO, else the cache folder, with `~` expanded as `zoo
+    build` expands it: the suite hands this folder to a `zoo build` process, which built in
+    the home folder while the suite read a folder named `~`. A file is refused, with the fix
+    (the build process found it only once the session had started)."""
+    from defectbench.errors import ConfigError
+    from defectbench.zoo.store import default_zoo_root
+
+    value = option(config, "--zoo-dir")
+    source = f"--zoo-dir {value}{_from_env(config, '--zoo-dir')}"
+    try:
+        root = Path(value).expanduser() if value else default_zoo_root()
+    except RuntimeError:  # `~name/...` for a user this machine does not know
+        raise ConfigError(
+            f"{source} starts with a home folder this machine does not know; give the zoo "
+            "folder's full path"
+        ) from None
+    if root.exists() and not root.is_dir():
+        raise ConfigError(
+            f"{source if value else f'the default zoo folder {root}'} is a file, not a "
+            "folder; give --zoo-dir (or DEFECTBENCH_ZOO) a folder for the zoo, or move the "
+            "file away"
+        )
+    return root
+
+
 def _catalog(config: pytest.Config):
     if _CATALOG not in config.stash:
         from defectbench.errors import DefectbenchError
         from defectbench.zoo.catalog import Catalog
-        from defectbench.zoo.store import default_zoo_root
 
-        root = option(config, "--zoo-dir")
         try:
-            config.stash[_CATALOG] = Catalog(Path(root) if root else default_zoo_root(),
-                                             option(config, "--zoo-profile"))
+            config.stash[_CATALOG] = Catalog(_zoo_root(config), option(config, "--zoo-profile"))
         except DefectbenchError as exc:  # a broken fixture: checked once, not per module
             config.stash[_CATALOG] = exc
     if isinstance(config.stash[_CATALOG], Exception):
@@ -632,6 +663,24 @@ def measure_latency(defectbench_suite, perf_case, benchmark, request):
         return info
 
     return run
+
+
+def check_timings(info: dict) -> None:
+    """Fail the test unless a timed row's median latency and throughput are positive, finite
+    numbers: the suite's and the survey's rows alike, so that a zero or NaN timing cannot
+    pass as a measurement."""
+    import math
+
+    p50, throughput = info["latency_ms"]["p50"], info["throughput_ips"]
+    timed = all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+                for v in (p50, throughput))
+    if not timed:
+        pytest.fail(
+            f"{info.get('variant')} at batch {info.get('batch')} was not timed: p50 latency "
+            f"{p50!r} ms and throughput {throughput!r} images/s must both be positive, finite "
+            "numbers",
+            pytrace=False,
+        )
 
 
 def not_measured_reason(config: pytest.Config, missing: list[str]) -> str:

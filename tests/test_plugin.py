@@ -1144,3 +1144,110 @@ def test_a_target_not_measured_under_benchmark_disable_says_why():
         "target can be judged: run without it")
     assert not_measured_reason(config(), missing).endswith(
         "run test_latency.py for those cases in the same session")
+
+
+@pytest.fixture
+def one_test(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A session of one passing test with the plugin loaded: its session-start checks only."""
+    pytester.makeconftest('pytest_plugins = ["defectbench.plugin"]')
+    pytester.makepyfile(test_one="def test_one():\n    pass\n")
+    return pytester
+
+
+def test_a_benchmark_json_path_the_shell_did_not_expand_is_refused_before_anything_is_made(
+    one_test,
+):
+    # `--benchmark-json=~/out.json`: no shell expands a ~ after `=`, and the session made a
+    # folder literally named `~` in the working directory to write the file in
+    result = one_test.runpytest_inprocess(
+        "test_one.py", "-p", "no:cacheprovider", "--benchmark-json=~/out.json"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: --benchmark-json ~/out.json starts with `~`, which the shell did not expand (it "
+        "does not after `=`); write `--benchmark-json ~/...` with a space, or use $HOME"])
+    assert not (one_test.path / "~").exists()
+
+
+@pytest.mark.parametrize("given_as", ["option", "variable"])
+def test_a_zoo_dir_that_is_a_file_is_refused_at_session_start(
+    one_test, tmp_path, monkeypatch, given_as
+):
+    # it was found only by the zoo build the suite starts: exit 2 there, then a ZooBuildError
+    afile = tmp_path / "zoo.tar"
+    afile.write_text("not a zoo folder")
+    if given_as == "option":
+        extra, source = ("--zoo-dir", str(afile)), f"--zoo-dir {afile}"
+    else:
+        monkeypatch.setenv("DEFECTBENCH_ZOO", str(afile))
+        extra, source = (), f"--zoo-dir {afile} (from $DEFECTBENCH_ZOO='{afile}')"
+    result = one_test.runpytest_inprocess("test_one.py", "-p", "no:cacheprovider", *extra)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        f"ERROR: {source} is a file, not a folder; give --zoo-dir (or DEFECTBENCH_ZOO) a "
+        "folder for the zoo, or move the file away"])
+    assert afile.read_text() == "not a zoo folder"
+
+
+def test_a_home_relative_zoo_dir_is_the_folder_zoo_build_uses(monkeypatch, tmp_path):
+    # `--zoo-dir=~/zoo` reaches the plugin unexpanded: the suite read a folder named `~`
+    # while the `zoo build` it started (which expands it) built in the home folder
+    from types import SimpleNamespace
+
+    from defectbench import plugin
+    from defectbench.zoo.cli import _zoo_root as zoo_build_root
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("DEFECTBENCH_ZOO", raising=False)
+    config = SimpleNamespace(getoption=lambda name, default=None: (
+        "~/zoo" if name == "zoo_dir" else default))
+    assert plugin._zoo_root(config) == tmp_path / "zoo"
+    assert plugin._zoo_root(config) == zoo_build_root(SimpleNamespace(zoo="~/zoo"))
+    # a user this machine does not know: named, not a RuntimeError from pathlib
+    config = SimpleNamespace(getoption=lambda name, default=None: (
+        "~no-such-user-here/zoo" if name == "zoo_dir" else default))
+    with pytest.raises(ConfigError, match=r"--zoo-dir ~no-such-user-here/zoo starts with a home "
+                       "folder this machine does not know; give the zoo folder's full path"):
+        plugin._zoo_root(config)
+
+
+SURVEY_ROW_CONFTEST = '''
+import pytest
+
+pytest_plugins = ["defectbench.plugin"]
+
+
+@pytest.fixture
+def measure_survey_latency(survey_case):
+    # stands in for the timing: the row a broken timer or clock would give
+    row = {{"variant": "survey." + survey_case.arch, "batch": survey_case.batch,
+            "latency_only": True, "quality": None, "latency_ms": {{"p50": {p50}}},
+            "throughput_ips": {throughput}}}
+    return lambda: row
+'''
+
+
+@pytest.mark.parametrize("p50, throughput, passes", [
+    pytest.param(2.5, 400.0, True, id="timed"),
+    pytest.param(0.0, "float('inf')", False, id="zero-latency"),
+    pytest.param("float('nan')", "float('nan')", False, id="nan"),
+    pytest.param("float('inf')", 0.0, False, id="infinite-latency"),
+    pytest.param(2.5, "float('nan')", False, id="nan-throughput"),
+])
+def test_the_survey_fails_a_row_whose_latency_is_not_a_measurement(
+    pytester, p50, throughput, passes
+):
+    # it checked only the latency_only flags: a zero or NaN latency passed as a timing
+    shutil.copytree(REPO / "benchmarks", pytester.path / "benchmarks")
+    pytester.makeconftest(SURVEY_ROW_CONFTEST.format(p50=p50, throughput=throughput))
+    pytester.makeini("[pytest]\nmarkers =\n  gpu: cuda\n  quality: q\n  perf: p\n  slow: s\n")
+    result = pytester.runpytest_inprocess(
+        "benchmarks/test_survey.py", "--precisions", "fp32", "--devices", "cpu",
+        "--batch-sizes", "1", "-p", "no:cacheprovider", "-k", "convnext_tiny")
+    if passes:
+        result.assert_outcomes(passed=1)
+    else:
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines([
+            "*survey.convnext_tiny at batch 1 was not timed: p50 latency * ms and throughput * "
+            "images/s must both be positive, finite numbers"])

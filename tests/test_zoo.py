@@ -1752,3 +1752,30 @@ def test_zoo_show_and_list_print_json_that_strict_parsers_read(tmp_path, capsys)
     assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path), "--json"]) == 0
     row = {r["name"]: r for r in strict(capsys.readouterr().out)}[TEACHER]
     assert row["dev_auroc"] is None
+
+
+@pytest.mark.parametrize("size", [None, 96])
+def test_an_unknown_variant_of_another_teachers_zoo_suggests_the_list_of_that_zoo(
+    tmp_path, no_teacher_env, capsys, size
+):
+    # `zoo list --profile smoke` alone lists the default teacher's zoo: another teacher name,
+    # another folder; the suggested command must list the zoo the name was looked up in
+    import shlex
+
+    from defectbench.zoo.catalog import Catalog
+    from defectbench.zoo.profiles import with_teacher
+
+    weights = _tiny_vit_checkpoint(tmp_path / "my vit.safetensors")  # a space: quoted
+    profile = with_teacher(PROFILES["smoke"], "test_vit", str(weights), size=size)
+    catalog = Catalog(tmp_path / "zoo", profile)
+    with pytest.raises(UnknownNameError) as error:
+        catalog.manifest("test_vit.teacherr")
+    (command,) = re.findall(r"`(defectbench zoo list [^`]*)` shows all", str(error.value))
+    no_teacher_env.setenv("DEFECTBENCH_ZOO", str(tmp_path / "zoo"))  # the command's default
+    assert main(shlex.split(command)[1:]) == 0
+    listed = capsys.readouterr()
+    assert [line.split()[0] for line in listed.out.splitlines()] == catalog.names
+    assert f"built in {catalog.store.directory}" in listed.err
+    # the default teacher's zoo keeps the short suggestion
+    with pytest.raises(UnknownNameError, match=r"`defectbench zoo list --profile smoke` shows"):
+        Catalog(tmp_path / "zoo", PROFILES["smoke"]).recipe("nope")

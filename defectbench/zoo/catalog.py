@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -48,9 +49,22 @@ class Catalog:
         hint = f"did you mean {close!r}? " if close else ""
         raise UnknownNameError(
             f"unknown variant {name!r} in profile {self.profile.name!r}; {hint}"
-            f"`defectbench zoo list --profile {self.profile.name}` shows all "
-            f"{len(self.recipes)}"
+            f"{self.list_command()} shows all {len(self.recipes)}"
         )
+
+    def list_command(self) -> str:
+        """The `zoo list` command that lists this profile's variants, for messages. Another
+        teacher's zoo needs the --teacher options it was built with: without them `zoo list`
+        shows the default teacher's variants (another teacher name, another folder). No
+        --zoo: the names do not depend on the folder."""
+        profile = self.profile
+        command = f"defectbench zoo list --profile {profile.name}"
+        if profile.zoo_folder != profile.name:
+            command += (f" --teacher {shlex.quote(profile.teacher_arch)} "
+                        f"--teacher-size {profile.teacher_size}")
+            if profile.teacher_weights:
+                command += f" --teacher-weights {shlex.quote(profile.teacher_weights)}"
+        return f"`{command}`"
 
     def manifest(self, name: str) -> dict[str, Any]:
         """A built variant's manifest, checked for what the read side uses (preprocessing and
@@ -89,6 +103,14 @@ class Catalog:
     def preprocess(self, name: str) -> Preprocess:
         return Preprocess(**self.manifest(name)["preprocess"])
 
+    def input_shape(self, name: str) -> tuple[int, int, int]:
+        """(channels, height, width) of the images `name` was built and scored on: what its
+        Preprocess makes (always 3 channels, grayscale repeated). An eager CNN takes a batch
+        of any size and computes another function on it than the one its dev threshold was
+        chosen for; its predictor is given this shape to refuse such a batch instead."""
+        size = self.preprocess(name).size
+        return (3, size, size)
+
     def precisions(self, name: str, device: str) -> tuple[str, ...]:
         return tuple(self.recipe(name).precisions.get(device, ()))
 
@@ -113,8 +135,11 @@ class Catalog:
         if isinstance(recipe, TrainedRecipe):
             from defectbench.runtime.predictor import TorchPredictor
 
+            input_shape = self.input_shape(name)
             model = load_trained_model(self.store, name, recipe, self._key(name))
-            return TorchPredictor(model, device=device, precision=precision, name=name)
+            return TorchPredictor(
+                model, device=device, precision=precision, input_shape=input_shape, name=name
+            )
         from defectbench.zoo.derived import open_derived_predictor
 
         return open_derived_predictor(self, name, precision, device)

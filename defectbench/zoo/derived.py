@@ -367,8 +367,11 @@ def open_derived_predictor(catalog, name: str, precision: str, device: str):
         _check_float_output(store, name, recipe, path)
         return predictor
     if isinstance(recipe, PruneRecipe):
+        input_shape = catalog.input_shape(name)  # an eager CNN: it would take any size
         model = load_torch_model(store, recipes, keys, name)
-        return TorchPredictor(model, device=device, precision=precision, name=name)
+        return TorchPredictor(
+            model, device=device, precision=precision, input_shape=input_shape, name=name
+        )
     if isinstance(recipe, Pt2eRecipe):
         manifest = store.verify(name, keys[name])
         threads = (manifest.get("built_on") or {}).get("torch_threads")

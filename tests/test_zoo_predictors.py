@@ -1,0 +1,42 @@
+"""The zoo's predictors take only images of the size their variant was built and scored at."""
+
+import numpy as np
+import pytest
+
+from defectbench.errors import DataError
+from defectbench.zoo.build import build_zoo
+from defectbench.zoo.catalog import Catalog
+from defectbench.zoo.profiles import TEACHER, get_profile
+
+PRUNED = f"{TEACHER}.pruned50"
+
+
+@pytest.fixture(scope="module")
+def smoke_catalog(tmp_path_factory) -> Catalog:
+    # the smoke teacher and its pruned child: a trained and a derived eager CNN, built in
+    # seconds (the pruned one's parent is the teacher, so nothing else is trained)
+    root = tmp_path_factory.mktemp("zoo")
+    build_zoo(get_profile("smoke"), root, [TEACHER, PRUNED], log=lambda _: None)
+    return Catalog(root, "smoke")
+
+
+@pytest.mark.parametrize(
+    "name, precision", [(TEACHER, "fp32"), (TEACHER, "bf16"), (PRUNED, "fp32")]
+)
+def test_an_eager_cnn_variant_refuses_a_batch_of_another_image_size(smoke_catalog, name, precision):
+    # an eager CNN runs at any size: a batch preprocessed for another variant was scored
+    # without a word, by another function than the one its dev threshold was chosen for
+    size = smoke_catalog.preprocess(name).size
+    predictor = smoke_catalog.predictor(name, precision, "cpu")
+    assert predictor.input_shape == (3, size, size) == smoke_catalog.input_shape(name)
+    assert predictor.predict_logits(np.zeros((2, 3, size, size), np.float32)).shape == (2, 2)
+    wrong = size + 32
+    with pytest.raises(
+        DataError,
+        match=(
+            rf"predictor '{name}' takes images of shape \(C, H, W\) = \(3, {size}, {size}\), got a "
+            rf"batch of shape \(2, 3, {wrong}, {wrong}\); preprocess them with the artifact's own "
+            r"Preprocess"
+        ),
+    ):
+        predictor.predict_logits(np.zeros((2, 3, wrong, wrong), np.float32))
