@@ -11,6 +11,21 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 
+def expand_home(value: Path | str, source: str) -> Path:
+    """``value`` with a leading ``~`` or ``~user`` expanded; ConfigError naming ``source`` (the
+    option or variable it came from) for a user this machine does not know, where pathlib
+    raises a bare RuntimeError ("Could not determine home directory")."""
+    try:
+        return Path(value).expanduser()
+    except RuntimeError:
+        from defectbench.errors import ConfigError
+
+        raise ConfigError(
+            f"{source} starts with the home folder of a user this machine does not know "
+            f"({value}); give the full path"
+        ) from None
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     atomic_write_many({Path(path): data})
 

@@ -14,6 +14,7 @@ import onnx
 import pytest
 import timm
 import torch
+from tiny_models import TinyCNN
 from torch import nn
 
 from defectbench.compress import (
@@ -57,24 +58,6 @@ def torch_logits(model: nn.Module, x: np.ndarray) -> np.ndarray:
 
 def op_types(path) -> set[str]:
     return {n.op_type for n in onnx.load(str(path)).graph.node}
-
-
-class TinyCNN(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1),
-            nn.BatchNorm2d(16),
-            nn.ReLU(),
-            nn.Conv2d(16, 32, 3, stride=2, padding=1),
-            nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1),
-            nn.Flatten(),
-        )
-        self.head = nn.Linear(32, 2)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
 
 
 def tiny_cnn() -> nn.Module:

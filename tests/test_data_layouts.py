@@ -1157,6 +1157,9 @@ def test_a_hidden_image_is_refused_while_dot_files_that_are_no_images_are_ignore
     root = folder_tree(tmp_path, {"good": 1, "defect": 1})
     (root / "defect/.DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1" + bytes(20))
     (root / "defect/._000.png").write_bytes(b"\x00\x05\x16\x07" + bytes(40))  # AppleDouble
+    # a download's or rsync's temporary copy: an image's bytes under another extension
+    for temporary in (".002.png.tmp", ".003.png.Xy7Qz1"):
+        write_image(tmp_path / "staged.png").rename(root / "defect" / temporary)
     assert len(load_image_folder(root)) == 2
     write_image(root / "defect/.001.png")
     with pytest.raises(DataError, match=r"defect holds 1 hidden image file\(s\) \(.001.png\), "

@@ -322,6 +322,19 @@ def test_a_row_of_the_wrong_width_is_refused_with_its_line(tmp_path, elpv_fixtur
         fixture.load_fixture(_edited_copy(tmp_path, elpv_fixture, edit))
 
 
+def test_the_projects_own_fixture_dir_named_explicitly_keeps_the_git_hint(tmp_path, monkeypatch):
+    # the suite and the zoo pass the default folder by name: a file missing there is the
+    # project's, restored from git, not a folder the user chose
+    own = tmp_path / "fixtures" / "elpv"
+    own.mkdir(parents=True)
+    (own / "split.csv").write_text("id,split,probability,cell_type\n")
+    monkeypatch.setattr(fixture, "default_fixture_dir", lambda: own)
+    for given in (own, tmp_path / "fixtures" / ".." / "fixtures" / "elpv"):
+        with pytest.raises(DataError, match=r"fixture.json is missing. In a clone of the "
+                           r"project, restore it from git"):
+            fixture.load_fixture(given)
+
+
 def test_a_fixture_dir_that_is_a_file_or_absent_is_named_not_sent_to_git(tmp_path):
     # `git checkout -- fixtures/elpv` cannot fix a --fixture-dir the user mistyped
     (tmp_path / "a_file").write_text("")

@@ -1,6 +1,7 @@
 """Atomic writes: a reader never sees half a file, a failed writer leaves nothing behind."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,20 @@ def test_an_error_while_writing_names_the_file_being_written(tmp_path, monkeypat
     with pytest.raises(PermissionError):
         atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old" and os.listdir(tmp_path) == ["model.onnx"]
+
+
+def test_a_home_folder_of_an_unknown_user_is_a_config_error_naming_its_source(monkeypatch):
+    # pathlib raised a bare RuntimeError ("Could not determine home directory"): a traceback
+    # from `defectbench zoo list --zoo '~nosuchuser/z'` or DEFECTBENCH_ZOO
+    from defectbench.errors import ConfigError
+    from defectbench.io import expand_home
+    from defectbench.zoo.store import default_zoo_root
+
+    with pytest.raises(ConfigError, match=r"^--zoo starts with the home folder of a user this "
+                       r"machine does not know \(~no-such-user-here/z\); give the full path$"):
+        expand_home("~no-such-user-here/z", "--zoo")
+    monkeypatch.setenv("DEFECTBENCH_ZOO", "~no-such-user-here/z")
+    with pytest.raises(ConfigError, match=r"^DEFECTBENCH_ZOO starts with"):
+        default_zoo_root()
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert expand_home("~/z", "--zoo") == Path("/home/someone/z")

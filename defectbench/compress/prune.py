@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import io
 import math
 import numbers
@@ -237,6 +238,16 @@ def prune_model(
         if config.importance == "taylor":
             _accumulate_gradients(model, gradient_batches or ())
         pruner.step()
+        if not scored:
+            # the two hooks above are Torch-Pruning internals (1.6 calls both through the
+            # instance); a release that bypasses them would make every group read as "never
+            # ranked" or "kept whole by the ranking", so say so rather than misreport
+            raise ArtifactError(
+                f"Torch-Pruning {getattr(tp, '__version__', '?')} ranked no layer group "
+                "through BasePruner.estimate_importance, which defectbench wraps to tell "
+                "which groups it left whole; the model is left as it was; install "
+                "torch-pruning 1.6 (pip install 'torch-pruning>=1.6,<1.7')"
+            )
         model.zero_grad(set_to_none=True)
         names = {module: name for name, module in model.named_modules()}
         for attn in attention:
@@ -680,7 +691,11 @@ def load_pruned_metadata(path: str | Path) -> dict[str, Any]:
 def load_pruned(path: str | Path, base_model: nn.Module) -> nn.Module:
     """Reshape ``base_model`` (a fresh, unpruned model of the saved architecture) in place to
     the pruned structure saved at ``path`` and load its weights; returns ``base_model``.
-    A file that does not fit it raises ArtifactError and leaves ``base_model`` as it was."""
+
+    A file that does not fit it (modules, tensor names, attributes that are parameters or
+    read-only) raises ArtifactError before ``base_model`` is touched. Not by snapshotting it:
+    a snapshot would hold the unpruned tensors until loading ends, and the suite measures the
+    memory a pruned artifact's load takes."""
     payload = _load_payload(path)
     structure, state = payload["structure"], payload["state_dict"]
     modules = dict(base_model.named_modules())
@@ -691,39 +706,52 @@ def load_pruned(path: str | Path, base_model: nn.Module) -> nn.Module:
             f"{missing[:5]}{'...' if len(missing) > 5 else ''}; build the same architecture "
             "(same timm name and kwargs) that was pruned"
         )
-    with _restored_on_error(base_model):
-        for name, attributes in structure.items():
-            for key, value in attributes.items():
-                try:
-                    setattr(modules[name], key, value)
-                except (TypeError, AttributeError) as exc:  # a parameter or property's name
-                    raise ArtifactError(
-                        f"{path} does not fit {type(base_model).__name__}: {name}.{key} cannot "
-                        f"be set to {value!r} ({exc})"
-                    ) from exc
-        for key, tensor in state.items():
-            owner_name, _, attr = key.rpartition(".")
-            owner = modules.get(owner_name)
-            if owner is None:
+    # pruning changes shapes, never names: load_state_dict would copy every tensor that fits
+    # into the base model before it complains about the rest
+    expected = set(base_model.state_dict())
+    if set(state) != expected:
+        absent, extra = sorted(expected - set(state)), sorted(set(state) - expected)
+        raise ArtifactError(
+            f"{path} does not fit {type(base_model).__name__}: it lacks tensors "
+            f"{absent[:5]} and has tensors {extra[:5]} the model does not; build the same "
+            "architecture (same timm name and kwargs) that was pruned"
+        )
+    for name, attributes in structure.items():
+        for key, value in attributes.items():
+            why = _cannot_set(modules[name], key)
+            if why:
                 raise ArtifactError(
-                    f"{path}: tensor {key!r} belongs to no module of the base model"
+                    f"{path} does not fit {type(base_model).__name__}: {name}.{key} cannot "
+                    f"be set to {value!r} ({why})"
                 )
-            _resize(owner, attr, tensor)
-        # checked before loading: load_state_dict copies every tensor that fits into the
-        # base model's own tensors before it complains about the rest
-        expected = set(base_model.state_dict())
-        if set(state) != expected:
-            absent, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-            raise ArtifactError(
-                f"{path} does not fit {type(base_model).__name__}: it lacks tensors "
-                f"{absent[:5]} and has tensors {extra[:5]} the model does not; build the same "
-                "architecture (same timm name and kwargs) that was pruned"
-            )
-        try:
-            base_model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            raise ArtifactError(f"{path} does not fit {type(base_model).__name__}: {exc}") from exc
+    for name, attributes in structure.items():
+        for key, value in attributes.items():
+            setattr(modules[name], key, value)
+    for key, tensor in state.items():
+        owner_name, _, attr = key.rpartition(".")
+        _resize(modules[owner_name], attr, tensor)
+    try:
+        base_model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:  # not expected after the checks above: discard base_model
+        raise ArtifactError(f"{path} does not fit {type(base_model).__name__}: {exc}") from exc
     return base_model
+
+
+def _cannot_set(module: nn.Module, key: str) -> str:
+    """Why a saved structure attribute cannot be set on ``module`` as a plain value ('' when
+    it can): nn.Module refuses plain values for its parameters, buffers and children, and a
+    read-only property refuses any."""
+    for kind, names in (
+        ("parameter", module._parameters),
+        ("buffer", module._buffers),
+        ("submodule", module._modules),
+    ):
+        if key in names:
+            return f"it is a {kind}"
+    attribute = inspect.getattr_static(type(module), key, None)
+    if isinstance(attribute, property) and attribute.fset is None:
+        return "it is a read-only property"
+    return ""
 
 
 def _load_payload(path: str | Path) -> dict[str, Any]:

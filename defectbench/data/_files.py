@@ -183,11 +183,15 @@ def image_files(folder: Path) -> list[Path]:
     everything = list(folder.iterdir())
     entries = [p for p in everything if not _is_hidden(p)]
     hidden_images = [
-        p for p in everything if _is_hidden(p) and p.is_file() and _looks_like_image(p)
+        p for p in everything
+        if _is_hidden(p) and p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+        and _looks_like_image(p)
     ]
     if hidden_images:
-        # `.DS_Store` and macOS's `._name.png` resource forks are not images and stay ignored;
-        # a real image whose name starts with a dot would be dropped without a word
+        # `.DS_Store` and macOS's `._name.png` resource forks are not images and stay ignored,
+        # and so do a download's or rsync's temporary `.name.png.tmp` / `.name.png.XyZ12` (an
+        # image's bytes, another extension); a real image whose name starts with a dot would
+        # be dropped without a word
         raise DataError(
             f"{folder} holds {len(hidden_images)} hidden image file(s) "
             f"({listing(sorted(hidden_images))}), which would not be read: names starting with "

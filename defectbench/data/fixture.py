@@ -206,6 +206,8 @@ def load_fixture(
     """Load the committed ELPV split and verify it against the installed data."""
     chosen = directory is not None and str(directory) != ""
     directory = Path(directory).expanduser() if chosen else default_fixture_dir()
+    # the project's own folder named explicitly (the suite and zoo pass it) keeps the git hint
+    chosen = chosen and directory.resolve() != default_fixture_dir().resolve()
     meta_path, csv_path = directory / "fixture.json", directory / "split.csv"
     if chosen and not directory.is_dir():
         # a path the caller chose: restoring the project's own fixture from git fixes nothing

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from defectbench.errors import ConfigError
+from defectbench.io import expand_home
 from defectbench.zoo.profiles import PROFILES, get_profile
 from defectbench.zoo.store import default_zoo_root
 
@@ -81,7 +82,7 @@ def _zoo_root(args: argparse.Namespace) -> Path:
         raise ConfigError("--zoo is empty; give a folder, or leave the option out for "
                           "DEFECTBENCH_ZOO or the cache folder")
     else:
-        root, source = Path(args.zoo).expanduser(), "--zoo"
+        root, source = expand_home(args.zoo, "--zoo"), "--zoo"
     if root.exists() and not root.is_dir():
         raise ConfigError(f"{source} {root} is a file, not a folder; name a folder for the zoo")
     return root

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from defectbench.errors import ArtifactError
-from defectbench.io import atomic_write_bytes, atomic_write_text, sha256_file
+from defectbench.io import atomic_write_bytes, atomic_write_text, expand_home, sha256_file
 
 MANIFEST = "manifest.json"
 # the manifest's own checksum: it carries what the gates run at (the dev threshold) and how
@@ -46,7 +46,7 @@ def default_zoo_root() -> Path:
     if env := os.environ.get("DEFECTBENCH_ZOO"):
         # set in a .env file or a CI config, `~` reaches here unexpanded and would make a
         # folder named `~` in whatever directory the command runs in
-        return Path(env).expanduser()
+        return expand_home(env, "DEFECTBENCH_ZOO")
     cache = os.environ.get("XDG_CACHE_HOME")
     # the XDG spec: a relative path there is invalid and ignored; taken as it is, every
     # working directory would get a zoo of its own
@@ -64,7 +64,7 @@ class ZooStore:
     """Variants of one profile under `root/<profile>/<variant name>/`."""
 
     def __init__(self, root: Path | str, profile: str, folder: str | None = None) -> None:
-        self.root = Path(root).expanduser()
+        self.root = expand_home(root, "the zoo folder")
         self.profile = profile
         self.directory = self.root / (folder or profile)  # another teacher: `zoo_folder`
 
