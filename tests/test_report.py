@@ -500,7 +500,7 @@ def test_the_header_says_at_what_confidence_the_shown_intervals_are(tmp_path):
 
     report, text = header(_load(CPU))  # written before the field: computed at 95%
     assert "- intervals in the table: recall two-sided 95% (Clopper-Pearson), the " \
-        "recall-drop and FNR upper bounds one-sided 95% (Tango's" in text
+        "recall-drop and FNR upper bounds one-sided 95% (" in text
     data = _load(CPU)
     for q in data["defectbench"]["quality"] + [b["extra_info"].get("quality") or {}
                                                for b in data["benchmarks"]]:
@@ -515,6 +515,38 @@ def test_the_header_says_at_what_confidence_the_shown_intervals_are(tmp_path):
         labels = {ax.get_ylabel() for ax in figure.axes if ax.get_ylabel()}
         assert labels == {"defect recall (bars: two-sided 99% interval;\n"
                           "bound-judged budgets use their own bound, see the table)"}
+
+
+def test_the_header_names_tangos_bound_only_where_the_stored_bounds_are_tangos(tmp_path):
+    # runs before 2026-11-23 stored a conditional drop bound that understates Tango's, and no
+    # field says which: re-rendered, their header called those bounds Tango's
+    from defectbench.metrics.paired import drop_interval
+
+    def intervals_line(data):
+        write_report([_dump(data, tmp_path / "in.json")], tmp_path / "out", plots=False)
+        text = (tmp_path / "out" / "table.md").read_text()
+        return next(line for line in text.splitlines() if line.startswith("- intervals"))
+
+    data = _load(CPU)
+    entries = [q for q in data["defectbench"]["quality"] + [
+        b["extra_info"].get("quality") or {} for b in data["benchmarks"]] if q]
+    gated = [q for q in entries if q.get("new_misses") is not None]
+    assert gated
+    for q in gated:
+        q["recall_drop_upper"] = drop_interval(q["new_misses"], q["new_catches"],
+                                               q["n_defective"], 0.95, "upper")[1]
+    assert "one-sided 95% (Tango's asymptotic score bound, Clopper-Pearson)" in \
+        intervals_line(data)
+    variant = gated[0]["variant"]
+    for q in gated:
+        if q["variant"] == variant:  # the quality entry and its benchmarks' copies
+            q["recall_drop_upper"] = (q["new_misses"] + q["new_catches"]) / q["n_defective"]
+    line = intervals_line(data)
+    assert "Tango's asymptotic score bound" not in line
+    rows = len({(b["extra_info"]["variant"], b["extra_info"]["batch"])
+                for b in data["benchmarks"] if b["extra_info"]["variant"] == variant})
+    assert f"(as the inputs stored them: for {rows} row{'s' if rows > 1 else ''} they are " \
+        "not Tango's score bound recomputed from the row's counts" in line
 
 
 def test_each_budget_line_has_a_colour_of_its_own(written):

@@ -121,9 +121,17 @@ def header_markdown(report: Report) -> str:
                      if r.interval_confidence is not None})
     if levels:
         shown = " or ".join(f"{c * 100:g}%" for c in levels)
+        not_tango = _drop_bounds_not_tango(report.rows)
+        drop_method = (
+            "Tango's asymptotic score bound" if not not_tango else
+            f"as the inputs stored them: for {count(len(not_tango), 'row')} they are not "
+            "Tango's score bound recomputed from the row's counts (runs before 2026-11-23 "
+            "stored a conditional bound that understates it; docs/results/"
+            "rejudge_drop_bounds.py re-judges such a file)"
+        )
         lines.append(f"- intervals in the table: recall two-sided {shown} (Clopper-Pearson), "
-                     f"the recall-drop and FNR upper bounds one-sided {shown} (Tango's "
-                     "asymptotic score bound, Clopper-Pearson); each verdict is judged on the "
+                     f"the recall-drop and FNR upper bounds one-sided {shown} ({drop_method}"
+                     f"{'; ' if not_tango else ', '}Clopper-Pearson); each verdict is judged on the "
                      "bound at its own budget's confidence. A loss is called statistically "
                      "shown on the exact McNemar p only, with which Tango's bound can disagree "
                      "at the margin")
@@ -170,6 +178,23 @@ def header_markdown(report: Report) -> str:
     for note in report.notes:
         lines.append(f"- note: {note}")
     return "\n".join(lines)
+
+
+def _drop_bounds_not_tango(rows: list[ReportRow]) -> list[ReportRow]:
+    """Rows whose stored recall-drop upper bound is not Tango's score bound from their own
+    counts: no field says which interval a run used, and the header must not name Tango's
+    over the conditional bound older runs stored (which understates it)."""
+    from defectbench.metrics.paired import drop_interval
+
+    wrong = []
+    for row in rows:
+        counts = (row.new_misses, row.new_catches, row.n_defective)
+        if row.recall_drop_upper is None or row.interval_confidence is None or None in counts:
+            continue
+        tango = drop_interval(*counts, row.interval_confidence, "upper")[1]
+        if not math.isclose(tango, row.recall_drop_upper, rel_tol=0, abs_tol=1e-6):
+            wrong.append(row)
+    return wrong
 
 
 def _fastest_line(row: ReportRow) -> str:
