@@ -20,5 +20,16 @@ def pytest_addhooks(pluginmanager) -> None:
     import importlib
 
     plugin = importlib.import_module(PLUGIN_MODULE)
-    if not pluginmanager.is_registered(plugin):  # `-p defectbench.plugin` loaded it already
-        pluginmanager.register(plugin, PLUGIN_NAME)
+    if pluginmanager.is_registered(plugin):  # `-p defectbench.plugin` loaded it already
+        return
+    holder = pluginmanager.get_plugin(PLUGIN_NAME)
+    if holder is not None:
+        import pytest
+
+        # `-p defectbench` registers the package (defectbench/__init__.py) under that name
+        raise pytest.UsageError(
+            f"-p {PLUGIN_NAME} loads the {getattr(holder, '__name__', holder)!r} module, not "
+            f"the suite's plugin, which this conftest loads: drop the option (or give "
+            f"-p {PLUGIN_MODULE})"
+        )
+    pluginmanager.register(plugin, PLUGIN_NAME)

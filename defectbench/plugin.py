@@ -461,7 +461,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # an empty selection would be an empty parameter set: skipped, exit 0, nothing
             # judged (said here with the builds there are, before the general check below)
             suite_mod.check_selection_has_cases(catalog, _selection(config))
-            _check_batches_fit(config, len(catalog.fixture.split("val")))
+            if any("perf_case" in getattr(item, "fixturenames", ()) for item in items):
+                # only timed cases take batches: a quality-only run (`-m quality`) is not
+                # refused over a stray DEFECTBENCH_BATCH_SIZES
+                _check_batches_fit(config, len(catalog.fixture.split("val")))
             suite_mod.load_checked_budgets(_budgets_path(config, catalog), catalog)
         except DefectbenchError as exc:  # pytest's own "ERROR: ..." line, once
             raise pytest.UsageError(str(exc)) from None

@@ -108,7 +108,7 @@ def parse_batches(text: str) -> tuple[int, ...]:
     wrong = [t for t in items if not (t.isascii() and t.isdigit())]
     if wrong:
         raise ConfigError(
-            f"--batch-sizes {text!r} must be comma-separated integers, e.g. 1,8,32 "
+            f"--batch-sizes {text!r} must be comma-separated positive integers, e.g. 1,8,32 "
             f"({wrong[0]!r} is not one)"
         )
     return tuple(sorted({int(t) for t in items}))

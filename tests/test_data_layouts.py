@@ -1228,12 +1228,23 @@ def test_tool_folders_and_hidden_folders_without_images_are_ignored(tmp_path: Pa
     write_image(root / ".git/lfs/objects/ab/cd/000.png")
     write_image(root / ".dvc/cache/000.png")
     write_image(root / ".Trash-1000/files/deleted.png")
-    (root / ".cache").mkdir()
-    (root / ".cache/notes.txt").write_text("no images here")
+    # a cloned dataset's README figures, a sync tool's old versions, a virtualenv's sample images
+    write_image(root / ".github/assets/example.png")
+    write_image(root / ".stversions/defect/000~20261130.png")
+    write_image(root / ".venv/lib/sample_data/grace_hopper.png")
+    (root / ".notes").mkdir()
+    (root / ".notes/notes.txt").write_text("no images here")
     # a resource fork in a hidden folder is no image either
     (root / "defect/.meta").mkdir()
     (root / "defect/.meta/._000.png").write_bytes(b"\x00\x05\x16\x07" + bytes(40))
     assert load_image_folder(root).ids == ("defect/000.png", "good/000.png")
+
+
+def test_a_dataset_folder_in_an_unknown_users_home_is_named(tmp_path: Path) -> None:
+    # pathlib raised a bare RuntimeError ("Could not determine home directory")
+    with pytest.raises(ConfigError, match=r"the dataset folder starts with the home folder of a "
+                       r"user this machine does not know \(~no-such-user-here/set\)"):
+        load_image_folder("~no-such-user-here/set")
 
 
 def test_a_hidden_folder_of_images_below_a_sub_folder_is_not_skipped(tmp_path: Path) -> None:

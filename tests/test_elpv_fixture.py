@@ -322,6 +322,13 @@ def test_a_row_of_the_wrong_width_is_refused_with_its_line(tmp_path, elpv_fixtur
         fixture.load_fixture(_edited_copy(tmp_path, elpv_fixture, edit))
 
 
+def test_a_fixture_dir_in_an_unknown_users_home_is_named():
+    # pathlib raised a bare RuntimeError from `defectbench data --fixture-dir '~x/f' summary`
+    with pytest.raises(ConfigError, match=r"the fixture folder starts with the home folder of "
+                       r"a user this machine does not know \(~no-such-user-here/f\)"):
+        fixture.load_fixture("~no-such-user-here/f")
+
+
 def test_the_projects_own_fixture_dir_named_explicitly_keeps_the_git_hint(tmp_path, monkeypatch):
     # the suite and the zoo pass the default folder by name: a file missing there is the
     # project's, restored from git, not a folder the user chose

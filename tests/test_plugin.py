@@ -342,7 +342,7 @@ def test_bad_selection_names_the_choices(smoke_zoo):
         suite_mod.Selection(precisions=("int4",))
     with pytest.raises(ConfigError, match="batch sizes must be positive"):
         suite_mod.Selection(batches=(0,))
-    with pytest.raises(ConfigError, match="must be comma-separated integers"):
+    with pytest.raises(ConfigError, match="must be comma-separated positive integers"):
         suite_mod.parse_batches("1,x")
     # a value lost in editing must not shrink the gate to the rest
     with pytest.raises(ConfigError, match=r"--batch-sizes '1,,8' has an empty item; .* e.g. 1,8"):
@@ -631,7 +631,8 @@ def test_a_bad_budgets_file_is_refused_before_the_zoo_is_built(suite_dir, tmp_pa
 def test_a_bad_selection_or_profile_stops_the_session_before_collection(suite_dir):
     for flag, value, message in (
         ("--precisions", "int4", "ERROR: unknown precision 'int4'*"),
-        ("--batch-sizes", "1,x", "ERROR: --batch-sizes '1,x' must be comma-separated integers*"),
+        ("--batch-sizes", "1,x",
+         "ERROR: --batch-sizes '1,x' must be comma-separated positive integers*"),
         ("--zoo-profile", "quik", "ERROR: unknown profile 'quik'; choose one of smoke, quick, "
          "full*"),
     ):
@@ -1078,6 +1079,14 @@ def test_p_no_defectbench_turns_the_plugin_off(pytester, monkeypatch):
         result = pytester.runpytest_inprocess("-p", off, "-p", "no:cacheprovider")
         assert result.ret == pytest.ExitCode.OK, result.stderr.str()
         result.assert_outcomes(passed=1)
+    # `-p defectbench` registers the package under the plugin's name: named, not a traceback
+    # ("Plugin name already registered")
+    monkeypatch.delenv("DEFECTBENCH_BATCH_SIZES")
+    package = pytester.runpytest_inprocess("-p", "defectbench", "-p", "no:cacheprovider")
+    assert package.ret == pytest.ExitCode.USAGE_ERROR
+    package.stderr.fnmatch_lines(["ERROR: -p defectbench loads the 'defectbench' module, not "
+                                  "the suite's plugin, which this conftest loads: drop the "
+                                  "option (or give -p defectbench.plugin)"])
     # the suite cannot run without it, and says so once instead of "fixture not found" per test
     shutil.copytree(REPO / "benchmarks", pytester.path / "benchmarks")
     suite = pytester.runpytest_inprocess("benchmarks", "-p", "no:defectbench",
@@ -1114,6 +1123,10 @@ def test_a_batch_size_above_the_val_images_is_refused_before_anything_runs(
     survey = suite_dir.runpytest_inprocess(*common, "-m", "slow", "--batch-sizes", "655")
     assert survey.ret == pytest.ExitCode.OK, survey.stderr.str()
     survey.stdout.fnmatch_lines(["*test_architecture_latency[[]*-b655[]]*"])
+    # nor do quality cases take batches: a stray variable does not stop the gates alone
+    quality = suite_dir.runpytest_inprocess(*common, "-m", "quality")
+    assert quality.ret == pytest.ExitCode.OK, quality.stderr.str()
+    quality.stdout.fnmatch_lines([f"*test_recall_budgets[[]{TEACHER}-fp32-cpu[]]*"])
     # the val set itself is a batch the suite can time
     fine = suite_dir.runpytest_inprocess(*common, "--batch-sizes", "654")
     assert fine.ret == pytest.ExitCode.OK, fine.stderr.str()
@@ -1125,7 +1138,7 @@ def test_batch_sizes_are_ascii_digits_so_a_lost_comma_is_not_read_as_one_number(
     assert suite_mod.parse_batches(" 8, 1,08") == (1, 8)
     for text, item in (("1_8", "1_8"), ("1,٣", "٣"), ("1,-8", "-8"), ("1,+8", "+8")):
         with pytest.raises(ConfigError, match=re.escape(
-                f"--batch-sizes '{text}' must be comma-separated integers, e.g. 1,8,32 "
+                f"--batch-sizes '{text}' must be comma-separated positive integers, e.g. 1,8,32 "
                 f"('{item}' is not one)")):
             suite_mod.parse_batches(text)
     suite_mod.check_batches_fit((1, 654), 654, "1,654")

@@ -106,6 +106,20 @@ def test_torch_predictor_checks_the_input_shape_it_is_given() -> None:
         predictor.predict_logits(images(2, 3, 16, 16))
 
 
+def test_the_batch_check_runs_once_per_shape_yet_sees_every_change() -> None:
+    # checked once per batch shape, not on every timed call; but a batch of another dtype, or
+    # the same batch after the predictor's input_shape changed, is checked again
+    predictor = TorchPredictor(TinyConvNet().eval(), name="cnn")
+    batch = images(2, 3, 8, 8)
+    assert predictor.predict_logits(batch).shape == (2, 2)
+    assert predictor.predict_logits(batch).shape == (2, 2)
+    with pytest.raises(DataError, match=r"float32 NCHW numpy batch, got ndarray float64"):
+        predictor.predict_logits(batch.astype(np.float64))
+    predictor.input_shape = (3, 16, 16)
+    with pytest.raises(DataError, match=r"\(3, 16, 16\), got a batch of shape \(2, 3, 8, 8\)"):
+        predictor.predict_logits(batch)
+
+
 @pytest.mark.parametrize("bad", [(3, 8), (3, 0, 8), (3, 8.0, 8), (True, 8, 8), "3x8x8"])
 def test_torch_predictor_refuses_a_malformed_input_shape(bad) -> None:
     with pytest.raises(ConfigError, match=r"input_shape must be \(channels, height, width\)"):

@@ -19,6 +19,7 @@ from PIL import Image
 
 from defectbench.data.image_set import ImageSet
 from defectbench.errors import ConfigError, DataError
+from defectbench.io import expand_home
 
 IMAGE_EXTENSIONS = (".bmp", ".jpeg", ".jpg", ".png", ".tif", ".tiff")
 # Raster formats PIL also opens that the loaders do not read: a folder holding them is refused
@@ -84,7 +85,7 @@ def validate_check(check: str) -> None:
 
 def dataset_root(root: str | os.PathLike[str], expected: str) -> Path:
     """The root folder as a Path, or a DataError saying it is missing."""
-    return require_dir(Path(root).expanduser(), expected)
+    return require_dir(expand_home(root, "the dataset folder"), expected)
 
 
 def require_dir(path: Path, expected: str) -> Path:
@@ -113,6 +114,9 @@ _TOOL_FOLDERS = frozenset(
         "__MACOSX", ".git", ".hg", ".svn", ".dvc", ".ipynb_checkpoints", ".thumbnails",
         ".@__thumb", ".AppleDouble", ".Spotlight-V100", ".fseventsd", ".TemporaryItems",
         ".DocumentRevisions-V100",
+        # a cloned dataset's repository pages (README figures), sync tools' old versions and
+        # caches, and Python environments (matplotlib ships sample images)
+        ".github", ".gitlab", ".stversions", ".dropbox.cache", ".cache", ".venv", ".tox",
     )
 )
 # .Trash, macOS's .Trashes, and a freedesktop trash on a removable drive (.Trash-1000)

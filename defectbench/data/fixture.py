@@ -28,7 +28,7 @@ from defectbench.data.elpv import (
 )
 from defectbench.data.image_set import ImageSet
 from defectbench.errors import ConfigError, DataError, FixtureMismatchError, UnknownNameError
-from defectbench.io import atomic_write_many
+from defectbench.io import atomic_write_many, expand_home
 
 SPLITS = ("train", "dev", "val")
 FIXTURE_VERSION = 1
@@ -205,7 +205,7 @@ def load_fixture(
 ) -> Fixture:
     """Load the committed ELPV split and verify it against the installed data."""
     chosen = directory is not None and str(directory) != ""
-    directory = Path(directory).expanduser() if chosen else default_fixture_dir()
+    directory = expand_home(directory, "the fixture folder") if chosen else default_fixture_dir()
     # the project's own folder named explicitly (the suite and zoo pass it) keeps the git hint
     chosen = chosen and directory.resolve() != default_fixture_dir().resolve()
     meta_path, csv_path = directory / "fixture.json", directory / "split.csv"

@@ -131,8 +131,8 @@ def header_markdown(report: Report) -> str:
         )
         lines.append(f"- intervals in the table: recall two-sided {shown} (Clopper-Pearson), "
                      f"the recall-drop and FNR upper bounds one-sided {shown} ({drop_method}"
-                     f"{'; ' if not_tango else ', '}Clopper-Pearson); each verdict is judged on the "
-                     "bound at its own budget's confidence. A loss is called statistically "
+                     f"{'; ' if not_tango else ', '}Clopper-Pearson); each verdict is judged "
+                     "on the bound at its own budget's confidence. A loss is called statistically "
                      "shown on the exact McNemar p only, with which Tango's bound can disagree "
                      "at the margin")
     borrowed = sorted({(r.precision, r.device) for r in report.rows if r.threshold_from_other_case})

@@ -67,16 +67,16 @@ class Predictor(abc.ABC):
     def _predict_batch(self, x: np.ndarray) -> np.ndarray:
         """Logits for one batch of at most ``max_batch`` images."""
 
-    # the last batch shape that passed _check_batch: a timed loop feeds one shape, so it is
-    # checked once, not on every timed call
-    _checked_shape: tuple[int, ...] | None = None
+    # (batch shape, input_shape) of the last batch that passed _check_batch: a timed loop
+    # feeds one shape, so it is checked once, not on every timed call
+    _checked: tuple[tuple[int, ...], Any] | None = None
 
     def predict_logits(self, x: np.ndarray) -> np.ndarray:
         """Float32 ``(N, 2)`` logits for a float32 NCHW batch."""
         if not (type(x) is np.ndarray and x.dtype == np.float32
-                and x.shape == self._checked_shape):
+                and (x.shape, self.input_shape) == self._checked):
             _check_batch(x, self.name, self.input_shape)
-            self._checked_shape = x.shape
+            self._checked = (x.shape, self.input_shape)
         step = self.max_batch or len(x)
         chunks = [self._predict_batch(x[i : i + step]) for i in range(0, len(x), step)]
         logits = np.concatenate(chunks) if len(chunks) > 1 else chunks[0]
@@ -201,8 +201,9 @@ class TorchPredictor(Predictor):
     graph);
     ``inductor_config`` is applied with ``torch._inductor.config.patch`` around every call, so
     settings such as ``freezing`` stay local to this predictor instead of process-wide.
-    ``input_shape`` (channels, height, width; None for any) is checked on every call; without
-    it an exported graph's (PT2E) is read from the graph, while an eager CNN takes any size.
+    ``input_shape`` (channels, height, width; None for any) is checked on each new batch
+    shape; without it an exported graph's (PT2E) is read from the graph, while an eager CNN
+    takes any size.
     """
 
     def __init__(
@@ -674,9 +675,9 @@ class OrtPredictor(Predictor):
         except Exception as exc:
             if not type(exc).__module__.startswith("onnxruntime"):
                 raise
-            # a damaged file is named by the ONNX reader, not ONNX Runtime's protobuf error; it
-            # is read only here, after a failure: read before the session, its freed memory
-            # changed what the session's load measured (the suite's load and RAM figures)
+            # a damaged file is named by the ONNX reader, not ONNX Runtime's protobuf error.
+            # Read here, after a failure, not before the session: the proto is read after it
+            # (for the precision) as in the runs committed so far, whose load RAM it is in
             load_onnx_proto(path)
             gpu = set(self.providers) & set(_GPU_PROVIDERS)
             raise ArtifactError(
