@@ -27,7 +27,7 @@ from defectbench.budgets import (
     relative_to_cwd,
 )
 from defectbench.data.preprocess import Preprocess, preprocess_set
-from defectbench.errors import ConfigError
+from defectbench.errors import ArtifactError, ConfigError
 from defectbench.measure.compute import matmul_peak_gflops
 from defectbench.measure.latency import LatencyStats, alternating_blocks
 from defectbench.measure.memory import (
@@ -39,6 +39,7 @@ from defectbench.measure.memory import (
 from defectbench.metrics.confusion import binary_report
 from defectbench.metrics.operating_point import OperatingPoint
 from defectbench.metrics.paired import compare_recall, compare_recall_by_group
+from defectbench.runtime.predictor import defect_probability
 from defectbench.zoo.catalog import Catalog
 from defectbench.zoo.derived import scoring_batch
 from defectbench.zoo.profiles import TEACHER
@@ -297,11 +298,30 @@ class Suite:
         # loop: an eval-mode eager model scores each image alone, bit-identical at 32 and 64
         # for the three architectures here)
         batch_size = scoring_batch(self.catalog.recipe(case.variant))
-        probs = np.concatenate(
-            [predictor.predict_proba(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        logits = np.concatenate(
+            [predictor.predict_logits(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         )
+        self._check_finite_logits(case, logits)
+        probs = defect_probability(logits)
         # getattr: a wrapper (a conftest's, or another library's predictor) need not carry it
         return probs, predictor.runtime, getattr(predictor, "differs_from_build", None)
+
+    def _check_finite_logits(self, case: Case, logits: np.ndarray) -> None:
+        """ArtifactError naming the case and the val images whose logits are not finite. The
+        probabilities cannot show it: one logit overflowed to +inf (an FP16 activation beyond
+        65504) gives a probability of exactly 0 or 1, a confident prediction, not a NaN."""
+        broken = np.flatnonzero(~np.isfinite(logits).all(axis=1))
+        if broken.size == 0:
+            return
+        ids = ", ".join(self.val.ids[i] for i in broken[:3])
+        fp16 = (" at fp16 an activation beyond 65504 overflows to inf: judge it at bf16 or "
+                "fp32;" if case.precision == "fp16" else "")
+        raise ArtifactError(
+            f"{case.variant} {case.precision} on {case.device} gave logits that are not finite "
+            f"for {broken.size} of {len(logits)} val images ({ids}"
+            f"{', ...' if broken.size > 3 else ''}); they must not be scored as predictions:"
+            f"{fp16} else the artifact is broken; delete its folder and rebuild it"
+        )
 
     # -- quality --------------------------------------------------------------------------
     def reference(self) -> dict[str, Any]:

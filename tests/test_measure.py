@@ -330,9 +330,9 @@ def test_val_is_scored_in_calls_as_the_zoo_scored_dev(mode, calls):
         runtime = "onnxruntime"
         differs_from_build = None
 
-        def predict_proba(self, batch):
+        def predict_logits(self, batch):
             seen.append(len(batch))
-            return np.full(len(batch), 0.5)
+            return np.zeros((len(batch), 2), np.float32)
 
     class Catalog:
         def recipe(self, name):
@@ -344,7 +344,41 @@ def test_val_is_scored_in_calls_as_the_zoo_scored_dev(mode, calls):
     suite.val_arrays = lambda variant: np.zeros((5, 3, 4, 4), np.float32)
     probs, runtime, differs = suite.predict_val(suite_mod.Case("v.int8_ort_dyn", "int8", "cpu"))
     assert seen == calls and probs.shape == (5,) and runtime == "onnxruntime"
+    assert np.array_equal(probs, np.full(5, 0.5, np.float32))
     assert differs is None
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_val_logits_that_are_not_finite_are_refused_naming_the_case(precision):
+    # one logit overflowed to +inf (an FP16 activation beyond 65504) gives a probability of
+    # exactly 1: a confident prediction, which the scores' own NaN/inf check cannot see
+    from types import SimpleNamespace
+
+    from defectbench import suite as suite_mod
+    from defectbench.errors import ArtifactError
+    from defectbench.runtime.predictor import defect_probability
+
+    logits = np.zeros((5, 2), np.float32)
+    logits[1, 1] = np.inf
+    logits[3, 0] = np.nan
+    assert np.isfinite(defect_probability(logits[:2])).all()  # why the check is on logits
+
+    class Predictor:
+        runtime, differs_from_build = "torch", None
+
+        def predict_logits(self, batch):
+            return logits[: len(batch)]
+
+    suite = object.__new__(suite_mod.Suite)
+    suite.catalog = SimpleNamespace(recipe=lambda name: object())  # scored 32 per call
+    suite.val = SimpleNamespace(ids=tuple(f"cell{i:04d}.png" for i in range(5)))
+    suite.load_predictor = lambda case: Predictor()
+    suite.val_arrays = lambda variant: np.zeros((5, 3, 4, 4), np.float32)
+    overflow = r" at fp16 an activation beyond 65504 overflows" if precision == "fp16" else ""
+    with pytest.raises(ArtifactError, match=rf"^v {precision} on cuda gave logits that are not "
+                       rf"finite for 2 of 5 val images \(cell0001.png, cell0003.png\); they "
+                       rf"must not be scored as predictions:{overflow}"):
+        suite.predict_val(suite_mod.Case("v", precision, "cuda"))
 
 
 def test_cost_is_core_hours_on_cpu_and_gpu_hours_on_cuda():
