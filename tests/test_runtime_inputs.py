@@ -92,6 +92,15 @@ def test_ort_predictor_takes_any_size_a_graph_leaves_dynamic(tmp_path) -> None:
     assert predictor.predict_logits(images(2, 3, 5, 7)).shape == (2, 2)
 
 
+def test_an_ort_session_does_not_fall_back_to_other_providers_mid_run(tmp_path) -> None:
+    # ONNX Runtime catches a provider's failure inside run(), retries on the remaining
+    # providers and keeps them: a TensorRT case would go on being timed on CUDA or CPU under
+    # its TensorRT label (onnxruntime_inference_collection: "Falling back to ...")
+    predictor = OrtPredictor(write_graph(tmp_path / "m.onnx"))
+    assert predictor.session._enable_fallback is False
+    assert predictor.predict_logits(images(2, 3, 8, 8)).shape == (2, 2)
+
+
 def test_eager_torch_predictor_names_a_channels_last_batch() -> None:
     predictor = TorchPredictor(TinyConvNet().eval(), name="cnn")
     assert predictor.input_shape is None  # an eager CNN takes any image size

@@ -76,6 +76,9 @@ def measure_cpu_peak(fn: Callable[[], object]) -> MemoryMeasurement:
 def measure_cuda_peak(fn: Callable[[], object]) -> MemoryMeasurement:
     import torch
 
+    from defectbench.runtime.precision import require_cuda
+
+    require_cuda("CUDA memory measurement")
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
     before = torch.cuda.memory_allocated()
@@ -86,12 +89,22 @@ def measure_cuda_peak(fn: Callable[[], object]) -> MemoryMeasurement:
 
 
 def cuda_allocated_mb() -> float:
-    """What torch's CUDA caching allocator holds now, in MiB."""
+    """What torch's CUDA caching allocator holds now, in MiB. The first call initializes
+    torch's CUDA (context and runtime libraries, hundreds of MiB of RSS): call it before
+    reading an RSS baseline, not after, or that RSS delta includes the initialization."""
     import torch
 
+    from defectbench.runtime.precision import require_cuda
+
+    require_cuda("CUDA memory measurement")
     torch.cuda.synchronize()
     return torch.cuda.memory_allocated() / 2**20
 
 
 def measure_peak(fn: Callable[[], object], device: str) -> MemoryMeasurement:
-    return measure_cuda_peak(fn) if device == "cuda" else measure_cpu_peak(fn)
+    """The peak of one call of `fn` on `device` (any name `resolve_device` takes): a device
+    string compared as is sent 'gpu' and 'cuda:0' to the CPU measurement, whose RSS says
+    nothing of what a CUDA call allocates, and an unknown device there too."""
+    from defectbench.runtime.precision import resolve_device
+
+    return measure_cuda_peak(fn) if resolve_device(device) == "cuda" else measure_cpu_peak(fn)

@@ -687,6 +687,10 @@ class OrtPredictor(Predictor):
                 "(for a zoo variant, delete its folder and rebuild it)"
                 + (f", or check the CUDA/TensorRT libraries ({CUDA_HINT})" if gpu else "")
             ) from exc
+        # a provider that fails inside run() makes ORT retry on the others and keep them for
+        # the session's life: the case would go on being timed on CUDA or CPU under its
+        # TensorRT label. Off: such a failure raises
+        self.session.disable_fallback()
         # ORT drops a provider whose libraries fail to load and carries on with CPU
         missing = [p for p in self.providers if p not in self.session.get_providers()]
         if missing:
