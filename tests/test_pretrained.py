@@ -495,7 +495,15 @@ def test_non_finite_hub_weights_are_refused(monkeypatch):
 
 @pytest.mark.parametrize(
     ("content", "expected"),
-    [([1, 2, 3], r"holds no state_dict"), ({"fc.weight": 1.0}, r"entries \['fc.weight'\] are not")],
+    [
+        ([1, 2, 3], r"holds no state_dict"),
+        # a training run's metadata saved alone: no weights in it, and the fix is named
+        ({"config": {"lr": 1}, "epoch": 3},
+         r"holds no tensors \(keys \['config', 'epoch'\]\).*"
+         r"torch.save\(model.state_dict\(\), path\)"),
+        ({"fc.weight": torch.zeros(2), "epoch": 3},
+         r"entries \['epoch'\] are not tensors.*torch.save\(model.state_dict\(\), path\)"),
+    ],
 )
 def test_file_without_tensors_is_refused(tmp_path, content, expected):
     path = tmp_path / "odd.pth"

@@ -552,9 +552,14 @@ def _extract_state_dict(raw: Any, path: Path) -> dict[str, torch.Tensor]:
         )
     not_tensors = [k for k, v in raw.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
+        # no tensor at all is a metadata file (config, epoch...), not weights with extras
+        what = ("holds no tensors" if len(not_tensors) == len(raw)
+                else f"entries {not_tensors[:_MAX_LISTED]} are not tensors")
         raise WeightsError(
-            f"weights file {str(path)!r}: entries {not_tensors[:_MAX_LISTED]} are not tensors; "
-            "expected a state_dict (tensor name -> tensor)"
+            f"weights file {str(path)!r}: {what} (keys {sorted(map(str, raw))[:_MAX_LISTED]}); "
+            "expected a state_dict (tensor name -> tensor), raw or under one of the keys "
+            f"{list(_STATE_DICT_KEYS)}: re-save the weights with "
+            "torch.save(model.state_dict(), path) or safetensors"
         )
     state_dict = dict(raw)
     stripped = True

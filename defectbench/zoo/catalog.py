@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +57,7 @@ class Catalog:
         shows the default teacher's variants (another teacher name, another folder). No
         --zoo: the names do not depend on the folder."""
         profile = self.profile
-        command = f"defectbench zoo list --profile {profile.name}"
-        if profile.zoo_folder != profile.name:
-            command += (f" --teacher {shlex.quote(profile.teacher_arch)} "
-                        f"--teacher-size {profile.teacher_size}")
-            if profile.teacher_weights:
-                command += f" --teacher-weights {shlex.quote(profile.teacher_weights)}"
-        return f"`{command}`"
+        return f"`defectbench zoo list --profile {profile.name}{profile.teacher_options()}`"
 
     def manifest(self, name: str) -> dict[str, Any]:
         """A built variant's manifest, checked for what the read side uses (preprocessing and

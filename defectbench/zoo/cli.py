@@ -138,7 +138,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
     # on stderr, so the list stays one line per variant for a pipe or a diff
     print(_zoo_footing(catalog.store, [s for s, _ in states.values()],
                        catalog.store.unknown_folders(catalog.names)), file=sys.stderr)
+    if teacher := _teacher_footing(catalog.profile):
+        print(teacher, file=sys.stderr)
     return 0
+
+
+def _teacher_footing(profile) -> str:
+    """Which teacher another teacher's zoo is of, and the file its weights start from: the
+    folder's name holds only the file's stem."""
+    if profile.zoo_folder == profile.name:
+        return ""
+    weights = (f"weights from {profile.teacher_weights}, keyed by its sha256"
+               if profile.teacher_weights else "weights from an installed package or the hub")
+    return (f"teacher: {profile.teacher} ({profile.teacher_arch} fine-tuned at "
+            f"{profile.teacher_size} px; {weights})")
 
 
 # folders named in full in the footer; more are counted

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,6 +90,17 @@ class Profile:
         # over the other there, never over the default teacher's zoo
         weights = f"-{Path(self.teacher_weights).stem}" if self.teacher_weights else ""
         return f"{self.name}@{self.teacher_arch}-{self.teacher_size}px{weights}"
+
+    def teacher_options(self) -> str:
+        """The command-line options that choose this profile's teacher (empty for the
+        default one), for the commands messages give: another teacher's zoo is rebuilt and
+        listed only with them."""
+        if self.zoo_folder == self.name:
+            return ""
+        options = f" --teacher {shlex.quote(self.teacher_arch)} --teacher-size {self.teacher_size}"
+        if self.teacher_weights:
+            options += f" --teacher-weights {shlex.quote(self.teacher_weights)}"
+        return options
 
     def to_dict(self) -> dict:
         from dataclasses import asdict

@@ -116,12 +116,28 @@ class ZooStore:
         """The command that rebuilds this zoo folder (or one variant in it), for messages."""
         # quoted, so that a path with a space or a glob in a name survives a copy and paste
         only = f" --variants {shlex.quote(variant)}" if variant else ""
-        command = (f"`defectbench zoo build --profile {self.profile} "
-                   f"--zoo {shlex.quote(str(self.root))}{only}`")
+        teacher = ""
         if self.directory.name != self.profile:  # another teacher's folder: `zoo_folder`
-            command += (f" with the --teacher options this folder ({self.directory.name}) was "
-                        "built with")
-        return command
+            teacher = self._teacher_options()
+            if teacher is None:
+                return (f"`defectbench zoo build --profile {self.profile} "
+                        f"--zoo {shlex.quote(str(self.root))}{only}` with the --teacher "
+                        f"options this folder ({self.directory.name}) was built with")
+        return (f"`defectbench zoo build --profile {self.profile} "
+                f"--zoo {shlex.quote(str(self.root))}{teacher}{only}`")
+
+    def _teacher_options(self) -> str | None:
+        """The --teacher options of this folder when the teacher this process was given (the
+        CLI and the suite put theirs in DEFECTBENCH_TEACHER*) is the one it holds, else None:
+        without them the command would build the default teacher's zoo instead."""
+        from defectbench.errors import DefectbenchError
+        from defectbench.zoo.profiles import get_profile
+
+        try:
+            profile = get_profile(self.profile)
+        except DefectbenchError:  # a bad option is reported where it is read, not here
+            return None
+        return profile.teacher_options() if profile.zoo_folder == self.directory.name else None
 
     def cache_dir(self) -> Path:
         return self.directory / "_cache"
