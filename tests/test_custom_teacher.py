@@ -7,21 +7,11 @@ building and naming path only, never a teacher's quality.
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from defectbench.cli import main
-from defectbench.zoo.profiles import TEACHER_ENV, get_profile
+from defectbench.zoo.profiles import get_profile
 from defectbench.zoo.store import ZooStore
-
-
-@pytest.fixture
-def no_teacher_env(monkeypatch):
-    for env in TEACHER_ENV.values():
-        # recorded as it was and restored after the test, also when the CLI sets it
-        monkeypatch.setenv(env, "")
-        monkeypatch.delenv(env)
-    return monkeypatch
 
 
 def _checkpoint(path, arch="test_resnet", seed=0, save="torch"):

@@ -1147,18 +1147,6 @@ def _tiny_vit_checkpoint(path, seed=0):
     return path
 
 
-@pytest.fixture
-def no_teacher_env(monkeypatch):
-    from defectbench.zoo.profiles import TEACHER_ENV
-
-    for env in TEACHER_ENV.values():
-        # recorded as it was (set or not) and restored after the test, also when the code
-        # under test sets it (the CLI exports its options for the processes it starts)
-        monkeypatch.setenv(env, "")
-        monkeypatch.delenv(env)
-    return monkeypatch
-
-
 def test_the_default_teacher_is_untouched_without_teacher_options(no_teacher_env):
     assert get_profile("quick") == PROFILES["quick"]
     assert get_profile("quick").teacher == TEACHER
