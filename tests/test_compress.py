@@ -663,12 +663,22 @@ def test_prune_halves_cost_runs_and_round_trips(arch: str, tmp_path) -> None:
         assert {dim for _, _, dim in report.attention_heads} == {32}
         assert model.blocks[0].attn.scale == pytest.approx(32**-0.5)
 
+    # the model's own width attributes follow the pruned layers: timm's reset_classifier
+    # builds its new head from them
+    width = model.get_classifier().in_features
+    assert width < make_model(arch).num_features
+    assert (model.num_features, model.head_hidden_size) == (width, width)
+    if arch.startswith("vit"):
+        assert model.embed_dim == width
+
     path = tmp_path / "pruned.pt"
     save_pruned(model, path, metadata={"arch": arch, "img_size": IMG})
     assert load_pruned_metadata(path) == {"arch": arch, "img_size": IMG}
     torch.load(path, weights_only=True)  # plain data only: nothing pickled to execute
     rebuilt = load_pruned(path, make_model(arch))
     np.testing.assert_array_equal(torch_logits(rebuilt, x), pruned_logits)
+    rebuilt.reset_classifier(3)
+    assert torch_logits(rebuilt, x).shape == (3, 3)
 
 
 def test_random_pruning_is_the_same_whatever_ran_before_and_restores_the_rng() -> None:

@@ -36,6 +36,7 @@ from defectbench.io import atomic_write_bytes
 IMPORTANCES: tuple[str, ...] = ("magnitude", "random", "taylor")
 PRUNED_FORMAT = "defectbench.pruned/1"
 _TIMM_TOKENS = ("cls_token", "dist_token", "reg_token", "pos_embed")
+_WIDTH_ATTRIBUTES = ("num_features", "head_hidden_size", "embed_dim")
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,7 @@ def prune_model(
                 "has channels to remove"
             )
         scored, refused = _record_group_decisions(pruner)
+        widths_before = _feature_widths(model)
         if config.importance == "taylor":
             _accumulate_gradients(model, gradient_batches or ())
         pruner.step()
@@ -252,6 +254,7 @@ def prune_model(
         names = {module: name for name, module in model.named_modules()}
         for attn in attention:
             _fix_attention(attn, pruner.num_heads[attn.qkv], names[attn], config)
+        _fix_feature_widths(model, widths_before)
         kept_by_ranking: list[tuple[str, int]] = []
         if not config.global_pruning:
             kept_whole = _check_every_group_pruned(pruner, widths, names, config, scored, refused)
@@ -344,6 +347,23 @@ def _classifier(model: nn.Module) -> nn.Module:
             "nn.Linear; prune_model expects a timm-style classifier"
         )
     return linears[-1]
+
+
+def _feature_widths(model: nn.Module) -> dict[str, int]:
+    """The model's own attributes that say how wide the classifier's input is (timm's
+    ``num_features`` / ``head_hidden_size``, a ViT's ``embed_dim``), where they equal it."""
+    classifier = _classifier(model)
+    width = getattr(classifier, "in_features", None)
+    return {key: width for key in _WIDTH_ATTRIBUTES
+            if isinstance(width, int) and getattr(model, key, None) == width}
+
+
+def _fix_feature_widths(model: nn.Module, before: dict[str, int]) -> None:
+    # Torch-Pruning narrows the layers, not these plain ints: left stale, timm's
+    # reset_classifier() would build a head for the unpruned width that no longer runs
+    width = _classifier(model).in_features if before else None
+    for key in before:
+        setattr(model, key, width)
 
 
 def _timm_attention_modules(model: nn.Module) -> list[nn.Module]:
