@@ -1352,3 +1352,20 @@ def test_budgets_recorded_in_odd_shapes_are_refused_not_a_traceback(tmp_path):
     data["defectbench"]["budgets"] = ["recall-drop"]
     with pytest.raises(ReportError, match=r"'defectbench.budgets\[0\]' must be an object"):
         load_report([_dump(data, tmp_path / "b.json")])
+
+
+def test_header_names_a_reference_fine_tuned_from_a_local_weights_file(tmp_path):
+    # `--teacher-weights` makes another teacher under the profile's name pattern: a reader of
+    # the report must be told which checkpoint the drops were measured against
+    from defectbench.report.table import header_markdown
+
+    assert "reference weights" not in header_markdown(load_report([CPU]))
+    data = _load(CPU)
+    data["defectbench"]["profile_settings"] = {"teacher_weights": "/ckpt/convnext_base.pth"}
+    path = _dump(data, tmp_path / "cpu.json")
+    text = header_markdown(load_report([path]))
+    assert ("- reference weights: fine-tuned from a local file, not the profile's packaged "
+            f"ImageNet weights: `/ckpt/convnext_base.pth` (in `{path}`)") in text
+    data["defectbench"]["profile_settings"] = {"teacher_weights": None}
+    assert "reference weights" not in header_markdown(
+        load_report([_dump(data, tmp_path / "cpu.json")]))

@@ -52,6 +52,14 @@ class BenchmarkRun:
         return self.section.get("reference")
 
     @property
+    def teacher_weights(self) -> str | None:
+        """The local weights file the run's teacher was fine-tuned from (`--teacher-weights`);
+        None for the profile's own pretrained weights and for files from before the field."""
+        settings = self.section.get("profile_settings")
+        weights = settings.get("teacher_weights") if isinstance(settings, Mapping) else None
+        return weights if isinstance(weights, str) and weights else None
+
+    @property
     def budgets(self) -> list[Mapping[str, Any]]:
         return list(self.section.get("budgets") or [])
 

@@ -112,6 +112,12 @@ def header_markdown(report: Report) -> str:
     if report.reference:
         lines.append(f"- reference: `{report.reference}` (FP32); recall drop = reference recall "
                      "minus variant recall on the same defective cells, > 0 is worse")
+        # a teacher from the user's own checkpoint is another model under the same name
+        local = [run for run in report.runs if run.teacher_weights]
+        if local:
+            lines.append("- reference weights: fine-tuned from a local file, not the profile's "
+                         "packaged ImageNet weights: " + "; ".join(
+                             f"`{run.teacher_weights}` (in `{run.path}`)" for run in local))
     if report.operating_point:
         others = [op for op in report.operating_points if op != report.operating_point]
         also = f" (also in the inputs: {', '.join(others)}; pick with --operating-point)" \
