@@ -35,11 +35,11 @@ def test_rounds_fill_the_time_budget_within_limits():
     assert rounds_for(1e-6, 3.0) == 200
 
 
-# Measured in a fresh interpreter, not in the test session: VmHWM/VmRSS count file-backed pages
-# too, and a test session holding ~2 GB (torch, ORT, timm) can have some of its mapped library
-# pages reclaimed while the block is touched, so RSS need not rise by the block's size (seen once
-# in CI: delta 0 MB at 2.1 GB RSS). A bare child maps ~30 MB of files, so reclaim there cannot hide
-# a 128 MiB block.
+# Measured in a fresh interpreter, not in the test session: there, after ~2 GB of earlier
+# tests, glibc can serve the block from freed heap chunks that are still resident (it looks
+# for a free chunk before it decides to mmap), so RSS does not rise at all (seen once in CI:
+# delta 0 MB at 2.1 GB RSS; reproduced by freeing 96 MiB of 8 MiB arrays first). A fresh heap
+# has no such chunk: the block is mapped and touched anew.
 _CHILD_PEAK = """
 import json, numpy as np
 from defectbench.measure.memory import measure_cpu_peak, current_rss_mb
