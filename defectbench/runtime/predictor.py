@@ -407,10 +407,18 @@ def resolve_providers(providers: str | Sequence[str]) -> tuple[str, ...]:
 
 # The GPU build of ONNX Runtime is a different wheel that owns the same `onnxruntime` module:
 # the CPU wheel has to go first, or the two overwrite each other's files.
+# The versions matter: onnxruntime-gpu on PyPI is built for CUDA 12 up to 1.26 and for CUDA 13
+# (torch's cu130 libraries) from 1.27, and its TensorRT provider needs libnvinfer.so.10 while
+# an unpinned `pip install tensorrt` installs TensorRT 11.
+ORT_GPU_REQUIREMENTS = ("onnxruntime-gpu>=1.27", "tensorrt>=10,<11")
 ORT_GPU_INSTALL = (
-    "`pip uninstall -y onnxruntime && pip install onnxruntime-gpu tensorrt` "
-    "(what `tox -e gpu` does)"
+    "`pip uninstall -y onnxruntime && pip install onnxruntime-gpu tensorrt` at the versions "
+    "`tox -e gpu` installs: `pip install "
+    + " ".join(f'"{r}"' for r in ORT_GPU_REQUIREMENTS) + "`"
 )
+# the shared libraries ONNX Runtime's TensorRT provider (libonnxruntime_providers_tensorrt.so)
+# is linked against: both have to load, at TensorRT 10's sonames
+TENSORRT_SONAMES = ("libnvinfer.so.10", "libnvonnxparser.so.10")
 
 
 def missing_providers_reason(providers: Sequence[str], available: Sequence[str]) -> str | None:
@@ -445,16 +453,18 @@ def tensorrt_library_reason() -> str | None:
 
     with contextlib.suppress(ImportError):
         import tensorrt  # noqa: F401
-    for soname in ("libnvinfer.so.10", "libnvinfer.so"):
+    # versioned sonames only: an unversioned libnvinfer.so (a system TensorRT's dev package)
+    # may be TensorRT 11, which the provider cannot use
+    for soname in TENSORRT_SONAMES:
         try:
             ctypes.CDLL(soname)
-            return None
         except OSError:
-            continue
-    return (
-        "TensorRT's library (libnvinfer.so.10) does not load: `pip install tensorrt` (what "
-        "`tox -e gpu` does) or put TensorRT's lib/ directory on LD_LIBRARY_PATH"
-    )
+            return (
+                f"TensorRT's library ({soname}) does not load: `pip install tensorrt` at "
+                f'version 10 (`pip install "{ORT_GPU_REQUIREMENTS[1]}"`, what `tox -e gpu` '
+                "does) or put TensorRT 10's lib/ directory on LD_LIBRARY_PATH"
+            )
+    return None
 
 
 def execution_unavailable_reason(providers: Sequence[str]) -> str | None:
