@@ -679,6 +679,10 @@ def test_prune_halves_cost_runs_and_round_trips(arch: str, tmp_path) -> None:
     np.testing.assert_array_equal(torch_logits(rebuilt, x), pruned_logits)
     rebuilt.reset_classifier(3)
     assert torch_logits(rebuilt, x).shape == (3, 3)
+    # a file saved before prune_model updated them holds the unpruned widths
+    model.num_features = model.head_hidden_size = make_model(arch).num_features
+    save_pruned(model, path)
+    assert load_pruned(path, make_model(arch)).num_features == width
 
 
 def test_random_pruning_is_the_same_whatever_ran_before_and_restores_the_rng() -> None:

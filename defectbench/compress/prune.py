@@ -744,6 +744,7 @@ def load_pruned(path: str | Path, base_model: nn.Module) -> nn.Module:
                     f"{path} does not fit {type(base_model).__name__}: {name}.{key} cannot "
                     f"be set to {value!r} ({why})"
                 )
+    widths = _feature_widths(base_model)
     for name, attributes in structure.items():
         for key, value in attributes.items():
             setattr(modules[name], key, value)
@@ -754,6 +755,8 @@ def load_pruned(path: str | Path, base_model: nn.Module) -> nn.Module:
         base_model.load_state_dict(state, strict=True)
     except RuntimeError as exc:  # not expected after the checks above: discard base_model
         raise ArtifactError(f"{path} does not fit {type(base_model).__name__}: {exc}") from exc
+    # files saved before prune_model kept these in step hold the unpruned widths
+    _fix_feature_widths(base_model, widths)
     return base_model
 
 
