@@ -1369,3 +1369,7 @@ def test_header_names_a_reference_fine_tuned_from_a_local_weights_file(tmp_path)
     data["defectbench"]["profile_settings"] = {"teacher_weights": None}
     assert "reference weights" not in header_markdown(
         load_report([_dump(data, tmp_path / "cpu.json")]))
+    data["defectbench"]["profile_settings"] = {"teacher_weights": 5}
+    with pytest.raises(ReportError, match=r"'defectbench.profile_settings.teacher_weights' must "
+                       r"be a string or absent, got a number \(5\)"):
+        load_report([_dump(data, tmp_path / "cpu.json")])

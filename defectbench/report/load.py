@@ -55,9 +55,7 @@ class BenchmarkRun:
     def teacher_weights(self) -> str | None:
         """The local weights file the run's teacher was fine-tuned from (`--teacher-weights`);
         None for the profile's own pretrained weights and for files from before the field."""
-        settings = self.section.get("profile_settings")
-        weights = settings.get("teacher_weights") if isinstance(settings, Mapping) else None
-        return weights if isinstance(weights, str) and weights else None
+        return (self.section.get("profile_settings") or {}).get("teacher_weights") or None
 
     @property
     def budgets(self) -> list[Mapping[str, Any]]:
@@ -272,6 +270,10 @@ def read_run(path: str | Path) -> BenchmarkRun:
         # a run cut short by -x whose marker is unreadable must not read as a complete run
         ("defectbench.stopped_early", section.get("stopped_early"), dict),
         ("defectbench.recipes", section.get("recipes"), dict),
+        ("defectbench.profile_settings", section.get("profile_settings"), dict),
+        ("defectbench.profile_settings.teacher_weights",
+         (section.get("profile_settings") or {}).get("teacher_weights")
+         if isinstance(section.get("profile_settings"), dict) else None, str),
     ):
         if value is not None and not isinstance(value, expected):
             shape = "an object" if expected is dict else "a string"
