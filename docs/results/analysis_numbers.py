@@ -107,4 +107,6 @@ def main(path, earlier=None):
 
 
 if __name__ == "__main__":
+    if not 1 <= len(sys.argv) - 1 <= 2 or any(a.startswith("-") for a in sys.argv[1:]):
+        sys.exit(__doc__)
     main(*sys.argv[1:])
