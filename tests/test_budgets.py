@@ -358,6 +358,41 @@ def test_fnr_ceiling_is_judged_on_the_upper_bound_recomputed_at_budget_confidenc
     assert "fnr 0.150 (95% upper bound 0.198) exceeds budget ceiling 0.180" in v.message
 
 
+@pytest.mark.parametrize("confidence", [0.9, 0.99])
+def test_every_metric_is_bounded_at_the_budgets_own_confidence(confidence):
+    # FNR above is judged at 0.95, the default: a bound computed at 0.95 whatever the budget
+    # says would pass it; here each metric's bound must move with the budget's confidence
+    counts = BinaryCounts(tp=170, fn=30, fp=40, tn=400)
+    cmp = comparison(200, 9, 3)  # compared at 0.95: the stored bound must not be reused
+    cases = [
+        (Budget("f", "fnr", "ceiling", 0.2, "upper_bound", confidence), counts,
+         clopper_pearson(30, 200, confidence, "upper").upper),
+        (Budget("r", "recall", "floor", 0.8, "lower_bound", confidence), counts,
+         clopper_pearson(170, 200, confidence, "lower").lower),
+        (Budget("s", "specificity", "floor", 0.8, "lower_bound", confidence), counts,
+         clopper_pearson(400, 440, confidence, "lower").lower),
+        (Budget("d", "recall_drop", "max_drop", 0.08, "upper_bound", confidence), cmp,
+         drop_interval(9, 3, 200, confidence, "upper")[1]),
+    ]
+    for budget, evidence, expected in cases:
+        v = judge(budget, VARIANT, evidence)
+        assert v.confidence == confidence
+        assert v.bound == pytest.approx(expected, abs=1e-12), budget.metric
+        at_default = judge(Budget(**{**budget.to_dict(), "confidence": 0.95}), VARIANT, evidence)
+        assert v.bound != pytest.approx(at_default.bound, abs=1e-6), budget.metric
+
+
+def test_a_floor_met_exactly_passes():
+    # "floor 0.75" admits 0.75, as "max_drop 0.03" admits a drop of 0.03
+    v = judge(Budget("r", "recall", "floor", 0.75, "point"), VARIANT,
+              BinaryCounts(tp=3, fn=1, fp=0, tn=1))
+    assert v.value == 0.75 and v.passed
+    assert "meets budget floor 0.750" in v.message
+    v = judge(Budget("s", "specificity", "floor", 0.5, "point"), VARIANT,
+              BinaryCounts(tp=3, fn=1, fp=2, tn=2))
+    assert v.value == 0.5 and v.passed
+
+
 def test_group_floor_fails_on_the_weak_group_and_names_it():
     y = np.array([1] * 40 + [1] * 40 + [0] * 20)
     cell = np.array(["mono"] * 40 + ["poly"] * 40 + ["mono"] * 10 + ["poly"] * 10)
@@ -574,6 +609,21 @@ def test_a_budget_whose_globs_match_nothing_is_refused():
     with pytest.raises(ConfigError, match=r"budgets.toml: budget 'n' has variants = '\*.int4\*', "
                                           r"which matches no variant of this zoo"):
         check_budgets_apply([none], variants, ["dev_recall_0.90"], "budgets.toml")
+
+
+def test_a_budget_on_a_group_the_suite_does_not_compute_is_refused():
+    from defectbench.budgets import check_budgets_apply
+
+    variants = ["tf_efficientnet_lite0.kd.int8_ort"]
+    good = Budget("g", "recall", "floor", 0.75, "point", group="cell_type")
+    check_budgets_apply([good], variants, ["p"], "budgets.toml", groups=("cell_type",))
+    typo = Budget("t", "recall", "floor", 0.75, "point", group="cell_typ")
+    with pytest.raises(ConfigError, match=r"budgets.toml: budget 't' has group = 'cell_typ', for "
+                                          r"which the suite computes no results; groups are "
+                                          r"'cell_type'; did you mean 'cell_type'\?"):
+        check_budgets_apply([good, typo], variants, ["p"], "budgets.toml", groups=("cell_type",))
+    # without groups (a caller that does not say), the group is not checked here
+    check_budgets_apply([typo], variants, ["p"], "budgets.toml")
 
 
 @pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])

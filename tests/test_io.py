@@ -41,6 +41,16 @@ def test_atomic_writes_sync_the_folder_after_the_rename(tmp_path, monkeypatch, w
     assert synced == [(tmp_path, True)]
 
 
+def test_atomically_written_files_get_the_umasks_mode_not_mkstemps_0600(tmp_path):
+    # a zoo or report shared by a team: mkstemp's private 0600 would lock the others out
+    umask = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "shared.bin", b"x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "shared.bin").stat().st_mode & 0o777 == 0o644
+
+
 def test_scratch_dir_beside_holds_what_libraries_put_in_the_temp_folder(tmp_path):
     import tempfile
 

@@ -233,6 +233,28 @@ def test_threshold_for_recall_float_rounding_case():
     assert recall_at(y, s, t) == 0.95
 
 
+@pytest.mark.parametrize(
+    "target,n,k",
+    [
+        # 0.28 * 25 is 7.000000000000001: ceil alone asks for 8 catches where 7 reach 0.28
+        (0.28, 25, 7),
+        (0.07, 100, 7),
+        # one ulp above 1/3: 3 * target rounds to 1.0, but 1 catch of 3 misses the target
+        (math.nextafter(1 / 3, 1), 3, 2),
+        (math.nextafter(3 / 7, 1), 7, 4),
+    ],
+    ids=["0.28-of-25", "0.07-of-100", "ulp-above-1/3", "ulp-above-3/7"],
+)
+def test_threshold_for_recall_where_target_times_n_rounds_the_wrong_way(target, n, k):
+    # the case above does not round (0.95 * 20 == 19.0); these do, each way
+    y = [1] * n
+    s = [(n - i) / n for i in range(n)]  # distinct, descending: the k-th highest is s[k - 1]
+    t = threshold_for_recall(y, s, target)
+    assert t == s[k - 1]
+    assert recall_at(y, s, t) >= target
+    assert recall_at(y, s, s[k - 2]) < target  # the next score up misses it: maximal
+
+
 def test_threshold_for_recall_maximises_specificity_on_an_example():
     y = [1, 1, 1, 1, 0, 0, 0]
     s = [0.9, 0.8, 0.6, 0.3, 0.7, 0.5, 0.1]

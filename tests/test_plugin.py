@@ -1252,6 +1252,10 @@ def measure_survey_latency(survey_case):
     pytest.param("float('nan')", "float('nan')", False, id="nan"),
     pytest.param("float('inf')", 0.0, False, id="infinite-latency"),
     pytest.param(2.5, "float('nan')", False, id="nan-throughput"),
+    # each alone: above, every zero sits beside an inf or NaN that fails the row by itself
+    pytest.param(0.0, 400.0, False, id="zero-latency-finite-throughput"),
+    pytest.param(2.5, 0.0, False, id="zero-throughput"),
+    pytest.param(-2.5, -400.0, False, id="negative"),
 ])
 def test_the_survey_fails_a_row_whose_latency_is_not_a_measurement(
     pytester, p50, throughput, passes

@@ -496,6 +496,39 @@ def test_an_incomplete_manifest_is_reported_as_corrupt_and_rebuilt(tmp_path, man
         store.verify("x", "k1")
 
 
+def test_a_manifest_of_another_variant_is_corrupt_not_taken_for_this_one(tmp_path):
+    # a folder copied or renamed by hand carries a manifest (checksum intact) naming the
+    # variant it was built as: its artifacts and threshold are that variant's, not this one's
+    store = _committed(ZooStore(tmp_path, "smoke"), name="a.variant")
+    other = store.variant_dir("b.variant")
+    other.mkdir(parents=True)
+    for f in ("manifest.json", "model.pt"):
+        (other / f).write_bytes((store.variant_dir("a.variant") / f).read_bytes())
+    assert store.is_current("a.variant", "k1")
+    assert not store.is_current("b.variant", "k1")
+    with pytest.raises(ArtifactError, match=r"manifest .*b.variant.*manifest.json is corrupt "
+                                            r"\(name or key field missing or wrong\)"):
+        store.read_manifest("b.variant")
+
+
+def test_a_symlink_named_like_a_leftover_is_never_followed_nor_removed(tmp_path):
+    import time
+
+    store = ZooStore(tmp_path, "smoke")
+    folder = store.variant_dir(TEACHER)
+    folder.mkdir(parents=True)
+    outside = tmp_path / "elsewhere.bin"
+    outside.write_bytes(b"not the zoo's")
+    linked = folder / ".model.pt.abc123.tmp"
+    linked.symlink_to(outside)
+    dangling = folder / ".model.onnx.tmp-4242"
+    dangling.symlink_to(tmp_path / "gone")
+    old = time.time() - 7200
+    os.utime(outside, (old, old))  # what stat() would see through the link: old enough
+    assert store.remove_leftovers(TEACHER, older_than_s=0) == []
+    assert linked.is_symlink() and dangling.is_symlink() and outside.read_bytes()
+
+
 def test_writes_are_atomic_and_leave_no_temp_files(tmp_path):
     store = _committed(ZooStore(tmp_path, "smoke"))
     leftovers = [p.name for p in store.variant_dir("a.variant").iterdir()]
