@@ -302,6 +302,29 @@ def test_a_speed_target_is_judged_on_the_alternating_re_timing_not_the_separate_
     }
 
 
+def test_a_speed_target_met_exactly_passes_and_its_verdict_carries_its_own_limit():
+    # "at least min_ratio times as long": a ratio equal to the limit meets the target, and
+    # the JSON's min_ratio is the one the verdict was judged against
+    from defectbench.suite import SPEED_TARGET_BLOCKS
+
+    target = SpeedTarget("int8 vs fp32", "m.int8", "int8", "m.onnx", "fp32", "cpu", 1, 2.5)
+    fast_case, slow_case = target.cases
+    machine = _SharedMachine()
+    suite = _SuiteOnMachine(machine, {"m.int8": 2.0, "m.onnx": 5.0},
+                            {fast_case: 10.0, slow_case: 25.0})
+    verdict = judge_speed_target(suite, target, seconds=120.0, timer=machine.timer)
+    assert verdict["ratio"] == 2.5 and verdict["passed"] is True
+    assert verdict["min_ratio"] == 2.5 and verdict["blocks"] == SPEED_TARGET_BLOCKS
+    # --latency-seconds is the whole re-timing: 120 s of timed calls shared by the two
+    # cases' blocks (each block ends on a whole call: 2 s and 5 s calls fill 10 s exactly),
+    # plus each block's two warm-up calls
+    warmups = SPEED_TARGET_BLOCKS * 2 * (2.0 + 5.0)
+    assert machine.now - warmups == pytest.approx(120.0)
+    target = SpeedTarget("tighter", "m.int8", "int8", "m.onnx", "fp32", "cpu", 1, 2.51)
+    verdict = judge_speed_target(suite, target, seconds=120.0, timer=machine.timer)
+    assert verdict["passed"] is False and verdict["min_ratio"] == 2.51
+
+
 def test_cuda_memory_is_the_artifacts_own_allocation_plus_its_first_call(monkeypatch):
     # the session keeps every loaded artifact on the GPU, so the allocator's peak would count
     # all of them; the figure must be this artifact's load plus what its call adds
@@ -400,6 +423,29 @@ def test_val_logits_that_are_not_finite_are_refused_naming_the_case(precision):
                        rf"finite for 2 of 5 val images \(cell0001.png, cell0003.png\); they "
                        rf"must not be scored as predictions:{overflow}"):
         suite.predict_val(suite_mod.Case("v", precision, "cuda"))
+
+
+def test_a_single_non_finite_logit_is_refused_and_many_are_named_by_their_first_three():
+    # one image with an inf logit is enough to make its verdict a made-up prediction; with
+    # many, the message names the first three and says there are more
+    from types import SimpleNamespace
+
+    from defectbench import suite as suite_mod
+    from defectbench.errors import ArtifactError
+
+    suite = object.__new__(suite_mod.Suite)
+    suite.val = SimpleNamespace(ids=tuple(f"cell{i:04d}.png" for i in range(40)))
+    case = suite_mod.Case("v", "fp32", "cpu")
+    logits = np.zeros((40, 2), np.float32)
+    suite._check_finite_logits(case, logits)  # all finite: scored
+    logits[37, 0] = -np.inf
+    with pytest.raises(ArtifactError, match=r"not finite for 1 of 40 val images "
+                       r"\(cell0037.png\); they must"):
+        suite._check_finite_logits(case, logits)
+    logits[[2, 5, 9], 1] = np.nan
+    with pytest.raises(ArtifactError, match=r"not finite for 4 of 40 val images "
+                       r"\(cell0002.png, cell0005.png, cell0009.png, \.\.\.\); they must"):
+        suite._check_finite_logits(case, logits)
 
 
 def test_cost_is_core_hours_on_cpu_and_gpu_hours_on_cuda():

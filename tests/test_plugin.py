@@ -542,6 +542,91 @@ def test_a_case_says_which_scoring_chose_its_threshold(smoke_zoo):
         fp32["operating_point"]["threshold"], abs=1e-6)
 
 
+RECOMPUTED_BUDGETS = """
+[[budget]]
+name = "low-floor"
+metric = "recall"
+kind = "floor"
+value = 0.01
+judged_on = "point"
+
+[[budget]]
+name = "perfect-floor"
+metric = "recall"
+kind = "floor"
+value = 0.999
+judged_on = "point"
+
+[[budget]]
+name = "drop-per-cell-type"
+metric = "recall_drop"
+kind = "max_drop"
+value = 0.5
+judged_on = "point"
+group = "cell_type"
+"""
+
+
+def test_a_quality_result_is_what_its_predictions_at_the_dev_threshold_give(smoke_zoo, tmp_path):
+    # every gated figure recomputed by hand from the two artifacts' val scores: the variant
+    # at its own dev threshold against the FP32 teacher at the teacher's, and a case that
+    # breaks one of its budgets fails however many others it meets
+    budgets = tmp_path / "budgets.toml"
+    budgets.write_text(RECOMPUTED_BUDGETS)
+    suite = suite_mod.Suite(Catalog(smoke_zoo, "smoke"), budgets)
+    case = suite_mod.Case(STUDENT, "fp32", "cpu")
+    result = suite.evaluate(case)
+
+    def predictions(variant):
+        probs, _, _ = suite.predict_val(suite_mod.Case(variant, "fp32", "cpu"))
+        return probs >= suite.operating_point(variant).threshold
+
+    pred, ref = predictions(STUDENT), predictions(TEACHER)
+    assert result["operating_point"]["threshold"] == suite.operating_point(STUDENT).threshold
+    defective = np.asarray(suite.val.labels) == 1
+    ids = np.asarray(suite.val.ids, dtype=object)
+    n_def = int(defective.sum())
+    caught = int((pred & defective).sum())
+    assert result["n_defective"] == n_def and result["counts"]["fn"] == n_def - caught
+    assert result["recall"] == pytest.approx(caught / n_def)
+    assert result["fnr"] == pytest.approx(1 - caught / n_def)
+    assert result["recall_drop"] == pytest.approx(
+        (int((ref & defective).sum()) - caught) / n_def)
+    missed = defective & ref & ~pred
+    assert sorted(result["new_miss_ids"]) == sorted(ids[missed])
+    assert result["new_misses"] == int(missed.sum())
+    assert result["new_catches"] == int((defective & ~ref & pred).sum())
+    # the group budget is judged on the worst cell type's drop (here at the 95% default)
+    cell_type = np.asarray(suite.val.metadata["cell_type"])
+    drops = []
+    for value in np.unique(cell_type[defective]):
+        group = defective & (cell_type == value)
+        drops.append((int((ref & group).sum()) - int((pred & group).sum())) / int(group.sum()))
+    verdicts = {v["budget"]: v for v in result["verdicts"]}
+    assert verdicts["drop-per-cell-type"]["value"] == pytest.approx(max(drops))
+    assert verdicts["drop-per-cell-type"]["passed"] is True
+    assert 0.01 < result["recall"] < 0.999  # so exactly one floor holds
+    assert verdicts["low-floor"]["passed"] is True
+    assert verdicts["perfect-floor"]["passed"] is False
+    assert result["passed"] is False
+    # the teacher against itself: no drop, whatever its threshold
+    teacher = suite.evaluate(suite_mod.Case(TEACHER, "fp32", "cpu"))
+    assert (teacher["recall_drop"], teacher["new_misses"], teacher["new_catches"]) == (0, 0, 0)
+    # the JSON section holds the fixture's own counts, every result in case order, and the
+    # speed targets' verdicts as judged
+    suite.speed_results.append({"name": "t", "measured": False, "missing": ["x"]})
+    section = suite_mod.json_section(suite)
+    assert section["fixture"]["val_images"] == len(ids)
+    assert section["fixture"]["val_defective"] == n_def
+    assert section["gated_operating_point"] == "dev_recall_0.90"
+    assert [(q["variant"], q["precision"]) for q in section["quality"]] == sorted(
+        [(STUDENT, "fp32"), (TEACHER, "fp32")])
+    assert section["quality"][[q["variant"] for q in section["quality"]].index(STUDENT)] \
+        is result
+    assert section["speed_targets"] == [{"name": "t", "measured": False, "missing": ["x"]}]
+    assert sorted(section["recipes"]) == sorted([STUDENT, TEACHER])
+
+
 IN_PROCESS_BUILD_FORBIDDEN = '''
 pytest_plugins = ["defectbench.plugin"]
 
@@ -1049,6 +1134,77 @@ def test_a_gated_case_no_budget_applies_to_is_a_failure_in_the_summary():
         (f"  FAIL {STUDENT}-fp32-cpu: no budget applies to this variant; check "
          "fixtures/budgets.toml", {"red": True}),
     ]
+
+
+def test_the_gates_summary_counts_failing_speed_targets_and_failing_cases_no_gate_judged():
+    # a failed speed target and a failing case that only test_inference scored must be said
+    # where the CI log ends; a passing ungated case and an unmeasured target are not failures
+    from collections import namedtuple
+    from types import SimpleNamespace
+
+    from defectbench import plugin
+
+    Case = namedtuple("Case", "id variant")
+    gated_fail = Case("a-fp32-cpu", "a")
+    gated_pass = Case("b-fp32-cpu", "b")
+    ungated_fail = Case("c-int8-cpu", "c")
+    ungated_pass = Case("d-int8-cpu", "d")
+    verdict = {"passed": False, "message": "a: recall 0.500 is below budget floor 0.900"}
+    suite = SimpleNamespace(
+        quality={
+            gated_fail: {"passed": False, "verdicts": [{"passed": True, "message": "a: ok"},
+                                                        verdict]},
+            gated_pass: {"passed": True, "verdicts": [{"passed": True, "message": "b: ok"}]},
+            ungated_fail: {"passed": False, "verdicts": [{"passed": False, "message": "c"}]},
+            ungated_pass: {"passed": True, "verdicts": [{"passed": True, "message": "d"}]},
+        },
+        budgets_path=Path("b.toml"),
+        speed_results=[
+            {"name": "fast", "measured": True, "passed": True, "message": "fast ok"},
+            {"name": "slow", "measured": True, "passed": False, "message": "1.10x < 1.50x"},
+            {"name": "gone", "measured": False, "missing": ["x"]},
+        ])
+    config = SimpleNamespace(stash=pytest.Stash())
+    config.stash[plugin._SUITE] = suite
+    config.stash[plugin._GATED] = {gated_fail, gated_pass}
+    red, green, yellow = {"red": True}, {"green": True}, {"yellow": True}
+    assert plugin._gate_summary(config) == [
+        ("quality: 1 of 2 cases pass every budget of b.toml", red),
+        ("  FAIL a-fp32-cpu: recall 0.500 is below budget floor 0.900", red),
+        ("not gated in this run (test_quality.py not selected), but failing their budgets in "
+         "the JSON: c-int8-cpu", yellow),
+        ("speed targets: 1 of 3 pass, 1 fail, 1 not measured", red),
+        ("  FAIL 1.10x < 1.50x", red),
+    ]
+    suite.speed_results = suite.speed_results[:1]
+    assert plugin._gate_summary(config)[-1] == ("speed targets: 1 of 1 pass", green)
+
+
+def test_a_session_stopped_early_counts_the_tests_that_never_ran():
+    from types import SimpleNamespace
+
+    from defectbench import plugin
+
+    def session(finished, selected=5, shouldfail="stopping after 1 failures", **option):
+        config = SimpleNamespace(stash=pytest.Stash(),
+                                 option=SimpleNamespace(collectonly=False, **option))
+        config.stash[plugin._CASES_SELECTED] = True
+        config.stash[plugin._FINISHED] = finished
+        return SimpleNamespace(config=config, items=[object()] * selected,
+                               shouldfail=shouldfail, shouldstop=False)
+
+    failed = pytest.ExitCode.TESTS_FAILED
+    assert plugin._stopped_early(session(2), failed) == {
+        "reason": "stopping after 1 failures", "selected": 5, "not_run": 3}
+    assert plugin._stopped_early(session(4), failed)["not_run"] == 1
+    assert plugin._stopped_early(session(5), failed) is None  # the last test failed: all ran
+    assert plugin._stopped_early(session(2, shouldfail=False), failed) is None  # deselected
+    assert plugin._stopped_early(session(2), pytest.ExitCode.INTERRUPTED) is None
+    stopped = session(2, shouldfail=True)  # session.shouldstop = True: no text of its own
+    assert plugin._stopped_early(stopped, failed)["reason"] == "the session stopped early"
+    unit_tests = session(2)
+    unit_tests.config.stash[plugin._CASES_SELECTED] = False  # `pytest tests -x`
+    assert plugin._stopped_early(unit_tests, failed) is None
 
 
 def test_threads_above_what_a_zoo_build_takes_are_refused_up_front():
