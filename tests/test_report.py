@@ -19,6 +19,20 @@ import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from report_data import (
+    CPU,
+    DATA,
+    GPU,
+    H100,
+    INT8,
+    PRUNED,
+    SURVEY,
+    TEACHER,
+    XEON,
+    without_recall_drops,
+)
+from report_data import dump as _dump
+from report_data import load as _load
 
 from defectbench.errors import ReportError
 from defectbench.report import load_report, pareto_front, read_run, write_report
@@ -33,24 +47,6 @@ from defectbench.report.plots import (
     size_figure,
     write_plots,
 )
-
-DATA = Path(__file__).parent / "data" / "report"
-CPU, GPU = DATA / "cpu.json", DATA / "gpu.json"
-XEON = "Intel(R) Xeon(R) Platinum 8480+"
-H100 = "NVIDIA H100 80GB HBM3"
-TEACHER = "tf_efficientnet_lite2.teacher"
-INT8 = "tf_efficientnet_lite0.kd.int8_ort"
-PRUNED = "tf_efficientnet_lite0.kd.pruned50"
-SURVEY = "vit_base_patch16_224.survey"
-
-
-def _load(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
-def _dump(data: object, path: Path) -> Path:
-    path.write_text(json.dumps(data))
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -246,12 +242,7 @@ def test_budget_lines_follow_the_teacher_and_the_fnr_ceiling(written):
 
 
 def test_budget_lines_fall_back_to_the_teachers_own_recall(tmp_path):
-    data = _load(CPU)
-    for q in data["defectbench"]["quality"]:
-        q["recall_drop"] = None
-    for b in data["benchmarks"]:
-        if b["extra_info"]["quality"]:
-            b["extra_info"]["quality"]["recall_drop"] = None
+    data = without_recall_drops(_load(CPU))
     report = load_report([_dump(data, tmp_path / "cpu.json")])
     assert report.reference_recall == {("cpu", XEON): 0.912}
 
