@@ -10,18 +10,13 @@ import json
 from pathlib import Path
 
 import pytest
+from report_data import CPU, INT8, PRUNED, SURVEY, TEACHER, XEON
+from report_data import load as _load_file
 
 from defectbench.report import load_report
 from defectbench.report.findings import findings
 from defectbench.report.table import header_markdown
 
-DATA = Path(__file__).parent / "data" / "report"
-CPU = DATA / "cpu.json"
-XEON = "Intel(R) Xeon(R) Platinum 8480+"
-TEACHER = "tf_efficientnet_lite2.teacher"
-INT8 = "tf_efficientnet_lite0.kd.int8_ort"
-PRUNED = "tf_efficientnet_lite0.kd.pruned50"
-SURVEY = "vit_base_patch16_224.survey"
 NOT_STATED = (
     "so the reference's recall and specificity are not stated here and no "
     "artifact's specificity is compared with it; the drops are as the run recorded "
@@ -30,7 +25,7 @@ NOT_STATED = (
 
 
 def _load() -> dict:
-    return json.loads(CPU.read_text())
+    return _load_file(CPU)
 
 
 def _findings(tmp_path: Path, data: dict) -> list[str]:

@@ -11,18 +11,16 @@ import re
 from pathlib import Path
 
 import pytest
+from report_data import CPU, INT8, PRUNED, TEACHER
+from report_data import dump as _dump
+from report_data import load as _load_file
 
 from defectbench.errors import ReportError
 from defectbench.report import load_report, write_report
 from defectbench.report.cli import main
 from defectbench.report.plots import LABEL_WIDTH, latency_figure, point_labels, size_figure
 
-DATA = Path(__file__).parent / "data" / "report"
-CPU = DATA / "cpu.json"
-TEACHER = "tf_efficientnet_lite2.teacher"
-INT8 = "tf_efficientnet_lite0.kd.int8_ort"
 STUDENT = "tf_efficientnet_lite0.kd"
-PRUNED = "tf_efficientnet_lite0.kd.pruned50"
 
 TEACHER_RECIPE = {
     "kind": "trained",
@@ -42,12 +40,7 @@ RECIPES = {
 
 
 def _load() -> dict:
-    return json.loads(CPU.read_text())
-
-
-def _dump(data: object, path: Path) -> Path:
-    path.write_text(json.dumps(data))
-    return path
+    return _load_file(CPU)
 
 
 def _int8_bench(data: dict) -> dict:
