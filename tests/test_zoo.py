@@ -116,6 +116,9 @@ def test_build_order_puts_parents_first():
         "tf_efficientnet_lite0.kd.pruned50.onnx",
         "tf_efficientnet_lite0.kd.pruned50.int8_ort",
     ]
+    # a parent shared by many variants (the teacher) is listed once, not once per child
+    everything = build_order(recipes, recipes)
+    assert sorted(everything) == sorted(recipes)
 
 
 
@@ -386,6 +389,32 @@ def test_weights_identity_is_the_package_even_without_its_metadata(monkeypatch):
 def test_model_spec_validates():
     with pytest.raises(ConfigError, match="img_size 8 outside"):
         ModelSpec("x", 8)
+    # the documented range includes both ends (the profiles' sizes lie between them)
+    assert ModelSpec("x", 16).img_size == 16 and ModelSpec("x", 1024).img_size == 1024
+    for size in (15, 1025):
+        with pytest.raises(ConfigError, match=f"img_size {size} outside 16..1024"):
+            ModelSpec("x", size)
+    # a weights file for a model trained from scratch would be keyed but never loaded
+    with pytest.raises(ConfigError, match="weights file was given for a model trained from "
+                                          "scratch"):
+        ModelSpec("x", 64, pretrained=False, weights="/some/file.pth")
+
+
+def test_equal_recipes_key_equal_whatever_the_order_of_their_timm_options():
+    a = ModelSpec("x", 64, timm_kwargs={"drop_rate": 0.1, "drop_path_rate": 0.2})
+    b = ModelSpec("x", 64, timm_kwargs={"drop_path_rate": 0.2, "drop_rate": 0.1})
+    assert a == b and hash(a) == hash(b)
+    assert dict(a.timm_kwargs) == {"drop_rate": 0.1, "drop_path_rate": 0.2}
+
+
+def test_a_trained_recipe_refuses_a_model_and_a_schedule_of_other_sizes():
+    # the model would be built at one size and its images preprocessed at the other
+    from defectbench.train.config import TrainConfig
+    from defectbench.zoo.recipes import TrainedRecipe
+
+    with pytest.raises(ConfigError, match=r"x: model img_size 64 != train img_size 96"):
+        TrainedRecipe(ModelSpec("x", 64), TrainConfig(epochs=1, img_size=96))
+    assert TrainedRecipe(ModelSpec("x", 64), TrainConfig(epochs=1, img_size=64)).img_size == 64
 
 
 def _committed(store: ZooStore, name="a.variant", data=b"weights"):
@@ -575,6 +604,9 @@ def test_zoo_list_tells_current_from_stale_variants(tmp_path, capsys):
     assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path)]) == 0
     states = dict(line.split() for line in capsys.readouterr().out.splitlines())
     assert states[onnx] == "corrupt" and states[TEACHER] == "built"
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path), "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows[onnx]["corrupt"] and rows[onnx]["state"] == "corrupt" and not rows[onnx]["built"]
 
 
 
@@ -891,6 +923,9 @@ def test_a_recipe_builds_the_same_weights_whatever_ran_before_it(tmp_path):
         build_zoo(smoke, tmp_path / zoo, [TEACHER], log=lambda _: None)
         manifest = ZooStore(tmp_path / zoo, "smoke").verify(TEACHER)
         hashes.append(manifest["artifacts"])
+        # the resumable state saved after each epoch goes once the manifest is written
+        assert not (ZooStore(tmp_path / zoo, "smoke").variant_dir(TEACHER)
+                    / "train_state.pt").exists()
     assert hashes[0] == hashes[1]
     # same weights on the same machine; the manifest names the machine, since another CPU
     # model's kernels (or another thread count) would give other weights
@@ -927,6 +962,15 @@ def test_a_recipe_builds_the_same_weights_whatever_ran_before_it(tmp_path):
     build_zoo(smoke, tmp_path / "second", [TEACHER], log=said.append)
     assert not leftover.exists()
     assert any("removed train_state.pt" in line for line in said)
+
+    # a damaged artifact under a current key is rebuilt, not handed on because the key fits
+    weights = catalog.store.variant_dir(TEACHER) / "model.pt"
+    weights.write_bytes(weights.read_bytes()[:-1])
+    said = []
+    build_zoo(smoke, tmp_path / "second", [TEACHER], log=said.append)
+    assert catalog.store.verify(TEACHER)["artifacts"] == hashes[1]
+    assert f"{TEACHER}: damaged (an artifact is missing or does not match its sha256), " \
+           "rebuilding" in said
 
 
 def test_an_int8_variant_whose_graph_computes_in_float_is_refused(tmp_path):
@@ -1032,6 +1076,11 @@ def test_a_profile_subset_keeps_both_classes_even_when_one_is_tiny():
     profile = dataclasses.replace(get_profile("smoke"), max_train_images=10)
     subset = profile_subset(fixture, profile, "train")
     assert sorted(np.bincount(subset.labels, minlength=2)) == [1, 10]  # 1 defective, 10 good
+    # the draw is the profile's seed's: fixed for one seed, another for another
+    def drawn(seed):
+        return profile_subset(fixture, dataclasses.replace(profile, seed=seed), "train").ids
+
+    assert drawn(0) == drawn(0) and drawn(1) != drawn(0)
 
 
 def test_a_teacher_trained_on_annotated_probabilities_builds_and_differs(tmp_path):
@@ -1114,6 +1163,9 @@ def test_a_pt2e_variant_records_how_many_calibration_images_it_used(tmp_path, mo
     name = f"{TEACHER}.int8_pt2e"
     manifest = build_zoo(smoke, tmp_path, [name], log=lambda _: None)[name]
     assert all_recipes(smoke)[name].num_calibration == 128
+    # the teacher's bytes it was made from, so a teacher rebuilt since makes it stale
+    teacher_sha = ZooStore(tmp_path, "smoke").verify(TEACHER)["artifacts"]["model.pt"]["sha256"]
+    assert manifest["parent_artifacts"] == {TEACHER: {"model.pt": teacher_sha}}
     assert manifest["calibration_images"] == manifest["dev_images"] == smoke.max_dev_images
 
     # opened for the suite, it calibrates again from dev rows decoded on demand (the build
@@ -1352,6 +1404,12 @@ def test_zoo_list_calls_a_variant_corrupt_when_its_load_would_fail(tmp_path):
 @pytest.mark.parametrize(
     "edit, problem",
     [({"artifacts": {"model.pt": {"sha256": 5}}}, "an artifact without a sha256 of 64 hex digits"),
+     # a hash of the right length but not hex, or one digit too long, is no sha256 either
+     ({"artifacts": {"model.pt": {"sha256": "Z" * 64}}},
+      "an artifact without a sha256 of 64 hex digits"),
+     ({"artifacts": {"model.pt": {"sha256": "a" * 65}}},
+      "an artifact without a sha256 of 64 hex digits"),
+     ({"artifacts": ["model.pt"]}, "an artifact without a sha256 of 64 hex digits"),
      ({"parent_artifacts": ["x"]}, r"parent_artifacts is not \{parent: \{file: sha256\}\}")],
 )
 def test_a_hand_edited_manifest_of_the_wrong_types_is_corrupt_not_a_traceback(
@@ -1382,10 +1440,14 @@ def test_a_build_holding_the_lock_sweeps_every_leftover_whatever_its_age(tmp_pat
     _commit_under_catalog_key(catalog, TEACHER, {"model.pt": b"teacher weights"})
     leftover = catalog.store.variant_dir(TEACHER) / ".model.onnx.tmp-4242"
     leftover.write_bytes(b"half an export")
+    cached = catalog.store.cache_dir() / ".teacher_logits-abc-96.npy.x1y2.tmp"
+    cached.parent.mkdir()
+    cached.write_bytes(b"half the logits")  # the zoo's shared cache is swept too
     said = []
     build_zoo(get_profile("smoke"), tmp_path, [TEACHER], log=said.append)
-    assert not leftover.exists()
+    assert not leftover.exists() and not cached.exists()
     assert f"{TEACHER}: removed .model.onnx.tmp-4242, left by an interrupted build" in said
+    assert f"_cache: removed {cached.name}, left by an interrupted build" in said
 
 
 def test_the_rebuild_advice_of_another_teachers_folder_names_its_options(tmp_path):
@@ -1524,6 +1586,8 @@ def test_the_rebuild_command_survives_a_copy_and_paste_of_a_path_with_spaces(tmp
     command = ZooStore(root, "smoke").rebuild_command("tf_efficientnet_lite0.*").strip("`")
     assert shlex.split(command) == ["defectbench", "zoo", "build", "--profile", "smoke",
                                     "--zoo", str(root), "--variants", "tf_efficientnet_lite0.*"]
+    # the glob quoted: unquoted, a shell expands it against the folder the command is run in
+    assert " --variants 'tf_efficientnet_lite0.*'" in command
 
 
 def test_zoo_list_says_how_much_is_built_and_where_the_other_profiles_are(tmp_path, capsys):
@@ -1695,6 +1759,14 @@ def test_a_rebuild_says_why_the_variant_is_not_current(tmp_path):
     assert _why_not_current(store, "a.variant", "k1").startswith("damaged (an artifact")
     store.manifest_path("a.variant").write_text("{trunc")
     assert _why_not_current(store, "a.variant", "k1").startswith("damaged (its manifest")
+    # a child of a parent rebuilt with other bytes is stale, not damaged: its files are whole
+    _committed(store, name="p")
+    store.commit({"name": "p.child", "key": "k2", "parent_artifacts":
+                  store.parent_artifacts(["p"])})
+    _committed(store, name="p", data=b"rebuilt, other bytes")
+    assert _why_not_current(store, "p.child", "k2") == (
+        "stale (variant 'p.child' was made from an earlier build of 'p', whose artifacts have "
+        "changed since)")
 
 
 def test_a_full_disk_names_the_file_and_the_fix_and_keeps_the_old_file(tmp_path, monkeypatch,
@@ -1800,3 +1872,160 @@ def test_an_unknown_variant_of_another_teachers_zoo_suggests_the_list_of_that_zo
     # the default teacher's zoo keeps the short suggestion
     with pytest.raises(UnknownNameError, match=r"`defectbench zoo list --profile smoke` shows"):
         Catalog(tmp_path / "zoo", PROFILES["smoke"]).recipe("nope")
+
+
+@pytest.mark.parametrize("fmt", ["2", True, 2.0])
+def test_a_manifest_format_that_is_not_a_whole_number_is_corrupt_not_a_traceback(tmp_path,
+                                                                                  fmt):
+    # "2" compared with a number raised a TypeError; true counted as format 1, so a manifest
+    # without its checksum passed as one written before checksums
+    store = ZooStore(tmp_path, "smoke")
+    store.manifest_path(TEACHER).parent.mkdir(parents=True)
+    store.manifest_path(TEACHER).write_text(json.dumps(
+        {"name": TEACHER, "key": "k" * 64, "artifacts": {}, "manifest_format": fmt}))
+    assert not store.is_current(TEACHER, "k" * 64)
+    with pytest.raises(ArtifactError, match=rf"is corrupt \(manifest_format "
+                                            rf"{re.escape(repr(fmt))} is not a whole number\)"):
+        store.read_manifest(TEACHER)
+
+
+def test_a_failed_artifact_write_keeps_the_old_artifact_whole(tmp_path, monkeypatch):
+    # written in place, a write cut short (a full disk, a kill) left a truncated model.pt
+    import errno
+
+    from defectbench import io
+
+    store = _committed(ZooStore(tmp_path, "smoke"))
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(io.os, "fsync", full)
+    with pytest.raises(OSError) as error:
+        store.write_artifact("a.variant", "model.pt", b"new weights, never whole")
+    assert error.value.errno == errno.ENOSPC
+    monkeypatch.undo()
+    assert (store.variant_dir("a.variant") / "model.pt").read_bytes() == b"weights"
+    assert store.is_current("a.variant", "k1")
+    assert sorted(os.listdir(store.variant_dir("a.variant"))) == ["manifest.json", "model.pt"]
+
+
+def test_a_leftover_folder_that_could_not_be_removed_is_not_said_to_be_removed(tmp_path,
+                                                                                monkeypatch):
+    # rmtree(ignore_errors=True) fails without a word (a read-only file inside, for a user
+    # who is not its owner): the build must not log it as removed while it holds the space
+    from defectbench.zoo import store as store_module
+
+    store = ZooStore(tmp_path, "smoke")
+    scratch = store.variant_dir(TEACHER) / ".model.onnx.q1w2e3.tmp"
+    (scratch / "sub").mkdir(parents=True)
+    removable = store.variant_dir(TEACHER) / ".model.pt.abc123.tmp"
+    removable.write_bytes(b"x")
+    monkeypatch.setattr(store_module.shutil, "rmtree", lambda path, ignore_errors=False: None)
+    assert store.remove_leftovers(TEACHER, older_than_s=0) == [removable.name]
+    assert scratch.is_dir() and not removable.exists()
+
+
+def test_a_training_state_does_not_resume_against_a_rebuilt_parent(tmp_path):
+    # a student's saved epochs distilled from the old teacher; resumed after the teacher was
+    # rebuilt under the same key with other weights, they would make a model of neither
+    from defectbench.zoo.build import lineage_key
+
+    store = ZooStore(tmp_path, "smoke")
+    student = "tf_efficientnet_lite0.kd"
+    recipe = all_recipes("smoke")[student]
+    assert recipe.parents == (TEACHER,)
+    ctx = SimpleNamespace(keys={student: "s" * 64}, store=store)
+    keys = []
+    for weights in (b"first build", b"second build, same key, other bytes"):
+        store.commit({"name": TEACHER, "key": "t" * 64, "artifacts": {
+            "model.pt": store.write_artifact(TEACHER, "model.pt", weights)}})
+        keys.append(lineage_key(ctx, student, recipe))
+    assert keys[0] != keys[1]
+
+
+def test_a_teacher_weights_file_rewritten_in_place_keys_its_new_bytes(tmp_path):
+    # the hash is cached by path, size and mtime: a checkpoint overwritten by one of the same
+    # size (fine-tuned again, same architecture) must not keep the old file's keys
+    from defectbench.zoo.profiles import with_teacher
+
+    weights = tmp_path / "lite2-own.pth"  # any file: keyed by its bytes, not loaded
+    weights.write_bytes(b"a" * 4096)
+    profile = with_teacher(PROFILES["smoke"], weights=str(weights))
+    versions = {k: "1" for k in ("torch", "timm", "numpy", "onnx", "onnxscript", "onnxruntime",
+                                 "torchao", "torch-pruning")}
+    before = compute_keys(all_recipes(profile), _FakeFixture(), versions)
+    mtime = weights.stat().st_mtime_ns
+    weights.write_bytes(b"b" * 4096)
+    os.utime(weights, ns=(mtime + 10**9, mtime + 10**9))  # a second later, whatever the clock
+    after = compute_keys(all_recipes(profile), _FakeFixture(), versions)
+    assert after[TEACHER] != before[TEACHER]
+    assert after["tf_efficientnet_lite0.base"] == before["tf_efficientnet_lite0.base"]
+
+
+def test_the_catalog_reads_a_variant_only_as_its_current_recipe_builds_it(tmp_path):
+    from defectbench.zoo.catalog import Catalog
+
+    catalog = Catalog(tmp_path, "smoke")
+    readable = {"preprocess": {"size": 64}, "dev": {"operating_points": [_VALID_POINT]}}
+    _commit_under_catalog_key(catalog, TEACHER, {"model.pt": b"w" * 2**20}, **readable)
+    assert catalog.size_mb(TEACHER) == 1.0
+    # a variant rebuilt at load (PT2E, QAT) lists no weights: its size is its graph's tensors
+    pt2e = f"{TEACHER}.int8_pt2e"
+    _commit_under_catalog_key(catalog, pt2e, size_bytes=2**19, **readable)
+    assert catalog.size_mb(pt2e) == 0.5
+    # a precision the recipe does not offer is refused before anything is loaded
+    with pytest.raises(UnknownNameError, match=rf"'{re.escape(TEACHER)}' has no int8 build for "
+                                               r"cpu; it offers fp32, bf16 there"):
+        catalog.predictor(TEACHER, "int8", "cpu")
+    # a manifest of another recipe (an older checkout's) is not read as this one's
+    catalog.store.commit({**catalog.store.verify(TEACHER), "key": "an older recipe's key"})
+    with pytest.raises(ArtifactError, match="was built from another recipe"):
+        catalog.manifest(TEACHER)
+
+
+def test_a_model_file_without_every_tensor_of_its_recipe_is_refused_at_load(tmp_path):
+    # loaded leniently, the missing tensors would keep the fresh model's random values
+    import io
+
+    from defectbench.zoo.build import MODEL_FILE, _build_model, load_trained_model
+
+    recipe = all_recipes("smoke")[TEACHER]
+    model, _ = _build_model(recipe, pretrained=False)
+    state = model.state_dict()
+    dropped = next(iter(state))
+    del state[dropped]
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    store = ZooStore(tmp_path, "smoke")
+    store.commit({"name": TEACHER, "key": "k" * 64, "artifacts": {
+        MODEL_FILE: store.write_artifact(TEACHER, MODEL_FILE, buffer.getvalue())}})
+    with pytest.raises(RuntimeError, match=rf"Missing key.*{re.escape(dropped)}"):
+        load_trained_model(store, TEACHER, recipe, "k" * 64)
+
+
+def test_the_gpu_build_of_onnx_runtime_keys_as_onnx_runtime(monkeypatch):
+    # installed as onnxruntime-gpu, ONNX Runtime was "not installed" in every INT8 key
+    from importlib import metadata
+
+    from defectbench.zoo.build import library_versions
+
+    real = metadata.version
+
+    def gpu_build_only(name):
+        if name == "onnxruntime":
+            raise metadata.PackageNotFoundError(name)
+        return "1.23.2" if name == "onnxruntime-gpu" else real(name)
+
+    monkeypatch.setattr(metadata, "version", gpu_build_only)
+    assert library_versions()["onnxruntime"] == "1.23.2"
+
+
+def test_the_zoo_cli_makes_a_relative_teacher_weights_path_absolute(tmp_path, no_teacher_env,
+                                                                    monkeypatch):
+    # the build's processes, and a later command run elsewhere, resolve it from their own folder
+    monkeypatch.chdir(tmp_path)
+    _tiny_vit_checkpoint(tmp_path / "vit.safetensors")
+    assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path / "zoo"),
+                 "--teacher", "test_vit", "--teacher-weights", "vit.safetensors"]) == 0
+    assert os.environ["DEFECTBENCH_TEACHER_WEIGHTS"] == str(tmp_path / "vit.safetensors")
