@@ -963,3 +963,281 @@ def test_augmentation_never_mixes_images_of_a_batch():
     # one draw per image, applied to all of it (up to the rotation's rounding)
     torch.testing.assert_close(shift, shift[:, :1, :1, :1].expand_as(shift))
     assert len(set(shift[:, 0, 0, 0].tolist())) == 8
+
+
+def test_class_weights_weigh_both_cross_entropy_terms_of_distillation_not_the_kl():
+    # the docstring: class weights enter the cross-entropy terms (the labels' and, for hard KD,
+    # the teacher decision's) and never the KL term
+    torch.manual_seed(0)
+    student, teacher = torch.randn(8, 2), torch.randn(8, 2)
+    labels = torch.tensor([0, 0, 0, 0, 0, 0, 1, 1])
+    weight = torch.tensor([0.6, 2.5])
+    hard = distillation_loss(student, labels, teacher, DistillConfig(teacher="t", mode="hard"),
+                             weight)
+    expected = 0.5 * F.cross_entropy(student, labels, weight=weight) + 0.5 * F.cross_entropy(
+        student, teacher.argmax(1), weight=weight)
+    assert hard.item() == pytest.approx(expected.item(), rel=1e-6)
+    soft = distillation_loss(student, labels, teacher, DistillConfig(teacher="t", alpha=0.6),
+                             weight)
+    kl = F.kl_div(F.log_softmax(student / 4, 1), F.log_softmax(teacher / 4, 1),
+                  reduction="batchmean", log_target=True)
+    expected = 0.6 * 16 * kl + 0.4 * F.cross_entropy(student, labels, weight=weight)
+    assert soft.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+_NO_AUGMENT = AugmentConfig(flips=False, rot90=False, max_rotation_deg=0, contrast=0,
+                            brightness=0)
+
+
+@pytest.mark.parametrize("kwargs", [{"label_smoothing": 0.1},
+                                    {"targets": "annotator_probability"},
+                                    {"class_balance": "none"}])
+def test_the_first_recorded_loss_is_the_recipes_loss_at_the_starting_weights(kwargs):
+    # one step per epoch and no augmentation: epoch 0's train_loss is the loss of the
+    # untrained model on the whole set, with the recipe's class weights (imbalanced data:
+    # 9 good, 3 defective), smoothing and targets
+    from sklearn.utils.class_weight import compute_class_weight
+
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 9 + [1] * 3)
+    x = rng.standard_normal((12, 3, 16, 16)).astype(np.float32)
+    probability = np.where(y == 1, 2 / 3, 1 / 3)
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=12, augment=_NO_AUGMENT, **kwargs)
+    torch.manual_seed(0)
+    model = _Tiny()
+    with torch.no_grad():
+        logits = model.train()(torch.from_numpy(x))
+    weight = None
+    if cfg.class_balance == "weighted_loss":
+        weight = torch.tensor(compute_class_weight("balanced", classes=np.array([0, 1]), y=y),
+                              dtype=torch.float32)
+    target = torch.from_numpy(y)
+    if cfg.targets == "annotator_probability":
+        target = torch.from_numpy(np.stack([1 - probability, probability], 1).astype(np.float32))
+    expected = F.cross_entropy(logits, target, weight=weight,
+                               label_smoothing=cfg.label_smoothing)
+    result = fit(model, x, y, x, y, cfg,
+                 train_probability=probability if cfg.targets != "labels" else None)
+    assert result.history[0]["train_loss"] == pytest.approx(expected.item(), rel=1e-5)
+
+
+class _RecordsInputs(_Tiny):
+    """Records the first pixel of each training image it is given, one list per batch."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches: list[list[float]] = []
+
+    def forward(self, x):
+        if self.training:
+            self.batches.append(x[:, 0, 0, 0].tolist())
+        return super().forward(x)
+
+
+def _images_numbered(n):
+    """Image i is constant at i / 10, so a training input names the image it came from."""
+    x = (np.arange(n, dtype=np.float32) / 10).reshape(n, 1, 1, 1) + np.zeros((n, 3, 8, 8))
+    return x.astype(np.float32), (np.arange(n) % 2).astype(np.int64)
+
+
+@pytest.mark.parametrize("n, seen", [(18, 18), (17, 16)])
+def test_each_epoch_trains_on_every_image_once_in_a_new_order(n, seen):
+    # batches of 8: 18 images make 8 + 8 + 2 (the last, short batch is trained on); 17 make
+    # 8 + 8 + 1, and the batch of one is dropped for batch norm
+    x, y = _images_numbered(n)
+    cfg = TrainConfig(epochs=2, img_size=8, batch_size=8, augment=_NO_AUGMENT)
+    model = _RecordsInputs()
+    fit(model, x, y, x, y, cfg)
+    per_epoch = len(model.batches) // 2
+    epochs = [sum(model.batches[:per_epoch], []), sum(model.batches[per_epoch:], [])]
+    assert [len(b) for b in model.batches] == ([8, 8, 2] if n == 18 else [8, 8]) * 2
+    for order in epochs:
+        assert len(order) == seen
+        assert len(set(order)) == seen  # no image twice
+        assert set(order) <= {float(v) for v in x[:, 0, 0, 0]}  # un-augmented images
+    assert epochs[0] != epochs[1]  # reshuffled each epoch
+    assert epochs[0] != sorted(epochs[0])  # and shuffled at all
+
+
+def test_fit_augments_the_training_images_with_the_recipes_augmentation():
+    x, y = _images_numbered(16)
+    originals = {float(v) for v in x[:, 0, 0, 0]}
+    plain, augmented = _RecordsInputs(), _RecordsInputs()
+    fit(plain, x, y, x, y, TrainConfig(epochs=1, img_size=8, batch_size=8, augment=_NO_AUGMENT))
+    fit(augmented, x, y, x, y, TrainConfig(epochs=1, img_size=8, batch_size=8,
+                                           augment=AugmentConfig(brightness=0.2)))
+    assert set(sum(plain.batches, [])) == originals
+    assert not set(sum(augmented.batches, [])) & originals
+
+
+def test_the_seed_sets_the_data_order_and_augmentation():
+    x, y = _images_numbered(16)
+    orders = []
+    for seed in (0, 0, 1):
+        model = _RecordsInputs()
+        fit(model, x, y, x, y, TrainConfig(epochs=1, img_size=8, batch_size=8, seed=seed))
+        orders.append(model.batches)
+    assert orders[0] == orders[1] and orders[0] != orders[2]
+
+
+def test_the_learning_rate_follows_one_cycle_over_exactly_the_recipes_steps(monkeypatch):
+    # OneCycleLR over epochs * batches steps: from lr / 25 up to lr at 15% of the steps, then
+    # annealed to lr / 25 / 1e4 at the last step (a longer schedule stops before it anneals)
+    x, y = _data()
+    cfg = TrainConfig(epochs=4, img_size=16, batch_size=8, lr=0.05)  # 3 batches per epoch
+    lrs = []
+    step = torch.optim.AdamW.step
+
+    def recording_step(self, *args, **kwargs):
+        lrs.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", recording_step)
+    result = fit(_Tiny(), x, y, x, y, cfg)
+    assert len(lrs) == 12
+    # each epoch's history records the rate its last step used, not the next step's
+    assert [h["lr"] for h in result.history] == [lrs[2], lrs[5], lrs[8], lrs[11]]
+    assert lrs[0] == pytest.approx(cfg.lr / 25)
+    # the peak at step 0.15 * 12 - 1 = 0.8 falls between the first two steps
+    assert max(lrs) == pytest.approx(cfg.lr, rel=1e-2) and int(np.argmax(lrs)) == 1
+    assert lrs[-1] == pytest.approx(cfg.lr / 25 / 1e4)
+
+
+def test_the_kept_weights_are_the_average_at_the_recipes_decay():
+    # one step per epoch: the average after epoch k is the decay-weighted average of the raw
+    # weights each epoch ended with, the first step copying them
+    x, y = _data(n=8)
+    cfg = TrainConfig(epochs=4, img_size=16, batch_size=8, lr=0.05, ema_decay=0.5)
+    torch.manual_seed(0)
+    model, raw = _Tiny(), []
+    result = fit(model, x, y, *_unrelated_dev(), cfg,
+                 on_epoch=lambda _: raw.append(model.head.weight.detach().clone()))
+    assert result.best_epoch > 0  # an average of several steps, not the first copy
+    average = raw[0]
+    for weights in raw[1:result.best_epoch + 1]:
+        average = 0.5 * average + 0.5 * weights
+    torch.testing.assert_close(model.head.weight, average)
+    assert not model.training  # left in eval mode, as the raw-weight run leaves it
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"augment": {"max_rotation_deg": 45.0}}, "max_rotation_deg 45.0 outside 0..30"),
+     ({"augment": {"contrast": 1.0}}, r"contrast and brightness jitter must be in \[0, 1\)"),
+     ({"augment": {"brightness": 1.0}}, r"contrast and brightness jitter must be in \[0, 1\)"),
+     ({"augment": {"brightness": -0.1}}, r"contrast and brightness jitter must be in \[0, 1\)"),
+     ({"lr": 0.0}, r"lr 0.0 outside \(0, 1\)"),
+     ({"lr": 1.5}, r"lr 1.5 outside \(0, 1\)"),
+     ({"ema_decay": 0.0}, r"ema_decay 0.0 outside \(0, 1\)"),
+     ({"augment": {"rot90": 1}}, "augment rot90 must be true or false, got 1")],
+)
+def test_train_config_refuses_out_of_range_rates_and_augmentation(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        TrainConfig(**{"epochs": 1, "img_size": 16, **kwargs})
+
+
+def test_distillation_alpha_below_0_is_refused():
+    with pytest.raises(ConfigError, match=r"alpha must be in \[0, 1\], got -0.1"):
+        DistillConfig(teacher="t", alpha=-0.1)
+
+
+def test_negative_annotated_probabilities_are_refused():
+    x, y = _data()
+    cfg = TrainConfig(epochs=1, img_size=16, batch_size=8, targets="annotator_probability")
+    with pytest.raises(ConfigError, match=r"one probability in \[0, 1\] .* range \[-0.5, "):
+        fit(_Tiny(), x, y, x, y, cfg, train_probability=np.where(y == 1, 1.0, -0.5))
+
+
+def _views(image):
+    """The eight quarter-turn and mirror views of a square (C, H, W) image."""
+    views = []
+    for base in (image, image.transpose(-1, -2)):
+        for flips in ((), (-1,), (-2,), (-1, -2)):
+            views.append(base.flip(flips) if flips else base)
+    return views
+
+
+def _which_view(out, image):
+    matches = [i for i, v in enumerate(_views(image)) if torch.equal(out, v)]
+    assert len(matches) == 1, matches
+    return matches[0]
+
+
+def test_flips_and_rot90_give_all_eight_views_and_flips_alone_four():
+    image = torch.arange(3 * 5 * 5, dtype=torch.float32).view(3, 5, 5)  # no symmetry
+    x = image.expand(64, 3, 5, 5).contiguous()
+    geometric = AugmentConfig(max_rotation_deg=0, contrast=0, brightness=0)
+    both = augment_batch(x, geometric, torch.Generator().manual_seed(0))
+    assert {_which_view(o, image) for o in both} == set(range(8))
+    flips = augment_batch(x, dataclasses.replace(geometric, rot90=False),
+                          torch.Generator().manual_seed(0))
+    assert {_which_view(o, image) for o in flips} == {0, 1, 2, 3}
+    turns = augment_batch(x, dataclasses.replace(geometric, flips=False),
+                          torch.Generator().manual_seed(0))
+    assert {_which_view(o, image) for o in turns} == {0, 4}
+    # a non-square image cannot be transposed into its own shape: it is flipped only
+    wide = torch.randn(8, 3, 4, 6)
+    assert augment_batch(wide, geometric, torch.Generator().manual_seed(0)).shape == wide.shape
+
+
+def test_rotations_turn_both_ways_up_to_the_maximum_angle():
+    # a horizontal bar through the centre: the slope of its brightest pixel per column is
+    # tan(angle), the sign giving the direction
+    n, size = 64, 33
+    x = torch.zeros(n, 3, size, size)
+    x[:, :, size // 2, :] = 1.0
+    out = augment_batch(x, AugmentConfig(flips=False, rot90=False, max_rotation_deg=20,
+                                         contrast=0, brightness=0),
+                        torch.Generator().manual_seed(0))
+    rows = torch.arange(size, dtype=torch.float32).view(1, size, 1)
+    weight = out[:, 0]
+    centre = (weight * rows).sum(1) / weight.sum(1)  # (n, columns): the bar's row per column
+    columns = torch.arange(size, dtype=torch.float32)[8:-8]
+    slopes = np.polyfit(columns.numpy(), centre[:, 8:-8].T.numpy(), 1)[0]
+    angles = np.degrees(np.arctan(slopes))
+    assert np.abs(angles).max() <= 21 and np.abs(angles).max() > 15
+    assert angles.min() < -10 and angles.max() > 10  # both directions
+    # a rotation, not a shear or mirror: a vertical bar turns by the same angle, so the same
+    # draws leave it perpendicular to the horizontal one
+    upright = augment_batch(x.transpose(-1, -2), AugmentConfig(
+        flips=False, rot90=False, max_rotation_deg=20, contrast=0, brightness=0),
+        torch.Generator().manual_seed(0)).transpose(-1, -2)[:, 0]
+    centre = (upright * rows).sum(1) / upright.sum(1)
+    upright_slopes = np.polyfit(columns.numpy(), centre[:, 8:-8].T.numpy(), 1)[0]
+    np.testing.assert_allclose(upright_slopes, -slopes, atol=0.02)
+
+
+def test_contrast_keeps_each_images_mean_and_brightness_spans_its_range():
+    rng = torch.Generator().manual_seed(3)
+    x = torch.randn(64, 3, 8, 8, generator=rng) * torch.linspace(0.5, 2, 64).view(64, 1, 1, 1)
+    contrast = augment_batch(x, dataclasses.replace(_NO_AUGMENT, contrast=0.3),
+                             torch.Generator().manual_seed(0))
+    torch.testing.assert_close(contrast.mean((1, 2, 3)), x.mean((1, 2, 3)), atol=1e-5, rtol=0)
+    scale = (contrast.std((1, 2, 3)) / x.std((1, 2, 3))).numpy()
+    assert scale.min() >= 0.7 - 1e-5 and scale.max() <= 1.3 + 1e-5
+    assert scale.min() < 0.8 and scale.max() > 1.2  # lowered and raised
+    bright = augment_batch(x, dataclasses.replace(_NO_AUGMENT, brightness=0.1),
+                           torch.Generator().manual_seed(0))
+    shift = (bright - x)[:, 0, 0, 0].numpy()
+    # 0.1 of the pixel range is 0.2 after normalising with std 0.5
+    assert np.abs(shift).max() <= 0.2 + 1e-6 and shift.min() < -0.15 and shift.max() > 0.15
+
+
+def test_each_training_state_replaces_the_last_instead_of_rewriting_it_in_place(tmp_path):
+    # a new file renamed over the old one: a build killed while writing epoch k's state
+    # leaves epoch k-1's whole, and whoever opened the old file still reads all of it
+    ckpt = tmp_path / "state.pt"
+    x, y = _data()
+    cfg = TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05)
+    opened = []
+
+    def open_the_first_state(record):
+        if record["epoch"] == 1:  # epoch 0's state is on disk, epoch 1's not yet
+            opened.append(ckpt.open("rb"))
+
+    fit(_Tiny(), x, y, x, y, cfg, checkpoint_path=ckpt, checkpoint_key="k",
+        on_epoch=open_the_first_state)
+    with opened[0] as old:
+        (tmp_path / "old.pt").write_bytes(old.read())
+    assert read_training_state(tmp_path / "old.pt")["epoch"] == 0
+    assert read_training_state(ckpt)["epoch"] == 2

@@ -328,6 +328,9 @@ def fit(
         model.train()
         order = torch.randperm(len(train_x), generator=generator)
         running, seen = 0.0, 0
+        # the rate of the epoch's last step: after it the scheduler already holds the next
+        # step's, which after the last epoch lies past the end of the one-cycle schedule
+        lr_used = optimizer.param_groups[0]["lr"]
         batches = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}", leave=False, unit="batch")
         for b in batches:
             idx = order[b * config.batch_size : (b + 1) * config.batch_size]
@@ -371,6 +374,7 @@ def fit(
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            lr_used = optimizer.param_groups[0]["lr"]
             optimizer.step()
             scheduler.step()
             if ema is not None:  # step 1 copies the weights, later steps average at the decay
@@ -384,7 +388,7 @@ def fit(
             "epoch": epoch,
             "train_loss": running / max(seen, 1),
             "dev_auroc": dev_auroc,
-            "lr": scheduler.get_last_lr()[0],
+            "lr": lr_used,
         }
         history.append(record)
         if dev_auroc > best["auroc"]:
