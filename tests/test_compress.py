@@ -144,6 +144,49 @@ def test_export_restores_training_mode(tmp_path) -> None:
     model = tiny_cnn().train()
     export_onnx(model, images(2, seed=6, size=16), tmp_path / "t.onnx")
     assert model.training and model.features[1].training
+    # module by module: a BatchNorm frozen in eval while the rest trains stays frozen
+    model.features[1].eval()
+    export_onnx(model, images(2, seed=6, size=16), tmp_path / "f.onnx")
+    assert model.training and model.features[0].training and not model.features[1].training
+
+
+def test_parity_allows_atol_plus_rtol_times_the_logit(tmp_path, monkeypatch) -> None:
+    model = tiny_cnn()
+    with torch.no_grad():
+        model.head.bias.copy_(torch.tensor([-50.0, 50.0]))  # large logits: rtol dominates
+    real = onnx_export._onnx_logits
+    x = images(2, seed=9, size=16)
+    for scale, passed in ((1 + 5e-4, True), (1 + 2e-3, False)):
+        monkeypatch.setattr(onnx_export, "_onnx_logits", lambda *args, s=scale: real(*args) * s)
+        path = tmp_path / f"{scale}.onnx"
+        if passed:  # |diff| = 0.025 > atol, but <= atol + rtol * 50
+            assert export_onnx(model, x, path).parity.within_tolerance
+        else:
+            with pytest.raises(ArtifactError, match=r"within: False\), 0 of 2 decisions"):
+                export_onnx(model, x, path)
+        assert path.exists() is passed
+
+
+def test_a_decision_that_flips_at_the_configured_threshold_fails_parity(
+    tmp_path, monkeypatch
+) -> None:
+    # logits within tolerance may still put an image on the other side of the threshold
+    model = tiny_cnn()
+    with torch.no_grad():
+        model.head.weight.zero_()
+        model.head.bias.copy_(torch.tensor([0.0, 0.4]))  # p(defect) = 0.599 for every image
+    real = onnx_export._onnx_logits
+    monkeypatch.setattr(  # p(defect) = 0.525 in ONNX
+        onnx_export, "_onnx_logits", lambda *args: real(*args) + np.float32([[0.0, -0.3]])
+    )
+    x = images(2, seed=10, size=16)
+    report = export_onnx(model, x, tmp_path / "ok.onnx", OnnxExportConfig(atol=1.0))
+    assert report.parity.passed and report.parity.decision_flips == 0
+    with pytest.raises(
+        ArtifactError, match=r"within: True\), 2 of 2 decisions at threshold 0.55 differ"
+    ):
+        export_onnx(model, x, tmp_path / "flip.onnx", OnnxExportConfig(atol=1.0, threshold=0.55))
+    assert not (tmp_path / "flip.onnx").exists()
 
 
 @pytest.mark.parametrize(
@@ -153,8 +196,11 @@ def test_export_restores_training_mode(tmp_path) -> None:
         ({"atol": -1.0}, r"atol and rtol must be >= 0, got atol=-1.0"),
         ({"threshold": 1.0}, r"threshold must be in \(0, 1\), got 1.0"),
         ({"output_name": "input"}, r"must be non-empty and different"),
+        ({"rtol": -1.0}, r"atol and rtol must be >= 0, got atol=0.0001 rtol=-1.0"),
+        ({"threshold": 0.0}, r"threshold must be in \(0, 1\), got 0.0"),
+        ({"input_name": ""}, r"input_name '' and output_name 'logits' must be non-empty"),
     ],
-    ids=["opset", "atol", "threshold", "names"],
+    ids=["opset", "atol", "threshold", "names", "rtol", "threshold-0", "empty-name"],
 )
 def test_export_config_validation(kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -218,7 +264,7 @@ def test_an_output_left_quantized_despite_float_model_output_is_refused(
     import defectbench.compress.ort_quant as ort_quant
 
     _, _, report = lite0
-    monkeypatch.setattr(ort_quant, "_model_output_op_type", lambda path, already: set())
+    monkeypatch.setattr(ort_quant, "_model_output_op_type", lambda path, already, shown_as: set())
     out = tmp_path / "q.onnx"
     with pytest.raises(ArtifactError, match=r"left its output behind a DequantizeLinear"):
         quantize_onnx_static(report.path, out, [images(4, seed=48)],
@@ -264,6 +310,53 @@ def test_a_convolution_classifier_behind_a_flatten_keeps_a_float_output(tmp_path
         _check_float_output(store, "v.int8_ort", recipe, old)
 
 
+def conv_classifier_graph(path: Path, *, name_classifier: bool = True, size: int | str = 8):
+    """x -> Conv -> Relu -> GlobalAveragePool -> 1x1 Conv classifier -> Flatten, by hand."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["x", "w1"], ["h"], name="stem"),
+            helper.make_node("Relu", ["h"], ["r"], name="relu"),
+            helper.make_node("GlobalAveragePool", ["r"], ["p"], name="pool"),
+            helper.make_node("Conv", ["p", "w2"], ["c"], name="classifier" if name_classifier
+                             else None),
+            helper.make_node("Flatten", ["c"], ["logits"], name="flatten"),
+        ],
+        "conv_classifier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 3, size, size])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[
+            numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w1"),
+            numpy_helper.from_array(rng.standard_normal((2, 4, 1, 1)).astype(np.float32), "w2"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+def test_an_unnamed_classifier_node_that_cannot_be_kept_float_is_named(tmp_path) -> None:
+    # ORT leaves nodes unquantized by name: an unnamed one cannot be, whatever the exporter
+    path = conv_classifier_graph(tmp_path / "m.onnx", name_classifier=False)
+    # named by the user's file, not the preprocessed scratch copy quantization works on
+    with pytest.raises(ConfigError,
+                       match=r"the Conv node\(s\) behind m\.onnx's output have no name"):
+        quantize_onnx_static(path, tmp_path / "q.onnx", [images(4, seed=43, size=8)],
+                             OrtStaticInt8Config(num_calibration=4))
+    assert not (tmp_path / "q.onnx").exists()
+
+
+def test_a_graph_with_dynamic_image_sizes_calibrates_on_any_size(tmp_path) -> None:
+    path = conv_classifier_graph(tmp_path / "m.onnx", size="size")
+    quant = quantize_onnx_static(path, tmp_path / "q.onnx", [images(4, seed=44, size=8)],
+                                 OrtStaticInt8Config(num_calibration=4))
+    assert quant.float_nodes == ("classifier",)
+    assert OrtPredictor(tmp_path / "q.onnx").predict_logits(images(2, 45, size=12)).shape == (2, 2)
+
+
 def test_float_model_output_refuses_an_output_op_type_that_repeats(tmp_path) -> None:
     # ORT keeps outputs float by op type: with two Gemms, keeping the classifier's float would
     # keep the hidden layer's too, another model than the one asked for
@@ -272,13 +365,20 @@ def test_float_model_output_refuses_an_output_op_type_that_repeats(tmp_path) -> 
     x = images(4, seed=45, size=8)
     report = export_onnx(mlp, x, tmp_path / "mlp.onnx")
     assert [n.op_type for n in onnx.load(str(report.path)).graph.node].count("Gemm") == 2
-    with pytest.raises(ConfigError, match=r"also occurs elsewhere: Gemm \(2 nodes\)"):
+    with pytest.raises(ConfigError, match=r"producing mlp\.onnx's output also occurs "
+                                          r"elsewhere: Gemm \(2 nodes\)"):
         quantize_onnx_static(report.path, tmp_path / "q.onnx", [x], OrtStaticInt8Config(
             num_calibration=4))
     assert not (tmp_path / "q.onnx").exists()
     quant = quantize_onnx_static(report.path, tmp_path / "q.onnx", [x], OrtStaticInt8Config(
         num_calibration=4, float_model_output=False))
     assert quant.float_output_op_types == ()
+    # the fix the error names: keep every Gemm's output float, the classifier's among them
+    quant = quantize_onnx_static(report.path, tmp_path / "g.onnx", [x], OrtStaticInt8Config(
+        num_calibration=4, float_output_op_types=("Gemm",)))
+    assert quant.float_output_op_types == ("Gemm",)
+    graph = onnx.load(str(tmp_path / "g.onnx")).graph
+    assert {n.op_type for n in graph.node if graph.output[0].name in n.output} == {"Gemm"}
 
 
 def test_static_int8_vit_leaves_layernorm_and_softmax_in_float(vit, tmp_path) -> None:
@@ -342,6 +442,39 @@ def test_symmetric_int8_has_the_zero_points_tensorrt_needs(tmp_path) -> None:
     assert np.abs(sym - fp32).max() <= 0.5 * np.abs(fp32).max()
 
 
+def test_calibration_settings_reach_the_quantizer(tmp_path) -> None:
+    # a setting dropped on its way to ONNX Runtime falls back to ORT's own default (MinMax,
+    # percentile 99.999, 128 entropy bins: the min-max range again) without a word
+    from onnx import numpy_helper
+
+    calib = [images(8, seed=120, size=16)]
+    path = export_onnx(tiny_cnn(), calib[0][:2], tmp_path / "m.onnx").path
+
+    def quantized(name: str, **kwargs) -> tuple[np.ndarray, list[int]]:
+        out = tmp_path / f"{name}.onnx"
+        quantize_onnx_static(path, out, calib, OrtStaticInt8Config(num_calibration=8, **kwargs))
+        graph = onnx.load(str(out)).graph
+        inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        activations = [float(inits[n.input[1]]) for n in graph.node
+                       if n.op_type == "QuantizeLinear"]
+        weight_scales = [inits[n.input[1]].size for n in graph.node
+                         if n.op_type == "DequantizeLinear" and n.input[0] in inits
+                         and inits[n.input[0]].dtype == np.int8]
+        return np.array(activations), weight_scales
+
+    minmax, per_channel = quantized("minmax")
+    p90, _ = quantized("p90", calibration="percentile", percentile=90.0)
+    p_default, _ = quantized("p99999", calibration="percentile")
+    # the input's range: the 90th percentile of |x| of normal noise, not its maximum
+    assert p90[0] < 0.6 * minmax[0] and p_default[0] > 0.9 * minmax[0]
+    entropy_128, _ = quantized("e128", calibration="entropy", entropy_bins=128)
+    entropy_512, _ = quantized("e512", calibration="entropy", entropy_bins=512)
+    np.testing.assert_allclose(entropy_128, minmax, rtol=1e-4)
+    assert np.all(entropy_512 <= minmax * (1 + 1e-4)) and np.any(entropy_512 < 0.9 * minmax)
+    _, per_tensor = quantized("per_tensor", per_channel=False)
+    assert max(per_channel) > 1 and max(per_tensor) == 1
+
+
 def test_static_int8_explicit_op_types_win(lite0, tmp_path) -> None:
     _, _, report = lite0
     quant = quantize_onnx_static(
@@ -351,6 +484,14 @@ def test_static_int8_explicit_op_types_win(lite0, tmp_path) -> None:
         OrtStaticInt8Config(num_calibration=1, op_types=("Conv",)),
     )
     assert (quant.op_types, quant.op_selection) == (("Conv",), "config")
+
+
+def test_explicit_op_types_win_on_a_transformer_graph_too(vit, tmp_path) -> None:
+    _, _, report = vit
+    out = tmp_path / "matmul_only.onnx"
+    quant = quantize_onnx_dynamic(report.path, out, OrtDynamicInt8Config(op_types=("MatMul",)))
+    assert (quant.op_types, quant.op_selection) == (("MatMul",), "config")
+    assert "MatMulInteger" in op_types(out) and "ConvInteger" not in op_types(out)
 
 
 def test_int8_that_quantizes_nothing_is_refused_not_written(lite0, tmp_path) -> None:
@@ -375,10 +516,25 @@ def test_dynamic_int8(exported, tmp_path) -> None:
     assert {"DynamicQuantizeLinear", "MatMulInteger"} <= op_types(out)
     if arch.startswith("vit"):
         assert quant.op_types == ("Conv", "MatMul")
+        # matmul_const_b_only: attention's activation x activation MatMuls stay float
+        assert "MatMul" in op_types(out)
     x = images(2, seed=40)
     fp32 = OrtPredictor(report.path).predict_logits(x)
     int8 = OrtPredictor(out).predict_logits(x)
     assert np.abs(int8 - fp32).max() <= 0.25 * np.abs(fp32).max()
+
+
+def test_dynamic_int8_per_channel_reaches_the_quantizer(tmp_path) -> None:
+    path = export_onnx(tiny_cnn(), images(2, seed=42, size=16), tmp_path / "m.onnx").path
+    sizes = {}
+    for per_channel in (False, True):
+        out = tmp_path / f"dyn_{per_channel}.onnx"
+        quantize_onnx_dynamic(path, out, OrtDynamicInt8Config(per_channel=per_channel))
+        graph = onnx.load(str(out)).graph
+        # the classifier's weight scale: one per output class, or one for the whole tensor
+        sizes[per_channel] = [int(np.prod(i.dims)) for i in graph.initializer
+                              if i.name.startswith("head.") and i.name.endswith("_scale")]
+    assert sizes == {False: [1], True: [2]}
 
 
 def test_dynamic_int8_scores_depend_on_the_call_so_the_zoo_scores_them_per_image(
@@ -448,12 +604,30 @@ def test_quantize_missing_fp32_file(tmp_path) -> None:
             {"op_types": ("Gemm",)},
             r"op_types \['Gemm'\] cannot be quantized this way; valid choices: .*Conv",
         ),
+        (OrtStaticInt8Config, {"percentile": 80.0}, r"percentile must be in \[90, 100\], got 80"),
+        (OrtStaticInt8Config, {"entropy_bins": 64}, r"entropy_bins must be an int >= 128, got 64"),
+        (
+            OrtStaticInt8Config,
+            {"float_output_op_types": ("Softplus",)},
+            r"op_types \['Softplus'\] cannot be quantized this way",
+        ),
     ],
-    ids=["method", "activation", "static-op", "count", "symmetric-uint8", "dynamic-op"],
+    ids=["method", "activation", "static-op", "count", "symmetric-uint8", "dynamic-op",
+         "percentile", "entropy-bins", "float-output-op"],
 )
 def test_ort_config_validation(factory, kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):
         factory(**kwargs)
+
+
+def test_only_a_signed_symmetric_graph_without_int32_biases_is_tensorrt_compatible() -> None:
+    from defectbench.compress import TENSORRT_INT8, tensorrt_compatible
+
+    assert tensorrt_compatible(TENSORRT_INT8)
+    for change in ({"quantize_bias": True}, {"weight_type": "uint8"},
+                   {"activation_type": "uint8", "symmetric_activations": False}):
+        assert not tensorrt_compatible(dataclasses.replace(TENSORRT_INT8, **change)), change
+    assert not tensorrt_compatible(OrtDynamicInt8Config())
 
 
 def test_ort_configs_round_trip_to_dict() -> None:
@@ -798,6 +972,11 @@ def test_parity_check_batches_of_another_size_are_named(tmp_path) -> None:
         DataError, match=r"has samples of shape \(3, 24, 24\) .* takes \(3, 16, 16\)"
     ):
         export_onnx(tiny_cnn(), x, tmp_path / "s.onnx", check_batches=[images(2, 93, size=24)])
+    grey = images(2, 93, size=16)[:, :1]  # the right size, one channel
+    with pytest.raises(
+        DataError, match=r"has samples of shape \(1, 16, 16\) .* takes \(3, 16, 16\)"
+    ):
+        export_onnx(tiny_cnn(), x, tmp_path / "s.onnx", check_batches=[grey])
     assert not (tmp_path / "s.onnx").exists()
 
 
@@ -956,6 +1135,22 @@ def test_load_pruned_names_a_truncated_file(tmp_path) -> None:
         # EOFError
         with pytest.raises(ArtifactError, match=rf"{name} cannot be read as a pruned model"):
             load_pruned(tmp_path / name, tiny_cnn())
+
+
+def test_calibration_draws_only_the_batches_it_needs(tmp_path) -> None:
+    # calibration batches may come from a loader over a whole split: reading past
+    # num_calibration samples would preprocess images that are never used
+    path = export_onnx(tiny_cnn(), images(2, seed=114, size=16), tmp_path / "m.onnx").path
+    drawn: list[int] = []
+
+    def loader():
+        for i in range(3):
+            drawn.append(i)
+            yield images(3, seed=115 + i, size=16)
+
+    quant = quantize_onnx_static(path, tmp_path / "q.onnx", loader(),
+                                 OrtStaticInt8Config(num_calibration=4))
+    assert quant.num_calibration_samples == 4 and drawn == [0, 1]
 
 
 def test_one_array_passed_as_the_calibration_batches_is_named(tmp_path) -> None:

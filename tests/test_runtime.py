@@ -173,6 +173,47 @@ def test_torch_predictor_splits_into_max_batch_chunks(batch: np.ndarray) -> None
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-6)
 
 
+def test_torch_predictor_puts_a_model_left_in_training_mode_in_eval_mode(
+    batch: np.ndarray,
+) -> None:
+    # in training mode BatchNorm normalises each batch by its own statistics: the scores of an
+    # image would depend on the other images in its batch
+    model = tiny_net()
+    expected = reference_logits(model, batch)
+    predictor = TorchPredictor(model.train())
+    assert not model.training and not model.features[1].training
+    np.testing.assert_allclose(predictor.predict_logits(batch), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_channels_last_applies_to_the_weights_and_to_every_batch(batch: np.ndarray) -> None:
+    channels_last = torch.channels_last
+    for wanted in (True, False):
+        model = tiny_net()
+        seen: list[bool] = []
+        model.register_forward_pre_hook(
+            lambda module, args, seen=seen: seen.append(
+                args[0].is_contiguous(memory_format=channels_last)
+            )
+        )
+        TorchPredictor(model, channels_last=wanted).predict_logits(batch)
+        assert model.features[0].weight.is_contiguous(memory_format=channels_last) is wanted
+        assert seen == [wanted]
+
+
+def test_predict_rejects_logits_for_another_number_of_images(batch: np.ndarray) -> None:
+    class Folded(nn.Module):  # four scores per image, reshaped into rows of two
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = tiny_net(num_classes=4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x).reshape(-1, 2)
+
+    predictor = TorchPredictor(Folded().eval(), name="folded")
+    with pytest.raises(ArtifactError, match=r"'folded' returned logits of shape \(10, 2\) for 5"):
+        predictor.predict_logits(batch)
+
+
 def test_torch_predictor_bf16_on_cpu_is_close_to_fp32(batch: np.ndarray) -> None:
     model = tiny_net()
     expected = reference_logits(model, batch)
@@ -426,6 +467,65 @@ def test_ort_predictor_feeds_a_fixed_batch_graph_one_by_one(tmp_path, weight, sm
     assert predictor.predict_logits(small_batch).shape == (3, 2)
 
 
+def test_a_fixed_batch_graph_takes_exactly_its_batch(tmp_path, weight, small_batch) -> None:
+    predictor = OrtPredictor(write_onnx(tmp_path / "b2.onnx", weight, batch_dim=2), max_batch=3)
+    assert predictor.max_batch == 2  # the graph's batch wins over a larger max_batch
+    assert predictor.predict_logits(np.concatenate([small_batch, small_batch[:1]])).shape == (4, 2)
+    # 3 images: chunks of 2 and 1, and the graph takes no chunk of 1
+    with pytest.raises(
+        DataError, match=r"fixed batch of 2, got a chunk of 1; re-export with OnnxExportConfig"
+    ):
+        predictor.predict_logits(small_batch)
+
+
+def test_ort_predictor_runs_a_graph_that_takes_fp16(tmp_path, weight, small_batch) -> None:
+    # a half-precision export: float32 batches are cast to the graph's input type
+    graph = helper.make_graph(
+        [
+            helper.make_node("Cast", ["x"], ["x32"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceMean", ["x32", "axes"], ["pooled"], keepdims=0),
+            helper.make_node("Gemm", ["pooled", "w"], ["logits"]),
+        ],
+        "half",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, ["batch", 3, 4, 4])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        initializer=[
+            numpy_helper.from_array(np.array([2, 3], np.int64), "axes"),
+            numpy_helper.from_array(weight, "w"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, str(tmp_path / "half.onnx"))
+    predictor = OrtPredictor(tmp_path / "half.onnx")
+    assert predictor.precision == "fp16" and predictor.name == "half.onnxruntime.fp16.cpu"
+    logits = predictor.predict_logits(small_batch)
+    assert logits.dtype == np.float32
+    expected = small_batch.astype(np.float16).astype(np.float32).mean(axis=(2, 3)) @ weight
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_ort_session_has_the_thread_count_and_full_graph_optimization(tmp_path, weight) -> None:
+    import onnxruntime as ort
+
+    predictor = OrtPredictor(write_onnx(tmp_path / "m.onnx", weight), intra_op_threads=1)
+    options = predictor.session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.graph_optimization_level == ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    assert predictor.describe()["intra_op_threads"] == 1  # recorded with the results
+
+
+def test_ort_predictor_checks_its_providers_and_their_options(tmp_path, weight) -> None:
+    path = write_onnx(tmp_path / "m.onnx", weight)
+    assert OrtPredictor(path, providers=" CPU ").providers == ("CPUExecutionProvider",)
+    with pytest.raises(ConfigError, match=r"providers is empty; pass e\.g\. \('cpu',\)"):
+        OrtPredictor(path, providers=())
+    with pytest.raises(
+        ConfigError, match=r"provider_options has 2 entries for 1 providers; give one mapping"
+    ):
+        OrtPredictor(path, provider_options=[{}, {}])
+
+
 def test_ort_predictor_missing_file(tmp_path) -> None:
     with pytest.raises(ArtifactError, match=r"ONNX file .*nope.onnx not found; build it with"):
         OrtPredictor(tmp_path / "nope.onnx")
@@ -480,6 +580,8 @@ def test_ort_execution_routes_fp16_and_int8_on_cuda_to_tensorrt(
             engine == "fp16", engine == "int8")
         assert cuda == {"use_tf32": 0}  # what TensorRT hands back runs in fp32 too
         assert trt["trt_engine_cache_enable"] and trt["trt_engine_cache_path"] == str(tmp_path)
+        # the timing cache too: without it every engine rebuild times every tactic again
+        assert trt["trt_timing_cache_enable"] and trt["trt_timing_cache_path"] == str(tmp_path)
 
 
 def test_tensorrt_profile_is_explicit_batch_1_to_max_tuned_for_max(tmp_path, weight) -> None:

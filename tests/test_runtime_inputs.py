@@ -162,6 +162,15 @@ def test_vit_input_shape_is_its_fixed_image_size() -> None:
         predictor.predict_logits(images(1, 3, 48, 48))
 
 
+def test_vit_input_shape_keeps_height_and_width_apart() -> None:
+    vit = timm.create_model(
+        "vit_tiny_patch16_224", img_size=(32, 48), depth=1, num_classes=2, pretrained=False
+    )
+    predictor = TorchPredictor(vit.eval(), name="vit")
+    assert predictor.input_shape == (3, 32, 48)
+    assert predictor.predict_logits(images(1, 3, 32, 48)).shape == (1, 2)
+
+
 # --------------------------------------------------------------------------- damaged files
 
 
@@ -202,6 +211,19 @@ def test_a_graph_that_is_not_a_binary_image_classifier_is_refused_at_open(
 ) -> None:
     with pytest.raises(ArtifactError, match=message):
         OrtPredictor(write_graph(tmp_path / "m.onnx", **graph))
+
+
+def test_a_graph_whose_logits_are_not_two_dimensional_is_refused_at_open(tmp_path) -> None:
+    path = write_graph(tmp_path / "m.onnx")
+    model = onnx.load(str(path))
+    graph = model.graph
+    graph.node[-1].output[0] = "flat"
+    graph.node.append(helper.make_node("Unsqueeze", ["flat", "last"], ["logits"]))
+    graph.initializer.append(numpy_helper.from_array(np.array([2], np.int64), "last"))
+    graph.output[0].type.tensor_type.shape.dim.add().dim_value = 1
+    onnx.save(model, str(path))
+    with pytest.raises(ArtifactError, match=r"returns \['batch', 2, 1\], not \(N, 2\) logits"):
+        OrtPredictor(path)
 
 
 # --------------------------------------------------------------------------- settings

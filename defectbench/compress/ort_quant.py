@@ -286,16 +286,16 @@ def quantize_onnx_static(
     with scratch_dir_beside(out_path) as scratch, atomic_path(out_path) as tmp:
         pre = _pre_process(fp32_path, scratch)
         if config.float_model_output:
-            behind_reshape = _output_compute_nodes_behind_shape_ops(pre)
+            # `pre` is a scratch copy: errors name the user's file
+            behind_reshape = _output_compute_nodes_behind_shape_ops(pre, fp32_path.name)
             if behind_reshape:
                 # a convolution classifier then a flatten (DLA, DPN, BiT): excluding the
                 # flatten's op type would leave the convolution's output quantized, so the
                 # classifier node itself stays float (one small convolution)
                 float_nodes = tuple(sorted(behind_reshape))
             else:
-                float_outputs = tuple(
-                    sorted(set(float_outputs) | _model_output_op_type(pre, set(float_outputs)))
-                )
+                kept = _model_output_op_type(pre, set(float_outputs), fp32_path.name)
+                float_outputs = tuple(sorted(set(float_outputs) | kept))
         extra["OpTypesToExcludeOutputQuantization"] = list(float_outputs)
         # one sample per call: the histogram calibrators (entropy, percentile) stack every
         # call's activations and need equal shapes, and a trimmed last batch would differ
@@ -506,22 +506,23 @@ def output_op_types(onnx_path: str | Path, through_shape_ops: bool = False) -> s
     return {node.op_type for node in _output_nodes(onnx_path, through_shape_ops)}
 
 
-def _output_compute_nodes_behind_shape_ops(onnx_path: str | Path) -> set[str]:
+def _output_compute_nodes_behind_shape_ops(onnx_path: str | Path, shown_as: str) -> set[str]:
     """Names of the nodes whose outputs reach the graph's outputs only through shape-only
-    ops; empty when the outputs come straight from a compute node (a Gemm classifier)."""
+    ops; empty when the outputs come straight from a compute node (a Gemm classifier).
+    `shown_as` names the graph in errors."""
     direct = {tuple(n.output) for n in _output_nodes(onnx_path, through_shape_ops=False)}
     behind = [n for n in _output_nodes(onnx_path, through_shape_ops=True)
               if tuple(n.output) not in direct]
     unnamed = [n.op_type for n in behind if not n.name]
     if unnamed:  # ORT excludes nodes by name
         raise ConfigError(
-            f"the {', '.join(unnamed)} node(s) behind {Path(onnx_path).name}'s output have no "
+            f"the {', '.join(unnamed)} node(s) behind {shown_as}'s output have no "
             "name, so they cannot be kept float; set float_model_output=False"
         )
     return {n.name for n in behind}
 
 
-def _model_output_op_type(onnx_path: Path, already_float: set[str]) -> set[str]:
+def _model_output_op_type(onnx_path: Path, already_float: set[str], shown_as: str) -> set[str]:
     """The op type whose outputs ORT must leave unquantized so the model's output stays float.
 
     ORT excludes output quantization by op type, not by node: if the output's op type also
@@ -537,7 +538,7 @@ def _model_output_op_type(onnx_path: Path, already_float: set[str]) -> set[str]:
         listed = ", ".join(f"{t} ({n} nodes)" for t, n in sorted(repeated.items()))
         raise ConfigError(
             f"float_model_output keeps outputs float by op type, and the op type producing "
-            f"{onnx_path.name}'s output also occurs elsewhere: {listed}; set "
+            f"{shown_as}'s output also occurs elsewhere: {listed}; set "
             "float_model_output=False, or name the op types to keep float in "
             "float_output_op_types"
         )
