@@ -474,6 +474,16 @@ def test_calibration_settings_reach_the_quantizer(tmp_path) -> None:
     _, per_tensor = quantized("per_tensor", per_channel=False)
     assert max(per_channel) > 1 and max(per_tensor) == 1
 
+    def widest_int8_weight(name: str, **kwargs) -> int:
+        out = tmp_path / f"{name}.onnx"
+        quantize_onnx_static(path, out, calib, OrtStaticInt8Config(num_calibration=8, **kwargs))
+        inits = [numpy_helper.to_array(i) for i in onnx.load(str(out)).graph.initializer]
+        return max(int(np.abs(a.astype(np.int32)).max()) for a in inits if a.dtype == np.int8)
+
+    # reduce_range: 7-bit weights (for CPUs without VNNI, whose int8 products can saturate)
+    assert widest_int8_weight("reduced", reduce_range=True) <= 64
+    assert widest_int8_weight("full_range") > 64
+
 
 def test_static_int8_explicit_op_types_win(lite0, tmp_path) -> None:
     _, _, report = lite0
