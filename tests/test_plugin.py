@@ -304,7 +304,11 @@ def test_suite_judges_a_per_group_drop_budget_and_refuses_a_pattern_matching_not
     out = suite_dir.path / "out.json"
     result = _run(suite_dir, smoke_zoo, "--budgets", str(budgets), "--benchmark-json", str(out))
     result.assert_outcomes(passed=4, skipped=5)  # as in the test above
-    qualities = json.loads(out.read_text())["defectbench"]["quality"]
+    data = json.loads(out.read_text())
+    qualities = data["defectbench"]["quality"]
+    # --memory-isolated defaults to 0: no forked child per artifact unless asked for
+    assert data["benchmarks"] and all(
+        "isolated" not in b["extra_info"]["memory"] for b in data["benchmarks"])
     verdicts = [v for q in qualities for v in q["verdicts"]]
     assert {v["group"].split("=")[0] for v in verdicts} == {"cell_type"}
     assert all("cell_type values pass" in v["message"] for v in verdicts)
@@ -397,13 +401,14 @@ def test_tensorrt_cases_exist_for_cuda_and_skip_with_the_fix_where_tensorrt_is_m
 
 def test_threads_apply_to_the_whole_session_and_bad_values_are_named(suite_dir):
     # the survey never builds the suite, so --threads must not wait for it
+    # 2 threads: not the count the tests' environment (OMP_NUM_THREADS=1) gives by itself
     suite_dir.makepyfile(test_threads="""
         import torch
 
         def test_count():
-            assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 2
     """)
-    suite_dir.runpytest_subprocess("test_threads.py", "--threads", "1").assert_outcomes(passed=1)
+    suite_dir.runpytest_subprocess("test_threads.py", "--threads", "2").assert_outcomes(passed=1)
     bad = suite_dir.runpytest_subprocess("test_threads.py", "--threads", "two")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR  # pytest's own error line, no traceback
     bad.stderr.fnmatch_lines(
@@ -439,7 +444,11 @@ def test_survey_writes_latency_only_rows_without_a_zoo(pytester):
         str(pytester.path / "no-zoo-here"), "--benchmark-json", str(out), "-p", "no:cacheprovider",
     )
     result.assert_outcomes(passed=1)
-    (row,) = json.loads(out.read_text())["benchmarks"]
+    data = json.loads(out.read_text())
+    (row,) = data["benchmarks"]
+    # the file says it holds no zoo case: no profile, fixture or reference behind its rows
+    assert data["defectbench"]["latency_only"] is True
+    assert data["defectbench"]["reference"] is None and data["defectbench"]["fixture"] is None
     info = row["extra_info"]
     assert info["variant"] == "survey.resnet10t" and info["latency_only"] is True
     assert info["quality"] is None and info["latency_ms"]["p50"] > 0
@@ -775,6 +784,11 @@ def test_benchmark_only_is_refused_while_it_would_skip_the_gates(suite_dir, tmp_
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["ERROR: --benchmark-only would skip the * recall gates and speed "
                               "targets selected (e.g. *test_recall_budgets*"])
+    # the speed targets (marked perf, like the timings) are gates too
+    targets = suite_dir.runpytest_subprocess(*common, "-m", "perf and not slow", "--collect-only")
+    assert targets.ret == pytest.ExitCode.USAGE_ERROR
+    targets.stderr.fnmatch_lines(["ERROR: --benchmark-only would skip the 1 recall gates and "
+                                  "speed targets selected (e.g. *test_speed_target[[]*"])
     # with the gates deselected on purpose, only timings remain: accepted
     timings_only = suite_dir.runpytest_subprocess(*common, "-m", "perf and not slow", "-k",
                                                   "not test_speed_target", "--collect-only")
@@ -815,6 +829,9 @@ def test_a_benchmark_comparison_that_loads_nothing_is_refused_up_front(suite_dir
     """)
     common = ("test_timed.py", "-p", "no:cacheprovider", "--benchmark-storage",
               str(suite_dir.path / "store"))
+    # "compare with the latest saved run" and none yet: pytest-benchmark's warning, no refusal
+    first = suite_dir.runpytest_subprocess(*common, "--benchmark-compare")
+    assert first.ret == pytest.ExitCode.OK, first.stderr.str()
     suite_dir.runpytest_subprocess(*common, "--benchmark-save=baseline").assert_outcomes(passed=1)
     assert [p.name for p in (suite_dir.path / "store").rglob("*.json")] == ["0001_baseline.json"]
     # the natural spelling matches nothing (runs are NNNN_NAME.json, matched by prefix)
@@ -1076,6 +1093,15 @@ def test_speed_targets_come_from_the_file_the_option_names(suite_dir, tmp_path):
         "--speed-targets", str(targets), "-p", "no:cacheprovider", "--collect-only")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"*{targets}: speed target * which is not a variant*"])
+    # a batch no default run measures is accepted when this run's --batch-sizes has it
+    targets.write_text((REPO / "fixtures" / "speed_targets-smoke.toml").read_text()
+                       .replace("batch = 1", "batch = 2"))
+    at_two = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
+        "--speed-targets", str(targets), "--batch-sizes", "2", "-p", "no:cacheprovider",
+        "--collect-only", "-q")
+    assert at_two.ret == pytest.ExitCode.OK, at_two.stderr.str()
+    assert "test_speed_target[smoke-teacher-ort-int8-not-slower]" in at_two.stdout.str()
 
 
 def test_a_run_refused_or_broken_at_collection_did_not_stop_early(suite_dir, tmp_path):
@@ -1198,6 +1224,8 @@ def test_a_session_stopped_early_counts_the_tests_that_never_ran():
         "reason": "stopping after 1 failures", "selected": 5, "not_run": 3}
     assert plugin._stopped_early(session(4), failed)["not_run"] == 1
     assert plugin._stopped_early(session(5), failed) is None  # the last test failed: all ran
+    # stopped before any test ran (a collection error under -x): nothing was cut short
+    assert plugin._stopped_early(session(0), failed) is None
     assert plugin._stopped_early(session(2, shouldfail=False), failed) is None  # deselected
     assert plugin._stopped_early(session(2), pytest.ExitCode.INTERRUPTED) is None
     stopped = session(2, shouldfail=True)  # session.shouldstop = True: no text of its own
@@ -1219,6 +1247,9 @@ def test_threads_above_what_a_zoo_build_takes_are_refused_up_front():
         _parse_threads("2000")
     with pytest.raises(ConfigError, match="must be a positive integer, got '²'"):
         _parse_threads("²")
+    # 0 passed as "no thread count" and recorded 0 threads in every result
+    with pytest.raises(ConfigError, match="must be a positive integer, got '0'"):
+        _parse_threads("0")
 
 
 def test_p_no_defectbench_turns_the_plugin_off(pytester, monkeypatch):
@@ -1430,3 +1461,125 @@ def test_the_survey_fails_a_row_whose_latency_is_not_a_measurement(
         result.stdout.fnmatch_lines([
             "*survey.convnext_tiny at batch 1 was not timed: p50 latency * ms and throughput * "
             "images/s must both be positive, finite numbers"])
+
+
+def test_an_empty_variable_is_unset_and_a_given_one_is_read(monkeypatch):
+    # shells export a variable assigned nothing (`DEFECTBENCH_PROFILE=`): it means the default,
+    # not a profile named ''
+    from types import SimpleNamespace
+
+    from defectbench.plugin import option
+
+    config = SimpleNamespace(getoption=lambda name, default=None: default)
+    monkeypatch.setenv("DEFECTBENCH_PROFILE", "")
+    monkeypatch.setenv("DEFECTBENCH_BATCH_SIZES", "")
+    assert option(config, "--zoo-profile") == "quick"
+    assert option(config, "--batch-sizes") == "1,8,32"
+    monkeypatch.setenv("DEFECTBENCH_PROFILE", "smoke")
+    assert option(config, "--zoo-profile") == "smoke"
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "-1", "0"])
+def test_latency_seconds_must_be_a_finite_positive_number(value):
+    # `inf` made every latency case ask for an unbounded number of rounds (capped only at 200)
+    from types import SimpleNamespace
+
+    from defectbench.plugin import latency_seconds
+
+    def config(given):
+        return SimpleNamespace(getoption=lambda name, default=None: (
+            given if name == "latency_seconds" else default))
+
+    assert latency_seconds(config("0.25")) == 0.25
+    with pytest.raises(ConfigError, match=rf"must be a positive number of seconds, e\.g\. 3, "
+                       rf"got '{value}'"):
+        latency_seconds(config(value))
+
+
+def test_the_teacher_options_leave_the_environment_as_they_found_it(one_test, no_teacher_env):
+    # they are exported for the processes the session starts; after it, a variable the
+    # shell never had must be gone and one it had must be back, or the next in-process
+    # session (and pytester's) reads a teacher nobody gave it
+    result = one_test.runpytest_inprocess("test_one.py", "-p", "no:cacheprovider",
+                                          "--teacher-size", "96")
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    assert "DEFECTBENCH_TEACHER_SIZE" not in os.environ
+    no_teacher_env.setenv("DEFECTBENCH_TEACHER_SIZE", "128")
+    result = one_test.runpytest_inprocess("test_one.py", "-p", "no:cacheprovider",
+                                          "--teacher-size", "96")
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    assert os.environ["DEFECTBENCH_TEACHER_SIZE"] == "128"
+
+
+def test_the_benchmark_json_write_check_leaves_no_probe_behind(one_test):
+    # the session start tries a temporary file beside the JSON; it must not stay there
+    out = one_test.path / "results" / "out.json"
+    result = one_test.runpytest_inprocess("test_one.py", "-p", "no:cacheprovider",
+                                          "--benchmark-disable", "--benchmark-json", str(out))
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    assert list(out.parent.iterdir()) == []  # nothing timed, no suite: nothing written
+
+
+def test_the_gates_run_beside_benchmark_skip(suite_dir, smoke_zoo):
+    # --benchmark-skip skips the timed cases only: a quality gate run with it is not refused
+    # as "every case would be skipped"
+    result = _run(suite_dir, smoke_zoo, "--variants", TEACHER, "--devices", "cpu", "-m",
+                  "quality", "--benchmark-skip")
+    assert result.ret == pytest.ExitCode.OK, result.stderr.str()
+    result.assert_outcomes(passed=1)
+
+
+def test_a_speed_target_whose_cases_skip_under_benchmark_skip_is_not_counted_as_timed(
+    suite_dir, tmp_path
+):
+    # the target's two cases are selected, but --benchmark-skip skips both: the target
+    # cannot be judged, so the whole selection only skips and is refused
+    zoo = tmp_path / "zoo"
+    zoo.mkdir()
+    (zoo / "smoke").write_text("a build started here fails at once")
+    result = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(zoo), "--variants",
+        f"{TEACHER}.int8_ort,{TEACHER}.onnx", "--devices", "cpu", "--batch-sizes", "1",
+        "-m", "perf and not slow", "--benchmark-skip", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()[-2000:]
+    result.stderr.fnmatch_lines(["ERROR: every one of the * selected benchmark cases would be "
+                                 "skipped (--benchmark-skip skips every timed case)*"])
+
+
+def test_a_glob_matching_nothing_gets_no_guess_at_a_name(tmp_path):
+    # a glob is not a shortened or misspelt name: "did you mean" the closest name would
+    # point at one variant where the user asked for a family
+    names = Catalog(tmp_path, "smoke").names  # names only; nothing is built
+    with pytest.raises(ConfigError, match="matches no variant; choose from") as raised:
+        suite_mod.select_names(names, (f"{STUDENT}x*",))
+    assert "did you mean" not in str(raised.value)
+
+
+WANTED_BUILD_CONFTEST = '''
+import pytest
+
+import defectbench.zoo.build as build
+
+pytest_plugins = ["defectbench.plugin"]
+
+
+def variants_to_build(profile, root, patterns=None):
+    pytest.exit("wanted: " + ",".join(patterns), returncode=3)
+
+
+build.variants_to_build = variants_to_build
+'''
+
+
+def test_the_suite_builds_the_teacher_beside_variants_that_do_not_descend_from_it(
+    suite_dir, tmp_path
+):
+    # every drop is measured against the FP32 teacher: a selected student trained without
+    # it (lite0.base) must not leave the reference unbuilt
+    suite_dir.makeconftest(WANTED_BUILD_CONFTEST)
+    result = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--zoo-dir", str(tmp_path / "zoo"),
+        "--variants", "tf_efficientnet_lite0.base", "--precisions", "fp32", "--devices", "cpu",
+        "-m", "quality", "--benchmark-disable", "-p", "no:cacheprovider")
+    assert result.ret == 3, result.stdout.str()[-2000:]
+    result.stdout.fnmatch_lines([f"*wanted: tf_efficientnet_lite0.base,{TEACHER}*"])
