@@ -1583,3 +1583,32 @@ def test_the_suite_builds_the_teacher_beside_variants_that_do_not_descend_from_i
         "-m", "quality", "--benchmark-disable", "-p", "no:cacheprovider")
     assert result.ret == 3, result.stdout.str()[-2000:]
     result.stdout.fnmatch_lines([f"*wanted: tf_efficientnet_lite0.base,{TEACHER}*"])
+
+
+def test_the_zoo_build_the_suite_starts_trains_at_the_sessions_thread_count(monkeypatch,
+                                                                            tmp_path):
+    # a recipe's weights depend on the thread count (`built_on`): the child build must use
+    # the session's --threads, not its own default (OMP_NUM_THREADS or every core)
+    import subprocess
+    from types import SimpleNamespace
+
+    import torch
+
+    import defectbench.zoo.build as build
+    from defectbench import plugin
+
+    commands = []
+    monkeypatch.setattr(build, "variants_to_build", lambda profile, root, wanted: ["a.b"])
+    monkeypatch.setattr(subprocess, "run", lambda command, check: (
+        commands.append(command) or SimpleNamespace(returncode=0)))
+    catalog = SimpleNamespace(profile=SimpleNamespace(name="smoke"),
+                              store=SimpleNamespace(root=tmp_path))
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            plugin._build_missing(catalog, ["a.b"])
+    finally:
+        torch.set_num_threads(before)
+    assert [c[c.index("--threads") + 1] for c in commands] == ["1", "2"]
+    assert commands[0][-2:] == ["--variants", "a.b"]
