@@ -1612,3 +1612,17 @@ def test_the_zoo_build_the_suite_starts_trains_at_the_sessions_thread_count(monk
         torch.set_num_threads(before)
     assert [c[c.index("--threads") + 1] for c in commands] == ["1", "2"]
     assert commands[0][-2:] == ["--variants", "a.b"]
+
+
+def test_isolated_memory_is_measured_once_per_artifact_at_the_largest_batch(suite_dir,
+                                                                            smoke_zoo):
+    # the child runs the largest selected batch: the figure to provision RAM for
+    out = suite_dir.path / "out.json"
+    result = _run(suite_dir, smoke_zoo, "--variants", STUDENT, "--devices", "cpu",
+                  "--batch-sizes", "1,2", "-m", "perf and not slow", "--memory-isolated", "1",
+                  "--benchmark-json", str(out))
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-2000:]
+    rows = {b["extra_info"]["batch"]: b["extra_info"]["memory"]
+            for b in json.loads(out.read_text())["benchmarks"]}
+    assert sorted(rows) == [1, 2]
+    assert "isolated" not in rows[1] and rows[2]["isolated"]["batch"] == 2
