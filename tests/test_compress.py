@@ -1120,8 +1120,10 @@ def test_quantizing_an_int8_graph_or_in_place_is_refused(tmp_path) -> None:
         ({"num_calibration": 0}, r"num_calibration must be a positive int, got 0"),
         ({"num_calibration": -4}, r"num_calibration must be a positive int, got -4"),
         ({"calibration_seed": -1}, r"calibration_seed must be an int >= 0, got -1"),
+        # a fractional count is no count of images; it passed `count >= 1` unchecked
+        ({"num_calibration": 2.5}, r"num_calibration must be a positive int, got 2.5"),
     ],
-    ids=["zero", "negative", "seed"],
+    ids=["zero", "negative", "seed", "fraction"],
 )
 def test_int8_recipes_check_their_calibration(kwargs, message) -> None:
     from defectbench.zoo.derived import OrtInt8Recipe, Pt2eRecipe
@@ -1133,6 +1135,55 @@ def test_int8_recipes_check_their_calibration(kwargs, message) -> None:
     if "calibration_seed" in kwargs:
         with pytest.raises(ConfigError, match=message):
             OrtInt8Recipe("p", OrtStaticInt8Config(), **kwargs)
+
+
+def test_derived_recipes_name_the_parent_and_teacher_they_are_made_from() -> None:
+    # parents decide build order and keys: a pruned or QAT variant distilled from the
+    # teacher that listed only its parent was keyed and built without the teacher
+    from defectbench.zoo.derived import PRUNED_FILE, QAT_FILE, load_requirements
+    from defectbench.zoo.profiles import TEACHER
+    from defectbench.zoo.registry import all_recipes
+
+    recipes = all_recipes("smoke")
+    student = "tf_efficientnet_lite0.kd"
+    for name in (f"{student}.pruned50", f"{student}.qat_pt2e"):
+        assert recipes[name].distill.teacher == TEACHER
+        assert recipes[name].parents == (student, TEACHER)
+    assert recipes[f"{student}.int8_pt2e"].parents == (student,)
+    # what a load opens in the variant's folder, and the parent it is rebuilt from each time
+    assert load_requirements(recipes[f"{student}.pruned50"]) == ((PRUNED_FILE,), None)
+    assert load_requirements(recipes[f"{student}.qat_pt2e"]) == ((QAT_FILE,), student)
+    assert load_requirements(recipes[f"{student}.int8_pt2e"]) == ((), student)
+    assert load_requirements(recipes[f"{student}.onnx"]) == (("model.onnx",), None)
+
+
+def test_pt2e_calibration_with_fewer_samples_than_asked_is_refused() -> None:
+    from defectbench.compress.pt2e import calibrate_pt2e, prepare_pt2e_int8
+
+    prepared = prepare_pt2e_int8(tiny_cnn(), images(2, seed=116, size=16))
+    with pytest.raises(ConfigError, match=r"calibration batches gave 2 samples, expected 4"):
+        calibrate_pt2e(prepared, [images(2, seed=117, size=16)], num_samples=4)
+    assert calibrate_pt2e(prepared, [images(3, seed=118, size=16)] * 2, num_samples=4) == 4
+
+
+def test_pt2e_calibrates_a_batch_larger_than_max_batch_in_chunks() -> None:
+    # the exported batch dimension stops at max_batch: a larger calibration batch is run in
+    # slices of it, not refused by the graph's guard
+    from defectbench.compress.pt2e import Pt2eInt8Config, calibrate_pt2e, prepare_pt2e_int8
+
+    prepared = prepare_pt2e_int8(tiny_cnn(), images(2, seed=119, size=16), Pt2eInt8Config(2))
+    assert calibrate_pt2e(prepared, [images(5, seed=120, size=16)]) == 5
+
+
+def test_pt2e_config_keys_keep_the_old_form_only_at_the_old_value() -> None:
+    from defectbench.compress.pt2e import Pt2eInt8Config
+
+    assert Pt2eInt8Config().to_dict() == {
+        "max_batch": 64, "reduce_range": False, "drop_unused_float_weights": True,
+    }
+    assert Pt2eInt8Config(drop_unused_float_weights=False).to_dict() == {
+        "max_batch": 64, "reduce_range": False,
+    }
 
 
 def test_load_pruned_names_a_truncated_file(tmp_path) -> None:

@@ -265,6 +265,8 @@ def test_gradient_batches_without_taylor_importance_are_refused() -> None:
         ({"ratio": "0.5"}, r"ratio must be a number, got '0.5'"),
         ({"ratio": True}, r"ratio must be a number, got True"),
         ({"ratio": float("nan")}, r"pruning ratio must be in \(0, 1\), got nan"),
+        # 1.0 would remove every channel of every group
+        ({"ratio": 1.0}, r"pruning ratio must be in \(0, 1\), got 1.0"),
         ({"ratio": 0.5, "norm_p": True}, r"norm_p must be 1 or 2, got True"),
         ({"ratio": 0.5, "round_to": True}, r"round_to must be a positive int or None, got True"),
         ({"ratio": 0.5, "global_pruning": "no"}, r"global_pruning must be True or False"),
@@ -273,7 +275,7 @@ def test_gradient_batches_without_taylor_importance_are_refused() -> None:
         # cap of 0.5 removed 56% of a Lite0 layer, the same as without one
         ({"ratio": 0.5, "max_layer_ratio": 0.8}, r"max_layer_ratio=0.8 would cap nothing"),
     ],
-    ids=["str", "bool", "nan", "norm-bool", "round-bool", "global-str", "heads-int", "cap"],
+    ids=["str", "bool", "nan", "one", "norm-bool", "round-bool", "global-str", "heads-int", "cap"],
 )
 def test_prune_config_refuses_wrong_types_and_an_inert_cap(kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -40,3 +40,13 @@ def test_an_eager_cnn_variant_refuses_a_batch_of_another_image_size(smoke_catalo
         ),
     ):
         predictor.predict_logits(np.zeros((2, 3, wrong, wrong), np.float32))
+
+
+def test_a_pruned_variant_records_and_loads_its_own_narrower_model(smoke_catalog):
+    # the manifest's params are the pruned model's, not its parent's: the report's cost
+    # columns and Pareto plots read them
+    pruned = smoke_catalog.predictor(PRUNED, "fp32", "cpu").model
+    manifest = smoke_catalog.manifest(PRUNED)
+    params = sum(p.numel() for p in pruned.parameters())
+    assert manifest["params"] == params == manifest["pruning"]["params_after"]
+    assert params < smoke_catalog.manifest(TEACHER)["params"]
