@@ -339,6 +339,9 @@ def test_cases_are_sorted_and_never_impossible(smoke_zoo):
     assert cases == sorted(cases)
     assert not [c for c in cases if c.device == "cpu" and c.precision == "fp16"]
     assert f"{TEACHER}-bf16-cpu-b8" in [c.id for c in cases]
+    # the precisions asked for, and only those, among what each variant offers
+    fp32 = suite_mod.quality_cases(catalog, suite_mod.Selection(precisions=("fp32",)))
+    assert fp32 and {c.precision for c in fp32} == {"fp32"}
 
 
 def test_bad_selection_names_the_choices(smoke_zoo):
@@ -974,6 +977,12 @@ def test_a_variants_glob_matching_nothing_is_one_error_not_a_traceback_per_modul
         "-p", "no:cacheprovider")
     assert by_case.ret == pytest.ExitCode.USAGE_ERROR
     by_case.stderr.fnmatch_lines(["ERROR: --variants 'nomatch*' matches no variant*"])
+    # nor may the suite tests whose own parameters did generate (the speed targets) run on
+    targets = suite_dir.runpytest_subprocess(
+        "benchmarks", "--zoo-profile", "smoke", "--variants", "nomatch*", "-k",
+        "test_speed_target", "--collect-only", "-q", "-p", "no:cacheprovider")
+    assert targets.ret == pytest.ExitCode.USAGE_ERROR
+    targets.stderr.fnmatch_lines(["ERROR: --variants 'nomatch*' matches no variant*"])
     # the survey does not use the zoo: selecting it alone is not refused
     survey = suite_dir.runpytest_subprocess(
         "benchmarks", "--zoo-profile", "smoke", "--variants", "nomatch*", "-m", "slow",
