@@ -796,7 +796,15 @@ def test_qat_observers_are_frozen_while_evaluating() -> None:
     assert all(torch.equal(before[k], v) for k, v in ranges().items())
     prepared.train()
     prepared(torch.from_numpy(10 * images(4, seed=63, size=16)))
-    assert any(not torch.equal(before[k], v) for k, v in ranges().items())
+    trained = ranges()
+    assert any(not torch.equal(before[k], v) for k, v in trained.items())
+    # observers_follow=False (a recipe with freeze_observers_in_eval=False, as zoos built
+    # before the freeze were): .eval() leaves the observers on, so evaluating moves the ranges
+    allow_qat_train_eval(prepared, observers_follow=False)
+    prepared.eval()
+    with torch.no_grad():
+        prepared(torch.from_numpy(100 * images(4, seed=64, size=16)))
+    assert any(not torch.equal(trained[k], v) for k, v in ranges().items())
 
 
 @pytest.mark.slow
@@ -867,6 +875,27 @@ def test_prune_halves_cost_runs_and_round_trips(arch: str, tmp_path) -> None:
     model.num_features = model.head_hidden_size = make_model(arch).num_features
     save_pruned(model, path)
     assert load_pruned(path, make_model(arch)).num_features == width
+
+
+def test_a_pooled_width_other_than_the_classifiers_follows_the_pruned_layers(tmp_path) -> None:
+    # timm's MobileNetV3 pools num_features channels into conv_head, whose wider output
+    # (head_hidden_size) feeds the classifier: num_features kept its unpruned width, and
+    # reset_classifier() refused to build a head ("sized for the pooled width")
+    def mobilenet():
+        torch.manual_seed(0)
+        return timm.create_model("mobilenetv3_small_050", num_classes=2)
+
+    model, x = mobilenet(), images(2, seed=82, size=64)
+    assert model.num_features != model.get_classifier().in_features
+    prune_model(model, x, PruneConfig(ratio=0.5, global_pruning=True))
+    assert model.num_features == model.conv_head.in_channels < mobilenet().num_features
+    assert model.head_hidden_size == model.get_classifier().in_features
+    path = tmp_path / "pruned.pt"
+    save_pruned(model, path)
+    for pruned in (model, load_pruned(path, mobilenet())):
+        assert pruned.num_features == model.conv_head.in_channels
+        pruned.reset_classifier(3)
+        assert torch_logits(pruned, x).shape == (2, 3)
 
 
 def test_random_pruning_is_the_same_whatever_ran_before_and_restores_the_rng() -> None:

@@ -174,6 +174,108 @@ def test_a_ratio_too_small_to_remove_a_channel_says_raise_it(global_pruning: boo
     assert_untouched(model, before)
 
 
+def test_a_group_that_keeps_exactly_round_to_channels_is_not_excused_as_too_narrow() -> None:
+    # ratio 0.5 keeps 16 of conv's 32 channels, which round_to=16 keeps too: the group is
+    # left whole because pruning it would empty conv2's input, not because it is too narrow
+    # for round_to, so it is an error and not the "kept whole by design" warning
+    model = build(ChannelSplit)
+    before = snapshot(model)
+    with pytest.raises(
+        ArtifactError, match=r"left 1 layer group\(s\) whole.*Torch-Pruning turned them down"
+        r".*: conv \(32\)"
+    ):
+        prune_model(model, images(1, 3), PruneConfig(ratio=0.5, round_to=16))
+    assert_untouched(model, before)
+
+
+def test_attention_heads_too_narrow_for_round_to_are_refused_not_excused() -> None:
+    # ratio 0.5 keeps 32 of each 64-wide head's dimensions (96 per 192-wide q/k/v group),
+    # which round_to=128 rounds to none: a squeeze-excitation bottleneck that narrow is kept
+    # whole with a warning, but head dimensions are an error: the embedding still shrinks
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", num_classes=2, img_size=32).eval()
+    with pytest.raises(
+        ArtifactError, match=r"left 12 layer group\(s\) whole.*12: round_to=128 rounds the "
+        r"channels that ratio keeps \(per head or channel group\) down to 0.*attn\.qkv \(576\)"
+    ):
+        prune_model(model, images(1, 14, size=32), PruneConfig(ratio=0.5, round_to=128))
+    assert [block.attn.head_dim for block in model.blocks] == [64] * 12
+
+
+def test_a_ratio_that_keeps_no_dimension_of_a_head_says_lower_it() -> None:
+    # Torch-Pruning keeps int(64 * 0.005) = 0 of each head's dimensions, not int(576 * 0.005)
+    # = 2 of the whole qkv: the 12 qkv groups (and the embedding-wide group of fc2) would be
+    # emptied, so Torch-Pruning leaves them whole, which the message must blame on the ratio
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", num_classes=2, img_size=32).eval()
+    with pytest.raises(
+        ArtifactError,
+        match=r"left 13 layer group\(s\) whole, which Torch-Pruning does without a word \(13: "
+        r"the ratio keeps int\(channels \* 0.005\) = 0 of their channels\).*attn\.qkv \(576\)"
+        r".*: lower the ratio$",
+    ):
+        prune_model(model, images(1, 18, size=32), PruneConfig(ratio=0.995))
+
+
+class OneWide(nn.Module):
+    """A one-channel squeeze: a layer group Torch-Pruning lists but can never prune."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.squeeze = nn.Conv2d(3, 1, 3, padding=1)
+        self.conv = nn.Conv2d(1, 16, 3, padding=1)
+        self.head = nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(self.squeeze(x)).mean((2, 3)))
+
+
+def test_a_global_prune_that_removed_nothing_is_refused_beside_a_one_channel_group() -> None:
+    # the one-channel group cannot be pruned and so is never "left whole": counting it among
+    # the groups that could have been let a prune that removed nothing pass
+    model = build(OneWide)
+    before = snapshot(model)
+    with pytest.raises(ArtifactError, match=r"global pruning at ratio 1e-17 removed nothing"):
+        prune_model(model, images(1, 5), PruneConfig(ratio=1e-17, global_pruning=True))
+    assert_untouched(model, before)
+
+
+def test_the_report_gives_the_image_shape_and_ratios_of_after_to_before() -> None:
+    # the zoo's manifest and report tables read these: a ratio above 1 for a model that shrank
+    report = prune_model(build(), images(2, 16), PruneConfig(ratio=0.5))
+    assert report.input_shape == (3, 16, 16)  # one image's, whatever the example's batch
+    assert report.params_after < report.params_before
+    assert report.params_ratio == report.params_after / report.params_before < 1
+    assert report.macs_ratio == report.macs_after / report.macs_before < 1
+    data = report.to_dict()
+    assert data["input_shape"] == [3, 16, 16]
+    assert (data["params_ratio"], data["macs_ratio"]) == (report.params_ratio, report.macs_ratio)
+
+
+class MlpHead(nn.Module):
+    """No get_classifier(): the classifier is the last of two nn.Linear layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, padding=1)
+        self.hidden = nn.Linear(16, 32)
+        self.out = nn.Linear(32, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(self.conv(x).mean((2, 3)))))
+
+
+def test_without_get_classifier_the_last_linear_keeps_its_outputs() -> None:
+    model = build(MlpHead)
+    prune_model(model, images(1, 17), PruneConfig(ratio=0.5))
+    assert (model.hidden.out_features, model.out.out_features) == (16, 2)
+    assert logits(model, images(3, 17)).shape == (3, 2)
+
+
 # --------------------------------------------------------------------------- caller's model
 
 
@@ -236,6 +338,25 @@ def test_failed_global_head_pruning_leaves_a_vit_as_it_was() -> None:
     np.testing.assert_array_equal(logits(model, x), reference)
 
 
+def test_head_pruning_removes_whole_heads_and_keeps_each_heads_dimensions() -> None:
+    # prune_num_heads removes ceil(0.3 * 3) = 1 of each block's 3 heads and keeps the other
+    # two 64 wide: shrinking them as well would prune twice what the user asked of attention
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", num_classes=2, img_size=32).eval()
+    x = images(2, 13, size=32)
+    report = prune_model(model, x, PruneConfig(ratio=0.3, prune_num_heads=True))
+    assert {(heads, dim) for _, heads, dim in report.attention_heads} == {(2, 64)}
+    assert len(report.attention_heads) == 12
+    for block in model.blocks:
+        attn = block.attn
+        assert (attn.num_heads, attn.head_dim, attn.attn_dim) == (2, 64, 128)
+        assert attn.qkv.out_features == 3 * 128 and attn.proj.in_features == 128
+        assert attn.scale == pytest.approx(64**-0.5)
+    assert logits(model, x).shape == (2, 2)
+
+
 def test_an_example_the_model_cannot_run_is_a_data_error() -> None:
     model = build()
     with pytest.raises(
@@ -250,6 +371,18 @@ def test_a_model_with_nothing_to_prune_is_refused(global_pruning: bool) -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2)).eval()
     with pytest.raises(ConfigError, match=r"Sequential has no layer that Torch-Pruning can prune"):
         prune_model(model, images(1, 8), PruneConfig(ratio=0.5, global_pruning=global_pruning))
+
+
+def test_taylor_pruning_with_empty_gradient_batches_is_refused_and_restores_the_model() -> None:
+    # an exhausted generator: no gradient to rank channels by, so the ranking was arbitrary
+    model = build()
+    before = snapshot(model)
+    with pytest.raises(ConfigError, match=r"gradient_batches is empty; taylor importance needs"):
+        prune_model(
+            model, images(1, 9), PruneConfig(ratio=0.5, importance="taylor"),
+            gradient_batches=iter([]),
+        )
+    assert_untouched(model, before)
 
 
 def test_gradient_batches_without_taylor_importance_are_refused() -> None:
@@ -268,6 +401,7 @@ def test_gradient_batches_without_taylor_importance_are_refused() -> None:
         # 1.0 would remove every channel of every group
         ({"ratio": 1.0}, r"pruning ratio must be in \(0, 1\), got 1.0"),
         ({"ratio": 0.5, "norm_p": True}, r"norm_p must be 1 or 2, got True"),
+        ({"ratio": 0.5, "norm_p": 3}, r"norm_p must be 1 or 2, got 3"),
         ({"ratio": 0.5, "round_to": True}, r"round_to must be a positive int or None, got True"),
         ({"ratio": 0.5, "global_pruning": "no"}, r"global_pruning must be True or False"),
         ({"ratio": 0.5, "prune_num_heads": 1}, r"prune_num_heads must be True or False"),
@@ -275,7 +409,10 @@ def test_gradient_batches_without_taylor_importance_are_refused() -> None:
         # cap of 0.5 removed 56% of a Lite0 layer, the same as without one
         ({"ratio": 0.5, "max_layer_ratio": 0.8}, r"max_layer_ratio=0.8 would cap nothing"),
     ],
-    ids=["str", "bool", "nan", "one", "norm-bool", "round-bool", "global-str", "heads-int", "cap"],
+    ids=[
+        "str", "bool", "nan", "one", "norm-bool", "norm-3", "round-bool", "global-str",
+        "heads-int", "cap",
+    ],
 )
 def test_prune_config_refuses_wrong_types_and_an_inert_cap(kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -418,6 +555,58 @@ def test_save_pruned_refuses_metadata_that_is_not_a_str_keyed_dict(tmp_path, met
     with pytest.raises(ConfigError, match=r"metadata must be a dict with str keys"):
         save_pruned(build(), tmp_path / "m.pt", metadata)
     assert not (tmp_path / "m.pt").exists()
+
+
+def test_load_pruned_keeps_the_base_models_mode_whatever_mode_it_was_saved_in(tmp_path) -> None:
+    # the mode is not structure: a model saved mid-training loaded with its batch norm in
+    # training mode, scoring each batch with that batch's own statistics
+    model = build()
+    prune_model(model, images(1, 10), PruneConfig(ratio=0.5))
+    model.train()
+    path = tmp_path / "pruned.pt"
+    save_pruned(model, path)
+    rebuilt = load_pruned(path, build())
+    assert not any(module.training for module in rebuilt.modules())
+    x = images(3, 15)
+    np.testing.assert_array_equal(logits(rebuilt, x), logits(model.eval(), x))
+
+
+def test_save_pruned_refuses_metadata_values_that_load_cannot_read_back(tmp_path) -> None:
+    # a numpy scalar pickles fine but torch.load(weights_only=True) refuses it: the file
+    # would be written and then never load
+    with pytest.raises(ConfigError, match=r"metadata values must be plain .*not \['ratio'\]"):
+        save_pruned(build(), tmp_path / "m.pt", {"arch": "tiny", "ratio": np.float64(0.5)})
+    assert not (tmp_path / "m.pt").exists()
+
+
+def test_load_pruned_keeps_frozen_parameters_frozen(saved) -> None:
+    # a parameter replaced by one of the pruned shape became trainable again, so fine-tuning
+    # a student with a frozen stem trained the stem too
+    path, _ = saved
+    base = build()
+    base.features[0].requires_grad_(False)
+    rebuilt = load_pruned(path, base)
+    assert rebuilt.features[0].weight.shape[0] < 16  # replaced, not copied into
+    assert not any(p.requires_grad for p in rebuilt.features[0].parameters())
+    assert rebuilt.features[3].weight.requires_grad and rebuilt.head.weight.requires_grad
+
+
+def test_save_pruned_that_fails_midway_leaves_the_previous_file(saved, monkeypatch) -> None:
+    # a full disk while writing: the file that was there still loads, not a truncated one
+    import defectbench.io
+
+    path, _ = saved
+    data = path.read_bytes()
+
+    def full_disk(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(defectbench.io.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left on device"):
+        save_pruned(build(), path, metadata={"arch": "other"})
+    monkeypatch.undo()
+    assert path.read_bytes() == data
+    assert load_pruned_metadata(path) == {"arch": "tiny"}
 
 
 def test_load_pruned_lets_go_of_each_unpruned_tensor_it_replaces(saved, monkeypatch) -> None:

@@ -6,7 +6,9 @@ import pytest
 from defectbench.errors import DataError
 from defectbench.zoo.build import build_zoo
 from defectbench.zoo.catalog import Catalog
-from defectbench.zoo.profiles import TEACHER, get_profile
+from defectbench.zoo.derived import TrainedRecipe, img_size, torch_root
+from defectbench.zoo.profiles import CNN_STUDENT, TEACHER, get_profile
+from defectbench.zoo.registry import all_recipes
 
 PRUNED = f"{TEACHER}.pruned50"
 
@@ -50,3 +52,14 @@ def test_a_pruned_variant_records_and_loads_its_own_narrower_model(smoke_catalog
     params = sum(p.numel() for p in pruned.parameters())
     assert manifest["params"] == params == manifest["pruning"]["params_after"]
     assert params < smoke_catalog.manifest(TEACHER)["params"]
+
+
+def test_a_chain_of_derived_variants_takes_its_trained_roots_input_size():
+    # `.pruned50.int8_ort` is three steps from the student it was trained as (int8_ort of
+    # the ONNX export of the pruned model): the images it is scored on are sized for that root
+    recipes = all_recipes("smoke")
+    student = f"{CNN_STUDENT}.kd"
+    assert torch_root(recipes, f"{student}.pruned50.int8_ort") == student
+    assert img_size(recipes, f"{student}.pruned50.int8_ort") == recipes[student].model.img_size
+    for name in recipes:
+        assert isinstance(recipes[torch_root(recipes, name)], TrainedRecipe), name

@@ -237,6 +237,7 @@ def prune_model(
             )
         scored, refused = _record_group_decisions(pruner)
         widths_before = _feature_widths(model)
+        pooled_dim = _num_features_dim(model, example_t)
         if config.importance == "taylor":
             _accumulate_gradients(model, gradient_batches or ())
         pruner.step()
@@ -273,6 +274,9 @@ def prune_model(
                 "as a width fixed in forward or a channel reshape; the model is left as it was; "
                 "prune such layers by hand"
             ) from exc
+        if pooled_dim is not None:
+            with torch.no_grad():
+                model.num_features = int(model.forward_features(example_t).shape[pooled_dim])
     attention_set = set(attention)
     return PruneReport(
         input_shape=tuple(int(d) for d in example.shape[1:]),
@@ -356,6 +360,24 @@ def _feature_widths(model: nn.Module) -> dict[str, int]:
     width = getattr(classifier, "in_features", None)
     return {key: width for key in _WIDTH_ATTRIBUTES
             if isinstance(width, int) and getattr(model, key, None) == width}
+
+
+def _num_features_dim(model: nn.Module, example: torch.Tensor) -> int | None:
+    """The dimension of ``forward_features``' output that timm's ``num_features`` counts,
+    where it is not the classifier's input width (MobileNetV3: the pooled features feed
+    ``conv_head``, whose wider output feeds the classifier), else None."""
+    width = getattr(model, "num_features", None)
+    forward_features = getattr(model, "forward_features", None)
+    if (not isinstance(width, int) or not callable(forward_features)
+            or getattr(_classifier(model), "in_features", None) == width):
+        return None
+    with torch.no_grad():
+        out = forward_features(example)
+    if not isinstance(out, torch.Tensor):
+        return None
+    # channels first (NCHW) or last (tokens NLC, NHWC)
+    dims = [d for d in (1, out.ndim - 1) if 0 < d < out.ndim and out.shape[d] == width]
+    return dims[0] if dims else None
 
 
 def _fix_feature_widths(model: nn.Module, before: dict[str, int]) -> None:
