@@ -97,3 +97,18 @@ def test_summary_of_a_fixture_dir_that_is_a_file_names_it(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"fixture folder {tmp_path / 'a_file'} is a file, not a folder" in err
     assert "git checkout" not in err
+
+
+def test_summary_labels_follow_the_defect_threshold_asked_for(tmp_path, capsys, tiny_elpv):
+    # the threshold was recorded in the summary while the labels stayed at the default 0.5
+    target = tmp_path / "fx"
+    assert main(["data", "make-fixture", "--fixture-dir", str(target)]) == 0
+    capsys.readouterr()
+    counts = {}
+    for threshold in ("0.5", "0.3", "1.0"):
+        argv = ["data", "summary", "--json", "--defect-threshold", threshold,
+                "--fixture-dir", str(target)]
+        assert main(argv) == 0
+        counts[threshold] = sum(json.loads(capsys.readouterr().out)["defective"].values())
+    # probabilities 0, 1/3, 2/3, 1, ten cells each
+    assert counts == {"0.5": 20, "0.3": 30, "1.0": 10}

@@ -865,6 +865,16 @@ def test_transparent_pixels_are_refused_not_read_as_opaque(
         images.load(0)
 
 
+def test_one_transparent_pixel_among_opaque_ones_is_refused(tmp_path: Path) -> None:
+    write_image(tmp_path / "good/gray.png")
+    (tmp_path / "defect").mkdir()
+    image = Image.new("RGBA", (SIZE, SIZE), (10, 10, 10, 255))
+    image.putpixel((3, 3), (255, 0, 0, 0))
+    image.save(tmp_path / "defect/alpha.png")
+    with pytest.raises(DataError, match="alpha.png .*transparent pixels"):
+        load_image_folder(tmp_path, check="decode")
+
+
 def test_loader_pickles_for_worker_processes(tmp_path: Path) -> None:
     images = load_image_folder(folder_tree(tmp_path, {"good": 1, "defect": 1}))
     loader = pickle.loads(pickle.dumps(images.loader))
@@ -1237,6 +1247,13 @@ def test_tool_folders_and_hidden_folders_without_images_are_ignored(tmp_path: Pa
     # a resource fork in a hidden folder is no image either
     (root / "defect/.meta").mkdir()
     (root / "defect/.meta/._000.png").write_bytes(b"\x00\x05\x16\x07" + bytes(40))
+    assert load_image_folder(root).ids == ("defect/000.png", "good/000.png")
+
+
+def test_tool_folders_below_a_sub_folder_are_ignored_too(tmp_path: Path) -> None:
+    # a notebook folder beside the images: only Jupyter's checkpoint copies hold images
+    root = folder_tree(tmp_path, {"good": 1, "defect": 1})
+    write_image(root / "defect/notebooks/.ipynb_checkpoints/000-checkpoint.png")
     assert load_image_folder(root).ids == ("defect/000.png", "good/000.png")
 
 

@@ -33,6 +33,14 @@ def test_defect_threshold_is_configurable(threshold, expected):
     assert int(elpv.load_elpv(threshold).labels.sum()) == expected
 
 
+def test_severity_levels_read_rounded_probabilities_and_refuse_others():
+    # probabilities as split.csv writes them (6 decimals) are still the levels 1/3 and 2/3
+    levels = elpv.severity_level(np.array([0.0, 0.333333, 0.666667, 1.0]))
+    assert levels.tolist() == [0, 1, 2, 3]
+    with pytest.raises(DataError, match="multiples of 1/3"):
+        elpv.severity_level(np.array([0.0, 0.5]))
+
+
 @pytest.mark.parametrize("bad", [0.0, -0.1, 1.5])
 def test_bad_defect_threshold_is_refused(bad):
     with pytest.raises(ConfigError, match=r"outside \(0, 1\]"):
@@ -157,7 +165,12 @@ def _edited_copy(tmp_path, elpv_fixture, edit):
                              b"images/cell0001.png,train,0.000000,poly", 1),
      r"disagrees with the installed labels for 1 cell\(s\) \(images/cell0001.png: "
      r"0.000000,poly but the data says 1.000000,mono\)"),
-], ids=["listed-twice", "unknown-id", "label-edited"])
+    # the cell type alone edited: per-cell-type results would count the cell in the wrong group
+    (lambda raw: raw.replace(b"images/cell0001.png,train,1.000000,mono",
+                             b"images/cell0001.png,train,1.000000,poly", 1),
+     r"disagrees with the installed labels for 1 cell\(s\) \(images/cell0001.png: "
+     r"1.000000,poly but the data says 1.000000,mono\)"),
+], ids=["listed-twice", "unknown-id", "label-edited", "cell-type-edited"])
 def test_hand_edits_of_the_split_file_are_refused(tmp_path, elpv_fixture, edit, match):
     # the hash in fixture.json was updated with the edit, as a merge would: only the rows tell
     assert elpv_fixture.assignment["images/cell0001.png"] == "train"
@@ -267,6 +280,47 @@ def test_preprocess_rejects_bad_pixels():
         pre([np.zeros((8, 8, 4), np.uint8)])
     with pytest.raises(ConfigError, match="outside 16..1024"):
         Preprocess(size=8)
+
+
+def test_preprocess_keeps_pixels_in_place_and_reads_every_channel_layout():
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    pre = Preprocess(size=16, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+    # at the model's size nothing is resampled: each pixel is (value/255 - mean) / std, in
+    # channel-first order, not transposed
+    expected = (rgb.transpose(2, 0, 1) / 255.0 - np.array(pre.mean)[:, None, None]) / np.array(
+        pre.std)[:, None, None]
+    np.testing.assert_allclose(pre([rgb])[0], expected, rtol=0, atol=1e-5)
+    gray = rgb[:, :, 0]
+    np.testing.assert_array_equal(pre([gray[:, :, None]]), pre([gray]))  # (H, W, 1) is gray
+    # an image as tall as the model's size but wider (or the reverse) is resized too
+    assert Preprocess(size=16)([np.zeros((16, 40), np.uint8)]).shape == (1, 3, 16, 16)
+    assert Preprocess(size=16)([np.zeros((40, 16), np.uint8)]).shape == (1, 3, 16, 16)
+
+
+def test_preprocess_refuses_a_zero_std():
+    # a zero std divided every pixel of that channel by zero: inf/nan inputs, no error
+    with pytest.raises(ConfigError, match=r"mean/std must be 3 values with std > 0"):
+        Preprocess(size=32, std=(0.5, 0.0, 0.5))
+
+
+def test_preprocess_downsizes_with_antialiasing():
+    # a one-pixel checkerboard is mid-grey once shrunk; sampled without antialiasing it
+    # aliases into stripes of black and white the model never saw in training
+    checker = (np.indices((300, 300)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    x = Preprocess(size=64)([checker])
+    assert np.abs(x).max() < 0.05
+
+
+def test_image_sets_refuse_mismatched_lengths_and_repeated_ids():
+    pixels = [np.zeros((4, 4), np.uint8)] * 3
+    with pytest.raises(DataError, match="ImageSet has 3 ids but 2 labels"):
+        in_memory(["a", "b", "c"], np.array([0, 1]), pixels)
+    with pytest.raises(DataError, match="metadata 'cell_type' has 2 values for 3 ids"):
+        in_memory(["a", "b", "c"], np.array([0, 1, 0]), pixels,
+                  metadata={"cell_type": np.array(["mono", "poly"])})
+    with pytest.raises(DataError, match="ImageSet ids must be unique"):
+        in_memory(["a", "b", "a"], np.array([0, 1, 0]), pixels)
 
 
 def test_data_command_prints_counts_and_hash(capsys, elpv_fixture):

@@ -119,3 +119,121 @@ def test_a_home_folder_of_an_unknown_user_is_a_config_error_naming_its_source(mo
         default_zoo_root()
     monkeypatch.setenv("HOME", "/home/someone")
     assert expand_home("~/z", "--zoo") == Path("/home/someone/z")
+
+
+def _record_syncs_and_renames(monkeypatch):
+    """Wrap os.fsync and os.replace: what was synced (a file's or folder's path) and renamed,
+    in order."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(src), str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(io.os, "fsync", fsync)
+    monkeypatch.setattr(io.os, "replace", replace)
+    return events
+
+
+@pytest.mark.parametrize("write", ["atomic_path", "atomic_write_bytes"])
+def test_the_temporary_file_is_a_synced_sibling_renamed_onto_the_target(
+        tmp_path, monkeypatch, write):
+    # a sibling: a rename within one file system is atomic (across them it is a copy);
+    # synced before the rename: a power loss after it must not leave an empty file in place
+    events = _record_syncs_and_renames(monkeypatch)
+    target = tmp_path / "f.bin"
+    if write == "atomic_path":
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"x")
+    else:
+        atomic_write_bytes(target, b"x")
+    renames = [e for e in events if e[0] == "replace"]
+    assert len(renames) == 1 and renames[0][2] == str(target)
+    staged = Path(renames[0][1])
+    assert staged.parent == tmp_path and staged.name.startswith(".f.bin.")
+    assert events.index(("fsync", str(staged))) < events.index(renames[0])
+    assert events[-1] == ("fsync", str(tmp_path))  # the folder, after the rename
+    assert target.read_bytes() == b"x" and os.listdir(tmp_path) == ["f.bin"]
+
+
+def test_atomically_written_files_follow_a_stricter_umask_too(tmp_path):
+    umask = os.umask(0o027)
+    try:
+        atomic_write_bytes(tmp_path / "group.bin", b"x")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "group.bin").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_failure_writing_one_of_many_files_leaves_every_target_as_it_was(
+        tmp_path, monkeypatch):
+    import errno
+
+    first, second = tmp_path / "a.json", tmp_path / "b.json"
+    first.write_bytes(b"old a")
+    second.write_bytes(b"old b")
+    real_fsync, syncs = os.fsync, []
+
+    def full_on_second(fd):
+        syncs.append(fd)
+        if len(syncs) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_fsync(fd)
+
+    monkeypatch.setattr(io.os, "fsync", full_on_second)
+    with pytest.raises(OSError, match="No space left on device: '.*b.json'"):
+        io.atomic_write_many({first: b"new a", second: b"new b"})
+    assert (first.read_bytes(), second.read_bytes()) == (b"old a", b"old b")
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "b.json"]
+
+
+def test_a_permission_error_names_the_file_and_one_naming_its_own_file_is_kept(
+        tmp_path, monkeypatch):
+    import errno
+
+    target = tmp_path / "model.onnx"
+    monkeypatch.setattr(io.os, "fsync", lambda fd: (_ for _ in ()).throw(
+        OSError(errno.EACCES, os.strerror(errno.EACCES))))
+    with pytest.raises(PermissionError) as error:
+        atomic_write_bytes(target, b"new")
+    assert error.value.filename == str(target)
+    monkeypatch.undo()
+    with pytest.raises(OSError) as error, atomic_path(target):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), "/elsewhere/calibration.bin")
+    assert error.value.filename == "/elsewhere/calibration.bin"  # its own file, not ours
+
+
+@pytest.mark.parametrize("code", ["EINVAL", "ENOTSUP", "EBADF"])
+def test_a_folder_that_cannot_be_synced_does_not_fail_a_finished_write(
+        tmp_path, monkeypatch, code):
+    # network and FUSE file systems: the file is synced and renamed, the write has succeeded
+    import errno
+
+    real_fsync = os.fsync
+
+    def no_dir_sync(fd):
+        if os.path.isdir(os.readlink(f"/proc/self/fd/{fd}")):
+            raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+        real_fsync(fd)
+
+    monkeypatch.setattr(io.os, "fsync", no_dir_sync)
+    atomic_write_bytes(tmp_path / "f.bin", b"x")
+    assert (tmp_path / "f.bin").read_bytes() == b"x"
+
+
+def test_sha256_file_hashes_every_chunk(tmp_path):
+    import hashlib
+
+    data = bytes(range(256)) * 10
+    (tmp_path / "w.bin").write_bytes(data)
+    assert io.sha256_file(tmp_path / "w.bin", chunk=100) == hashlib.sha256(data).hexdigest()
+
+
+def test_atomic_write_bytes_creates_missing_folders(tmp_path):
+    atomic_write_bytes(tmp_path / "new" / "deeper" / "f.json", b"{}")
+    assert (tmp_path / "new" / "deeper" / "f.json").read_bytes() == b"{}"

@@ -671,3 +671,193 @@ def test_counting_macs_of_a_model_that_fails_leaves_it_in_training_mode():
     with pytest.raises(RuntimeError, match="broken forward"):
         count_macs(model, 8)
     assert model.training
+
+
+def test_latency_stats_report_p90_mean_and_max_and_accept_a_zero_sample():
+    # 1..100 ms: every statistic differs from the others, so a swapped one shows
+    samples = [i / 1e3 for i in range(1, 101)]
+    stats = LatencyStats.from_seconds(samples)
+    assert stats.p90 == pytest.approx(np.percentile(samples, 90) * 1e3)
+    assert stats.mean == pytest.approx(50.5) and stats.p50 == pytest.approx(50.5)
+    skewed = LatencyStats.from_seconds([0.001, 0.001, 0.001, 0.010])
+    assert skewed.mean == pytest.approx(3.25) and skewed.p50 == pytest.approx(1.0)
+    assert (skewed.min, skewed.max) == (pytest.approx(1.0), pytest.approx(10.0))
+    # a call faster than the clock's resolution reads 0 s: finite and non-negative, kept
+    assert LatencyStats.from_seconds([0.0, 0.002]).min == 0.0
+
+
+def test_rounds_for_a_free_call_and_a_budget_that_divides_in_floating_point():
+    assert rounds_for(0.0, 3.0) == 200  # no division by zero: the most rounds
+    # 0.7 / 0.1 is 6.999999999999999 in floating point: still 7 rounds, not 6
+    assert rounds_for(0.1, 0.7, lo=1) == 7
+
+
+def _fake_status(path, rss_kb, hwm_kb):
+    path.write_text(f"Name:\tpython\nVmHWM:\t{hwm_kb} kB\nVmRSS:\t{rss_kb} kB\n")
+
+
+def test_cpu_peak_is_the_high_water_mark_in_mib_and_its_rise_over_the_rss_before(
+        tmp_path, monkeypatch):
+    # a simulated /proc/self/status: the call raises the high-water mark from 10 to 30 MiB
+    # and leaves 12 MiB resident
+    import defectbench.measure.memory as memory
+
+    status = tmp_path / "status"
+    _fake_status(status, rss_kb=10 * 1024, hwm_kb=10 * 1024)
+    monkeypatch.setattr(memory, "_STATUS", status)
+    monkeypatch.setattr(memory, "_CLEAR_REFS", tmp_path / "clear_refs")
+    assert current_rss_mb() == 10.0  # MiB (1024 kB), not MB
+    m = measure_cpu_peak(lambda: _fake_status(status, rss_kb=12 * 1024, hwm_kb=30 * 1024))
+    assert (tmp_path / "clear_refs").read_text() == "5"  # the mark was reset first
+    assert m == MemoryMeasurement("cpu_rss_high_water", 30.0, 20.0)
+    # without a resettable mark: the process's high-water mark, not its current RSS
+    monkeypatch.setattr(memory, "_CLEAR_REFS", tmp_path / "no" / "clear_refs")
+    assert not try_reset_rss_high_water()
+    m = measure_cpu_peak(lambda: None)
+    assert m == MemoryMeasurement("cpu_rss_high_water_not_reset", 30.0, None)
+
+
+def test_cuda_peak_is_the_allocators_peak_in_mib_reset_before_the_call(monkeypatch):
+    # torch.cuda simulated: 100 MiB held before the call, which allocates 50 MiB more at peak
+    from defectbench.measure import memory
+    from defectbench.runtime import precision
+
+    state = {"allocated": 100 * 2**20, "peak": 900 * 2**20, "events": []}
+
+    def run():
+        state["events"].append("call")
+        state["peak"] = max(state["peak"], state["allocated"] + 50 * 2**20)
+
+    def reset():
+        state["events"].append("reset")
+        state["peak"] = state["allocated"]
+
+    monkeypatch.setattr(precision, "cuda_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda: None)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats", reset)
+    monkeypatch.setattr(torch.cuda, "memory_allocated", lambda: state["allocated"])
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: state["peak"])
+    m = memory.measure_cuda_peak(run)
+    assert state["events"] == ["reset", "call"]
+    assert m == MemoryMeasurement("cuda_peak_allocated", 150.0, 50.0)
+    assert memory.cuda_allocated_mb() == 100.0
+
+
+class _FakeCatalog:
+    """The two catalog calls the isolated child makes, with a simulated RSS: loading adds
+    3 MiB, the call's high-water mark is 7 MiB above what the child held before loading."""
+
+    def __init__(self, status):
+        self.status, self.batches = status, []
+
+    def manifest(self, variant):
+        return {"preprocess": {"size": 4}}
+
+    def predictor(self, variant, precision, device):
+        _fake_status(self.status, rss_kb=(100 + 3) * 1024, hwm_kb=(100 + 3) * 1024)
+        catalog = self
+
+        class Predictor:
+            def predict_logits(self, batch):
+                catalog.batches.append(batch.shape)
+                _fake_status(catalog.status, rss_kb=103 * 1024, hwm_kb=107 * 1024)
+
+        return Predictor()
+
+
+def test_the_isolated_child_reports_load_and_peak_above_its_own_start_in_mib(
+        tmp_path, monkeypatch):
+    from defectbench.measure import isolated
+    from defectbench.measure import memory as memory_mod
+
+    status = tmp_path / "status"
+    _fake_status(status, rss_kb=100 * 1024, hwm_kb=500 * 1024)  # earlier life: not counted
+    monkeypatch.setattr(memory_mod, "_STATUS", status)
+    monkeypatch.setattr(memory_mod, "_CLEAR_REFS", tmp_path / "clear_refs")
+    catalog = _FakeCatalog(status)
+    threads = torch.get_num_threads()
+    request = {"variant": "v", "precision": "fp32", "device": "cpu", "batch": 3, "threads": 1}
+    try:
+        answer = isolated._measure_in_child(catalog, request)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert answer == {"kind": "cpu_rss_isolated", "batch": 3, "load_mb": 3.0,
+                      "peak_delta_mb": 7.0}
+    assert catalog.batches == [(3, 3, 4, 4)]
+    # no resettable mark: the child's figure would be its parent's lifetime peak, so refused
+    monkeypatch.setattr(memory_mod, "_CLEAR_REFS", tmp_path / "no" / "clear_refs")
+    with pytest.raises(isolated.IsolatedMemoryError, match="cannot reset the RSS high-water "
+                       "mark .*run without --memory-isolated"):
+        isolated._measure_in_child(catalog, request)
+
+
+def test_isolated_probe_errors_carry_the_end_of_a_long_stderr_not_its_start():
+    # a long warning log before the traceback: the cause is at the end
+    import subprocess
+    import sys
+    import tempfile
+
+    from defectbench.measure.isolated import IsolatedMemoryError, IsolatedMemoryProbe
+
+    noisy = "import sys\nsys.stderr.write('warning\\n' * 2000 + 'the real cause'); sys.exit(3)\n"
+    probe = IsolatedMemoryProbe.__new__(IsolatedMemoryProbe)
+    probe._stderr = tempfile.TemporaryFile(mode="w+")
+    probe._process = subprocess.Popen([sys.executable, "-c", noisy], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=probe._stderr, text=True)
+    probe._process.wait()
+    assert probe._stderr_tail().endswith("the real cause")
+    with pytest.raises(IsolatedMemoryError, match=r"(?s)status 3\): .*warning\nthe real cause$"):
+        probe.measure("v", "fp32", "cpu", 1, 1)
+    probe.close()
+
+
+def test_counting_macs_leaves_the_model_in_the_mode_it_was_in_and_counts_in_eval():
+    # dropout and batch norm must run as in inference, and the caller's mode come back
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    seen = []
+    model.register_forward_hook(lambda module, inputs, output: seen.append(module.training))
+    count_macs(model.eval(), 4)
+    assert seen == [False] and not model.training
+    count_macs(model.train(), 4)
+    assert seen == [False, False] and model.training
+
+
+def test_matmul_peak_is_2n3_flops_over_the_best_of_a_few_timings(monkeypatch):
+    import types
+
+    import defectbench.measure.compute as compute
+
+    # five calls lasting 3, 1, 2, 4 and 5 s on a simulated clock: the best is 1 s
+    clock = iter([0.0, 3.0, 10.0, 11.0, 20.0, 22.0, 30.0, 34.0, 40.0, 45.0])
+    monkeypatch.setattr(compute, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
+    assert compute._best_seconds(lambda: None) == 1.0
+    monkeypatch.setattr(compute, "_best_seconds", lambda call: 0.5)
+    monkeypatch.setattr(compute, "_ort_matmul_peak_gflops", lambda n, threads: 0.0)
+    compute.matmul_peak_gflops.cache_clear()
+    try:
+        # a 100 x 100 matmul is 2 * 100^3 FLOP (a multiply and an add per MAC): in 0.5 s,
+        # 0.004 GFLOP/s
+        assert compute.matmul_peak_gflops("float32", "cpu", 100) == pytest.approx(0.004)
+        assert compute.matmul_peak_gflops("bfloat16", "cpu", 100) == pytest.approx(0.004)
+    finally:
+        compute.matmul_peak_gflops.cache_clear()
+
+
+def test_cpu_identity_of_an_x86_core_records_vendor_model_and_stepping():
+    # two processors of one name and family differ by model number or stepping
+    text = ("processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 143\n"
+            "model name\t: Intel Xeon\nstepping\t: 8\nflags\t\t: fpu avx2\n")
+    identity = cpu_identity(text)
+    assert {k: identity[k] for k in ("name", "vendor", "family", "model", "stepping")} == {
+        "name": "Intel Xeon", "vendor": "GenuineIntel", "family": "6", "model": "143",
+        "stepping": "8"}
+
+
+def test_isolated_memory_on_cuda_is_refused_before_asking_the_probe():
+    # a forked child's RSS says nothing of CUDA allocations: the suite measures those itself
+    from defectbench.measure.isolated import IsolatedMemoryError, IsolatedMemoryProbe
+
+    probe = IsolatedMemoryProbe.__new__(IsolatedMemoryProbe)  # no process: never asked
+    with pytest.raises(IsolatedMemoryError, match=r"cpu only, not 'cuda'.*in-process"):
+        probe.measure("v", "fp32", "cuda", 1, 1)

@@ -263,6 +263,19 @@ def test_safetensors_checkpoint(tmp_path):
     assert provenance.sha256 == _sha256(path)
 
 
+def test_headless_feature_extractor_checkpoint_loads_and_gets_a_fresh_head(tmp_path):
+    # a backbone saved with num_classes=0 has no classifier tensor at all: it is loaded into a
+    # headless model (not into a 2-class one, whose head the file lacks) and then given a head
+    saved = _random_state_dict(0)
+    assert not any(k.startswith("fc.") for k in saved)
+    path = tmp_path / "backbone.pt"
+    torch.save(saved, path)
+    model, provenance = create_model(SMALL, num_classes=2, weights=path)
+    _assert_same_tensors(model, saved)
+    assert model.get_classifier().out_features == 2
+    assert provenance.checkpoint_num_classes == 0 and not provenance.head_pretrained
+
+
 def _leave_marker(path: str) -> None:
     Path(path).write_text("code ran during unpickling")
 
@@ -616,3 +629,13 @@ def test_data_config_for_lite_models_uses_half_mean_and_std():
     assert config["mean"] == (0.5, 0.5, 0.5) and config["std"] == (0.5, 0.5, 0.5)
     assert config["input_size"] == (3, 224, 224)
 
+
+
+def test_a_tag_other_than_in1k_is_not_served_from_the_package(hub_calls):
+    # the packages ship the ImageNet-1k weights: a name asking for other ones must not get them
+    assert packaged_weights_available()  # the package is there, and still not used
+    with pytest.raises(WeightsError, match=r"installed package: none ships weights for "
+                       r"'tf_efficientnet_lite0.ra_in1k'"):
+        create_model(f"{LITE0}.ra_in1k", allow_hub=False)
+    _, provenance = create_model(f"{LITE0}.in1k", allow_hub=False)
+    assert provenance.source == "package"
