@@ -133,3 +133,10 @@ def test_config_error_is_a_value_error():
 def test_proportion_round_trips_through_json():
     p = clopper_pearson(7, 40, 0.9, "upper")
     assert Proportion.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+
+
+@pytest.mark.parametrize("side", ["two-sided", "upper", "lower"])
+def test_a_confidence_of_one_is_refused(side):
+    # at 1.0 every interval is [0, 1]: a bound that can never fail a budget
+    with pytest.raises(ConfigError, match=r"confidence must be in \(0, 1\)"):
+        clopper_pearson(3, 10, 1.0, side)

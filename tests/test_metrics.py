@@ -397,3 +397,48 @@ def test_a_numpy_confidence_is_a_number():
 
     assert check_confidence(np.float64(0.95)) == 0.95
     assert abs(check_confidence(np.float32(0.95)) - 0.95) < 1e-7
+
+
+# ---------------------------------------------------------------- gaps found by mutation testing
+
+
+def test_binary_counts_refuse_bools_and_round_trip_without_swapping_fn_and_fp():
+    # True would be read as a count of 1 (a mask's value passed where its sum belongs)
+    with pytest.raises(DataError,
+                       match=r"BinaryCounts.tp must be a non-negative integer, got True"):
+        BinaryCounts(tp=True, fn=0, fp=0, tn=0)
+    # budgets rebuild the counts from the JSON: a miss (fn) must not come back as a false alarm
+    counts = BinaryCounts(tp=5, fn=1, fp=3, tn=7)
+    again = BinaryCounts.from_dict(json.loads(json.dumps(counts.to_dict())))
+    assert again == counts and again.fnr == pytest.approx(1 / 6)
+
+
+def test_binary_report_refuses_an_empty_set():
+    # an empty split would otherwise report n = 0 with every rate 0 and no interval
+    with pytest.raises(DataError, match="binary_report got no items"):
+        binary_report([], [], 0.5)
+
+
+def test_recall_without_defective_items_is_zero_as_in_sklearn():
+    # zero_division=0 throughout: an unjudged class or split must not read as recall 1
+    assert recall_at([0, 0], [0.9, 0.1], 0.5) == 0.0 == recall_score([0, 0], [1, 0],
+                                                                     zero_division=0)
+    r = per_class_recall([[1, 0], [0, 0]], [[1, 1], [0, 1]], ["crack", "finger"])
+    assert r["finger"].recall == 0.0 == recall_score([0, 0], [1, 1], zero_division=0)
+
+
+def test_threshold_choice_and_recall_refuse_mismatched_lengths():
+    # without the check numpy's boolean indexing raised a bare IndexError
+    with pytest.raises(DataError, match=r"same length.*'y_true': 3, 'scores': 2"):
+        threshold_for_recall([1, 1, 0], [0.9, 0.8], 0.9)
+    with pytest.raises(DataError, match=r"same length.*'y_true': 3, 'scores': 2"):
+        recall_at([1, 1, 0], [0.9, 0.8], 0.5)
+
+
+def test_multilabel_refuses_mismatched_rows_and_labels_other_than_0_1():
+    # one row of predictions would broadcast over every item instead of raising
+    with pytest.raises(DataError, match=r"y_true has shape \(2, 2\) but y_pred has shape \(1, 2\)"):
+        per_class_recall([[1, 0], [1, 1]], [[1, 1]], ["crack", "finger"])
+    # a 2 would be read as a positive label
+    with pytest.raises(DataError, match=r"y_true must hold only 0/1"):
+        per_class_recall([[2, 0], [1, 1]], [[1, 1], [1, 1]], ["crack", "finger"])

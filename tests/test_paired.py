@@ -292,3 +292,40 @@ def test_the_lower_end_mirrors_the_upper_end_even_next_to_minus_one(b, c, n):
 def test_compare_recall_rejects_bad_input(args, match):
     with pytest.raises(DataError, match=match):
         compare_recall(*args)
+
+
+def test_drop_interval_refuses_negative_counts():
+    with pytest.raises(DataError, match="new_misses=-1, new_catches=0, n_defective=10"):
+        drop_interval(-1, 0, 10, 0.95)
+    with pytest.raises(DataError, match="new_misses=2, new_catches=-1, n_defective=10"):
+        drop_interval(2, -1, 10, 0.95)
+
+
+def test_json_keeps_reference_and_variant_apart_and_the_one_sided_bound():
+    # reference catches 3 of 4, the variant 1: a swap on the way back would read as a gain
+    cmp = compare_recall(list("abcd"), [1, 1, 1, 1], [1, 1, 1, 0], [1, 0, 0, 0], 0.9)
+    data = json.loads(json.dumps(cmp.to_dict()))
+    again = RecallComparison.from_dict(data)
+    assert again == cmp and again.drop == 0.5
+    # what budgets read from the JSON is the one-sided bound, not the two-sided end
+    assert data["drop_upper"] == drop_interval(2, 0, 4, 0.9, "upper")[1] > 0.5
+    assert data["drop_upper"] < data["drop_interval"][1]
+    assert cmp.drop_upper_bound(0.8) == drop_interval(2, 0, 4, 0.8, "upper")[1]
+
+
+def test_group_comparison_uses_its_confidence_and_lists_groups_without_defects():
+    ids = list("abcdef")
+    y = [1, 1, 1, 1, 0, 0]
+    ref = [1, 1, 1, 1, 0, 0]
+    var = [0, 1, 1, 0, 0, 0]
+    groups = {"cell_type": ["m", "m", "p", "p", "m", "p"], "line": ["x", "x", "x", "x", "y", "y"]}
+    out = compare_recall_by_group(ids, y, ref, var, groups, confidence=0.8)
+    mono = out["cell_type"]["m"]
+    assert mono.confidence == 0.8
+    assert mono.drop_upper == compare_recall(["a", "b", "e"], [1, 1, 0], [1, 1, 0], [0, 1, 0],
+                                             0.8).drop_upper
+    assert sorted(out["line"]) == ["x"]
+    # a group whose values hold no defective item is there, empty, not missing (budgets
+    # would otherwise report the group's results as not passed at all)
+    none = compare_recall_by_group(ids, [0] * 6, ref, var, {"cell_type": groups["cell_type"]})
+    assert none == {"cell_type": {}}
