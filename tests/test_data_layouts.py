@@ -246,6 +246,14 @@ def test_neu_class_folders_with_long_names(tmp_path: Path) -> None:
     assert images.ids[6] == "pitted_surface/PS_1.bmp"
 
 
+def test_neu_kaggle_pitted_folder_is_pitted_surface(tmp_path: Path) -> None:
+    # the Kaggle redistribution names the folder Pitted/, not PS/ or pitted_surface/
+    folders = {code: code for code in NEU_CLASSES} | {"PS": "Pitted"}
+    images = load_neu_cls(neu_folder_tree(tmp_path, folders))
+    _assert_neu(images)
+    assert images.ids[6:8] == ("Pitted/PS_1.bmp", "Pitted/PS_2.bmp")
+
+
 def test_neu_flat_with_unparseable_name(tmp_path: Path) -> None:
     root = neu_flat_tree(tmp_path)
     write_image(root / "Xx_1.bmp")
@@ -521,6 +529,15 @@ def test_folder_two_other_names_stay_multi_class(tmp_path: Path) -> None:
     assert images.labels.shape == (2, 2)
 
 
+def test_folder_good_and_one_defect_type_stays_multi_class(tmp_path: Path) -> None:
+    # only defect/ (or defective/) beside good/ is the binary layout; good/ and crack/ is
+    # two classes, made good vs defective by binary_view
+    images = load_image_folder(folder_tree(tmp_path, {"good": 1, "crack": 2}))
+    assert images.class_names == ("crack", "good")
+    assert images.labels.tolist() == [[1, 0], [1, 0], [0, 1]]
+    assert binary_view(images).labels.tolist() == [1, 1, 0]
+
+
 def test_folder_defective_is_a_spelling_of_defect(tmp_path: Path) -> None:
     images = load_image_folder(folder_tree(tmp_path, {"good": 2, "Defective": 1}))
     assert images.class_names == ("good", "defective")
@@ -537,6 +554,14 @@ def test_mvtec_folder_named_like_good_is_refused_not_labelled_defective(tmp_path
     mvtec_tree(tmp_path)
     write_image(tmp_path / "bottle/test/good - Copy/000.png", "RGB")
     with pytest.raises(DataError, match=r"named like good/ but not good/ \(good - Copy/\)"):
+        load_mvtec_ad(tmp_path, "bottle")
+
+
+@pytest.mark.parametrize("name", ["_good", "(good)"])
+def test_mvtec_good_folder_behind_punctuation_is_refused_too(tmp_path: Path, name: str) -> None:
+    mvtec_tree(tmp_path)
+    write_image(tmp_path / "bottle/test" / name / "000.png", "RGB")
+    with pytest.raises(DataError, match=r"named like good/ but not good/"):
         load_mvtec_ad(tmp_path, "bottle")
 
 
@@ -796,6 +821,18 @@ def test_decode_check_also_verifies_png_checksums(tmp_path: Path) -> None:
     for check in ("verify", "decode"):
         with pytest.raises(DataError, match=r"flipped.png \(\w+Error: .*(CRC|checksum|crc)"):
             load_image_folder(tmp_path, check=check)
+
+
+def test_an_image_too_large_to_decode_safely_is_a_data_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PIL's DecompressionBombError is no OSError: uncaught, it escaped without the file's name
+    images = load_image_folder(folder_tree(tmp_path, {"good": 1, "defect": 1}))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 10)  # an 8x8 image is over twice that
+    with pytest.raises(
+        DataError, match=r"cannot decode image .*defect/000\.png \(DecompressionBombError"
+    ):
+        images.load(0)
 
 
 @pytest.mark.parametrize("name", ["img_0007", "002.png.bak", "002.png ", "003.pn"])
@@ -1151,6 +1188,19 @@ def test_mvtec_masks_without_their_images_are_refused_not_dropped(tmp_path: Path
     assert len(load_mvtec_ad(tmp_path, "bottle", "train")) == 3
 
 
+def test_mvtec_masks_in_a_capitalised_ground_truth_folder_are_checked_too(
+    tmp_path: Path,
+) -> None:
+    # found like train/ and test/, ignoring case: Ground_Truth/ is no reason to skip the check
+    mvtec_tree(tmp_path)
+    (tmp_path / "bottle/ground_truth").rename(tmp_path / "bottle/Ground_Truth")
+    (tmp_path / "bottle/test/contamination/000.png").unlink()
+    write_image(tmp_path / "bottle/test/contamination/001.png", "RGB")
+    with pytest.raises(DataError, match=r"Ground_Truth has 1 defect mask\(s\) whose image is "
+                       r"missing .*\(contamination/000_mask.png\)"):
+        load_mvtec_ad(tmp_path, "bottle")
+
+
 def test_mvtec_masks_match_their_images_in_any_case(tmp_path: Path) -> None:
     mvtec_tree(tmp_path)
     (tmp_path / "bottle/ground_truth/Contamination").mkdir()
@@ -1212,6 +1262,41 @@ def test_dagm_label_table_that_is_a_folder_or_spelt_twice(tmp_path: Path) -> Non
     (label_dir / "Labels.txt").mkdir()
     with pytest.raises(DataError, match=r"Labels.txt is not a file; .*re-extract"):
         load_dagm(root)
+
+
+def test_dagm_class_unpacked_both_flat_and_nested_is_refused_not_half_read(
+    tmp_path: Path,
+) -> None:
+    # Class1/Train and Class1/Class1/Train (an archive extracted twice): reading only the
+    # nested copy dropped the other's images without a word
+    root = dagm_tree(tmp_path, classes=(1,))
+    dagm_split(root / "Class1/Class1/Train", ["0009"], set())
+    dagm_split(root / "Class1/Class1/Test", ["0008"], {"0008"})
+    with pytest.raises(
+        DataError, match=r"DAGM class folder .*Class1 has sub-folder\(s\) holding images \(Class1\)"
+    ):
+        load_dagm(root)
+
+
+def test_dagm_label_table_listing_an_image_twice_is_refused(tmp_path: Path) -> None:
+    # the later row silently won: 0002 read as defect-free, its mask then ignored
+    root = dagm_tree(tmp_path, classes=(1,))
+    table = root / "Class1/Train/Label/Labels.txt"
+    table.write_text(table.read_text() + "4\t1\t0002.png\t0\t0002_label.PNG\n")
+    with pytest.raises(DataError, match=r"Labels.txt lists 0002.png twice \(lines 3 and 5\)"):
+        load_dagm(root)
+
+
+def test_dagm_label_table_rows_name_their_mask_or_0_for_the_usual_name(tmp_path: Path) -> None:
+    # a label file column of 0 means "none named": the mask is then Label/<stem>_label.PNG;
+    # a named mask is looked up under its own name
+    root = dagm_tree(tmp_path, classes=(1,))
+    label_dir = root / "Class1/Train/Label"
+    (label_dir / "Labels.txt").write_text(
+        "1\n1\t0\t0001.PNG\t0\t0\n2\t1\t0002.PNG\t0\t0\n3\t1\t0003.PNG\t0\tdent3.PNG\n"
+    )
+    write_image(label_dir / "dent3.PNG", value=255)
+    assert load_dagm(root).labels.tolist() == [0, 1, 1, 0, 1]
 
 
 @pytest.mark.parametrize("where", ["defect/.extra", ".extra", ".extra/defect"])

@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+import torch
 
 from defectbench.cli import main
 from defectbench.data import elpv, fixture
@@ -280,6 +281,25 @@ def test_preprocess_rejects_bad_pixels():
         pre([np.zeros((8, 8, 4), np.uint8)])
     with pytest.raises(ConfigError, match="outside 16..1024"):
         Preprocess(size=8)
+
+
+def test_a_bad_image_past_the_first_batch_is_named_by_its_id():
+    # a position within the 64-image chunk (6) would point at another image of the set
+    pixels = [np.zeros((8, 8), np.uint8)] * 72
+    pixels[70] = np.zeros((8, 8), np.float32)
+    ids = [f"cell_{i:03d}.png" for i in range(72)]
+    images = in_memory(ids, np.zeros(72, np.int8), pixels)
+    with pytest.raises(DataError, match=r"^image 'cell_070.png': expected uint8 pixels"):
+        preprocess_set(images, Preprocess(size=16))
+
+
+@pytest.mark.parametrize("std", [{}, {"std": None}], ids=["absent", "none"])
+def test_a_model_config_with_a_mean_but_no_std_is_a_config_error(std):
+    # unless checked with the mean, a missing std failed later as a bare KeyError/TypeError
+    model = torch.nn.Linear(2, 2)
+    model.pretrained_cfg = {"mean": (0.5, 0.5, 0.5), **std}
+    with pytest.raises(ConfigError, match=r"Linear has no pretrained_cfg with mean and std"):
+        Preprocess.for_model(model, 32)
 
 
 def test_preprocess_keeps_pixels_in_place_and_reads_every_channel_layout():
