@@ -838,6 +838,15 @@ def test_main_reports_errors_without_a_traceback(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_defectbench_without_a_command_is_a_usage_error_not_a_traceback(capsys):
+    from defectbench.cli import main as defectbench
+
+    with pytest.raises(SystemExit) as exit_:
+        defectbench([])
+    assert exit_.value.code == 2
+    assert "the following arguments are required: COMMAND" in capsys.readouterr().err
+
+
 def test_fastest_passing_variant_per_panel(written):
     report, _, out = written
     summary = json.loads((out / "summary.json").read_text())

@@ -1801,7 +1801,9 @@ def test_a_full_disk_names_the_file_and_the_fix_and_keeps_the_old_file(tmp_path,
 
 @pytest.mark.parametrize("code, fix", [("EIO", "check the disk it is on"),
                                        ("EFBIG", "free space on its disk"),
-                                       ("EROFS", "fix its permissions")])
+                                       ("EDQUOT", "free space on its disk"),
+                                       ("EROFS", "fix its permissions"),
+                                       ("EACCES", "fix its permissions")])
 def test_each_storage_error_the_io_layer_names_gets_its_own_fix(code, fix, tmp_path,
                                                                  monkeypatch, capsys):
     # the io layer names the file for these; the command must then say it, not a traceback,
@@ -1822,6 +1824,21 @@ def test_each_storage_error_the_io_layer_names_gets_its_own_fix(code, fix, tmp_p
     err = capsys.readouterr().err
     assert err.startswith(f"defectbench: error: {tmp_path / 'model.onnx'}: {os.strerror(number)}; "
                           f"{fix}")
+
+
+def test_an_os_error_that_is_no_storage_error_keeps_its_traceback(tmp_path, monkeypatch):
+    # "free space or fix permissions" for a bad file descriptor would hide a bug
+    import errno
+
+    from defectbench.zoo import cli as zoo_cli
+
+    def fail(args):
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF), str(tmp_path / "model.onnx"))
+
+    monkeypatch.setattr(zoo_cli, "_cmd_build", fail)
+    with pytest.raises(OSError) as error:
+        main(["zoo", "build", "--profile", "smoke", "--zoo", str(tmp_path)])
+    assert error.value.errno == errno.EBADF
 
 
 def test_zoo_show_and_list_print_json_that_strict_parsers_read(tmp_path, capsys):
@@ -2029,3 +2046,78 @@ def test_the_zoo_cli_makes_a_relative_teacher_weights_path_absolute(tmp_path, no
     assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path / "zoo"),
                  "--teacher", "test_vit", "--teacher-weights", "vit.safetensors"]) == 0
     assert os.environ["DEFECTBENCH_TEACHER_WEIGHTS"] == str(tmp_path / "vit.safetensors")
+
+
+def test_a_profile_s_seed_and_image_caps_reach_every_recipe_that_trains(no_teacher_env):
+    # `dataclasses.replace(profile, seed=1)` is how a second draw is built (probe_teacher.py):
+    # a recipe keeping seed 0 would rebuild the first draw under another name; and smoke
+    # stays minutes only while every training and fine-tune is capped
+    import dataclasses
+
+    smoke = get_profile("smoke")
+    for profile in (smoke, dataclasses.replace(smoke, seed=3)):
+        recipes = all_recipes(profile)
+        schedules = [getattr(r, "train", None) or getattr(r, "finetune", None)
+                     for r in recipes.values()]
+        schedules = [s for s in schedules if s is not None]
+        assert len(schedules) == 10  # 5 trained, 4 pruned, 1 QAT
+        assert {(s.seed, s.max_train_images, s.max_dev_images) for s in schedules} == {
+            (profile.seed, 96, 64)}
+
+
+def test_compressed_variants_get_the_calibration_and_distillation_their_names_promise(
+        no_teacher_env):
+    # `.cal1`/`.cal2` are other draws of calibration images (the gate judges the worst of
+    # three), `_sym` the TensorRT-ready config, and every count is the profile's
+    import dataclasses
+
+    from defectbench.compress.ort_quant import TENSORRT_INT8
+
+    profile = dataclasses.replace(get_profile("smoke"), num_calibration=24)
+    recipes = all_recipes(profile)
+    for parent in (TEACHER, "tf_efficientnet_lite0.kd", "vit_tiny_patch16_224.kd"):
+        draws = [recipes[f"{parent}.int8_ort{s}"] for s in ("", ".cal1", ".cal2")]
+        assert [d.calibration_seed for d in draws] == [0, 1, 2]
+        assert {d.quant for d in draws} == {draws[0].quant}
+        assert (draws[0].quant.calibration, draws[0].quant.num_calibration) == ("minmax", 24)
+        pct = recipes[f"{parent}.int8_ort_pct"].quant
+        assert (pct.calibration, pct.num_calibration) == ("percentile", 24)
+        assert recipes[f"{parent}.int8_ort_sym"].quant == dataclasses.replace(
+            TENSORRT_INT8, num_calibration=24)
+        assert recipes[f"{parent}.int8_pt2e"].num_calibration == 24
+    assert recipes["tf_efficientnet_lite0.kd.pruned50.int8_ort"].quant == draws[0].quant
+    kd = recipes["tf_efficientnet_lite0.kd"].distill
+    assert kd.teacher == TEACHER
+    for name in (f"{TEACHER}.pruned30", f"{TEACHER}.pruned50", "tf_efficientnet_lite0.kd.pruned30",
+                 "tf_efficientnet_lite0.kd.pruned50", "tf_efficientnet_lite0.kd.qat_pt2e"):
+        assert recipes[name].distill == kd, name
+
+
+def test_empty_teacher_variables_count_as_unset(no_teacher_env):
+    # `DEFECTBENCH_TEACHER_SIZE= pytest ...` clears a variable, as for DEFECTBENCH_PROFILE
+    from defectbench.zoo.profiles import TEACHER_ENV
+
+    for env in TEACHER_ENV.values():
+        no_teacher_env.setenv(env, "")
+    assert get_profile("smoke") == PROFILES["smoke"]
+
+
+def test_a_teacher_weights_variable_is_expanded_and_made_absolute(tmp_path, no_teacher_env):
+    # the build's processes, and later commands run elsewhere, must find the same file
+    no_teacher_env.setenv("HOME", str(tmp_path))
+    no_teacher_env.chdir(tmp_path)
+    (tmp_path / "lite2.pth").write_bytes(b"not loaded here")
+    for given in ("~/lite2.pth", "lite2.pth"):
+        no_teacher_env.setenv("DEFECTBENCH_TEACHER_WEIGHTS", given)
+        assert get_profile("smoke").teacher_weights == str((tmp_path / "lite2.pth").resolve())
+
+
+def test_teacher_sizes_from_16_to_1024_pixels_are_accepted_and_no_others():
+    from defectbench.zoo.profiles import with_teacher
+
+    smoke = PROFILES["smoke"]
+    for size in (16, 1024):
+        assert with_teacher(smoke, size=size).teacher_size == size
+    for size in (15, 1025):
+        with pytest.raises(ConfigError, match=f"teacher size {size} is outside 16..1024"):
+            with_teacher(smoke, size=size)
