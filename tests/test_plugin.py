@@ -475,6 +475,40 @@ def test_survey_int8_runs_on_the_sessions_thread_count(monkeypatch, tmp_path):
     assert predictor.intra_op_threads == 1
 
 
+def test_survey_cases_are_every_architecture_precision_and_batch_of_the_device():
+    from defectbench import survey
+
+    cases = survey.survey_cases(("cpu",), ("bf16", "fp16", "fp32", "int8"), (1, 8))
+    # fp16 is CUDA's (autocast on CPU is bf16): every other precision, at both batches
+    assert {(c.precision, c.batch) for c in cases} == {
+        (p, b) for p in ("bf16", "fp32", "int8") for b in (1, 8)}
+    assert len(cases) == len(set(cases)) == 6 * len(survey.SURVEY_ARCHS)
+    assert {c.precision for c in survey.survey_cases(("cuda",), ("fp16", "int8"), (1,))} == {
+        "fp16"}
+
+
+def test_survey_architectures_run_at_timms_native_input_size():
+    # the teacher's architecture in particular must be timed at the size it is served at
+    import timm
+
+    from defectbench import survey
+
+    for arch, size in survey.SURVEY_ARCHS:
+        assert timm.get_pretrained_cfg(arch).input_size == (3, size, size), arch
+
+
+def test_survey_bf16_and_fp32_are_torch_eager_at_their_own_precision(monkeypatch, tmp_path):
+    from defectbench import survey
+    from defectbench.runtime.predictor import TorchPredictor
+
+    monkeypatch.setattr(survey, "SURVEY_ARCHS", (("resnet10t", 32),))
+    for precision in ("bf16", "fp32"):
+        predictor = survey.survey_predictor(
+            survey.SurveyCase("resnet10t", precision, "cpu", 1), tmp_path)
+        assert isinstance(predictor, TorchPredictor) and predictor.precision == precision
+    assert not list(tmp_path.iterdir())  # no ONNX file made for them
+
+
 def test_shown_intervals_take_the_budgets_shared_confidence():
     from defectbench.budgets import Budget
 

@@ -426,3 +426,24 @@ def test_the_first_row_missing_its_quality_is_named_too(tmp_path):
     report = load_report([_dump(data, tmp_path / "cpu.json")])
     assert report.rows[0].variant == PRUNED and report.rows[0].verdict == "no quality"
     assert f"no quality at operating point {OP!r} for: {PRUNED} fp32 cpu" in report.notes
+
+
+# --- plot axes and panels (mutation-tested round 2) --------------------------------------------
+
+
+def test_latency_is_on_a_log_x_axis_and_size_on_a_linear_one_from_zero():
+    report = load_report([CPU])
+    for ax in latency_figure(report).axes:
+        if ax.get_visible():
+            assert ax.get_xscale() == "log" and ax.get_yscale() == "linear"
+            assert "latency p50" in ax.get_xlabel() and "recall" in ax.get_ylabel()
+    for ax in size_figure(report).axes:
+        if ax.get_visible():
+            assert ax.get_xscale() == "linear" and ax.get_xlim()[0] == 0.0
+            assert ax.get_xlabel() == "model size (MiB)" and "recall" in ax.get_ylabel()
+
+
+def test_a_budget_judged_on_its_bound_is_dotted_and_one_judged_on_the_point_dashed():
+    report = load_report([CPU])
+    styles = {label.split(":")[0]: style for _, label, style in budget_levels(report, "cpu", XEON)}
+    assert styles == {"recall-drop": "--", "recall-drop-upper-bound": ":", "fnr-ceiling": ":"}

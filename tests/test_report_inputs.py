@@ -498,3 +498,98 @@ def test_an_interval_confidence_outside_0_1_is_refused(tmp_path, capsys, value):
     with pytest.raises(ReportError, match=match):
         load_report([path])
     _refused_by_main(path, tmp_path, capsys, match)
+
+
+# --- corrupt, foreign or older files (mutation-tested round 2) ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        # a blank name printed as the budget the rows were judged at ("  : max_drop 0.02")
+        ("name", "  ", r"budgets\[0\].name' must be a name on one line, got a string"),
+        # confidence 1 is no interval: a bound at 100% is no bound
+        ("confidence", 1.0, r"budgets\[0\].confidence' must be a number between 0 and 1"),
+    ],
+)
+def test_budget_values_at_the_edges_are_refused(tmp_path, capsys, field, value, match):
+    data = _load()
+    data["defectbench"]["budgets"][0][field] = value
+    path = _dump(data, tmp_path / "odd.json")
+    _refused_by_main(path, tmp_path, capsys, match)
+
+
+@pytest.mark.parametrize(
+    "stopped, match",
+    [
+        # "0 of its 40 selected tests never ran" is no early stop; a selection of 0 ran nothing
+        ({"selected": 40, "not_run": 0}, r"stopped_early.not_run' must be a whole number of "
+         r"tests, at least 1, or absent, got a number \(0\)"),
+        ({"selected": 0}, r"stopped_early.selected' must be a whole number .*got a number \(0\)"),
+        # one more than were selected is already too many
+        ({"selected": 4, "not_run": 5}, r"says 5 of 4 selected tests never ran, more than"),
+    ],
+    ids=["none-not-run", "none-selected", "one-too-many"],
+)
+def test_stopped_early_counts_at_the_edges_are_refused(tmp_path, capsys, stopped, match):
+    data = _load()
+    data["defectbench"]["stopped_early"] = stopped
+    path = _dump(data, tmp_path / "odd.json")
+    _refused_by_main(path, tmp_path, capsys, match)
+
+
+def test_a_binary_file_is_refused_as_no_json_text(tmp_path, capsys):
+    # a .png or a gzipped JSON passed by mistake ended in a UnicodeDecodeError traceback
+    path = tmp_path / "out.json"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x80")
+    _refused_by_main(path, tmp_path, capsys, r"cannot be read as a JSON text file")
+
+
+def test_a_file_without_a_schema_is_refused_as_too_old(tmp_path, capsys):
+    # a section from before the schema field must not be read as the current layout
+    data = _load()
+    del data["defectbench"]["schema"]
+    path = _dump(data, tmp_path / "old.json")
+    _refused_by_main(path, tmp_path, capsys,
+                     r"defectbench schema None is not supported.*Re-run the benchmarks")
+
+
+@pytest.mark.parametrize(
+    "latency_only, fixture",
+    [("yes", None), (True, {}), (True, {"split_sha256": "a" * 64})],
+    ids=["latency-only-not-a-boolean", "empty-fixture", "half-a-fixture"],
+)
+def test_only_a_true_latency_only_run_without_a_fixture_skips_the_fixture_check(
+    tmp_path, capsys, latency_only, fixture
+):
+    # a survey-only run writes `"latency_only": true` and no fixture; anything else without
+    # both hashes is an edited file, which would merge with runs on any fixture unchecked
+    data = _load()
+    data["defectbench"]["latency_only"] = latency_only
+    data["defectbench"]["fixture"] = fixture
+    path = _dump(data, tmp_path / "odd.json")
+    _refused_by_main(path, tmp_path, capsys,
+                     r"'defectbench.fixture' must record split_sha256 and content_sha256")
+
+
+@pytest.mark.parametrize("key", ["budgets", "quality"])
+def test_budgets_or_quality_as_an_object_are_refused_as_no_list(tmp_path, capsys, key):
+    # keyed by name instead of listed: read as a list of its keys, "budgets[0] must be an
+    # object, got 'recall-drop'" named a field the file does not have
+    data = _load()
+    data["defectbench"][key] = {"recall-drop": {"value": 0.02}}
+    path = _dump(data, tmp_path / "odd.json")
+    _refused_by_main(path, tmp_path, capsys, rf"'defectbench.{key}' must be a list, got an object")
+
+
+def test_a_benchmark_marked_not_defectbench_is_left_out_and_counted(tmp_path):
+    # `"defectbench": false` in extra_info is another plugin's entry, not one of ours
+    from defectbench.report import read_run
+
+    data = _load()
+    ours = len(data["benchmarks"])
+    marked = _int8_bench(data)
+    marked["extra_info"]["defectbench"] = False
+    run = read_run(_dump(data, tmp_path / "odd.json"))
+    assert run.foreign_benchmarks == 1 and len(run.benchmarks) == ours - 1
+    assert marked["name"] not in {b["name"] for b in run.benchmarks}
