@@ -112,3 +112,21 @@ def test_summary_labels_follow_the_defect_threshold_asked_for(tmp_path, capsys, 
         counts[threshold] = sum(json.loads(capsys.readouterr().out)["defective"].values())
     # probabilities 0, 1/3, 2/3, 1, ten cells each
     assert counts == {"0.5": 20, "0.3": 30, "1.0": 10}
+
+
+def test_a_defect_threshold_given_to_make_fixture_is_refused(tmp_path, capsys, tiny_elpv):
+    # the split does not depend on it (stratified by severity): accepting it would suggest so
+    argv = ["data", "make-fixture", "--defect-threshold", "0.3", "--fixture-dir",
+            str(tmp_path / "fx")]
+    assert main(argv) == 2
+    assert "apply to `defectbench data summary`, not to make-fixture" in capsys.readouterr().err
+    assert not (tmp_path / "fx").exists()
+
+
+def test_a_fixture_json_alone_is_not_overwritten_without_force(tmp_path, capsys, tiny_elpv):
+    # half a pair (split.csv deleted by hand, say) still holds the old split's hashes
+    (tmp_path / "fixture.json").write_text("{}")
+    assert main(["data", "make-fixture", "--fixture-dir", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'fixture.json'} exists" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fixture.json"]
+    assert (tmp_path / "fixture.json").read_text() == "{}"
