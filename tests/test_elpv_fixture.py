@@ -283,16 +283,6 @@ def test_preprocess_rejects_bad_pixels():
         Preprocess(size=8)
 
 
-def test_a_bad_image_past_the_first_batch_is_named_by_its_id():
-    # a position within the 64-image chunk (6) would point at another image of the set
-    pixels = [np.zeros((8, 8), np.uint8)] * 72
-    pixels[70] = np.zeros((8, 8), np.float32)
-    ids = [f"cell_{i:03d}.png" for i in range(72)]
-    images = in_memory(ids, np.zeros(72, np.int8), pixels)
-    with pytest.raises(DataError, match=r"^image 'cell_070.png': expected uint8 pixels"):
-        preprocess_set(images, Preprocess(size=16))
-
-
 @pytest.mark.parametrize("std", [{}, {"std": None}], ids=["absent", "none"])
 def test_a_model_config_with_a_mean_but_no_std_is_a_config_error(std):
     # unless checked with the mean, a missing std failed later as a bare KeyError/TypeError

@@ -41,14 +41,16 @@ def test_atomic_writes_sync_the_folder_after_the_rename(tmp_path, monkeypatch, w
     assert synced == [(tmp_path, True)]
 
 
-def test_atomically_written_files_get_the_umasks_mode_not_mkstemps_0600(tmp_path):
-    # a zoo or report shared by a team: mkstemp's private 0600 would lock the others out
-    umask = os.umask(0o022)
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o027, 0o640)])
+def test_atomically_written_files_get_the_umasks_mode_not_mkstemps_0600(tmp_path, umask, mode):
+    # a zoo or report shared by a team: mkstemp's private 0600 would lock the others out,
+    # and a fixed 0644 would ignore a stricter umask
+    before = os.umask(umask)
     try:
         atomic_write_bytes(tmp_path / "shared.bin", b"x")
     finally:
-        os.umask(umask)
-    assert (tmp_path / "shared.bin").stat().st_mode & 0o777 == 0o644
+        os.umask(before)
+    assert (tmp_path / "shared.bin").stat().st_mode & 0o777 == mode
 
 
 def test_scratch_dir_beside_holds_what_libraries_put_in_the_temp_folder(tmp_path):
@@ -159,15 +161,6 @@ def test_the_temporary_file_is_a_synced_sibling_renamed_onto_the_target(
     assert events.index(("fsync", str(staged))) < events.index(renames[0])
     assert events[-1] == ("fsync", str(tmp_path))  # the folder, after the rename
     assert target.read_bytes() == b"x" and os.listdir(tmp_path) == ["f.bin"]
-
-
-def test_atomically_written_files_follow_a_stricter_umask_too(tmp_path):
-    umask = os.umask(0o027)
-    try:
-        atomic_write_bytes(tmp_path / "group.bin", b"x")
-    finally:
-        os.umask(umask)
-    assert (tmp_path / "group.bin").stat().st_mode & 0o777 == 0o640
 
 
 def test_a_failure_writing_one_of_many_files_leaves_every_target_as_it_was(
