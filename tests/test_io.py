@@ -25,6 +25,15 @@ def test_atomic_path_moves_the_file_into_place_only_on_success(tmp_path):
     assert os.listdir(target.parent) == ["model.onnx"]  # and no temporary file is left
 
 
+def _write_x(write: str, target: Path) -> None:
+    """Write b"x" to `target` through one of the two atomic writers, by name."""
+    if write == "atomic_path":
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"x")
+    else:
+        atomic_write_bytes(target, b"x")
+
+
 @pytest.mark.parametrize("write", ["atomic_path", "atomic_write_bytes"])
 def test_atomic_writes_sync_the_folder_after_the_rename(tmp_path, monkeypatch, write):
     # the file's bytes are synced before the rename; the rename itself lives in the folder,
@@ -33,11 +42,7 @@ def test_atomic_writes_sync_the_folder_after_the_rename(tmp_path, monkeypatch, w
     monkeypatch.setattr(io, "_fsync_dir", lambda folder: synced.append(
         (folder, (folder / "f.bin").exists())))
     target = tmp_path / "f.bin"
-    if write == "atomic_path":
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"x")
-    else:
-        atomic_write_bytes(target, b"x")
+    _write_x(write, target)
     assert synced == [(tmp_path, True)]
 
 
@@ -149,11 +154,7 @@ def test_the_temporary_file_is_a_synced_sibling_renamed_onto_the_target(
     # synced before the rename: a power loss after it must not leave an empty file in place
     events = _record_syncs_and_renames(monkeypatch)
     target = tmp_path / "f.bin"
-    if write == "atomic_path":
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"x")
-    else:
-        atomic_write_bytes(target, b"x")
+    _write_x(write, target)
     renames = [e for e in events if e[0] == "replace"]
     assert len(renames) == 1 and renames[0][2] == str(target)
     staged = Path(renames[0][1])
