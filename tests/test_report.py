@@ -316,7 +316,9 @@ def test_labels_match_the_frontiers_of_every_panel(written):
     # a recipe that extends INT8's name is named by what it adds
     (INT8 + ".cal1", "lite0.kd.int8_ort\n(same point: .cal1)"),
     (PRUNED, "lite0.kd.int8_ort\nlite0.kd.pruned50 fp32"),
-], ids=["same-stem", "unrelated"])
+    # a longer name that is no recipe step on INT8's (no '.', '_' or space follows it)
+    (INT8 + "2", "lite0.kd.int8_ort\nlite0.kd.int8_ort2"),
+], ids=["same-stem", "unrelated", "prefix-no-stem"])
 def test_variants_on_the_same_point_share_one_label(tmp_path, twin, label):
     data = _load(CPU)
     data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["batch"] == 1]
@@ -566,6 +568,37 @@ def test_a_copy_of_one_run_is_refused(tmp_path):
         load_report([CPU, copy_of_cpu])
 
 
+def test_runs_started_at_one_moment_on_two_hosts_are_not_copies(tmp_path):
+    # cpu.json run at the same second on another machine: two runs, not one passed twice
+    data = _load(CPU)
+    data["machine_info"]["node"] = "second-box"
+    report = load_report([CPU, _dump(data, tmp_path / "second.json")])
+    assert len({row.machine for row in report.rows}) == 2
+
+
+def test_runs_without_a_start_time_are_not_taken_for_copies(tmp_path):
+    # with no datetime nothing says two files are one run: two reruns on one host must merge
+    paths = []
+    for k, scale in enumerate((1.0, 1.5)):
+        data = _load(CPU)
+        del data["datetime"]
+        for b in data["benchmarks"]:
+            b["extra_info"]["latency_ms"]["p50"] *= scale
+        paths.append(_dump(data, tmp_path / f"rerun{k}.json"))
+    report = load_report(paths)
+    assert len(report.rows) == 2 * len(load_report([CPU]).rows)
+
+
+def test_a_third_file_on_another_fixture_is_refused_too(tmp_path):
+    # not only the second file is compared with the first: any later one is
+    data = _load(GPU)
+    data["datetime"] = "2026-11-23T09:00:00+00:00"
+    data["defectbench"]["fixture"]["split_sha256"] = "f" * 64
+    third = _dump(data, tmp_path / "third.json")
+    with pytest.raises(ReportError, match=rf"fixture mismatch: .* but {re.escape(str(third))} "):
+        load_report([CPU, GPU, third])
+
+
 def test_two_runs_in_files_of_one_name_stay_apart(tmp_path):
     # `--benchmark-json out.json` in two run folders: the file name alone does not tell the
     # runs apart, so panels, fronts and models (the size plot's points) would merge
@@ -651,6 +684,16 @@ def test_an_out_folder_that_cannot_be_written_is_a_report_error(tmp_path):
     (tmp_path / "afile").write_text("")
     with pytest.raises(ReportError, match=r"cannot write .*afile/report: Not a directory; .*--out"):
         write_report([CPU], parent_is_a_file, plots=False)
+
+
+def test_no_plots_renders_no_plot_and_returns_only_what_it_wrote(tmp_path, monkeypatch):
+    def broken(report):
+        raise AssertionError("--no-plots rendered a plot")
+
+    monkeypatch.setattr("defectbench.report.plots.plot_files", broken)
+    _, written = write_report([CPU], tmp_path / "out", plots=False)
+    assert sorted(p.name for p in written) == ["summary.json", "table.csv", "table.md"]
+    assert all(p.is_file() for p in written)
 
 
 def test_a_failed_plot_leaves_the_previous_report_whole(tmp_path, monkeypatch):

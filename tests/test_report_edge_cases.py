@@ -22,8 +22,10 @@ from defectbench.report.plots import (
     FAIL_COLOUR,
     FRONTIER_GID,
     REFERENCE_COLOUR,
+    SURVEY_COLOUR,
     budget_levels,
     latency_figure,
+    plot_files,
     size_figure,
 )
 from defectbench.report.table import header_markdown, summary_dict
@@ -400,6 +402,8 @@ def test_the_size_plots_frontier_is_the_size_frontier(tmp_path):
     ax = size_figure(report).axes[0]
     (front,) = [line for line in ax.lines if line.get_gid() == FRONTIER_GID]
     assert 0.5 in list(front.get_xdata())
+    # drawn smallest first: the rows come in latency order, the faster INT8 student first
+    assert list(front.get_xdata()) == [0.5, 3.4, 19.2]
 
 
 def test_an_ungated_point_is_no_red_cross_and_the_reference_line_is_drawn(tmp_path):
@@ -447,3 +451,99 @@ def test_a_budget_judged_on_its_bound_is_dotted_and_one_judged_on_the_point_dash
     report = load_report([CPU])
     styles = {label.split(":")[0]: style for _, label, style in budget_levels(report, "cpu", XEON)}
     assert styles == {"recall-drop": "--", "recall-drop-upper-bound": ":", "fnr-ceiling": ":"}
+
+
+# --- plot points (mutation-tested round 3) -----------------------------------------------------
+
+
+def _points(ax) -> list[tuple[float, float, str]]:
+    """Each model point drawn in ``ax``: (cost, recall, face colour), not crosses or marks."""
+    return [(x, y, line.get_markerfacecolor())
+            for line in ax.lines if line.get_linestyle() == "None"
+            and line.get_marker() != "x" and line.get_color() != SURVEY_COLOUR
+            for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)]
+
+
+def test_the_size_plot_shows_a_model_timed_at_two_batches_once():
+    # the teacher and the INT8 student ran at batch 1 and 8: one model, one size, one point
+    ax = size_figure(load_report([CPU])).axes[0]
+    assert sorted(x for x, _, _ in _points(ax)) == [3.4, 6.1, 19.2]
+
+
+def test_a_latency_only_model_is_a_mark_on_the_x_axis_of_both_plots():
+    report = load_report([CPU])
+    for figure, cost in ((latency_figure, 123.0), (size_figure, 330.2)):
+        ax = figure(report).axes[0]  # cpu (batch 1): where the survey model ran
+        (mark,) = [line for line in ax.lines if line.get_color() == SURVEY_COLOUR]
+        assert list(mark.get_xdata()) == [cost] and mark.get_marker() == "^"
+        assert ax.get_xlim()[1] > cost
+        assert ax.get_ylim()[0] > 0.5  # at the foot of the axes: recall 0.02 would squash it
+        assert "latency only (no recall)" in [t.get_text() for t in ax.figure.legends[0].texts]
+
+
+def test_an_ungated_point_is_hollow_and_a_gated_one_filled(tmp_path):
+    data = _load(CPU)
+    for q in _qualities(data, INT8):
+        q["verdicts"], q["passed"] = [], None
+    ax = latency_figure(load_report([_dump(data, tmp_path / "cpu.json")])).axes[0]
+    faces = {x: face for x, _, face in _points(ax)}
+    assert faces[8.7] == "white"  # the ungated INT8 student
+    assert faces[41.7] != "white" and faces[19.9] != "white"  # the gated teacher and pruned
+
+
+def test_a_model_without_a_size_is_left_off_the_size_plot_only(tmp_path):
+    data = _load(CPU)
+    for b in data["benchmarks"]:
+        if b["extra_info"]["variant"] == PRUNED:
+            b["extra_info"]["size_mb"] = None
+    report = load_report([_dump(data, tmp_path / "cpu.json")])
+    assert sorted(x for x, _, _ in _points(size_figure(report).axes[0])) == [3.4, 19.2]
+    assert 19.9 in [x for x, _, _ in _points(latency_figure(report).axes[0])]
+
+
+def test_each_panel_draws_the_budgets_its_own_file_judged_at(tmp_path):
+    # merged files may hold one budget name at two values: the CUDA panel's rows were judged
+    # at gpu.json's ceiling, not at cpu.json's
+    data = _load(GPU)
+    (ceiling,) = [b for b in data["defectbench"]["budgets"] if b["name"] == "fnr-ceiling"]
+    ceiling["value"] = 0.25
+    report = load_report([CPU, _dump(data, tmp_path / "gpu.json")])
+    fig = latency_figure(report)
+    cuda = next(ax for ax in fig.axes if ax.get_visible() and ax.get_title().startswith("cuda"))
+    levels = [round(line.get_ydata()[0], 6) for line in cuda.lines if line.get_linestyle() == ":"]
+    assert 0.75 in levels and 0.8 not in levels
+    cpu = fig.axes[0]
+    assert 0.8 in [round(line.get_ydata()[0], 6) for line in cpu.lines
+                   if line.get_linestyle() == ":"]
+
+
+def test_the_size_plot_file_holds_the_size_figure():
+    files = plot_files(load_report([CPU]))
+    # the latency plot has a panel per batch (1 and 8), the size plot one per machine
+    assert files["pareto_latency.svg"].count(b'id="axes_') == 2
+    assert files["pareto_size.svg"].count(b'id="axes_') == 1
+
+
+def test_latency_panels_are_titled_by_batch_in_two_columns():
+    fig = latency_figure(load_report([CPU, GPU]))
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == [
+        f"cpu, batch 1: {XEON}", f"cpu, batch 8: {XEON}", f"cuda, batch 8: {H100}"]
+    first, second = (ax.get_position() for ax in shown[:2])
+    assert first.y0 == second.y0 and first.x1 < second.x0  # side by side, not stacked
+
+
+
+def test_two_runtimes_without_a_colour_of_their_own_get_different_colours(tmp_path):
+    data = _load(CPU)
+    for variant, runtime in ((INT8, "openvino"), (PRUNED, "tensorrt")):
+        for b in data["benchmarks"]:
+            if b["extra_info"]["variant"] == variant:
+                b["extra_info"]["runtime"] = runtime
+        for q in _qualities(data, variant) + _qualities(data, variant, "p0.5"):
+            q["runtime"] = runtime
+    ax = latency_figure(load_report([_dump(data, tmp_path / "cpu.json")])).axes[0]
+    colours = {x: line.get_color() for line in ax.lines if line.get_linestyle() == "None"
+               and line.get_marker() != "x" and line.get_color() != SURVEY_COLOUR
+               for x in line.get_xdata()}
+    assert colours[8.7] != colours[19.9]

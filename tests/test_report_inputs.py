@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from report_data import CPU, INT8, PRUNED, TEACHER
+from report_data import CPU, GPU, INT8, PRUNED, TEACHER
 from report_data import dump as _dump
 from report_data import load as _load_file
 
@@ -593,3 +593,45 @@ def test_a_benchmark_marked_not_defectbench_is_left_out_and_counted(tmp_path):
     run = read_run(_dump(data, tmp_path / "odd.json"))
     assert run.foreign_benchmarks == 1 and len(run.benchmarks) == ours - 1
     assert marked["name"] not in {b["name"] for b in run.benchmarks}
+
+
+def test_only_the_fp32_teacher_is_labelled_the_reference(tmp_path):
+    # the teacher run in BF16 is the same variant at another precision: a compressed model
+    # like any other, not the reference its drops are measured against
+    data = _load()
+    fp32 = next(b for b in data["benchmarks"] if b["extra_info"]["variant"] == TEACHER
+                and b["extra_info"]["batch"] == 1)
+    bf16 = copy.deepcopy(fp32)
+    bf16["name"] = bf16["name"].replace("fp32", "bf16")
+    bf16["fullname"] = bf16["fullname"].replace("fp32", "bf16")
+    bf16["extra_info"]["precision"] = bf16["extra_info"]["quality"]["precision"] = "bf16"
+    bf16["extra_info"]["latency_ms"]["p50"] = 5.0  # fastest at batch 1: on the front
+    data["benchmarks"].append(bf16)
+    data["defectbench"]["quality"].append(bf16["extra_info"]["quality"])
+    report = load_report([_dump(data, tmp_path / "bf16.json")])
+    labels = point_labels(latency_figure(report))[0]
+    assert "lite2.teacher bf16" in labels and "lite2.teacher fp32 (reference)" in labels
+
+
+@pytest.mark.parametrize("gpus", [[{"name": "NVIDIA A100-SXM4-80GB"}], ["NVIDIA A100-SXM4-80GB"]])
+def test_a_gpu_recorded_in_a_list_names_the_cuda_rows(tmp_path, gpus):
+    data = _load_file(GPU)
+    del data["machine_info"]["gpu"]
+    data["machine_info"]["gpus"] = gpus
+    report = load_report([_dump(data, tmp_path / "gpu.json")])
+    assert {row.machine for row in report.rows if row.device == "cuda"} == {
+        "NVIDIA A100-SXM4-80GB"}
+
+
+def test_input_labels_follow_the_working_folder(tmp_path, monkeypatch):
+    # the same relative paths name other files from another folder: their labels differ too
+    for name, node in (("a", "box-a"), ("b", "box-b"), ("x", "box-x")):
+        data = _load()
+        data["machine_info"]["node"] = node
+        (tmp_path / name).mkdir()
+        _dump(data, tmp_path / name / "out.json")
+    for here in ("a", "b"):
+        monkeypatch.chdir(tmp_path / here)
+        report = load_report(["out.json", "../x/out.json"])
+        assert {row.source for row in report.rows} == {f"{here}/out.json", "x/out.json"}
+
