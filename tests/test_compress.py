@@ -1310,3 +1310,81 @@ def test_save_pruned_writes_torch_bytes_and_unreadable_files_say_so(tmp_path) ->
             path.chmod(0o644)
     np.testing.assert_array_equal(torch_logits(load_pruned(path, tiny_cnn()), images(1, 113, 16)),
                                   torch_logits(model, images(1, 113, 16)))
+
+
+# --------------------------------------------------------------------------- batch checks (_io)
+
+
+@pytest.mark.parametrize(
+    ("batch", "got"),
+    [
+        (images(2, seed=121, size=16).astype(np.float64), r"got float64 \(2, 3, 16, 16\)"),
+        (images(1, seed=121, size=16)[0], r"got float32 \(3, 16, 16\)"),
+        (np.zeros((0, 3, 16, 16), np.float32), r"got float32 \(0, 3, 16, 16\)"),
+        ([[0.0]], r"got list"),
+    ],
+    ids=["float64", "one-image", "empty", "list"],
+)
+def test_an_example_that_is_not_a_float32_nchw_batch_is_named(tmp_path, batch, got) -> None:
+    from defectbench.errors import DataError
+
+    # torch's own words: "Input type (double) and bias type (float) should be the same", an
+    # "expected 4D input" from the first convolution, torch.export's ConstraintViolationError
+    # for an empty batch, or an AttributeError for a list
+    message = rf"export example must be a non-empty float32 NCHW .*{got}"
+    with pytest.raises(DataError, match=message):
+        export_onnx(tiny_cnn(), batch, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_non_finite_values_are_counted_and_their_samples_named(tmp_path) -> None:
+    from defectbench.errors import DataError
+
+    bad = images(3, seed=122, size=16)
+    bad[0, 0, 0, :2] = np.nan  # two values of one sample
+    bad[2, 1, 3, 3] = -np.inf
+    message = r"holds 3 NaN or infinite values \(samples \[0, 2\] of 3\)"
+    with pytest.raises(DataError, match=message):
+        export_onnx(tiny_cnn(), bad, tmp_path / "m.onnx")
+
+
+def test_constant_images_of_different_values_in_one_batch_are_still_blank() -> None:
+    from defectbench.compress.pt2e import calibrate_pt2e, prepare_pt2e_int8
+    from defectbench.errors import DataError
+
+    # black and white frames in one batch: the batch varies, but no image does
+    blank = np.concatenate([np.zeros((1, 3, 16, 16), np.float32),
+                            np.ones((1, 3, 16, 16), np.float32)])
+    prepared = prepare_pt2e_int8(tiny_cnn(), images(2, seed=123, size=16))
+    with pytest.raises(DataError, match="every calibration sample is a constant image"):
+        calibrate_pt2e(prepared, [blank])
+
+
+def test_a_flipped_batch_view_is_accepted(tmp_path) -> None:
+    # a horizontal flip is a view with a negative stride, which torch.from_numpy refuses
+    x = images(2, seed=124, size=16)
+    flipped = x[..., ::-1]
+    report = export_onnx(tiny_cnn(), flipped, tmp_path / "m.onnx")
+    assert report.parity.passed
+    np.testing.assert_allclose(OrtPredictor(report.path).predict_logits(flipped),
+                               torch_logits(tiny_cnn(), flipped.copy()), atol=1e-4)
+
+
+def test_training_mode_is_restored_when_the_export_fails(tmp_path) -> None:
+    model = tiny_cnn().train()
+    model.features[1].eval()
+    with torch.no_grad():
+        model.head.bias[1] = float("nan")
+    with pytest.raises(ArtifactError, match="parity"):
+        export_onnx(model, images(2, seed=125, size=16), tmp_path / "nan.onnx")
+    assert model.training and model.features[0].training and not model.features[1].training
+
+
+def test_a_model_with_buffers_only_runs_where_its_buffers_are() -> None:
+    from defectbench.compress._io import as_tensor, model_device
+
+    model = nn.Module()
+    model.register_buffer("scale", torch.ones(1, device="meta"))
+    assert model_device(model) == torch.device("meta")
+    assert as_tensor(images(1, seed=126, size=4), model).device == torch.device("meta")
+    assert model_device(nn.Module()) == torch.device("cpu")
