@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from report_data import CPU, INT8, PRUNED, SURVEY, TEACHER, XEON
+from report_data import CPU, GPU, H100, INT8, PRUNED, SURVEY, TEACHER, XEON
 from report_data import load as _load_file
 
 from defectbench.report import load_report
@@ -245,3 +245,101 @@ def test_a_run_without_quality_is_not_said_to_be_ungated_at_a_point(tmp_path):
         "Nothing in the inputs was scored for quality, so there is nothing to "
         "conclude about recall."
     )
+
+
+def test_one_recorded_count_of_two_is_not_printed(tmp_path):
+    # new misses recorded, new catches not: "17 new misses and None new catches" is no count
+    data = _load()
+    for q in data["defectbench"]["quality"]:
+        if q["variant"] == PRUNED:
+            q["mcnemar_p"] = 0.002
+            q.pop("new_catches", None)
+    for bench in data["benchmarks"]:
+        bench["extra_info"].pop("quality", None)
+    (shown,) = [line for line in _findings(tmp_path, data) if "is shown" in line]
+    assert f"`{PRUNED}` fp32: drop +0.074, p = 0.002" in shown
+    assert "new catch" not in shown and "new miss" not in shown and "None" not in shown
+
+
+def test_the_count_compared_includes_artifacts_that_lost_nothing(tmp_path):
+    # "not corrected for the N artifacts compared": every McNemar test run, not only the losses
+    data = _load()
+    for q in data["defectbench"]["quality"]:
+        if q["variant"] == PRUNED:
+            q["mcnemar_p"] = 0.002
+        if q["variant"] == INT8:
+            q["recall_drop"] = -0.01  # a gain: tested, but no loss
+    for bench in data["benchmarks"]:
+        bench["extra_info"].pop("quality", None)
+    (shown,) = [line for line in _findings(tmp_path, data) if "is shown" in line]
+    assert "not corrected for the 2 artifacts compared" in shown
+    assert INT8 not in shown
+
+
+def test_a_file_that_ran_both_devices_states_its_cpu_reference_once(tmp_path):
+    # one `--devices cpu,cuda` run: the CUDA group's drops are against the CPU reference, whose
+    # recall is stated under CPU only; the teacher's CUDA row is a variant like any, not "the
+    # reference among them"
+    data = _load()
+    gpu = _load_file(GPU)
+    data["machine_info"]["gpu"] = gpu["machine_info"]["gpu"]
+    data["benchmarks"] += gpu["benchmarks"]
+    data["defectbench"]["quality"] += gpu["defectbench"]["quality"]
+    lines = _findings(tmp_path, data)
+    assert [line for line in lines if ": the reference `" in line] == [
+        f"cpu ({XEON}): the reference `{TEACHER}` fp32 catches 186 of 204 defective cells, "
+        "recall 0.912 [0.866, 0.946], at specificity 0.900."
+    ]
+    assert f"cuda ({H100}): 2 of 2 gated artifacts pass every budget." in lines
+
+
+def test_the_reference_is_the_teachers_fp32_row_not_another_precision(tmp_path):
+    # a BF16 build of the teacher on CPU is a variant measured against the FP32 one
+    data = _load()
+    for entries in (data["defectbench"]["quality"], data["benchmarks"]):
+        for item in [i for i in entries if (i.get("extra_info") or i)["variant"] == TEACHER]:
+            twin = json.loads(json.dumps(item))
+            for q in (twin, twin.get("extra_info"), (twin.get("extra_info") or {}).get("quality")):
+                if q:
+                    q["precision"] = "bf16"
+                    if "recall" in q:
+                        q["recall"], q["recall_drop"] = 0.85, 0.062
+            entries.insert(0, twin)
+    lines = _findings(tmp_path, data)
+    assert any(
+        line.startswith(
+            f"cpu ({XEON}): the reference `{TEACHER}` fp32 catches 186 of 204 defective cells"
+        )
+        for line in lines
+    ), lines
+    assert any(line.startswith(f"cpu ({XEON}): 3 of 4 gated artifacts pass") for line in lines)
+    assert not any(f"`{TEACHER}` bf16 catches" in line for line in lines)
+
+
+def test_the_fastest_is_chosen_by_latency_not_by_the_recorded_speedup(tmp_path):
+    # a speedup is against its own file's reference: the panel's fastest is its lowest p50
+    data = _load()
+    for bench in data["benchmarks"]:
+        if bench["extra_info"]["variant"] == INT8:
+            bench["extra_info"]["speedup_vs_reference"] = 0.5
+        elif bench["extra_info"]["variant"] == TEACHER:
+            bench["extra_info"]["speedup_vs_reference"] = 2.0
+    b1 = next(line for line in _findings(tmp_path, data) if line.startswith("cpu b1 "))
+    assert b1.startswith(
+        f"cpu b1 ({XEON}): the fastest artifact passing every budget is `{INT8}` int8 "
+        "(onnxruntime) at p50 8.70 ms, 0.5x"
+    ), b1
+
+
+def test_the_cli_reports_at_the_operating_point_asked_for(tmp_path, capsys, monkeypatch):
+    from defectbench.report.cli import main
+
+    out = tmp_path / "r"
+    assert main([str(CPU), "--out", str(out), "--no-plots", "--operating-point", "p0.5"]) == 0
+    assert "at operating point 'p0.5'" in capsys.readouterr().out
+    # a blank --out (an unset variable in quotes) is refused, not made a folder named " "
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main([str(CPU), "--out", "  ", "--no-plots"])
+    assert exit_.value.code == 2
+    assert not (tmp_path / "  ").exists()
