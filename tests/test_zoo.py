@@ -121,7 +121,6 @@ def test_build_order_puts_parents_first():
     assert sorted(everything) == sorted(recipes)
 
 
-
 def test_a_recipe_cycle_is_a_config_error_naming_the_chain():
     recipes = {"a": SimpleNamespace(parents=("b",)), "b": SimpleNamespace(parents=("a",))}
     with pytest.raises(ConfigError, match=r"recipe cycle: a -> b -> a; .*change one"):
@@ -607,7 +606,6 @@ def test_zoo_list_tells_current_from_stale_variants(tmp_path, capsys):
     assert main(["zoo", "list", "--profile", "smoke", "--zoo", str(tmp_path), "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows[onnx]["corrupt"] and rows[onnx]["state"] == "corrupt" and not rows[onnx]["built"]
-
 
 
 @pytest.mark.parametrize("partial", [{}, {"dev": {"operating_points": []}, "fit": None},
@@ -1369,7 +1367,6 @@ def test_zoo_build_names_the_folder_another_teachers_zoo_is_in(
     assert built["folder"] == "smoke@test_vit-160px-vit"
     out = capsys.readouterr().out
     assert f"ready in {tmp_path / 'zoo' / 'smoke@test_vit-160px-vit'}" in out
-
 
 
 def _commit_under_catalog_key(catalog, name, files=None, **extra):
