@@ -877,6 +877,22 @@ def test_prune_halves_cost_runs_and_round_trips(arch: str, tmp_path) -> None:
     assert load_pruned(path, make_model(arch)).num_features == width
 
 
+def test_a_pooled_width_found_in_no_output_dimension_is_warned_about() -> None:
+    # num_features apart from the classifier's input width, and no dimension of
+    # forward_features' output carries it: pruning cannot update it, and says so
+    class PooledElsewhere(TinyCNN):
+        num_features = 24
+
+        def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+            return self.features(x)
+
+    model, x = PooledElsewhere(), images(2, seed=83, size=16)
+    with pytest.warns(UserWarning, match=r"PooledElsewhere\.num_features \(24\) is neither"):
+        prune_model(model, x, PruneConfig(ratio=0.5))
+    assert model.num_features == 24
+    assert model.head.in_features < 32
+
+
 def test_a_pooled_width_other_than_the_classifiers_follows_the_pruned_layers(tmp_path) -> None:
     # timm's MobileNetV3 pools num_features channels into conv_head, whose wider output
     # (head_hidden_size) feeds the classifier: num_features kept its unpruned width, and

@@ -277,6 +277,14 @@ def prune_model(
         if pooled_dim is not None:
             with torch.no_grad():
                 model.num_features = int(model.forward_features(example_t).shape[pooled_dim])
+        elif _pooled_width_apart(model):
+            warnings.warn(
+                f"{type(model).__name__}.num_features ({model.num_features}) is neither the "
+                "classifier's input width nor a dimension of forward_features' output, so "
+                "pruning cannot tell which pruned width it counts and leaves it as it was; "
+                "set it by hand before reset_classifier() or anything else that reads it",
+                stacklevel=2,
+            )
     attention_set = set(attention)
     return PruneReport(
         input_shape=tuple(int(d) for d in example.shape[1:]),
@@ -362,14 +370,21 @@ def _feature_widths(model: nn.Module) -> dict[str, int]:
             if isinstance(width, int) and getattr(model, key, None) == width}
 
 
+def _pooled_width_apart(model: nn.Module) -> bool:
+    """Whether the model has an int ``num_features`` that is not its classifier's input
+    width (which `_fix_feature_widths` keeps in step)."""
+    width = getattr(model, "num_features", None)
+    return (isinstance(width, int) and not isinstance(width, bool)
+            and getattr(_classifier(model), "in_features", None) != width)
+
+
 def _num_features_dim(model: nn.Module, example: torch.Tensor) -> int | None:
     """The dimension of ``forward_features``' output that timm's ``num_features`` counts,
     where it is not the classifier's input width (MobileNetV3: the pooled features feed
     ``conv_head``, whose wider output feeds the classifier), else None."""
     width = getattr(model, "num_features", None)
     forward_features = getattr(model, "forward_features", None)
-    if (not isinstance(width, int) or not callable(forward_features)
-            or getattr(_classifier(model), "in_features", None) == width):
+    if not _pooled_width_apart(model) or not callable(forward_features):
         return None
     with torch.no_grad():
         out = forward_features(example)
