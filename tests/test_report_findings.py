@@ -166,6 +166,24 @@ def test_a_reference_timed_but_not_scored_is_said_so(tmp_path):
     )
 
 
+def test_a_reference_scored_only_at_another_operating_point_is_said_so(tmp_path):
+    # was "(the run's selection left it out)": the file holds the reference's result, only
+    # not at the operating point the report was asked for
+    data = _load()
+    _untimed(data, TEACHER)
+    data["defectbench"]["quality"] = [
+        q
+        for q in data["defectbench"]["quality"]
+        if q["variant"] != TEACHER or q["operating_point"]["name"] == "p0.5"
+    ]
+    lines = _findings(tmp_path, data)
+    assert lines[0] == (
+        f"cpu ({XEON}): its file scored the reference `{TEACHER}` fp32 on CPU "
+        "only at operating point `p0.5`, not at `dev_recall_0.90`, and did not time it, "
+        f"{NOT_STATED}"
+    )
+
+
 def test_a_cpu_run_without_the_reference_is_not_called_a_cuda_run(tmp_path):
     data = _load()
     _keep_only(data, {INT8, PRUNED})

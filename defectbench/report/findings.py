@@ -77,8 +77,9 @@ def _missing_reference(report: Report, device: str, machine: str,
                        models: Sequence[ReportRow]) -> str:
     """The opening sentence of a group whose file has no CPU FP32 row of its reference with
     quality: what the file holds of the reference instead (scored but not timed, timed but
-    not scored at this operating point, or neither), so that a CPU run whose selection left
-    the reference's benchmarks out does not read as a `--devices cuda` run."""
+    not scored at this operating point, scored only at others, or neither), so that a CPU
+    run whose selection left the reference's benchmarks out does not read as a `--devices
+    cuda` run."""
     labels = run_labels(report.runs)
     sources = {r.source for r in models}
     runs = [run for run in report.runs if labels[run.path] in sources]
@@ -89,9 +90,10 @@ def _missing_reference(report: Report, device: str, machine: str,
     else:  # no file names one (an edited file), or merged files of two teachers
         what_of = "the reference"
 
-    scored = any(q.get("variant") == run.reference and q.get("precision") == "fp32"
-                 and q.get("device") == "cpu" and _op_name(q) == report.operating_point
-                 for run in runs for q in run.quality)
+    scored_at = {str(_op_name(q)) for run in runs for q in run.quality
+                 if q.get("variant") == run.reference and q.get("precision") == "fp32"
+                 and q.get("device") == "cpu"}
+    scored = report.operating_point in scored_at
     timed = any(r.source in sources and r.variant == reference_of[r.source]
                 and r.precision == "fp32" and r.device == "cpu" for r in report.rows)
     ran_on_cpu = (any(r.source in sources and r.device == "cpu" for r in report.rows)
@@ -102,6 +104,11 @@ def _missing_reference(report: Report, device: str, machine: str,
     elif scored:
         what = (f"its file scored {what_of} on CPU but did not time it (no row in the "
                 "table; the header's notes name it)")
+    elif scored_at:
+        points = ", ".join(f"`{name}`" for name in sorted(scored_at))
+        plural = "s" if len(scored_at) > 1 else ""
+        what = (f"its file scored {what_of} on CPU only at operating point{plural} {points}, "
+                f"not at `{report.operating_point}`, and did not time it")
     elif ran_on_cpu:
         what = f"its file has no result of {what_of} on CPU (the run's selection left it out)"
     else:
