@@ -590,9 +590,21 @@ def judge_each(budget: Budget, variant: str, evidence: EvidenceLike) -> list[Ver
     if drop:
         # compare_recall_by_group leaves out values without defective items (no recall to
         # compare); judge them as recall budgets do, "cannot be judged", not by omission
+        uncompared = []
         for key, counts in (ev.group_counts.get(budget.group) or {}).items():
             if key not in sources and counts.n_defective == 0:
                 sources[key] = counts
+            elif key not in sources:
+                uncompared.append(f"{budget.group}={key!r} ({counts.n_defective} defective)")
+        if uncompared:
+            # skipping them would pass the budget on the values that happen to be compared
+            raise _missing(
+                budget,
+                variant,
+                f"a comparison for {', '.join(sorted(uncompared))}",
+                "compute group_counts and group_comparisons over the same groups "
+                "(compare_recall_by_group)",
+            )
     if not sources:
         raise ConfigError(
             f"{variant}: budget {budget.name!r} ({budget.metric}) has per-{budget.group} "

@@ -10,6 +10,7 @@ import pytest
 from defectbench.budgets import (
     Budget,
     Evidence,
+    best_possible_bound,
     budgets_for,
     judge,
     judge_all,
@@ -574,6 +575,21 @@ def test_a_group_value_without_defective_items_is_not_judged_by_omission():
         judge_each(budget, VARIANT, only_good)
 
 
+def test_a_group_value_with_defective_items_but_no_comparison_is_refused():
+    # "poly" has 5 defective items, all missed, but no comparison: it was skipped, and the
+    # budget passed on "mono" alone
+    evidence = Evidence(
+        group_counts={"cell_type": {"mono": BinaryCounts(tp=2, fn=0, fp=0, tn=0),
+                                    "poly": BinaryCounts(tp=0, fn=5, fp=0, tn=0)}},
+        group_comparisons={"cell_type": {"mono": compare_recall(["1", "2"], [1, 1], [1, 1],
+                                                                [1, 1])}},
+    )
+    budget = Budget("drop-per-type", "recall_drop", "max_drop", 0.03, "point", group="cell_type")
+    with pytest.raises(ConfigError, match=r"'drop-per-type' \(recall_drop\) needs a comparison "
+                                          r"for cell_type='poly' \(5 defective\)"):
+        judge(budget, VARIANT, evidence)
+
+
 def test_an_unreadable_budget_file_names_itself(tmp_path):
     # a folder was "cannot be read as UTF-8 text ([Errno 21] Is a directory ...)"
     with pytest.raises(ConfigError, match=rf"budget file '{tmp_path}' is a folder, not a file; "
@@ -631,8 +647,6 @@ def test_a_budget_on_a_group_the_suite_does_not_compute_is_refused():
 def test_best_possible_bound_matches_the_closed_forms(n, confidence):
     from scipy.stats import norm
 
-    from defectbench.budgets import best_possible_bound
-
     alpha = 1 - confidence
     z = norm.ppf(confidence)
     drop = Budget("d", "recall_drop", "max_drop", 0.08, "upper_bound", confidence)
@@ -665,6 +679,19 @@ def test_a_budget_no_result_can_pass_at_this_sample_size_says_so():
     fnr = judge(fnr_budget, "v", BinaryCounts(tp=20, fn=0, fp=0, tn=5))
     assert not fnr.passed
     assert "unreachable at 20 defective: even a flawless result's bound is 0.139" in fnr.message
+    # a flawless result whose bound lands exactly on the limit passes (bound <= ceiling), so
+    # the limit is reachable: 0 of 1 has a 95% upper bound of 1 - 0.05 = 0.95
+    at_limit = Budget("f", "fnr", "ceiling", 0.95, "upper_bound")
+    assert best_possible_bound(at_limit, 1) == 0.95
+    assert judge(at_limit, "v", BinaryCounts(tp=1, fn=0, fp=0, tn=3)).passed
+    missed = judge(at_limit, "v", BinaryCounts(tp=0, fn=1, fp=0, tn=3))
+    assert not missed.passed and "unreachable" not in missed.message
+    # the same for a floor: 2 of 2 has a 75% lower bound of 0.25 ** 0.5 = 0.5
+    floor = Budget("r", "recall", "floor", 0.5, "lower_bound", confidence=0.75)
+    assert best_possible_bound(floor, 2) == 0.5
+    assert judge(floor, "v", BinaryCounts(tp=2, fn=0, fp=0, tn=3)).passed
+    missed = judge(floor, "v", BinaryCounts(tp=1, fn=1, fp=0, tn=3))
+    assert not missed.passed and "unreachable" not in missed.message
     # failing for what the model did, at a size where the limit is reachable: no such note
     ids = [f"c{i}" for i in range(204)]
     worse = compare_recall(ids, [1] * 204, [1] * 204, [0] * 30 + [1] * 174)
@@ -675,7 +702,6 @@ def test_a_budget_no_result_can_pass_at_this_sample_size_says_so():
 def test_the_readme_figures_on_tango_mcnemar_and_reachable_budgets():
     # README, "Quality gates": the interval that excludes 0 where McNemar does not reject,
     # and the smallest group a 0.08 drop bound at 95% can pass on
-    from defectbench.budgets import best_possible_bound
     from defectbench.metrics import drop_interval, mcnemar_exact_p
 
     low, high = drop_interval(4, 0, 204, 0.95)

@@ -102,6 +102,8 @@ def test_zero_trials_raises_with_advice():
         ((11, 10), r"0 <= k <= n, got k=11, n=10"),
         ((-1, 10), r"0 <= k <= n"),
         ((0.5, 10), r"integer counts.*not rates"),
+        # True is 1 to operator.index: a flag passed as a count is a caller's bug
+        ((True, 2), r"integer counts, got k=True"),
         ((3, 10, 95), r"confidence must be in \(0, 1\).*not 95"),
         ((3, 10, 0.0), r"confidence must be in \(0, 1\)"),
         ((3, 10, 0.95, "both"), r"side must be one of 'two-sided', 'upper', 'lower', got 'both'"),
@@ -110,7 +112,7 @@ def test_zero_trials_raises_with_advice():
         ((5, 10, 0.3, "upper"), r"one-sided bound at confidence 0.3 .*above 0.5"),
         ((5, 10, 0.5, "lower"), r"one-sided bound at confidence 0.5 .*above 0.5"),
     ],
-    ids=["k>n", "k<0", "float-k", "percent-confidence", "zero-confidence", "bad-side",
+    ids=["k>n", "k<0", "float-k", "bool-k", "percent-confidence", "zero-confidence", "bad-side",
          "upper-at-0.3", "lower-at-0.5"],
 )
 def test_bad_arguments_raise_config_error(args, match):

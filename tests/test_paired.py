@@ -198,6 +198,8 @@ def test_drop_interval_refuses_impossible_counts():
     # rates are not counts (0.5 new misses gave an interval before)
     with pytest.raises(ConfigError, match=r"integer counts, got new_misses=0.5.*not rates"):
         drop_interval(0.5, 0, 10, 0.95)
+    with pytest.raises(ConfigError, match=r"integer counts, got new_misses=True"):
+        drop_interval(True, False, 3, 0.95)
     assert drop_interval(np.int64(3), np.int64(1), np.int64(10), 0.95) == drop_interval(3, 1, 10,
                                                                                           0.95)
 

@@ -15,6 +15,14 @@ from defectbench.errors import ConfigError
 SIDES = ("two-sided", "upper", "lower")
 
 
+def as_count(value: object) -> int:
+    """``operator.index(value)``, but TypeError for a bool: True indexes as 1, and a flag
+    passed where a count belongs is a caller's bug, not one event."""
+    if isinstance(value, bool):
+        raise TypeError(f"a bool is not a count: {value!r}")
+    return operator.index(value)
+
+
 @dataclass(frozen=True)
 class Proportion:
     """``successes / trials`` with a confidence interval.
@@ -66,7 +74,7 @@ def clopper_pearson(
     if side not in SIDES:
         raise ConfigError(f"side must be one of {', '.join(map(repr, SIDES))}, got {side!r}")
     try:
-        k, n = operator.index(k), operator.index(n)
+        k, n = as_count(k), as_count(n)
     except TypeError:
         raise ConfigError(
             f"clopper_pearson needs integer counts, got k={k!r}, n={n!r}; pass counts, not rates"

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,7 +51,7 @@ from scipy.stats import binomtest, norm
 
 from defectbench.errors import ConfigError, DataError
 from defectbench.metrics.confusion import as_binary, check_same_length, group_masks
-from defectbench.metrics.intervals import SIDES, check_confidence
+from defectbench.metrics.intervals import SIDES, as_count, check_confidence
 
 
 def drop_interval(
@@ -67,7 +66,7 @@ def drop_interval(
     if side not in SIDES:
         raise ConfigError(f"side must be one of {', '.join(map(repr, SIDES))}, got {side!r}")
     try:
-        b, c, n = (operator.index(v) for v in (new_misses, new_catches, n_defective))
+        b, c, n = (as_count(v) for v in (new_misses, new_catches, n_defective))
     except TypeError:
         raise ConfigError(
             f"drop_interval needs integer counts, got new_misses={new_misses!r}, "
