@@ -311,6 +311,21 @@ def test_a_resumed_fit_says_so(tmp_path, capsys):
     assert f"student: resuming from epoch 2 of 3 ({ckpt})" in capsys.readouterr().err
 
 
+def test_a_fit_resumed_after_its_last_epoch_says_so(tmp_path, capsys):
+    # a build killed after fit returned (scoring, converting, saving) resumes from a state
+    # that holds every epoch: it said "resuming from epoch 4 of 3"
+    ckpt = tmp_path / "state.pt"
+    x, y = _data()
+    cfg = TrainConfig(epochs=3, img_size=16, batch_size=8, lr=0.05)
+    first = fit(_Tiny(), x, y, *_unrelated_dev(), cfg, checkpoint_path=ckpt,
+                checkpoint_key="key-a")
+    capsys.readouterr()
+    again = fit(_Tiny(), x, y, *_unrelated_dev(), cfg, checkpoint_path=ckpt,
+                checkpoint_key="key-a", description="student")
+    assert f"student: all 3 epochs were trained; finishing ({ckpt})" in capsys.readouterr().err
+    assert again.resumed_from_epoch == 3 and again.history == first.history
+
+
 def _stop_after_first_epoch(record):
     raise _Interrupt
 

@@ -311,8 +311,11 @@ def fit(
         }
         elapsed_before = float(state["elapsed"])
         # said, not only shown by a progress bar starting part-way
-        print(f"{description}: resuming from epoch {start_epoch + 1} of {config.epochs} "
-              f"({checkpoint_path})", file=sys.stderr, flush=True)
+        # killed after its last epoch (while scoring or saving): not "epoch 9 of 8"
+        where = (f"all {config.epochs} epochs were trained; finishing"
+                 if start_epoch >= config.epochs
+                 else f"resuming from epoch {start_epoch + 1} of {config.epochs}")
+        print(f"{description}: {where} ({checkpoint_path})", file=sys.stderr, flush=True)
     resumed_from = start_epoch
     teacher_t = torch.from_numpy(teacher_logits).float() if teacher_logits is not None else None
     autocast = _training_autocast(config.mixed_precision, description)

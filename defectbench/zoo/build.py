@@ -505,7 +505,11 @@ def build_zoo(
             ctx.store.commit(manifest)
             (ctx.store.variant_dir(name) / TRAIN_STATE).unlink(missing_ok=True)
             manifests[name] = manifest
-            resumed = (body.get("fit") or {}).get("resumed_from_epoch", 0)
+            fit = body.get("fit") or {}
+            resumed = fit.get("resumed_from_epoch", 0)
+            trained = len(fit.get("history") or ())
             log(f"built {name} in {manifest['build_seconds']:.0f} s"
-                + (f" (resumed at epoch {resumed + 1})" if resumed else ""))
+                + ("" if not resumed
+                   else " (resumed after its last epoch)" if resumed >= trained
+                   else f" (resumed at epoch {resumed + 1})"))
     return {n: manifests[n] for n in wanted}
