@@ -577,6 +577,12 @@ def load_speed_targets(path: Path, teacher: str = TEACHER) -> list[SpeedTarget]:
             f"speed targets file {str(path)!r} not found{relative_to_cwd(Path(path))}; pass "
             "the reviewed targets, e.g. fixtures/speed_targets.toml of the checkout"
         ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"speed targets file {str(path)!r} is a folder, not a file"
+            f"{relative_to_cwd(Path(path))}; pass the speed targets TOML file, e.g. "
+            "fixtures/speed_targets.toml"
+        ) from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"speed targets file {path} is unreadable or malformed: {exc}") from exc
     unknown = sorted(set(data) - {"target"})

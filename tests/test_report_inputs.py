@@ -19,6 +19,7 @@ from defectbench.errors import ReportError
 from defectbench.report import load_report, write_report
 from defectbench.report.cli import main
 from defectbench.report.plots import LABEL_WIDTH, latency_figure, point_labels, size_figure
+from defectbench.report.table import header_markdown
 
 STUDENT = "tf_efficientnet_lite0.kd"
 
@@ -635,3 +636,18 @@ def test_input_labels_follow_the_working_folder(tmp_path, monkeypatch):
         report = load_report(["out.json", "../x/out.json"])
         assert {row.source for row in report.rows} == {f"{here}/out.json", "x/out.json"}
 
+
+
+@pytest.mark.parametrize(
+    "commit, shown",
+    [("0123456789abcdef0123456789abcdef01234567", "commit 0123456789"),
+     # pytest-benchmark's id outside a git checkout: was cut to "commit unversione"
+     ("unversioned", "commit unversioned"), ("unknown", "commit unknown")],
+)
+def test_the_header_shortens_a_commit_hash_but_not_a_word(tmp_path, commit, shown):
+    data = _load_file(CPU)
+    data["commit_info"] = {"id": commit, "dirty": False}
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(data))
+    header = header_markdown(load_report([path]))
+    assert f"{shown}, " in header, header

@@ -66,6 +66,14 @@ def test_an_empty_file_is_refused(tmp_path):
         load_speed_targets(_write(tmp_path, TARGET.replace("[[target]]", "[[targets]]")))
 
 
+def test_a_folder_is_refused_with_the_file_to_pass(tmp_path):
+    # was "is unreadable or malformed: [Errno 21] Is a directory", with no fix
+    with pytest.raises(ConfigError, match=rf"speed targets file '{tmp_path}' is a folder, not a "
+                                          r"file; pass the speed targets TOML file, e\.g\. "
+                                          r"fixtures/speed_targets\.toml"):
+        load_speed_targets(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("written", "wrong", "expected"),
     [

@@ -88,7 +88,12 @@ def _input_line(run) -> str:
     parts = [run.datetime or "no date", f"host {run.host}"]
     if commit:
         dirty = " (dirty)" if run.commit_info.get("dirty") else ""
-        parts.append(f"commit {str(commit)[:10]}{dirty}")
+        commit = str(commit)
+        # a hash is shortened; pytest-benchmark's words for no hash ("unversioned" outside a
+        # checkout, "unknown" when git failed) are not ("commit unversione")
+        if len(commit) > 10 and all(c in "0123456789abcdef" for c in commit.lower()):
+            commit = commit[:10]
+        parts.append(f"commit {commit}{dirty}")
     parts.append(f"{count(len(run.benchmarks), 'benchmark')}, "
                  f"{count(len(run.quality), 'quality entry', 'quality entries')}")
     return f"  - `{run.path}`: {', '.join(parts)}"
