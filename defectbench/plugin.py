@@ -179,6 +179,7 @@ def pytest_configure(config: pytest.Config) -> None:
             os.environ[env] = (os.path.abspath(os.path.expanduser(value))
                                if name == "--teacher-weights" and value.strip() else value)
     config.stash[_EXPORTED_BEFORE] = exported  # restored at unconfigure
+    _refuse_unknown_variables()
     for name, *_ in _OPTIONS:
         option(config, name)  # an empty value, refused before anything else
     try:
@@ -201,6 +202,26 @@ def pytest_configure(config: pytest.Config) -> None:
         # set once for the session, before any case runs: the survey times models without
         # ever building the suite, and every result records this count as its "threads"
         torch.set_num_threads(threads)
+
+
+def _refuse_unknown_variables() -> None:
+    """A DEFECTBENCH_* variable nothing reads is a misspelt one: `DEFECTBENCH_PROFLE=smoke`
+    was ignored without a word, and the suite started a 30-minute `quick` build."""
+    import difflib
+
+    known = {env for _, env, *_ in _OPTIONS}
+    unknown = sorted(name for name in os.environ
+                     if name.startswith("DEFECTBENCH_") and name not in known)
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.8)
+        hints.append(f"${name}" + (f" (did you mean ${close[0]}?)" if close else ""))
+    raise pytest.UsageError(
+        f"defectbench reads no {', '.join(hints)}; unset {'it' if len(unknown) == 1 else 'them'}"
+        f" or correct the name; it reads {', '.join('$' + env for env in sorted(known))}"
+    )
 
 
 def _refuse_xdist_with_json(config: pytest.Config) -> None:

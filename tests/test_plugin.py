@@ -430,6 +430,19 @@ def test_threads_apply_to_the_whole_session_and_bad_values_are_named(suite_dir):
         bad.stderr.fnmatch_lines([message])
 
 
+def test_a_misspelt_variable_is_refused_before_anything_runs(suite_dir, monkeypatch):
+    # DEFECTBENCH_PROFLE=smoke was ignored, and the suite started building the quick zoo
+    suite_dir.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    monkeypatch.setenv("DEFECTBENCH_PROFLE", "smoke")
+    bad = suite_dir.runpytest_subprocess("test_nothing.py")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR and "passed" not in bad.stdout.str()
+    bad.stderr.fnmatch_lines(["ERROR: defectbench reads no $DEFECTBENCH_PROFLE (did you mean "
+                              "$DEFECTBENCH_PROFILE?); unset it or correct the name; it reads "
+                              "$DEFECTBENCH_BATCH_SIZES, *"])
+    monkeypatch.delenv("DEFECTBENCH_PROFLE")
+    suite_dir.runpytest_subprocess("test_nothing.py").assert_outcomes(passed=1)
+
+
 def test_survey_writes_latency_only_rows_without_a_zoo(pytester):
     # the latency survey end to end, cut down to one small architecture: it needs no zoo and
     # writes latency-only rows with a memory record (which call it measures is not checked)
