@@ -580,6 +580,41 @@ def test_static_int8_needs_enough_calibration_samples(lite0, tmp_path) -> None:
     assert not (tmp_path / "x.onnx").exists()
 
 
+@pytest.mark.parametrize("free", [1024, 10_000 * 2**20])
+def test_a_working_copy_onnx_runtime_cannot_read_back_is_named(
+    tmp_path, monkeypatch, free
+) -> None:
+    # on a full disk ONNX Runtime's C++ writer truncates its optimized copy without an error,
+    # and the next onnx.load raised protobuf's "Wire format was corrupt" as a traceback
+    import collections
+    import errno
+
+    import onnxruntime.quantization.shape_inference as shape_inference
+    from google.protobuf.message import DecodeError
+
+    path = export_onnx(tiny_cnn(), images(2, seed=42, size=16), tmp_path / "m.onnx").path
+
+    def truncated(*args, **kwargs):
+        raise DecodeError("Error parsing message with type 'onnx.ModelProto'")
+
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shape_inference, "quant_pre_process", truncated)
+    monkeypatch.setattr("defectbench.compress.ort_quant.shutil.disk_usage",
+                        lambda folder: usage(2**40, 0, free))
+    out = tmp_path / "zoo" / "int8.onnx"
+    if free < 4 * Path(path).stat().st_size:
+        with pytest.raises(OSError) as info:
+            quantize_onnx_dynamic(path, out)
+        assert info.value.errno == errno.ENOSPC and info.value.filename == str(out.parent)
+        assert "could not write its working copies of m.onnx while quantizing it: 0.00098 " \
+               "MiB are free there" in str(info.value)
+    else:
+        with pytest.raises(ArtifactError, match=r"wrote a working copy of .*m.onnx that it "
+                                                r"cannot read back .* 10000 MiB free"):
+            quantize_onnx_dynamic(path, out)
+    assert not out.exists() and list(out.parent.iterdir()) == []  # no file, no scratch left
+
+
 def test_quantize_missing_fp32_file(tmp_path) -> None:
     with pytest.raises(ArtifactError, match=r"fp32 ONNX file .*none.onnx not found; export it"):
         quantize_onnx_dynamic(tmp_path / "none.onnx", tmp_path / "out.onnx")

@@ -11,7 +11,10 @@ the int8 graph ran about a third slower: 31 ms against 23 ms).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -283,7 +286,11 @@ def quantize_onnx_static(
     if not config.quantize_bias:
         extra["QuantizeBias"] = False
     float_nodes: tuple[str, ...] = ()
-    with scratch_dir_beside(out_path) as scratch, atomic_path(out_path) as tmp:
+    with (
+        scratch_dir_beside(out_path) as scratch,
+        atomic_path(out_path) as tmp,
+        _failed_writes_named(fp32_path, scratch),
+    ):
         pre = _pre_process(fp32_path, scratch)
         if config.float_model_output:
             # `pre` is a scratch copy: errors name the user's file
@@ -361,7 +368,11 @@ def quantize_onnx_dynamic(
     fp32_path = _existing(fp32_path, out_path)
     markers = transformer_ops_in(fp32_path)
     op_types, selection = _select_op_types(config.op_types, markers, TRANSFORMER_SAFE_DYNAMIC)
-    with scratch_dir_beside(out_path) as scratch, atomic_path(out_path) as tmp:
+    with (
+        scratch_dir_beside(out_path) as scratch,
+        atomic_path(out_path) as tmp,
+        _failed_writes_named(fp32_path, scratch),
+    ):
         pre = _pre_process(fp32_path, scratch)
         quantize_dynamic(
             str(pre),
@@ -437,6 +448,46 @@ def _select_op_types(
             f"auto: transformer ops {', '.join(markers)} found, quantize {', '.join(safe)} only",
         )
     return None, "auto: no transformer ops, quantize every supported op"
+
+
+# the working copies ONNX Runtime writes while quantizing (pre-processed, optimized,
+# calibration-augmented models) take a few times the FP32 model's size
+_WORKING_COPIES = 4
+
+
+def _mib(size: int) -> str:
+    # whole MiB, as disks are read, but a model of a few hundred kB is not "0 MiB"
+    return f"{size / 2**20:.0f} MiB" if size >= 10 * 2**20 else f"{size / 2**20:.2g} MiB"
+
+
+@contextlib.contextmanager
+def _failed_writes_named(fp32_path: Path, scratch: Path) -> Iterator[None]:
+    """ONNX Runtime writes its working copies of the model from C++ without reporting a
+    failed write, so a full disk surfaced as protobuf's "Wire format was corrupt" traceback
+    when the truncated copy was read back, which blames the model. Said for what it is: a
+    full disk (OSError ENOSPC, which the CLI reports as one) when too little space is left,
+    else a copy that could not be read back."""
+    from google.protobuf.message import DecodeError
+
+    try:
+        yield
+    except DecodeError as exc:
+        free = shutil.disk_usage(scratch).free
+        needed = _WORKING_COPIES * fp32_path.stat().st_size
+        if free < needed:
+            raise OSError(
+                errno.ENOSPC,
+                f"ONNX Runtime could not write its working copies of {fp32_path.name} while "
+                f"quantizing it: {_mib(free)} are free there and it needs about "
+                f"{_mib(needed)} (a truncated copy read back as {exc})",
+                str(scratch.parent),
+            ) from exc
+        raise ArtifactError(
+            f"ONNX Runtime wrote a working copy of {fp32_path} that it cannot read back "
+            f"({exc}) while quantizing it, with {_mib(free)} free in "
+            f"{scratch.parent}; check that disk, then build again (the FP32 model itself "
+            "loads, or quantizing would have stopped before)"
+        ) from exc
 
 
 def _pre_process(fp32_path: Path, workdir: Path) -> Path:
