@@ -1629,6 +1629,25 @@ def test_zoo_list_calls_an_interrupted_training_partial_and_says_build_resumes_i
     assert "1 partial: `zoo build` resumes it from its saved" in capsys.readouterr().err
 
 
+def test_zoo_list_points_at_zoo_show_for_why_a_variant_is_corrupt(tmp_path, capsys):
+    from defectbench.zoo.catalog import Catalog
+
+    # `corrupt` or `stale`, and nothing said where the reason is
+    catalog = Catalog(tmp_path, "smoke")
+    _commit_under_catalog_key(catalog, TEACHER, {"model.pt": b"w"})
+    args = ["--profile", "smoke", "--zoo", str(tmp_path)]
+    assert main(["zoo", "list", *args]) == 0
+    assert "zoo show" not in capsys.readouterr().err
+    catalog.store.manifest_path(TEACHER).write_text("{not json")
+    assert main(["zoo", "list", *args]) == 0
+    captured = capsys.readouterr()
+    assert dict(line.split() for line in captured.out.splitlines())[TEACHER] == "corrupt"
+    assert "(1 corrupt)" in captured.err
+    assert "`defectbench zoo show NAME`, with the options given here, says why" in captured.err
+    assert main(["zoo", "show", TEACHER, *args]) == 2
+    assert "is corrupt" in capsys.readouterr().err
+
+
 def test_zoo_list_names_folders_that_are_no_variant_of_the_profile_and_keeps_them(tmp_path,
                                                                                   capsys):
     from defectbench.zoo.catalog import Catalog

@@ -170,6 +170,9 @@ def _zoo_footing(store, states: list[str], unknown: Sequence[str] = ()) -> str:
             + (f" ({unusable})" if unusable else ""))
     if counts.get("built", 0) != len(states):
         line += _unbuilt_footing(store, counts.get("partial", 0))
+    if {"stale", "corrupt"} & set(counts):
+        # the list has one word a variant; the reason is long, and `zoo show` has it
+        line += "; `defectbench zoo show NAME`, with the options given here, says why"
     if unknown:
         shown = [n if n.isprintable() else ascii(n) for n in unknown[:_NAMED_UNKNOWN]]
         more = len(unknown) - len(shown)
