@@ -759,10 +759,18 @@ def test_missing_file_is_named():
 
 
 def test_a_folder_a_summary_or_a_zoo_listing_is_refused_with_the_right_fix(tmp_path):
-    with pytest.raises(ReportError, match=r"a folder, not a file; pass the JSON inside it"):
+    with pytest.raises(ReportError, match=r"a folder, not a file; pass the JSON inside it that "
+                                          r"`pytest benchmarks --benchmark-json FILE` wrote, "):
         read_run(tmp_path)
     out = tmp_path / "report"
     write_report([CPU], out, plots=False)
+    # it named "such as quick-cpu.json" of a report folder, which holds no run
+    with pytest.raises(ReportError, match=r"report: a report's output folder .*not a benchmark "
+                                          r"run; pass the JSON .*its table.md names it"):
+        read_run(out)
+    _dump(_load(CPU), tmp_path / "cpu.json")
+    with pytest.raises(ReportError, match=r"pass the JSON inside it .* wrote \(cpu.json there\)"):
+        read_run(tmp_path)
     with pytest.raises(ReportError, match=r"a report's own summary.json, not a benchmark run"):
         read_run(out / "summary.json")
     listing = [{"name": TEACHER, "built": True, "stale": False}]

@@ -174,6 +174,23 @@ def _not_pytest_benchmark(path: Path, why: str) -> ReportError:
     return ReportError(f"{path}: not pytest-benchmark output ({why}); {HOW_TO_PRODUCE}")
 
 
+def _folder_given(path: Path) -> str:
+    """What to pass instead of a folder: a report's own output folder holds no run (its
+    table.md names the files it was made from); another folder may hold the run's JSON."""
+    if (path / "summary.json").is_file() and (path / "table.md").is_file():
+        return (f"{path}: a report's output folder (`defectbench report --out` wrote it), not "
+                "a benchmark run; pass the JSON written by `pytest benchmarks --benchmark-json "
+                "FILE` that it was made from (its table.md names it)")
+    try:
+        runs = sorted(p.name for p in path.glob("*.json") if p.is_file())
+    except OSError:
+        runs = []
+    inside = (f" ({', '.join(runs[:3])}{' ...' if len(runs) > 3 else ''} there)"
+              if runs else "")
+    return (f"{path}: a folder, not a file; pass the JSON inside it that `pytest benchmarks "
+            f"--benchmark-json FILE` wrote{inside}, not the folder")
+
+
 def read_run(path: str | Path) -> BenchmarkRun:
     """Read one ``--benchmark-json`` file; ReportError says what is wrong with it and the fix."""
     path = Path(path)
@@ -185,10 +202,7 @@ def read_run(path: str | Path) -> BenchmarkRun:
             "`pytest benchmarks --benchmark-json out.json`"
         ) from None
     except IsADirectoryError:
-        raise ReportError(
-            f"{path}: a folder, not a file; pass the JSON inside it that `pytest benchmarks "
-            "--benchmark-json FILE` wrote (such as quick-cpu.json), not the folder"
-        ) from None
+        raise ReportError(_folder_given(path)) from None
     except (OSError, UnicodeDecodeError) as err:  # no permission, an I/O error, binary data
         raise ReportError(f"{path}: cannot be read as a JSON text file ({err}); "
                           f"{HOW_TO_PRODUCE}") from None
