@@ -361,3 +361,19 @@ def test_the_cli_reports_at_the_operating_point_asked_for(tmp_path, capsys, monk
         main([str(CPU), "--out", "  ", "--no-plots"])
     assert exit_.value.code == 2
     assert not (tmp_path / "  ").exists()
+
+
+@pytest.mark.parametrize("p_value, printed", [(0.04996, "0.04996"), (0.0498, "0.0498"),
+                                              (0.050004, "0.050004"), (0.002, "0.002")])
+def test_a_p_value_next_to_the_level_does_not_print_as_the_level(tmp_path, p_value, printed):
+    # 0.04996 printed "p = 0.05" in a "p < 0.05" sentence
+    data = _load()
+    for q in data["defectbench"]["quality"]:
+        if q["variant"] == PRUNED:
+            q["mcnemar_p"] = p_value
+    for bench in data["benchmarks"]:
+        bench["extra_info"].pop("quality", None)
+    lines = _findings(tmp_path, data)
+    assert any(f"`{PRUNED}` fp32: drop +0.074, " in line and f"p = {printed}" in line
+               for line in lines), lines
+    assert not any("p = 0.05." in line or "p = 0.05;" in line for line in lines), lines

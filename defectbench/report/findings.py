@@ -38,8 +38,13 @@ def _failed_budgets(row: ReportRow) -> str:
 
 
 def _p(value: float) -> str:
-    # three figures: 0.0498 must not print as "0.05" in a "p < 0.05" sentence
-    return f"{value:.3g}"
+    """Three figures, more where they would print as the significance level: 0.04996 must
+    not read "p = 0.05" in a "p < 0.05" sentence."""
+    digits = 3
+    while (digits < 12 and value != SIGNIFICANCE
+           and float(f"{value:.{digits}g}") == SIGNIFICANCE):
+        digits += 1
+    return f"{value:.{digits}g}"
 
 
 def _name(row: ReportRow) -> str:
