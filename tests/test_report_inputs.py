@@ -651,3 +651,31 @@ def test_the_header_shortens_a_commit_hash_but_not_a_word(tmp_path, commit, show
     path.write_text(json.dumps(data))
     header = header_markdown(load_report([path]))
     assert f"{shown}, " in header, header
+
+
+def test_values_at_the_valid_edges_load(tmp_path):
+    # the checks that refuse values out of range must not refuse their ends: a recall of 1
+    # (FNR 0), a variant whose drop bound is below 0 (better than its reference), a limit 0
+    data = _load_file(CPU)
+    entries = data["defectbench"]["quality"] + [
+        b["extra_info"]["quality"] for b in data["benchmarks"] if b["extra_info"].get("quality")
+    ]
+    for q in entries:
+        if q["variant"] == INT8:
+            q.update(recall=1.0, fnr=0.0, recall_drop=-0.05, recall_drop_upper=-0.01,
+                     recall_drop_interval=[-0.09, -0.01])
+    data["defectbench"]["budgets"][0]["value"] = 0.0
+    report = load_report([_dump(data, tmp_path / "edges.json")])
+    rows = [r for r in report.rows if r.variant == INT8]
+    assert rows and all((r.recall, r.fnr, r.recall_drop_upper) == (1.0, 0.0, -0.01)
+                        for r in rows)
+    assert report.budgets[0]["value"] == 0.0
+
+
+def test_a_plain_run_gets_no_notes(tmp_path):
+    # every note (another reference, quality without timings, ...) is for an odd input
+    assert load_report([CPU]).notes == ()
+    data = _load_file(CPU)
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["variant"] != PRUNED]
+    notes = load_report([_dump(data, tmp_path / "untimed.json")]).notes
+    assert len(notes) == 1 and PRUNED in notes[0], notes
