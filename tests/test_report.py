@@ -915,6 +915,10 @@ def test_fastest_passing_variant_per_panel(written):
     assert "- fastest variant passing every budget:" in header
     cpu_b1 = next(r for r in chosen if (r["device"], r["batch"]) == ("cpu", 1))
     assert f"  - cpu b1 ({XEON}): `{cpu_b1['variant']}` {cpu_b1['precision']}, p50 " in header
+    # each panel once: one with an answer gets no "none passes" line under it as well
+    block = header.split("- fastest variant passing every budget:")[1].split("\n- ")[0]
+    labels = [line.split(": ")[0] for line in block.splitlines() if line.startswith("  - ")]
+    assert len(labels) == len(set(labels)) >= len(chosen), block
 
 
 def test_no_passing_variant_is_said_plainly(tmp_path):
