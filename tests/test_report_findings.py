@@ -184,6 +184,23 @@ def test_a_reference_scored_only_at_another_operating_point_is_said_so(tmp_path)
     )
 
 
+def test_a_reference_scored_at_a_borrowed_threshold_is_not_called_unscored(tmp_path):
+    # was "holds no quality result for it": it holds one, at another case's threshold
+    data = _load()
+    for q in data["defectbench"]["quality"]:
+        if q["variant"] == TEACHER:
+            q["threshold_from_this_case"] = False
+    for bench in data["benchmarks"]:
+        if bench["extra_info"]["variant"] == TEACHER and bench["extra_info"].get("quality"):
+            bench["extra_info"]["quality"]["threshold_from_this_case"] = False
+    lines = _findings(tmp_path, data)
+    assert lines[0] == (
+        f"cpu ({XEON}): its file scored the reference `{TEACHER}` fp32 on CPU at operating "
+        "point `dev_recall_0.90` only at a threshold chosen for another case, "
+        f"{NOT_STATED}"
+    )
+
+
 def test_a_cpu_run_without_the_reference_is_not_called_a_cuda_run(tmp_path):
     data = _load()
     _keep_only(data, {INT8, PRUNED})

@@ -103,7 +103,14 @@ def _missing_reference(report: Report, device: str, machine: str,
                 and r.precision == "fp32" and r.device == "cpu" for r in report.rows)
     ran_on_cpu = (any(r.source in sources and r.device == "cpu" for r in report.rows)
                   or any(q.get("device") == "cpu" for run in runs for q in run.quality))
-    if timed:
+    borrowed = any(r.source in sources and r.variant == reference_of[r.source]
+                   and r.precision == "fp32" and r.device == "cpu" and r.has_quality
+                   and r.threshold_from_other_case for r in report.rows)
+    if borrowed:
+        # scored, but at a threshold chosen for another case: not the teacher's own result
+        what = (f"its file scored {what_of} on CPU at operating point "
+                f"`{report.operating_point}` only at a threshold chosen for another case")
+    elif timed:
         what = (f"its file timed {what_of} on CPU but holds no quality result for it at "
                 f"operating point `{report.operating_point}`")
     elif scored:
