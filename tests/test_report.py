@@ -1262,6 +1262,8 @@ def test_findings_with_nothing_passing_or_nothing_gated(tmp_path):
 
 @pytest.mark.parametrize("field, value, match", [
     ("p50", float("-inf"), r"latency_ms.p50 is -inf, which no measurement gives"),
+    # not caught by "positive": only the infinity check stops it
+    ("p50", float("inf"), r"latency_ms.p50 is inf, which no measurement gives"),
     ("p50", 0.0, r"latency_ms.p50 is 0.0, which no measurement gives"),
     ("p50", -3.0, r"latency_ms.p50 is -3.0"),
     ("specificity", float("inf"), r"defectbench.quality\[\d+\]\.specificity is inf"),
