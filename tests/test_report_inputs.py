@@ -637,6 +637,19 @@ def test_input_labels_follow_the_working_folder(tmp_path, monkeypatch):
         assert {row.source for row in report.rows} == {f"{here}/out.json", "x/out.json"}
 
 
+def test_each_input_is_labelled_apart_from_every_other(tmp_path):
+    # out.json twice and other.json once: the two out.json need their folders, other.json not
+    for folder, name, node in (("a", "out.json", "box-a"), ("b", "out.json", "box-b"),
+                               ("c", "other.json", "box-c")):
+        data = _load()
+        data["machine_info"]["node"] = node
+        (tmp_path / folder).mkdir()
+        _dump(data, tmp_path / folder / name)
+    report = load_report([tmp_path / "a" / "out.json", tmp_path / "b" / "out.json",
+                          tmp_path / "c" / "other.json"])
+    assert {row.source for row in report.rows} == {"a/out.json", "b/out.json", "other.json"}
+
+
 
 @pytest.mark.parametrize(
     "commit, shown",
