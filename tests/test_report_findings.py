@@ -394,3 +394,20 @@ def test_a_p_value_next_to_the_level_does_not_print_as_the_level(tmp_path, p_val
     assert any(f"`{PRUNED}` fp32: drop +0.074, " in line and f"p = {printed}" in line
                for line in lines), lines
     assert not any("p = 0.05." in line or "p = 0.05;" in line for line in lines), lines
+
+
+def test_fields_an_older_or_edited_file_lacks_are_left_out_not_a_traceback(tmp_path):
+    # a reference without its count of defective cells, and a drop without its McNemar p,
+    # are what older files hold: the sentences that need them say less, they do not fail
+    data = _load()
+    entries = data["defectbench"]["quality"] + [
+        b["extra_info"]["quality"] for b in data["benchmarks"] if b["extra_info"].get("quality")
+    ]
+    for q in entries:
+        if q["variant"] == TEACHER:
+            q.pop("n_defective", None)
+        if q["variant"] == PRUNED:
+            q.pop("mcnemar_p", None)
+    lines = _findings(tmp_path, data)
+    assert lines[0].startswith(f"cpu ({XEON}): the reference `{TEACHER}` fp32 has recall "), lines
+    assert not any("McNemar" in line and PRUNED in line for line in lines), lines
