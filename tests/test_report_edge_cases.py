@@ -547,3 +547,75 @@ def test_two_runtimes_without_a_colour_of_their_own_get_different_colours(tmp_pa
                and line.get_marker() != "x" and line.get_color() != SURVEY_COLOUR
                for x in line.get_xdata()}
     assert colours[8.7] != colours[19.9]
+
+
+# --- found by a second mutation pass (2026-12-01) ----------------------------------------------
+
+
+def _every_quality(data: dict) -> list[dict]:
+    return data["defectbench"]["quality"] + [
+        b["extra_info"]["quality"] for b in data["benchmarks"] if b["extra_info"].get("quality")
+    ]
+
+
+def test_the_plugins_gated_flag_picks_the_default_operating_point(tmp_path):
+    # both points carry verdicts and the ungated one comes first: the flag decides
+    data = _load(CPU)
+    entries = data["defectbench"]["quality"]
+    for q in _every_quality(data):
+        q["operating_point"]["gated"] = _op(q) == OP
+        if _op(q) == "p0.5":
+            q["verdicts"] = [dict(v, passed=True) for v in entries[0]["verdicts"]]
+    data["defectbench"]["quality"] = sorted(entries, key=lambda q: _op(q) != "p0.5")
+    for b in data["benchmarks"]:
+        b["extra_info"]["quality"] = None
+    assert load_report([_dump(data, tmp_path / "cpu.json")]).operating_point == OP
+
+
+def test_a_budget_with_one_verdict_per_group_value_is_named_once_in_the_gate(tmp_path):
+    data = _load(CPU)
+    for q in _qualities(data, PRUNED):
+        q["verdicts"].append(dict(q["verdicts"][-1]))  # fnr-ceiling judged per group value
+    rows = load_report([_dump(data, tmp_path / "cpu.json")]).rows
+    assert {r.verdict for r in rows if r.variant == PRUNED} == {
+        "FAIL: recall-drop, recall-drop-upper-bound, fnr-ceiling"}
+
+
+def test_two_cpu_machines_count_their_own_gated_artifacts(tmp_path):
+    # the header counted the gated artifacts of every CPU file in one machine's panel
+    other = _load(CPU)
+    other["machine_info"]["cpu"]["brand_raw"] = "AMD EPYC 9654"
+    other["datetime"] = "2026-11-23T00:00:00"
+    other["benchmarks"] = [b for b in other["benchmarks"]
+                           if b["extra_info"]["variant"] != PRUNED]
+    other["defectbench"]["quality"] = [q for q in other["defectbench"]["quality"]
+                                       if q["variant"] != PRUNED]
+    report = load_report([CPU, _dump(other, tmp_path / "amd.json")])
+    lines = [line for line in header_markdown(report).splitlines() if line.startswith("  - cpu")]
+    assert len(lines) == 4, lines
+    assert not any("AMD" in line and "only" in line for line in lines), lines
+    assert any(line.startswith(f"  - cpu b8 ({XEON}; only 2 of the 3 gated artifacts timed")
+               for line in lines), lines
+
+
+def test_the_summary_lists_only_the_budgets_applied_at_its_operating_point(tmp_path):
+    data = _load(CPU)
+    data["defectbench"]["budgets"][0]["operating_point"] = "p0.5"
+    summary = summary_dict(load_report([_dump(data, tmp_path / "cpu.json")]))
+    assert [b["name"] for b in summary["budgets"]] == ["recall-drop-upper-bound", "fnr-ceiling"]
+
+
+def test_a_file_without_recall_drops_still_shows_its_quality(tmp_path):
+    from defectbench.report.table import table_markdown
+
+    report = load_report([_dump(without_recall_drops(_load(CPU)), tmp_path / "cpu.json")])
+    table = table_markdown(report).split("## Table")[1]
+    assert "| 0.897 [0.848, 0.934] | - (<= +0.039)" in table
+    assert "no quality" not in table.split(SURVEY)[0]
+
+
+def test_the_machine_is_named_by_its_cpu_brand_not_its_architecture(tmp_path):
+    data = _load(CPU)
+    data["machine_info"]["processor"] = "x86_64"  # what Linux reports there
+    report = load_report([_dump(data, tmp_path / "cpu.json")])
+    assert {r.machine for r in report.rows if r.device == "cpu"} == {XEON}
