@@ -619,3 +619,65 @@ def test_the_machine_is_named_by_its_cpu_brand_not_its_architecture(tmp_path):
     data["machine_info"]["processor"] = "x86_64"  # what Linux reports there
     report = load_report([_dump(data, tmp_path / "cpu.json")])
     assert {r.machine for r in report.rows if r.device == "cpu"} == {XEON}
+
+
+def test_the_reference_recall_fallback_reads_the_reports_operating_point(tmp_path):
+    # without stored drops the report falls back on the teacher's own recall: the entry at
+    # its operating point (0.912), not whichever comes first (p0.5's 0.862)
+    data = without_recall_drops(_load(CPU))
+    entries = data["defectbench"]["quality"]
+    at = [k for k, q in enumerate(entries) if q["variant"] == TEACHER]
+    entries[at[0]], entries[at[1]] = entries[at[1]], entries[at[0]]
+    report = load_report([_dump(data, tmp_path / "cpu.json")])
+    assert report.operating_point == OP
+    assert list(report.reference_recall.values()) == [0.912]
+
+
+def test_a_row_without_quality_is_on_no_size_frontier(tmp_path):
+    data = _load(CPU)
+    data["defectbench"]["quality"] = []
+    for b in data["benchmarks"]:
+        if (b["extra_info"]["variant"], b["extra_info"]["batch"]) == (INT8, 8):
+            b["extra_info"]["quality"] = None
+    rows = summary_dict(load_report([_dump(data, tmp_path / "cpu.json")]))["rows"]
+    (unscored,) = [r for r in rows if (r["variant"], r["batch"]) == (INT8, 8)]
+    assert unscored["recall"] is None and not unscored["on_size_frontier"]
+
+
+def test_a_stop_without_a_selected_count_says_no_none(tmp_path):
+    data = _load(CPU)
+    data["defectbench"]["stopped_early"] = {"not_run": 3, "reason": "-x"}
+    first = findings(load_report([_dump(data, tmp_path / "cpu.json")]))[0]
+    assert first.startswith("The run in `cpu.json` stopped early (pytest: -x); part of its "
+                            "selection never ran"), first
+    assert "None" not in first
+
+
+def test_csv_integers_print_as_integers_beside_a_missing_one(tmp_path):
+    from defectbench.report.table import table_csv
+
+    data = _load(CPU)
+    data["benchmarks"][0]["extra_info"]["threads"] = None
+    lines = table_csv(load_report([_dump(data, tmp_path / "cpu.json")])).splitlines()
+    column = lines[0].split(",").index("threads")
+    assert sorted({line.split(",")[column] for line in lines[1:]}) == ["", "2"]
+
+
+def test_a_missing_upper_bound_is_left_out_of_its_cell(tmp_path):
+    from defectbench.report.table import table_cells
+
+    data = _load(CPU)
+    for q in _every_quality(data):
+        q["recall_drop_upper"] = None
+        q["fnr_upper"] = None
+    row = load_report([_dump(data, tmp_path / "cpu.json")]).rows[0]
+    assert table_cells(row)[7:9] == ["+0.015", "0.103"]
+
+
+def test_the_header_names_only_other_operating_points_and_no_match_all_scope(tmp_path):
+    header = header_markdown(load_report([CPU]))
+    assert f"- operating point: `{OP}` (also in the inputs: p0.5; pick with" in header
+    data = _load(CPU)
+    data["defectbench"]["budgets"][0]["variants"] = "*"
+    header = header_markdown(load_report([_dump(data, tmp_path / "cpu.json")]))
+    assert "variants *" not in header
