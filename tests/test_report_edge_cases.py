@@ -681,3 +681,26 @@ def test_the_header_names_only_other_operating_points_and_no_match_all_scope(tmp
     data["defectbench"]["budgets"][0]["variants"] = "*"
     header = header_markdown(load_report([_dump(data, tmp_path / "cpu.json")]))
     assert "variants *" not in header
+
+
+def test_a_latency_only_row_takes_no_quality_even_one_filed_under_its_name(tmp_path):
+    # an untrained survey model is timed, never judged: a quality entry under its name (an
+    # edited or merged file) must not give its row a recall or a place on a frontier
+    data = _load(CPU)
+    stray = copy.deepcopy(data["defectbench"]["quality"][0])
+    stray["variant"] = SURVEY
+    data["defectbench"]["quality"].append(stray)
+    rows = summary_dict(load_report([_dump(data, tmp_path / "cpu.json")]))["rows"]
+    (survey,) = [r for r in rows if r["variant"] == SURVEY]
+    assert survey["recall"] is None and not survey["on_latency_frontier"]
+
+
+@pytest.mark.parametrize("interval", [[0.8], [0.8, 0.9, 0.95], 0.8])
+def test_an_interval_that_is_no_pair_is_refused(tmp_path, interval):
+    from defectbench.errors import ReportError
+
+    data = _load(CPU)
+    for q in _qualities(data, INT8):
+        q["recall_interval"] = interval
+    with pytest.raises(ReportError, match=r"recall_interval must be \[low, high\], got "):
+        load_report([_dump(data, tmp_path / "cpu.json")])
